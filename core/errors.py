@@ -1,0 +1,168 @@
+"""Every error the core raises, in one tree.
+
+Adapters catch these at the edge and turn them into user text with `core.messages.describe`;
+nothing below the edge formats user-facing text. Each error has a stable ``code`` (used by the
+HTTP API's error JSON and by the message catalogue) and ``params`` for the text. ``str(error)``
+is a short English sentence that is always safe to log or show: it never contains a key, a
+password or a raw upstream body.
+
+    ChatbridgeError
+    ├── ConfigError                  bad environment or .env value (the service exits with 2)
+    ├── InputError                   the user's request is not acceptable as given
+    │   ├── EmptyMessage
+    │   ├── MessageTooLong           longer than MAX_MESSAGE_LENGTH
+    │   ├── UnknownCommand
+    │   └── InvalidArgument          a command argument or API field is malformed
+    ├── SessionNotFound              missing, expired, or someone else's (we never say which)
+    ├── SessionLimitReached          MAX_SESSIONS_PER_USER with SESSION_LIMIT_POLICY=reject
+    ├── NothingToRetry               /retry with no user message in the session
+    ├── SessionBusy                  another turn held the session's lock for too long
+    ├── StoreError                   Redis
+    │   ├── StoreUnavailable         cannot reach Redis (down, timeout, auth)
+    │   └── StoreFull                Redis refused a write at maxmemory
+    └── ModelError                   OpenRouter
+        ├── ModelNotConfigured       no OPENROUTER_API_KEY
+        ├── ModelRejected            400/401/402/403/404: retrying will not help
+        ├── ModelRateLimited         429 after our retries (retry_after seconds, if known)
+        ├── ModelUnavailable         5xx or connection failures after our retries
+        ├── ModelTimeout             no answer in time
+        └── ModelStreamBroken        the stream ended early or carried an error chunk
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ChatbridgeError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    default_text: ClassVar[str] = "Something went wrong."
+
+    def __init__(self, text: str | None = None, **params: object) -> None:
+        self.params: dict[str, object] = params
+        super().__init__(text or self.default_text.format(**params))
+
+
+class ConfigError(ChatbridgeError):
+    code = "config_error"
+    default_text = "Invalid configuration."
+
+
+class InputError(ChatbridgeError):
+    code = "invalid_input"
+    default_text = "The request is not valid."
+
+
+class EmptyMessage(InputError):
+    code = "empty_message"
+    default_text = "The message is empty."
+
+
+class MessageTooLong(InputError):
+    code = "message_too_long"
+    default_text = "The message has {length} characters; the limit is {limit}."
+
+    def __init__(self, *, length: int, limit: int) -> None:
+        super().__init__(length=length, limit=limit)
+
+
+class UnknownCommand(InputError):
+    code = "unknown_command"
+    default_text = "Unknown command {command}."
+
+    def __init__(self, *, command: str) -> None:
+        super().__init__(command=command)
+
+
+class InvalidArgument(InputError):
+    code = "invalid_argument"
+    default_text = "Invalid value for {name}: {reason}."
+
+    def __init__(self, *, name: str, reason: str) -> None:
+        super().__init__(name=name, reason=reason)
+
+
+class SessionNotFound(ChatbridgeError):
+    code = "session_not_found"
+    default_text = "Session not found."
+
+
+class SessionLimitReached(ChatbridgeError):
+    code = "session_limit_reached"
+    default_text = "You already have {limit} sessions, the most allowed."
+
+    def __init__(self, *, limit: int) -> None:
+        super().__init__(limit=limit)
+
+
+class NothingToRetry(ChatbridgeError):
+    code = "nothing_to_retry"
+    default_text = "There is no message to answer again in this session."
+
+
+class SessionBusy(ChatbridgeError):
+    code = "session_busy"
+    default_text = "This session is still answering a previous message."
+
+
+class StoreError(ChatbridgeError):
+    code = "store_error"
+    default_text = "Session storage failed."
+
+
+class StoreUnavailable(StoreError):
+    code = "store_unavailable"
+    default_text = "Session storage is temporarily unavailable."
+
+
+class StoreFull(StoreError):
+    code = "store_full"
+    default_text = "Session storage is full; delete a session or try again later."
+
+
+class ModelError(ChatbridgeError):
+    code = "model_error"
+    default_text = "The model could not answer."
+
+
+class ModelNotConfigured(ModelError):
+    code = "model_not_configured"
+    default_text = "OPENROUTER_API_KEY is not set, so there is no model to answer."
+
+
+class ModelRejected(ModelError):
+    code = "model_rejected"
+    default_text = "The model provider refused the request ({status})."
+
+    def __init__(self, *, status: int) -> None:
+        super().__init__(status=status)
+
+
+class ModelRateLimited(ModelError):
+    code = "model_rate_limited"
+    default_text = "The model provider is rate limiting us; try again later."
+
+    def __init__(self, *, retry_after: float | None = None) -> None:
+        super().__init__(retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class ModelUnavailable(ModelError):
+    code = "model_unavailable"
+    default_text = "The model is unavailable right now."
+
+
+class ModelTimeout(ModelError):
+    code = "model_timeout"
+    default_text = "The model took too long to answer."
+
+
+class ModelStreamBroken(ModelError):
+    code = "model_stream_broken"
+    default_text = "The model's answer was cut off."
+
+    def __init__(self, *, partial_text: str = "") -> None:
+        super().__init__()
+        self.partial_text = partial_text

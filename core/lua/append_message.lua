@@ -1,0 +1,41 @@
+-- Stores one message; the second round trip of a chat turn also releases the turn's lock.
+-- KEYS[1] session:{tag}:<sid>
+-- ARGV[1] tag  [2] sid  [3] expected owner ('' = any)  [4] role: 'u' | 'a' | 's'  [5] content
+-- ARGV[6] model ('' = none)  [7] prompt tokens ('' = no usage)  [8] completion tokens
+-- ARGV[9] cost ('' = unknown)  [10] ttl seconds  [11] max messages
+-- ARGV[12] lock token to release ('' = none)  [13] replace the assistant replies after this seq (0 = none)
+-- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'}
+local sid, role = ARGV[2], ARGV[4]
+local lock = session_key(sid, ':lock')
+if ARGV[12] ~= '' and redis.call('GET', lock) == ARGV[12] then redis.call('DEL', lock) end
+
+local uid = owner_of(sid, ARGV[3])
+if not uid then return {'NOT_FOUND'} end
+
+local messages = session_key(sid, ':messages')
+local replace_after = tonumber(ARGV[13])
+if replace_after > 0 then
+  -- /retry replaces the answer it regenerates instead of stacking a second one after it.
+  while true do
+    local tail = redis.call('LINDEX', messages, -1)
+    if not tail then break end
+    local entry = cjson.decode(tail)
+    if entry[1] <= replace_after or entry[2] ~= 'a' then break end
+    redis.call('RPOP', messages)
+  end
+end
+
+local now = now_ms()
+local entry = {role, now, ARGV[5]}
+if ARGV[6] ~= '' or ARGV[7] ~= '' then entry[4] = ARGV[6] end
+if ARGV[7] ~= '' then
+  entry[5] = tonumber(ARGV[7])
+  entry[6] = tonumber(ARGV[8])
+  if ARGV[9] ~= '' then entry[7] = tonumber(ARGV[9]) end
+end
+local seq = push_message(sid, entry, tonumber(ARGV[11]))
+
+redis.call('HSET', session_key(sid), 'updatedAt', now)
+redis.call('ZADD', user_key(uid, ':sessions'), now, sid)
+touch(sid, uid, tonumber(ARGV[10]))
+return {'OK', seq, now, redis.call('LLEN', messages), uid}

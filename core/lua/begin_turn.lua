@@ -1,0 +1,65 @@
+-- First round trip of a chat turn: find the session, take its lock, store the user's message,
+-- return the session and the recent context.
+-- KEYS[1] user:{tag}:<uid>:sessions when the user is known, else session:{tag}:<sid>
+-- ARGV[1] tag  [2] uid ('' = whoever owns [3])  [3] sid ('' = the user's active session,
+--         created when the user has none)  [4] sid for that new session  [5] content ('' = /retry)
+-- ARGV[6] lock token  [7] lock ttl ms  [8] ttl seconds  [9] max messages  [10] context size
+-- ARGV[11] default model  [12] title length for an untitled session
+-- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq, context...}
+--      or {'NOT_FOUND'} | {'BUSY'} | {'NOTHING_TO_RETRY'}
+local uid, sid, content = ARGV[2], ARGV[3], ARGV[5]
+local ttl, max_messages, context_size = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+
+if sid ~= '' then
+  uid = owner_of(sid, uid)
+  if not uid then return {'NOT_FOUND'} end
+else
+  sid = resolve_active(uid)
+  if not sid then
+    sid = ARGV[4]
+    local model = redis.call('HGET', user_key(uid), 'model') or ARGV[11]
+    create_session(uid, sid, '', model, now_ms())
+  end
+end
+
+if not redis.call('SET', session_key(sid, ':lock'), ARGV[6], 'NX', 'PX', ARGV[7]) then
+  return {'BUSY'}
+end
+
+local now = now_ms()
+local messages = session_key(sid, ':messages')
+local context = redis.call('LRANGE', messages, -context_size, -1)
+local user_seq
+if content == '' then
+  -- /retry: answer the newest user message again, with the context that preceded it.
+  for i = #context, 1, -1 do
+    local entry = cjson.decode(context[i])
+    if entry[2] == 'u' then
+      user_seq = entry[1]
+      for _ = i + 1, #context do table.remove(context) end
+      break
+    end
+  end
+  if not user_seq then
+    redis.call('DEL', session_key(sid, ':lock'))
+    return {'NOTHING_TO_RETRY'}
+  end
+else
+  user_seq = push_message(sid, {'u', now, content}, max_messages)
+  context[#context + 1] = redis.call('LINDEX', messages, -1)
+  if #context > context_size then table.remove(context, 1) end
+  if redis.call('HGET', session_key(sid), 'title') == '' then
+    local first_line = string.match(content, '^%s*([^\n]*)')
+    redis.call('HSET', session_key(sid), 'title', utf8_prefix(first_line, tonumber(ARGV[12])))
+  end
+end
+
+redis.call('HSET', session_key(sid), 'updatedAt', now)
+redis.call('ZADD', user_key(uid, ':sessions'), now, sid)
+redis.call('HSET', user_key(uid), 'active', sid)
+touch(sid, uid, ttl)
+
+local f = session_fields(sid)
+local reply = {'OK', sid, uid, f[2], f[3], f[4], f[5], f[6], user_seq}
+for _, entry in ipairs(context) do reply[#reply + 1] = entry end
+return reply

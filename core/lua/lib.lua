@@ -1,0 +1,99 @@
+-- Shared helpers, prepended to every script of this folder when the store loads it.
+-- Every script receives the user's hash tag as ARGV[1] and builds the names of the keys it
+-- touches from it, so all of them live in the slot of KEYS[1] (see docs/data-model.md).
+local TAG = ARGV[1]
+
+local function session_key(sid, suffix)
+  return 'session:{' .. TAG .. '}:' .. sid .. (suffix or '')
+end
+
+local function user_key(uid, suffix)
+  return 'user:{' .. TAG .. '}:' .. uid .. (suffix or '')
+end
+
+-- Server time, so that every replica stamps with one clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Sliding expiry: one session's keys and its owner's keys move together.
+local function touch(sid, uid, ttl)
+  redis.call('EXPIRE', session_key(sid), ttl)
+  redis.call('EXPIRE', session_key(sid, ':messages'), ttl)
+  redis.call('EXPIRE', user_key(uid, ':sessions'), ttl)
+  redis.call('EXPIRE', user_key(uid), ttl)
+end
+
+-- The session's owner, or false when the session is gone or belongs to someone else.
+-- An empty expected owner means "any owner" (the HTTP API's service token).
+local function owner_of(sid, expected)
+  local uid = redis.call('HGET', session_key(sid), 'userId')
+  if not uid then return false end
+  if expected ~= '' and uid ~= expected then return false end
+  return uid
+end
+
+-- The user's sessions, most recent first, dropping index entries whose session expired.
+local function live_sessions(uid)
+  local index = user_key(uid, ':sessions')
+  local live = {}
+  for _, sid in ipairs(redis.call('ZRANGE', index, 0, -1, 'REV')) do
+    if redis.call('EXISTS', session_key(sid)) == 1 then
+      live[#live + 1] = sid
+    else
+      redis.call('ZREM', index, sid)
+    end
+  end
+  return live
+end
+
+local function session_fields(sid)
+  local f = redis.call('HMGET', session_key(sid), 'userId', 'title', 'model', 'createdAt', 'updatedAt')
+  f[6] = redis.call('LLEN', session_key(sid, ':messages'))
+  return f
+end
+
+local function delete_session_keys(sid)
+  redis.call('DEL', session_key(sid), session_key(sid, ':messages'))
+end
+
+local function create_session(uid, sid, title, model, now)
+  redis.call('HSET', session_key(sid), 'userId', uid, 'title', title, 'model', model,
+    'createdAt', now, 'updatedAt', now, 'seq', 0)
+  redis.call('ZADD', user_key(uid, ':sessions'), now, sid)
+  redis.call('HSET', user_key(uid), 'active', sid)
+end
+
+-- The active session if it still exists, else the most recent one, else false.
+local function resolve_active(uid)
+  local active = redis.call('HGET', user_key(uid), 'active')
+  if active and redis.call('EXISTS', session_key(active)) == 1 then return active end
+  local live = live_sessions(uid)
+  if #live == 0 then return false end
+  redis.call('HSET', user_key(uid), 'active', live[1])
+  return live[1]
+end
+
+-- Counts code points, as Python's len() does, for titles cut from a first message.
+local function utf8_prefix(s, max_chars)
+  local count, i = 0, 1
+  while i <= #s do
+    count = count + 1
+    if count > max_chars then return string.sub(s, 1, i - 1) end
+    local b = string.byte(s, i)
+    if b >= 0xF0 then i = i + 4 elseif b >= 0xE0 then i = i + 3 elseif b >= 0xC0 then i = i + 2 else i = i + 1 end
+  end
+  return s
+end
+
+-- Stores one message as a compact JSON array; returns its sequence number.
+-- [seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?]
+local function push_message(sid, entry, max_messages)
+  local seq = redis.call('HINCRBY', session_key(sid), 'seq', 1)
+  table.insert(entry, 1, seq)
+  local messages = session_key(sid, ':messages')
+  redis.call('RPUSH', messages, cjson.encode(entry))
+  redis.call('LTRIM', messages, -max_messages, -1)
+  return seq
+end

@@ -1,0 +1,12 @@
+-- /model: the user's choice for new sessions, applied to the active session too.
+-- KEYS[1] user:{tag}:<uid>:sessions
+-- ARGV[1] tag  [2] uid  [3] model  [4] ttl
+-- Returns the active sid, or '' when the user has no session.
+local uid, ttl = ARGV[2], tonumber(ARGV[4])
+redis.call('HSET', user_key(uid), 'model', ARGV[3])
+redis.call('EXPIRE', user_key(uid), ttl)
+local sid = resolve_active(uid)
+if not sid then return '' end
+redis.call('HSET', session_key(sid), 'model', ARGV[3])
+touch(sid, uid, ttl)
+return sid

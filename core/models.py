@@ -1,0 +1,64 @@
+"""The core's value types: sessions, messages, token usage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage and cost as OpenRouter reports them for one completion."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    role: Role
+    content: str
+    model: str | None
+    timestamp: datetime
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: str
+    user_id: str
+    title: str
+    model: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """A slice of a session's messages, oldest first, and how many the session holds."""
+
+    messages: tuple[Message, ...]
+    total: int
+
+
+def datetime_from_ms(milliseconds: int) -> datetime:
+    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with millisecond precision and a trailing Z, as the HTTP API shows it."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,410 @@
+"""Sessions and their messages in Redis.
+
+Every operation is one Lua script (one round trip), so every limit is enforced atomically in
+Redis however many replicas and tasks write at once. The layout and its reasons are in
+docs/data-model.md; key names come from core.session_keys.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+from redis.commands.core import AsyncScript
+
+from core.errors import (
+    EmptyMessage,
+    MessageTooLong,
+    NothingToRetry,
+    SessionBusy,
+    SessionLimitReached,
+    SessionNotFound,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
+from core.models import Message, MessagePage, Role, Session, Usage, datetime_from_ms
+from core.session_keys import (
+    new_session_id,
+    session_key,
+    tag_of_session,
+    user_index_key,
+    user_tag,
+)
+from core.settings import SessionLimitPolicy, Settings
+
+ROLE_CODES = {Role.USER: "u", Role.ASSISTANT: "a", Role.SYSTEM: "s"}
+ROLES_BY_CODE = {code: role for role, code in ROLE_CODES.items()}
+TITLE_LENGTH = 60
+SCRIPT_NAMES = (
+    "create_session",
+    "begin_turn",
+    "append_message",
+    "get_session",
+    "read_messages",
+    "list_sessions",
+    "switch_session",
+    "delete_session",
+    "update_session",
+    "set_model",
+    "lock",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    ttl_seconds: int = 3600
+    max_sessions_per_user: int = 5
+    max_messages_per_session: int = 100
+    max_message_length: int = 4000
+    policy: SessionLimitPolicy = SessionLimitPolicy.REJECT
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionLimits:
+        return cls(
+            ttl_seconds=settings.session_ttl,
+            max_sessions_per_user=settings.max_sessions_per_user,
+            max_messages_per_session=settings.max_messages_per_session,
+            max_message_length=settings.max_message_length,
+            policy=settings.session_limit_policy,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionList:
+    sessions: tuple[Session, ...]
+    active_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """What the first round trip of a turn returns: the session, locked, and its context."""
+
+    session: Session
+    user_seq: int
+    context: tuple[Message, ...]
+    lock_token: str
+
+
+@cache
+def _script_source(name: str) -> str:
+    folder = resources.files("core") / "lua"
+    return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+
+
+class SessionStore:
+    """The only code that reads or writes session data in Redis."""
+
+    def __init__(self, redis: aioredis.Redis, limits: SessionLimits) -> None:
+        self._redis = redis
+        self.limits = limits
+        self._scripts = {name: redis.register_script(_script_source(name)) for name in SCRIPT_NAMES}
+
+    async def ping(self) -> float:
+        """Round-trip latency to Redis in milliseconds."""
+        started = time.perf_counter()
+        await _translate(self._redis.ping())
+        return (time.perf_counter() - started) * 1000
+
+    async def create_session(
+        self, user_id: str, *, title: str = "", model: str = "", default_model: str
+    ) -> Session:
+        session_id = new_session_id(user_id)
+        limits = self.limits
+        reply = await self._run(
+            "create_session",
+            user_index_key(user_id),
+            user_tag(user_id),
+            user_id,
+            session_id,
+            title,
+            model,
+            default_model,
+            limits.ttl_seconds,
+            limits.max_sessions_per_user,
+            limits.policy.value,
+        )
+        if reply[0] == "LIMIT":
+            raise SessionLimitReached(limit=limits.max_sessions_per_user)
+        return await self.get_session(session_id, owner=user_id)
+
+    async def get_session(self, session_id: str, *, owner: str | None = None) -> Session:
+        reply = await self._run(
+            "get_session",
+            session_key(session_id),
+            tag_of_session(session_id),
+            session_id,
+            owner or "",
+            self.limits.ttl_seconds,
+        )
+        return _session_or_not_found(reply)
+
+    async def active_session(self, user_id: str) -> Session | None:
+        """The user's active session (or their most recent one), refreshing its expiry."""
+        reply = await self._run(
+            "get_session", user_index_key(user_id), user_tag(user_id), "", user_id,
+            self.limits.ttl_seconds,
+        )  # fmt: skip
+        return None if reply[0] == "NOT_FOUND" else _session_from(reply[1:])
+
+    async def list_sessions(self, user_id: str) -> SessionList:
+        reply = await self._run(
+            "list_sessions", user_index_key(user_id), user_tag(user_id), user_id,
+            self.limits.ttl_seconds,
+        )  # fmt: skip
+        rows = reply[1:]
+        sessions = tuple(
+            _session_from([rows[i], user_id, *rows[i + 1 : i + 6]]) for i in range(0, len(rows), 6)
+        )
+        return SessionList(sessions=sessions, active_id=reply[0] or None)
+
+    async def switch_session(self, user_id: str, session_id: str) -> Session:
+        if tag_of_session(session_id) != user_tag(user_id):
+            raise SessionNotFound()
+        reply = await self._run(
+            "switch_session", user_index_key(user_id), user_tag(user_id), user_id, session_id,
+            self.limits.ttl_seconds,
+        )  # fmt: skip
+        return _session_or_not_found(reply)
+
+    async def delete_session(self, session_id: str, *, owner: str | None = None) -> str | None:
+        """Delete a session; returns the owner's new active session id, if any remains."""
+        reply = await self._run(
+            "delete_session", session_key(session_id), tag_of_session(session_id), session_id,
+            owner or "",
+        )  # fmt: skip
+        if reply[0] == "NOT_FOUND":
+            raise SessionNotFound()
+        return str(reply[2]) or None
+
+    async def rename_session(
+        self, session_id: str, title: str, *, owner: str | None = None
+    ) -> Session:
+        return await self._update(session_id, owner, "title", title)
+
+    async def set_session_model(
+        self, session_id: str, model: str, *, owner: str | None = None
+    ) -> Session:
+        return await self._update(session_id, owner, "model", model)
+
+    async def set_user_model(self, user_id: str, model: str) -> str | None:
+        """The user's model for new sessions, applied to the active one; returns its id."""
+        reply = await self._run(
+            "set_model", user_index_key(user_id), user_tag(user_id), user_id, model,
+            self.limits.ttl_seconds,
+        )  # fmt: skip
+        return str(reply) or None
+
+    async def append_message(
+        self,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        owner: str | None = None,
+        model: str | None = None,
+        usage: Usage | None = None,
+        lock_token: str = "",
+        replaces_after_seq: int = 0,
+    ) -> Message:
+        """Store one message; user-written content is held to MAX_MESSAGE_LENGTH."""
+        if role is not Role.ASSISTANT:
+            self.check_content(content)
+        reply = await self._run(
+            "append_message",
+            session_key(session_id),
+            tag_of_session(session_id),
+            session_id,
+            owner or "",
+            ROLE_CODES[role],
+            content,
+            model or "",
+            *_usage_args(usage),
+            self.limits.ttl_seconds,
+            self.limits.max_messages_per_session,
+            lock_token,
+            replaces_after_seq,
+        )
+        if reply[0] == "NOT_FOUND":
+            raise SessionNotFound()
+        seq, timestamp_ms = int(reply[1]), int(reply[2])
+        return Message(
+            id=_message_id(session_id, seq),
+            role=role,
+            content=content,
+            model=model,
+            timestamp=datetime_from_ms(timestamp_ms),
+            usage=usage,
+        )
+
+    async def read_messages(
+        self, session_id: str, *, owner: str | None = None, offset: int = 0, limit: int = 50
+    ) -> MessagePage:
+        """Messages oldest first, `offset` from the oldest held, and how many are held."""
+        reply = await self._run(
+            "read_messages", session_key(session_id), tag_of_session(session_id), session_id,
+            owner or "", max(offset, 0), max(limit, 0), self.limits.ttl_seconds,
+        )  # fmt: skip
+        if reply[0] == "NOT_FOUND":
+            raise SessionNotFound()
+        messages = tuple(_message_from(session_id, raw) for raw in reply[2:])
+        return MessagePage(messages=messages, total=int(reply[1]))
+
+    async def begin_turn(
+        self,
+        user_id: str | None,
+        content: str | None,
+        *,
+        session_id: str | None,
+        lock_token: str,
+        lock_ttl_ms: int,
+        context_size: int,
+        default_model: str,
+    ) -> TurnStart:
+        """Lock the session and store the user's message (None: /retry the last one).
+
+        With no session id, the user's active session is used, or created when they have none.
+        Raises SessionBusy when another turn holds the lock.
+        """
+        if user_id is None and session_id is None:
+            raise ValueError("a turn needs a user, a session, or both")
+        if content is not None:
+            self.check_content(content)
+        if session_id is not None:
+            anchor, tag = session_key(session_id), tag_of_session(session_id)
+            if user_id is not None and tag != user_tag(user_id):
+                raise SessionNotFound()
+        else:
+            assert user_id is not None  # noqa: S101  (checked at the top)
+            anchor, tag = user_index_key(user_id), user_tag(user_id)
+        reply = await self._run(
+            "begin_turn",
+            anchor,
+            tag,
+            user_id or "",
+            session_id or "",
+            new_session_id(user_id) if user_id else "",
+            content or "",
+            lock_token,
+            lock_ttl_ms,
+            self.limits.ttl_seconds,
+            self.limits.max_messages_per_session,
+            context_size,
+            default_model,
+            TITLE_LENGTH,
+        )
+        return _turn_start(reply, lock_token)
+
+    async def release_lock(self, session_id: str, lock_token: str) -> bool:
+        return await self._lock(session_id, lock_token, 0)
+
+    async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
+        return await self._lock(session_id, lock_token, ttl_ms)
+
+    def check_content(self, content: str) -> None:
+        """Refuse empty or over-long user content before anything is stored."""
+        if not content.strip():
+            raise EmptyMessage()
+        if len(content) > self.limits.max_message_length:
+            raise MessageTooLong(length=len(content), limit=self.limits.max_message_length)
+
+    async def _lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
+        reply = await self._run(
+            "lock", session_key(session_id, ":lock"), tag_of_session(session_id), lock_token, ttl_ms
+        )
+        return bool(reply)
+
+    async def _update(self, session_id: str, owner: str | None, field: str, value: str) -> Session:
+        reply = await self._run(
+            "update_session", session_key(session_id), tag_of_session(session_id), session_id,
+            owner or "", self.limits.ttl_seconds, field, value,
+        )  # fmt: skip
+        return _session_or_not_found(reply)
+
+    async def _run(self, name: str, key: str, *args: str | int) -> Any:
+        script: AsyncScript = self._scripts[name]
+        return await _translate(script(keys=[key], args=list(args)))
+
+
+async def _translate(awaitable: Any) -> Any:
+    """Redis-py errors become the core's store errors, at this one edge."""
+    try:
+        return await awaitable
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        raise StoreUnavailable() from exc
+    except redis_errors.ResponseError as exc:
+        if str(exc).startswith("OOM"):
+            raise StoreFull() from exc
+        if str(exc).startswith(("LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN")):
+            raise StoreUnavailable() from exc
+        raise StoreError() from exc
+
+
+def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
+    status = reply[0]
+    if status == "NOT_FOUND":
+        raise SessionNotFound()
+    if status == "BUSY":
+        raise SessionBusy()
+    if status == "NOTHING_TO_RETRY":
+        raise NothingToRetry()
+    session = _session_from(reply[1:8])
+    context = tuple(_message_from(session.id, raw) for raw in reply[9:])
+    return TurnStart(
+        session=session, user_seq=int(reply[8]), context=context, lock_token=lock_token
+    )
+
+
+def _session_or_not_found(reply: list[Any]) -> Session:
+    if reply[0] == "NOT_FOUND":
+        raise SessionNotFound()
+    return _session_from(reply[1:])
+
+
+def _session_from(fields: Sequence[Any]) -> Session:
+    session_id, user_id, title, model, created_ms, updated_ms, count = fields[:7]
+    return Session(
+        id=str(session_id),
+        user_id=str(user_id),
+        title=str(title or ""),
+        model=str(model or ""),
+        created_at=datetime_from_ms(int(created_ms)),
+        updated_at=datetime_from_ms(int(updated_ms)),
+        message_count=int(count),
+    )
+
+
+def _message_from(session_id: str, raw: str) -> Message:
+    # [seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?]
+    entry = json.loads(raw)
+    seq, role_code, timestamp_ms, content = entry[:4]
+    usage = None
+    if len(entry) >= 7:
+        cost = float(entry[7]) if len(entry) >= 8 else None
+        usage = Usage(prompt_tokens=int(entry[5]), completion_tokens=int(entry[6]), cost=cost)
+    return Message(
+        id=_message_id(session_id, int(seq)),
+        role=ROLES_BY_CODE[role_code],
+        content=content,
+        model=(entry[4] if len(entry) >= 5 else None) or None,
+        timestamp=datetime_from_ms(int(timestamp_ms)),
+        usage=usage,
+    )
+
+
+def _message_id(session_id: str, seq: int) -> str:
+    return f"{session_id}-{seq}"
+
+
+def _usage_args(usage: Usage | None) -> tuple[str, str, str]:
+    if usage is None:
+        return "", "", ""
+    cost = "" if usage.cost is None else repr(usage.cost)
+    return str(usage.prompt_tokens), str(usage.completion_tokens), cost

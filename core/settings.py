@@ -1,0 +1,113 @@
+"""Configuration from the environment and `.env`, validated once at startup.
+
+Every variable is documented in README.md's configuration table and in `.env.example`; keep
+the three in step. Secrets are `SecretStr` so they print as `**********`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import ConfigError
+
+
+class SessionLimitPolicy(StrEnum):
+    REJECT = "reject"
+    EVICT_OLDEST = "evict_oldest"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; field names are the environment variables, lower-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    redis_url: SecretStr | None = None
+    redis_host: str | None = None
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    redis_password: SecretStr | None = None
+    redis_db: int = Field(default=0, ge=0)
+
+    session_ttl: int = Field(default=3600, ge=1)
+    max_sessions_per_user: int = Field(default=5, ge=1)
+    max_messages_per_session: int = Field(default=100, ge=2)
+    max_message_length: int = Field(default=4000, ge=1)
+    session_limit_policy: SessionLimitPolicy = SessionLimitPolicy.REJECT
+
+    openrouter_api_key: SecretStr | None = None
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    default_model: str = "openai/gpt-4o-mini"
+    fallback_models: Annotated[tuple[str, ...], NoDecode] = ()
+    system_prompt: str = "You are a helpful assistant. Answer concisely."
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    discord_bot_token: SecretStr | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=3000, ge=0, le=65535)
+    api_token: SecretStr | None = None
+    jwt_secret: SecretStr | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] | None = None
+
+    @field_validator("fallback_models", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("openrouter_base_url", "telegram_api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("default_model")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @property
+    def redis_is_configured(self) -> bool:
+        """True when the operator chose a Redis; otherwise the service embeds its own."""
+        return self.redis_url is not None or self.redis_host is not None
+
+    @property
+    def http_host_is_loopback(self) -> bool:
+        if self.http_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.http_host).is_loopback
+        except ValueError:
+            return False
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and `.env`); raise ConfigError with one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
+        raise ConfigError(f"{variable}: {first['msg']}") from None
