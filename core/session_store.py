@@ -248,9 +248,20 @@ class SessionStore:
         self, session_id: str, *, owner: str | None = None, offset: int = 0, limit: int = 50
     ) -> MessagePage:
         """Messages oldest first, `offset` from the oldest held, and how many are held."""
+        return await self._read(session_id, owner, max(offset, 0), max(limit, 0))
+
+    async def recent_messages(
+        self, session_id: str, count: int, *, owner: str | None = None
+    ) -> MessagePage:
+        """The newest `count` messages, oldest first."""
+        return await self._read(session_id, owner, -count, count)
+
+    async def _read(
+        self, session_id: str, owner: str | None, start: int, limit: int
+    ) -> MessagePage:
         reply = await self._run(
             "read_messages", session_key(session_id), tag_of_session(session_id), session_id,
-            owner or "", max(offset, 0), max(limit, 0), self.limits.ttl_seconds,
+            owner or "", start, limit, self.limits.ttl_seconds,
         )  # fmt: skip
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
+from core.chat import ChatService, TurnSettings
+from core.commands import CommandHandler
+from core.openrouter import OpenRouterClient, RetryPolicy
 from core.session_store import SessionLimits, SessionStore
 from tests.redis_process import RedisProcess
+
+if TYPE_CHECKING:
+    from tests.fakes.openrouter_server import FakeOpenRouter
+
+# Loaded as a plugin (not imported) so pytest rewrites its asserts and every test sees its fixture.
+pytest_plugins = ("tests.fakes.openrouter_server",)
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +49,33 @@ def limits() -> SessionLimits:
 @pytest.fixture
 def store(redis_client: aioredis.Redis, limits: SessionLimits) -> SessionStore:
     return SessionStore(redis_client, limits)
+
+
+@pytest.fixture
+async def model_client(fake_openrouter: FakeOpenRouter) -> AsyncIterator[OpenRouterClient]:
+    """The real OpenRouter client pointed at the fake, with retries fast enough for tests."""
+    client = OpenRouterClient(
+        api_key=SecretStr(fake_openrouter.api_key),
+        base_url=fake_openrouter.base_url,
+        read_timeout=2.0,
+        retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05),
+    )
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def turn_settings() -> TurnSettings:
+    return TurnSettings(system_prompt="Be brief.", default_model="test/model", lock_wait_seconds=10)
+
+
+@pytest.fixture
+def chat(
+    store: SessionStore, model_client: OpenRouterClient, turn_settings: TurnSettings
+) -> ChatService:
+    return ChatService(store, model_client, turn_settings)
+
+
+@pytest.fixture
+def commands(chat: ChatService) -> CommandHandler:
+    return CommandHandler(chat)

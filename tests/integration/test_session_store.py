@@ -70,7 +70,9 @@ async def test_evict_oldest_policy_deletes_the_least_recent_session(
     )
     first = await store.create_session("cli:ana", title="first", default_model=MODEL)
     second = await store.create_session("cli:ana", title="second", default_model=MODEL)
+    await asyncio.sleep(0.01)  # recency is kept in milliseconds: no ties
     await store.append_message(first.id, Role.USER, "keeps first recent")
+    await asyncio.sleep(0.01)
     third = await store.create_session("cli:ana", title="third", default_model=MODEL)
     ids = [s.id for s in (await store.list_sessions("cli:ana")).sessions]
     assert ids == [third.id, first.id]

@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# chatbridge service image: `docker compose up -d` (see docker-compose.yml) or
+#   docker build -t chatbridge . && docker run --env-file .env -e REDIS_HOST=... -p 3000:3000 chatbridge
+# The image has no redis-server: point it at one with REDIS_HOST or REDIS_URL.
+
+# --- build stage: install the package and its dependencies into a venv -----------------------
+FROM python:3.11-slim AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+
+RUN python -m venv /opt/venv
+
+WORKDIR /src
+COPY pyproject.toml README.md redis.conf ./
+COPY core/ core/
+COPY bots/ bots/
+RUN pip install .
+
+# --- final stage: the venv and the app, no build tools, not root ----------------------------
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH \
+    HTTP_HOST=0.0.0.0 \
+    HTTP_PORT=3000 \
+    LOG_FORMAT=json
+
+RUN groupadd --system --gid 10001 chatbridge \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin chatbridge
+
+COPY --from=builder /opt/venv /opt/venv
+
+# The app's source beside redis.conf, run from /app: `python -m bots` imports /app/core and
+# /app/bots first, so the layout matches a checkout (core/embedded_redis.py finds ../redis.conf).
+WORKDIR /app
+COPY redis.conf pyproject.toml ./
+COPY core/ core/
+COPY bots/ bots/
+RUN mkdir -p /app/data && chown 10001:10001 /app/data
+
+# Numeric, so orchestrators can check it is not root (runAsNonRoot).
+USER 10001:10001
+EXPOSE 3000
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('HTTP_PORT', '3000'), timeout=3)"]
+
+CMD ["python", "-m", "bots"]

@@ -1,0 +1,132 @@
+"""The composition root: `python -m bots` serves; `python -m bots chat --user NAME` talks here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+from aiohttp import web
+
+from bots.http_api import build_app
+from bots.runtime import open_core
+from bots.terminal import USER_NAME_PATTERN, Terminal
+from core.errors import ConfigError
+from core.logs import configure_logging
+from core.messages import normalize_locale
+from core.settings import Settings, load_settings
+
+log = structlog.get_logger("bots")
+
+EXIT_CONFIG_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "chat":
+            _configure_logging(settings, quiet=True)
+            asyncio.run(chat(settings, args.user))
+        else:
+            _require_auth_off_loopback(settings)
+            _configure_logging(settings, quiet=False)
+            asyncio.run(serve(settings))
+    except ConfigError as error:
+        print(f"chatbridge: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def serve(settings: Settings) -> None:
+    """The HTTP server and every adapter whose token is set, until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_core(settings) as core:
+        runner = web.AppRunner(build_app(core), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+            host, port = runner.addresses[0][:2]
+            log.info("service.started", http=f"http://{host}:{port}", **_adapter_report(settings))
+            await stop.wait()
+            log.info("service.stopping")
+        finally:
+            await runner.cleanup()
+    log.info("service.stopped")
+
+
+async def chat(settings: Settings, user_name: str) -> None:
+    async with open_core(settings) as core:
+        locale = normalize_locale(os.environ.get("LC_ALL") or os.environ.get("LANG"))
+        await Terminal(core.commands, user_name, locale, sys.stdin, sys.stdout).run()
+
+
+def _adapter_report(settings: Settings) -> dict[str, object]:
+    """Which fronts run, and why the others don't, for the startup line."""
+    skipped = {}
+    if settings.telegram_bot_token is None:
+        skipped["telegram"] = "TELEGRAM_BOT_TOKEN is not set"
+    else:
+        skipped["telegram"] = "token set, but this build has no Telegram adapter yet"
+    if settings.discord_bot_token is None:
+        skipped["discord"] = "DISCORD_BOT_TOKEN is not set"
+    else:
+        skipped["discord"] = "token set, but this build has no Discord adapter yet"
+    return {"adapters": ["http"], "skipped": skipped}
+
+
+def _require_auth_off_loopback(settings: Settings) -> None:
+    if not settings.http_host_is_loopback and not (settings.api_token or settings.jwt_secret):
+        raise ConfigError(
+            f"HTTP_HOST: {settings.http_host} is not a loopback address; set API_TOKEN or "
+            "JWT_SECRET before serving the API beyond this machine"
+        )
+
+
+def _configure_logging(settings: Settings, *, quiet: bool) -> None:
+    secrets = [
+        secret.get_secret_value()
+        for secret in (
+            settings.redis_url,
+            settings.redis_password,
+            settings.openrouter_api_key,
+            settings.telegram_bot_token,
+            settings.discord_bot_token,
+            settings.api_token,
+            settings.jwt_secret,
+        )
+        if secret is not None
+    ]
+    # The terminal is for the conversation: only warnings and errors interrupt it.
+    level = "WARNING" if quiet and settings.log_level in ("DEBUG", "INFO") else settings.log_level
+    configure_logging(level=level, log_format=settings.log_format, secrets=secrets)
+
+
+def _user_name(value: str) -> str:
+    if not USER_NAME_PATTERN.match(value):
+        raise argparse.ArgumentTypeError("1 to 64 letters, digits, '.', '-', '_' or '@'")
+    return value
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="chatbridge", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the service (the default)")
+    chat_parser = commands.add_parser("chat", help="talk from this terminal")
+    chat_parser.add_argument(
+        "--user", required=True, type=_user_name, help="your name in this terminal"
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

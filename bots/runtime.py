@@ -1,0 +1,62 @@
+"""Builds the core once, from settings, and tears it down in reverse order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import structlog
+
+from core.chat import ChatService, TurnSettings
+from core.commands import CommandHandler
+from core.embedded_redis import EmbeddedRedis, project_redis_conf
+from core.openrouter import OpenRouterClient
+from core.redis_connection import describe_redis, redis_from_settings
+from core.session_store import SessionLimits, SessionStore
+from core.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+EMBEDDED_DATA_DIR = Path("data")
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """Everything the fronts share; built once per process."""
+
+    settings: Settings
+    redis: aioredis.Redis
+    store: SessionStore
+    chat: ChatService
+    commands: CommandHandler
+
+
+@asynccontextmanager
+async def open_core(settings: Settings) -> AsyncIterator[Core]:
+    async with AsyncExitStack() as stack:
+        url = None
+        if settings.redis_is_configured:
+            log.info("redis.configured", redis=describe_redis(settings))
+        else:
+            embedded = EmbeddedRedis(data_dir=EMBEDDED_DATA_DIR, config_file=project_redis_conf())
+            await stack.enter_async_context(embedded)
+            url = embedded.url
+            log.info("redis.embedded", redis=embedded.description, socket=str(embedded.socket_path))
+        redis = redis_from_settings(settings, url=url)
+        stack.push_async_callback(redis.aclose)
+        model = OpenRouterClient.from_settings(settings)
+        stack.push_async_callback(model.aclose)
+        if not model.is_configured:
+            log.warning("model.not_configured", hint="set OPENROUTER_API_KEY to get answers")
+        store = SessionStore(redis, SessionLimits.from_settings(settings))
+        chat = ChatService(
+            store,
+            model,
+            TurnSettings(
+                system_prompt=settings.system_prompt, default_model=settings.default_model
+            ),
+        )
+        yield Core(settings, redis, store, chat, CommandHandler(chat))

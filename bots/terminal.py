@@ -1,0 +1,106 @@
+"""The terminal front: a REPL over the command layer, streaming answers as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from typing import TextIO
+
+import structlog
+
+from core.commands import CommandHandler, Reply, TurnReply
+from core.errors import ChatbridgeError, ModelStreamBroken
+from core.messages import describe, text
+
+USER_NAME_PATTERN = re.compile(r"^[\w.\-@]{1,64}$")
+EXIT_WORDS = {"/quit", "/exit"}
+PROMPT = "you> "
+
+
+def plain(markup: str) -> str:
+    """Our light Markdown, as a terminal shows it: bold markers dropped."""
+    return re.sub(r"\*([^*\n]+)\*", r"\1", markup)
+
+
+class Terminal:
+    """One user's conversation on stdin/stdout."""
+
+    def __init__(
+        self, commands: CommandHandler, user_name: str, locale: str, stdin: TextIO, stdout: TextIO
+    ) -> None:
+        self._commands = commands
+        self._user_id = f"cli:{user_name}"
+        self._locale = locale
+        self._in = stdin
+        self._out = stdout
+        self._lines: asyncio.Queue[str] = asyncio.Queue()
+
+    async def run(self) -> None:
+        structlog.contextvars.bind_contextvars(platform="cli", user=self._user_id)
+        self._start_reader()
+        while (line := await self._read(PROMPT)) is not None:
+            if line.strip() in EXIT_WORDS:
+                break
+            if line.strip():
+                await self._answer(line.strip())
+        self._write(text(self._locale, "goodbye") + "\n")
+
+    async def _answer(self, message: str) -> None:
+        outcome = await self._commands.handle(self._user_id, message, locale=self._locale)
+        if isinstance(outcome, TurnReply):
+            await self._stream(outcome)
+        else:
+            await self._show(outcome)
+
+    async def _show(self, reply: Reply) -> None:
+        self._write(plain(reply.text) + "\n")
+        if not reply.choices:
+            return
+        for number, choice in enumerate(reply.choices, start=1):
+            self._write(f"  [{number}] {plain(choice.label)}\n")
+        picked = await self._read("choose a number (Enter to skip)> ")
+        if picked and picked.strip().isdigit() and 1 <= int(picked) <= len(reply.choices):
+            command = reply.choices[int(picked) - 1].command
+            if command is not None:
+                await self._answer(command)
+
+    async def _stream(self, reply: TurnReply) -> None:
+        try:
+            async with reply.turn as turn:
+                self._write("assistant> ")
+                async for delta in turn.deltas():
+                    self._write(delta)
+        except ModelStreamBroken:
+            self._write("\n" + text(self._locale, "reply_incomplete") + "\n")
+            return
+        except ChatbridgeError as error:
+            self._write(describe(error, self._locale) + "\n")
+            return
+        message = turn.reply
+        tokens = message.usage.total_tokens if message and message.usage else "?"
+        model = message.model if message else turn.model
+        footer = text(self._locale, "reply_footer", model=model, tokens=tokens)
+        self._write(f"\n  [{footer}]\n")
+
+    async def _read(self, prompt: str) -> str | None:
+        self._write(prompt)
+        line = await self._lines.get()
+        return line.rstrip("\n") if line else None
+
+    def _start_reader(self) -> None:
+        """Read stdin on a daemon thread: a blocked read must not keep the process from exiting."""
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            while True:
+                line = self._in.readline()
+                loop.call_soon_threadsafe(self._lines.put_nowait, line)
+                if not line:
+                    return
+
+        threading.Thread(target=pump, name="stdin", daemon=True).start()
+
+    def _write(self, chunk: str) -> None:
+        self._out.write(chunk)
+        self._out.flush()

@@ -1,0 +1,220 @@
+"""One chat turn: store the user's message, ask the model, store its answer.
+
+A turn costs two Redis round trips (begin and finish) around the model call, holds the
+session's lock in between so turns of one session never interleave, and leaves the session
+as it was — with the user's message kept for /retry — when the model fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+
+import structlog
+
+from core.errors import ChatbridgeError, ModelNotConfigured, ModelStreamBroken, SessionBusy
+from core.models import Message, Role, Session
+from core.openrouter import ChatMessage, CompletionDone, StreamEvent
+from core.session_store import SessionStore, TurnStart
+
+log = structlog.get_logger(__name__)
+
+
+class ChatModel(Protocol):
+    """What a turn needs from a model provider (core.openrouter.OpenRouterClient)."""
+
+    @property
+    def is_configured(self) -> bool: ...
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, model: str
+    ) -> AsyncIterator[StreamEvent]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    system_prompt: str
+    default_model: str
+    lock_ttl_ms: int = 30_000
+    lock_wait_seconds: float = 60.0
+    context_messages: int = 40
+    context_characters: int = 24_000
+
+
+class ChatService:
+    """Builds turns; one instance serves every front."""
+
+    def __init__(self, store: SessionStore, model: ChatModel, settings: TurnSettings) -> None:
+        self.store = store
+        self.model = model
+        self.settings = settings
+
+    def turn(
+        self,
+        text: str,
+        *,
+        user_id: str | None,
+        session_id: str | None = None,
+        model: str | None = None,
+    ) -> Turn:
+        """A turn on `session_id`, or on the user's active session when it is None."""
+        return Turn(self, user_id, session_id, text=text, model=model)
+
+    def retry(
+        self, *, user_id: str | None, session_id: str | None = None, model: str | None = None
+    ) -> Turn:
+        """Answer the session's last user message again, replacing the answer it had."""
+        return Turn(self, user_id, session_id, text=None, model=model)
+
+
+class Turn:
+    """Use as `async with service.turn(...) as turn: async for text in turn.deltas(): ...`."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        user_id: str | None,
+        session_id: str | None,
+        *,
+        text: str | None,
+        model: str | None,
+    ) -> None:
+        self._service = service
+        self._user_id = user_id
+        self._session_id = session_id
+        self._text = text
+        self._model_override = model
+        self._start: TurnStart | None = None
+        self._lock_keeper: asyncio.Task[None] | None = None
+        self._stream: AsyncGenerator[str, None] | None = None
+        self.reply: Message | None = None
+
+    @property
+    def session(self) -> Session:
+        return self._started.session
+
+    @property
+    def is_retry(self) -> bool:
+        return self._text is None
+
+    @property
+    def model(self) -> str:
+        return self._model_override or self.session.model or self._service.settings.default_model
+
+    async def __aenter__(self) -> Turn:
+        if not self._service.model.is_configured:
+            raise ModelNotConfigured()
+        self._start = await self._begin_when_free()
+        structlog.contextvars.bind_contextvars(session=self._start.session.id)
+        self._lock_keeper = asyncio.create_task(self._keep_lock())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            # A consumer that stops early must not leave the model's HTTP stream open.
+            await self._stream.aclose()
+        if self._lock_keeper is not None:
+            self._lock_keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lock_keeper
+        if self._start is not None and self.reply is None:
+            # The stored reply releases the lock in the same round trip; only a failed or
+            # abandoned turn needs this extra one. The lock would expire anyway.
+            with contextlib.suppress(ChatbridgeError):
+                await self._service.store.release_lock(self.session.id, self._start.lock_token)
+        structlog.contextvars.unbind_contextvars("session")
+
+    def deltas(self) -> AsyncIterator[str]:
+        """The model's answer as it arrives; stored as one message once complete."""
+        self._stream = self._stream_answer()
+        return self._stream
+
+    async def _stream_answer(self) -> AsyncGenerator[str, None]:
+        started = time.perf_counter()
+        parts: list[str] = []
+        async for event in self._service.model.stream(self._context(), model=self.model):
+            if isinstance(event, CompletionDone):
+                await self._store_reply("".join(parts), event)
+                log.info(
+                    "turn.completed",
+                    model=event.model,
+                    seconds=round(time.perf_counter() - started, 3),
+                    completion_tokens=event.usage.completion_tokens if event.usage else None,
+                )
+                return
+            parts.append(event.text)
+            yield event.text
+        raise ModelStreamBroken(partial_text="".join(parts))
+
+    @property
+    def _started(self) -> TurnStart:
+        if self._start is None:
+            raise RuntimeError("use the turn inside `async with`")
+        return self._start
+
+    async def _begin_when_free(self) -> TurnStart:
+        settings = self._service.settings
+        deadline = time.monotonic() + settings.lock_wait_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await self._service.store.begin_turn(
+                    self._user_id,
+                    self._text,
+                    session_id=self._session_id,
+                    lock_token=secrets.token_hex(12),
+                    lock_ttl_ms=settings.lock_ttl_ms,
+                    context_size=settings.context_messages,
+                    default_model=settings.default_model,
+                )
+            except SessionBusy:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def _keep_lock(self) -> None:
+        """Extend the lock while a long answer streams, so it only expires if we died."""
+        ttl_ms = self._service.settings.lock_ttl_ms
+        while True:
+            await asyncio.sleep(ttl_ms / 3000)
+            with contextlib.suppress(ChatbridgeError):
+                await self._service.store.extend_lock(
+                    self.session.id, self._started.lock_token, ttl_ms
+                )
+
+    def _context(self) -> list[ChatMessage]:
+        """System prompt plus the newest messages that fit the character budget."""
+        budget = self._service.settings.context_characters
+        kept: list[ChatMessage] = []
+        for message in reversed(self._started.context):
+            budget -= len(message.content)
+            if budget < 0 and kept:
+                break
+            kept.append(ChatMessage(role=message.role.value, content=message.content))
+        kept.reverse()
+        system = self._service.settings.system_prompt
+        return [ChatMessage(role="system", content=system), *kept] if system else kept
+
+    async def _store_reply(self, text: str, done: CompletionDone) -> None:
+        start = self._started
+        self.reply = await self._service.store.append_message(
+            start.session.id,
+            Role.ASSISTANT,
+            text,
+            model=done.model,
+            usage=done.usage,
+            lock_token=start.lock_token,
+            replaces_after_seq=start.user_seq if self.is_retry else 0,
+        )

@@ -1,0 +1,254 @@
+"""The chat commands, parsed and executed once for every front.
+
+A front hands over who spoke (a platform-qualified user id), what they wrote and their
+language; it gets back either a finished `Reply` (text plus optional choices, which it may
+render as buttons) or a `TurnReply` whose turn it streams.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.chat import ChatService, Turn
+from core.errors import ChatbridgeError, InvalidArgument, SessionNotFound, UnknownCommand
+from core.messages import describe, help_text, text
+from core.models import Message, Role, Session
+from core.session_keys import SESSION_ID_PATTERN
+
+HISTORY_DEFAULT = 10
+HISTORY_MAX = 50
+HISTORY_PREVIEW_CHARS = 300
+TITLE_MAX_CHARS = 100
+MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.:\-]+$")
+MODEL_ID_MAX_CHARS = 100
+MODEL_EXAMPLE = "anthropic/claude-3.5-haiku"
+CONFIRM = "confirm"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A button: `command` is run as if the user had typed it; None just dismisses."""
+
+    label: str
+    command: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    choices: tuple[Choice, ...] = ()
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TurnReply:
+    """A model answer to stream: `async with reply.turn as turn: async for t in turn.deltas()`."""
+
+    turn: Turn
+
+
+Outcome = Reply | TurnReply
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    user_id: str
+    args: str
+    locale: str
+
+
+Handler = Callable[["CommandHandler", Request], Awaitable[Outcome]]
+
+
+def parse_command(message: str) -> tuple[str, str] | None:
+    """`/name@bot args` to `(name, args)`; None for plain text."""
+    match = re.match(r"^/([A-Za-z_]+)(?:@\S+)?(?:\s+(.*))?$", message.strip(), re.DOTALL)
+    if match is None:
+        return None
+    return match.group(1).lower(), (match.group(2) or "").strip()
+
+
+class CommandHandler:
+    """Executes commands and plain messages on behalf of a user."""
+
+    def __init__(self, chat: ChatService) -> None:
+        self.chat = chat
+        self.store = chat.store
+
+    async def handle(self, user_id: str, message: str, *, locale: str = "en") -> Outcome:
+        """Never raises a core error: those come back as a Reply with `is_error`."""
+        try:
+            return await self._dispatch(user_id, message, locale)
+        except ChatbridgeError as error:
+            return Reply(describe(error, locale), is_error=True)
+
+    async def _dispatch(self, user_id: str, message: str, locale: str) -> Outcome:
+        parsed = parse_command(message)
+        if parsed is None:
+            self.store.check_content(message)
+            return TurnReply(self.chat.turn(message, user_id=user_id))
+        name, args = parsed
+        handler = COMMANDS.get(name)
+        if handler is None:
+            raise UnknownCommand(command="/" + name)
+        return await handler(self, Request(user_id, args, locale))
+
+    async def start(self, request: Request) -> Outcome:
+        ttl_minutes = max(1, self.store.limits.ttl_seconds // 60)
+        welcome = text(request.locale, "welcome", ttl_minutes=ttl_minutes)
+        return Reply(f"{welcome}\n\n{help_text(request.locale)}")
+
+    async def help(self, request: Request) -> Outcome:
+        return Reply(help_text(request.locale))
+
+    async def new(self, request: Request) -> Outcome:
+        if len(request.args) > TITLE_MAX_CHARS:
+            raise InvalidArgument(name="title", reason=f"at most {TITLE_MAX_CHARS} characters")
+        session = await self.store.create_session(
+            request.user_id, title=request.args, default_model=self.chat.settings.default_model
+        )
+        return Reply(text(request.locale, "session_created", title=_title(session, request)))
+
+    async def sessions(self, request: Request) -> Outcome:
+        listing = await self.store.list_sessions(request.user_id)
+        if not listing.sessions:
+            return Reply(text(request.locale, "sessions_empty"))
+        lines = [text(request.locale, "sessions_header")]
+        choices = []
+        for number, session in enumerate(listing.sessions, start=1):
+            marker = "▶ " if session.id == listing.active_id else ""
+            title = _title(session, request)
+            lines.append(
+                text(
+                    request.locale,
+                    "session_line",
+                    marker=marker,
+                    number=number,
+                    title=title,
+                    count=session.message_count,
+                    model=session.model,
+                )
+            )
+            choices.append(Choice(f"{number}. {title}", f"/switch {session.id}"))
+        return Reply("\n".join(lines), tuple(choices))
+
+    async def switch(self, request: Request) -> Outcome:
+        if not request.args:
+            return await self.sessions(request)
+        session_id = await self._resolve(request)
+        session = await self.store.switch_session(request.user_id, session_id)
+        return Reply(
+            text(
+                request.locale,
+                "switched",
+                title=_title(session, request),
+                count=session.message_count,
+            )
+        )
+
+    async def history(self, request: Request) -> Outcome:
+        count = _bounded_int(request.args, "n", default=HISTORY_DEFAULT, high=HISTORY_MAX)
+        session = await self.store.active_session(request.user_id)
+        if session is None:
+            return Reply(text(request.locale, "no_session"))
+        page = await self.store.recent_messages(session.id, count, owner=request.user_id)
+        if not page.messages:
+            return Reply(text(request.locale, "history_empty"))
+        header = text(
+            request.locale,
+            "history_header",
+            title=_title(session, request),
+            shown=len(page.messages),
+            total=page.total,
+        )
+        return Reply("\n\n".join([header, *(_preview(m, request) for m in page.messages)]))
+
+    async def delete(self, request: Request) -> Outcome:
+        target, _, confirmation = request.args.partition(" ")
+        if confirmation == CONFIRM and SESSION_ID_PATTERN.match(target):
+            session = await self.store.get_session(target, owner=request.user_id)
+            await self.store.delete_session(target, owner=request.user_id)
+            return Reply(text(request.locale, "deleted", title=_title(session, request)))
+        if target:
+            session = await self.store.get_session(
+                await self._resolve(request), owner=request.user_id
+            )
+        else:
+            active = await self.store.active_session(request.user_id)
+            if active is None:
+                return Reply(text(request.locale, "no_session"))
+            session = active
+        return Reply(
+            text(
+                request.locale,
+                "delete_confirm",
+                title=_title(session, request),
+                count=session.message_count,
+            ),
+            (
+                Choice(text(request.locale, "delete_yes"), f"/delete {session.id} {CONFIRM}"),
+                Choice(text(request.locale, "delete_no"), None),
+            ),
+        )
+
+    async def model(self, request: Request) -> Outcome:
+        model_id = request.args
+        if not model_id:
+            active = await self.store.active_session(request.user_id)
+            current = active.model if active else self.chat.settings.default_model
+            return Reply(
+                text(request.locale, "model_current", model=current, example=MODEL_EXAMPLE)
+            )
+        if len(model_id) > MODEL_ID_MAX_CHARS or not MODEL_ID_PATTERN.match(model_id):
+            raise InvalidArgument(name="model", reason=f"expected a model id like {MODEL_EXAMPLE}")
+        await self.store.set_user_model(request.user_id, model_id)
+        return Reply(text(request.locale, "model_set", model=model_id))
+
+    async def retry(self, request: Request) -> Outcome:
+        return TurnReply(self.chat.retry(user_id=request.user_id))
+
+    async def _resolve(self, request: Request) -> str:
+        """A session id from `/cmd 2` (position in /sessions) or `/cmd <id>`."""
+        argument = request.args.split()[0]
+        if SESSION_ID_PATTERN.match(argument):
+            return argument
+        listing = await self.store.list_sessions(request.user_id)
+        number = _bounded_int(argument, "number", default=0, high=max(len(listing.sessions), 1))
+        if number > len(listing.sessions):
+            raise SessionNotFound()
+        return listing.sessions[number - 1].id
+
+
+COMMANDS: dict[str, Handler] = {
+    "start": CommandHandler.start,
+    "help": CommandHandler.help,
+    "new": CommandHandler.new,
+    "sessions": CommandHandler.sessions,
+    "switch": CommandHandler.switch,
+    "history": CommandHandler.history,
+    "delete": CommandHandler.delete,
+    "model": CommandHandler.model,
+    "retry": CommandHandler.retry,
+}
+
+
+def _bounded_int(value: str, name: str, *, default: int, high: int) -> int:
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= high:
+        raise InvalidArgument(name=name, reason=f"a whole number from 1 to {high}")
+    return int(value)
+
+
+def _title(session: Session, request: Request) -> str:
+    return session.title or text(request.locale, "untitled")
+
+
+def _preview(message: Message, request: Request) -> str:
+    speaker = text(request.locale, "you" if message.role is Role.USER else "assistant")
+    content = message.content
+    if len(content) > HISTORY_PREVIEW_CHARS:
+        content = content[:HISTORY_PREVIEW_CHARS].rstrip() + "…"
+    return f"*{speaker}:* {content}"

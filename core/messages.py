@@ -1,0 +1,172 @@
+"""Every user-facing sentence, in English and Brazilian Portuguese, so all fronts say the same.
+
+Texts use a light Markdown (`*bold*`, `` `code` ``) that each front renders or strips.
+"""
+
+from __future__ import annotations
+
+from core.errors import ChatbridgeError, ModelRateLimited
+
+ENGLISH = "en"
+PORTUGUESE = "pt-BR"
+LOCALES = (ENGLISH, PORTUGUESE)
+
+COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    ENGLISH: {
+        "new": "Start a new conversation (optional title)",
+        "sessions": "List your conversations",
+        "switch": "Switch to a conversation by number or id",
+        "history": "Show the last messages (optional count)",
+        "delete": "Delete a conversation (the current one by default)",
+        "model": "Show or choose the model",
+        "retry": "Answer your last message again",
+        "help": "What I can do",
+    },
+    PORTUGUESE: {
+        "new": "Começar uma nova conversa (título opcional)",
+        "sessions": "Listar suas conversas",
+        "switch": "Trocar de conversa pelo número ou id",
+        "history": "Mostrar as últimas mensagens (quantidade opcional)",
+        "delete": "Apagar uma conversa (a atual por padrão)",
+        "model": "Ver ou escolher o modelo",
+        "retry": "Responder de novo a sua última mensagem",
+        "help": "O que eu sei fazer",
+    },
+}
+
+_TEXTS: dict[str, dict[str, str]] = {
+    ENGLISH: {
+        "welcome": "Hi! Send me a message and I will answer with an AI model. "
+        "Your conversations are kept for {ttl_minutes} minutes after their last message.",
+        "help_header": "*Commands*",
+        "untitled": "New conversation",
+        "you": "You",
+        "assistant": "Assistant",
+        "session_created": "Started *{title}*. Send a message to begin.",
+        "sessions_header": "*Your conversations* (▶ = current):",
+        "sessions_empty": "You have no conversations yet. Just send a message, or use /new.",
+        "session_line": "{marker}{number}. {title} · {count} messages · {model}",
+        "switched": "Now in *{title}* ({count} messages).",
+        "history_header": "*{title}*: last {shown} of {total} messages",
+        "history_empty": "No messages in this conversation yet.",
+        "no_session": "You have no conversation yet. Send a message to start one.",
+        "delete_confirm": "Delete *{title}* and its {count} messages? This cannot be undone.",
+        "delete_yes": "Delete",
+        "delete_no": "Cancel",
+        "deleted": "Deleted *{title}*.",
+        "model_current": "Model: `{model}`. Change it with /model <id>, e.g. /model {example}.",
+        "model_set": "Model set to `{model}` for this and new conversations.",
+        "reply_incomplete": "⚠️ The answer was cut off. Use /retry to ask again.",
+        "unexpected": "Something went wrong on our side. Please try again.",
+        "not_text": "I can only read text messages for now.",
+        # errors, by ChatbridgeError.code
+        "empty_message": "Your message is empty.",
+        "message_too_long": "Your message has {length} characters; the limit is {limit}. "
+        "Please shorten it or split it.",
+        "unknown_command": "I don't know {command}. Send /help to see what I can do.",
+        "invalid_argument": "Invalid {name}: {reason}.",
+        "session_not_found": "That conversation doesn't exist or has expired. See /sessions.",
+        "session_limit_reached": "You already have {limit} conversations, the most allowed. "
+        "Delete one with /delete to start another.",
+        "nothing_to_retry": "There is no message of yours to answer again here.",
+        "session_busy": "I'm still answering your previous message. Try again in a moment.",
+        "store_unavailable": "Storage is temporarily unavailable. Please try again shortly.",
+        "store_full": "Storage is full right now. Delete an old conversation or try later.",
+        "store_error": "Storage failed. Please try again.",
+        "model_not_configured": "No AI model is configured: OPENROUTER_API_KEY is not set. "
+        "Session commands still work.",
+        "model_rejected": "The AI provider refused this request ({status}). "
+        "Try another model with /model.",
+        "model_rate_limited": "The AI provider is busy. Try again in {wait}.",
+        "model_rate_limited_unknown": "The AI provider is busy. Try again in a minute.",
+        "model_unavailable": "The AI model is unavailable right now. Try again shortly.",
+        "model_timeout": "The AI model took too long to answer. Try /retry.",
+        "model_stream_broken": "The answer was cut off. Use /retry to ask again.",
+        "model_error": "The AI model could not answer. Try /retry.",
+        "seconds": "{n} s",
+        "reply_footer": "{model} · {tokens} tokens",
+        "goodbye": "Bye!",
+    },
+    PORTUGUESE: {
+        "welcome": "Olá! Mande uma mensagem e eu respondo com um modelo de IA. "
+        "Suas conversas ficam guardadas por {ttl_minutes} minutos após a última mensagem.",
+        "help_header": "*Comandos*",
+        "untitled": "Nova conversa",
+        "you": "Você",
+        "assistant": "Assistente",
+        "session_created": "Conversa *{title}* criada. Mande uma mensagem para começar.",
+        "sessions_header": "*Suas conversas* (▶ = atual):",
+        "sessions_empty": "Você ainda não tem conversas. Mande uma mensagem ou use /new.",
+        "session_line": "{marker}{number}. {title} · {count} mensagens · {model}",
+        "switched": "Agora em *{title}* ({count} mensagens).",
+        "history_header": "*{title}*: últimas {shown} de {total} mensagens",
+        "history_empty": "Ainda não há mensagens nesta conversa.",
+        "no_session": "Você ainda não tem conversas. Mande uma mensagem para começar.",
+        "delete_confirm": "Apagar *{title}* e suas {count} mensagens? Não dá para desfazer.",
+        "delete_yes": "Apagar",
+        "delete_no": "Cancelar",
+        "deleted": "*{title}* foi apagada.",
+        "model_current": "Modelo: `{model}`. Troque com /model <id>, por exemplo /model {example}.",
+        "model_set": "Modelo `{model}` definido para esta e para as novas conversas.",
+        "reply_incomplete": "⚠️ A resposta foi interrompida. Use /retry para perguntar de novo.",
+        "unexpected": "Algo deu errado do nosso lado. Tente de novo.",
+        "not_text": "Por enquanto só consigo ler mensagens de texto.",
+        "empty_message": "Sua mensagem está vazia.",
+        "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "
+        "Encurte ou divida a mensagem.",
+        "unknown_command": "Não conheço {command}. Mande /help para ver o que sei fazer.",
+        "invalid_argument": "Valor inválido para {name}: {reason}.",
+        "session_not_found": "Essa conversa não existe ou expirou. Veja /sessions.",
+        "session_limit_reached": "Você já tem {limit} conversas, o máximo permitido. "
+        "Apague uma com /delete para começar outra.",
+        "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
+        "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
+        "store_unavailable": "O armazenamento está indisponível no momento. Tente em instantes.",
+        "store_full": "O armazenamento está cheio. Apague uma conversa antiga ou tente mais tarde.",
+        "store_error": "Falha no armazenamento. Tente de novo.",
+        "model_not_configured": "Nenhum modelo de IA configurado: falta OPENROUTER_API_KEY. "
+        "Os comandos de sessão continuam funcionando.",
+        "model_rejected": "O provedor de IA recusou o pedido ({status}). "
+        "Tente outro modelo com /model.",
+        "model_rate_limited": "O provedor de IA está ocupado. Tente de novo em {wait}.",
+        "model_rate_limited_unknown": "O provedor de IA está ocupado. Tente daqui a um minuto.",
+        "model_unavailable": "O modelo de IA está indisponível agora. Tente em instantes.",
+        "model_timeout": "O modelo de IA demorou demais para responder. Tente /retry.",
+        "model_stream_broken": "A resposta foi interrompida. Use /retry para perguntar de novo.",
+        "model_error": "O modelo de IA não conseguiu responder. Tente /retry.",
+        "seconds": "{n} s",
+        "reply_footer": "{model} · {tokens} tokens",
+        "goodbye": "Até logo!",
+    },
+}
+
+
+def normalize_locale(code: str | None) -> str:
+    """Platform language codes (`pt`, `pt-br`, `pt_BR`, `en-US`, None) to one we speak."""
+    if code and code.replace("_", "-").lower().startswith("pt"):
+        return PORTUGUESE
+    return ENGLISH
+
+
+def text(locale: str, key: str, **params: object) -> str:
+    template = _TEXTS[normalize_locale(locale)][key]
+    return template.format(**params) if params else template
+
+
+def describe(error: ChatbridgeError, locale: str) -> str:
+    """The user-facing sentence for a core error."""
+    if isinstance(error, ModelRateLimited):
+        if error.retry_after is None:
+            return text(locale, "model_rate_limited_unknown")
+        wait = text(locale, "seconds", n=max(1, round(error.retry_after)))
+        return text(locale, "model_rate_limited", wait=wait)
+    catalogue = _TEXTS[normalize_locale(locale)]
+    template = catalogue.get(error.code, catalogue["unexpected"])
+    return template.format(**error.params)
+
+
+def help_text(locale: str) -> str:
+    descriptions = COMMAND_DESCRIPTIONS[normalize_locale(locale)]
+    lines = [text(locale, "help_header")]
+    lines += [f"/{name} — {description}" for name, description in descriptions.items()]
+    return "\n".join(lines)

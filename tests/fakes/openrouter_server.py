@@ -1,0 +1,357 @@
+"""A strict stand-in for OpenRouter's `POST /api/v1/chat/completions`, served on 127.0.0.1.
+
+It answers the way the real service does (OpenRouter's JSON and SSE shapes, its error body
+`{"error": {"code", "message"}}`), refuses what the real service refuses (a wrong or missing
+key: 401; no model, no messages, a bad role: 400), and records every request it receives.
+
+By default it replies with a deterministic echo of the last user message, split into several
+deltas. Faults are queued and consumed one per request, in order, so a test can script
+"429 twice, then answer":
+
+    fake_openrouter.rate_limit(retry_after=0, times=2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict
+
+FAKE_API_KEY = "sk-or-v1-fake-openrouter-key-0000"
+VALID_ROLES = frozenset({"system", "user", "assistant", "tool"})
+PROCESSING_COMMENT = b": OPENROUTER PROCESSING\n\n"
+DEFAULT_ERROR_CHUNK_MESSAGE = "Provider disconnected unexpectedly"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    path: str
+    headers: CIMultiDict[str]
+    body: Any  # the parsed JSON, or None when the body was not JSON
+
+
+@dataclass(frozen=True)
+class _Fault:
+    kind: str
+    status: int = 0
+    seconds: float = 0.0
+    retry_after: float | None = None
+    is_http_date: bool = False
+    after_deltas: int = 0
+    code: int | str = 502
+    message: str = DEFAULT_ERROR_CHUNK_MESSAGE
+
+
+class FakeOpenRouter:
+    """One fake OpenRouter; `start()` it, point a client at `base_url`, `close()` it."""
+
+    def __init__(self, *, api_key: str = FAKE_API_KEY) -> None:
+        self.api_key = api_key
+        self.requests: list[RecordedRequest] = []
+        self.reply_text: str | None = None  # None: echo the last user message
+        self.deltas_per_reply = 4
+        self.reports_cost = True
+        self.sends_comment_between_chunks = False
+        self._faults: deque[_Fault] = deque()
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self._next_id = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/api/v1"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/chat/completions", self._handle)
+        # A client that gives up (read timeout) must not leave a sleeping handler behind.
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self._port = self._runner.addresses[0][1]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # Faults: each is queued `times` times and consumed by the next requests, in order.
+
+    def rate_limit(
+        self, retry_after: float | None = 1, *, as_http_date: bool = False, times: int = 1
+    ) -> FakeOpenRouter:
+        """429 with OpenRouter's error body and a Retry-After in seconds (or as an HTTP date)."""
+        return self._queue(
+            _Fault("rate_limit", 429, retry_after=retry_after, is_http_date=as_http_date), times
+        )
+
+    def server_error(self, status: int = 500, *, times: int = 1) -> FakeOpenRouter:
+        return self._queue(_Fault("error", status), times)
+
+    def reject(self, status: int = 400, *, times: int = 1) -> FakeOpenRouter:
+        return self._queue(_Fault("error", status), times)
+
+    def slow(self, seconds: float, *, times: int = 1) -> FakeOpenRouter:
+        """Wait before sending the response headers."""
+        return self._queue(_Fault("slow", seconds=seconds), times)
+
+    def slow_first_token(self, seconds: float, *, times: int = 1) -> FakeOpenRouter:
+        """Send the headers and a processing comment, then wait before the first delta."""
+        return self.stall(after_deltas=0, seconds=seconds, times=times)
+
+    def stall(self, after_deltas: int, seconds: float, *, times: int = 1) -> FakeOpenRouter:
+        """Stream that many deltas, then send nothing for `seconds` before going on."""
+        return self._queue(_Fault("stall", seconds=seconds, after_deltas=after_deltas), times)
+
+    def cut_stream(self, after_deltas: int, *, times: int = 1) -> FakeOpenRouter:
+        """Close the connection after that many deltas, with no final chunk and no [DONE]."""
+        return self._queue(_Fault("cut_stream", after_deltas=after_deltas), times)
+
+    def error_chunk(
+        self,
+        after_deltas: int,
+        *,
+        code: int | str = 502,
+        message: str = DEFAULT_ERROR_CHUNK_MESSAGE,
+        times: int = 1,
+    ) -> FakeOpenRouter:
+        """A mid-stream chunk with a top-level `error` and `finish_reason: "error"`, then EOF."""
+        fault = _Fault("error_chunk", after_deltas=after_deltas, code=code, message=message)
+        return self._queue(fault, times)
+
+    def primary_fails(self, *, times: int = 1) -> FakeOpenRouter:
+        """The first of `models` is down: the second answers (and is named in `model`)."""
+        return self._queue(_Fault("primary_fails"), times)
+
+    def _queue(self, fault: _Fault, times: int) -> FakeOpenRouter:
+        self._faults.extend([fault] * times)
+        return self
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await _json_or_none(request)
+        self.requests.append(RecordedRequest(request.path, CIMultiDict(request.headers), body))
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _error_response(401, "No cookie auth credentials found")
+        problem = _problem_with(request, body)
+        if problem is not None:
+            return _error_response(400, problem)
+        fault = self._faults.popleft() if self._faults else _Fault("none")
+        return await self._respond(request, body, fault)
+
+    async def _respond(
+        self, request: web.Request, body: dict[str, Any], fault: _Fault
+    ) -> web.StreamResponse:
+        if fault.kind == "rate_limit":
+            return _rate_limited(fault)
+        if fault.kind == "error":
+            return _error_response(fault.status, f"Fake failure {fault.status}")
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.seconds)
+        model = _answering_model(body, is_primary_down=fault.kind == "primary_fails")
+        if model is None:
+            return _error_response(502, "The primary model is down and no fallback was given")
+        text = self._reply_for(body["messages"])
+        if body.get("stream") is True:
+            return await self._stream(request, model, text, body, fault)
+        return await self._whole(request, model, text, body, fault)
+
+    async def _whole(
+        self, request: web.Request, model: str, text: str, body: dict[str, Any], fault: _Fault
+    ) -> web.StreamResponse:
+        if fault.kind == "stall":
+            await asyncio.sleep(fault.seconds)
+        if fault.kind == "cut_stream":
+            _drop_connection(request)
+            return web.Response()
+        payload = self._envelope("chat.completion", model)
+        if fault.kind == "error_chunk":
+            payload["error"] = {"code": fault.code, "message": fault.message}
+            payload["choices"] = [
+                _choice(message={"role": "assistant", "content": ""}, finish="error")
+            ]
+            return web.json_response(payload)
+        payload["choices"] = [
+            _choice(message={"role": "assistant", "content": text}, finish="stop")
+        ]
+        payload["usage"] = self._usage(body["messages"], text)
+        return web.json_response(payload)
+
+    async def _stream(
+        self, request: web.Request, model: str, text: str, body: dict[str, Any], fault: _Fault
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        await response.write(PROCESSING_COMMENT)
+        pieces = _split(text, self.deltas_per_reply)
+        for index in range(len(pieces) + 1):
+            if fault.kind == "stall" and index == fault.after_deltas:
+                await asyncio.sleep(fault.seconds)
+            if fault.kind == "cut_stream" and index == fault.after_deltas:
+                _drop_connection(request)
+                return response
+            if fault.kind == "error_chunk" and index == fault.after_deltas:
+                await response.write(_sse(self._error_chunk(model, fault)))
+                await response.write_eof()
+                return response
+            if index < len(pieces):
+                await self._send_delta(response, model, pieces[index])
+        final = self._chunk(model, {}, finish="stop")
+        final["usage"] = self._usage(body["messages"], text)
+        await response.write(_sse(final))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _send_delta(self, response: web.StreamResponse, model: str, piece: str) -> None:
+        if self.sends_comment_between_chunks:
+            await response.write(PROCESSING_COMMENT)
+        delta = {"role": "assistant", "content": piece}
+        await response.write(_sse(self._chunk(model, delta, finish=None)))
+
+    def _reply_for(self, messages: list[dict[str, Any]]) -> str:
+        if self.reply_text is not None:
+            return self.reply_text
+        last_user = next((m for m in reversed(messages) if m["role"] == "user"), None)
+        return f"echo: {last_user['content'] if last_user else ''}"
+
+    def _envelope(self, kind: str, model: str) -> dict[str, Any]:
+        self._next_id += 1
+        return {
+            "id": f"gen-fake-{self._next_id}",
+            "provider": "FakeProvider",
+            "object": kind,
+            "created": int(time.time()),
+            "model": model,
+        }
+
+    def _chunk(self, model: str, delta: dict[str, Any], *, finish: str | None) -> dict[str, Any]:
+        chunk = self._envelope("chat.completion.chunk", model)
+        chunk["choices"] = [_choice(delta=delta, finish=finish)]
+        return chunk
+
+    def _error_chunk(self, model: str, fault: _Fault) -> dict[str, Any]:
+        chunk = self._chunk(model, {"content": ""}, finish="error")
+        chunk["error"] = {"code": fault.code, "message": fault.message}
+        return chunk
+
+    def _usage(self, messages: list[dict[str, Any]], text: str) -> dict[str, Any]:
+        prompt = sum(len(str(m["content"]).split()) for m in messages)
+        completion = len(text.split())
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+        if self.reports_cost:
+            usage["cost"] = round((prompt + 2 * completion) * 1e-6, 9)
+        return usage
+
+
+async def _json_or_none(request: web.Request) -> Any:
+    try:
+        return json.loads(await request.text())
+    except ValueError:
+        return None
+
+
+def _problem_with(request: web.Request, body: Any) -> str | None:
+    """Why the real service would answer 400, or None."""
+    if request.content_type != "application/json" or not isinstance(body, dict):
+        return "Invalid JSON body"
+    checks = (
+        (_is_model_id(body.get("model")), "model is required"),
+        ("models" not in body or _are_model_ids(body["models"]), "models must list model ids"),
+        (isinstance(body.get("stream", False), bool), "stream must be a boolean"),
+        (_are_messages(body.get("messages")), "messages must be a non-empty array of messages"),
+    )
+    return next((problem for is_fine, problem in checks if not is_fine), None)
+
+
+def _is_model_id(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _are_model_ids(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_model_id(m) for m in value)
+
+
+def _are_messages(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(m, dict)
+            and m.get("role") in VALID_ROLES
+            and isinstance(m.get("content"), str | list)
+            for m in value
+        )
+    )
+
+
+def _answering_model(body: dict[str, Any], *, is_primary_down: bool) -> str | None:
+    candidates = body.get("models") or [body["model"]]
+    if not is_primary_down:
+        return str(candidates[0])
+    return str(candidates[1]) if len(candidates) > 1 else None
+
+
+def _rate_limited(fault: _Fault) -> web.Response:
+    response = _error_response(429, "Rate limit exceeded: free-models-per-min")
+    if fault.retry_after is not None:
+        response.headers["Retry-After"] = _retry_after_header(fault)
+    return response
+
+
+def _retry_after_header(fault: _Fault) -> str:
+    seconds = fault.retry_after or 0.0
+    if fault.is_http_date:
+        return formatdate(time.time() + seconds, usegmt=True)
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+def _error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"code": status, "message": message}}, status=status)
+
+
+def _choice(*, finish: str | None, **content: dict[str, Any]) -> dict[str, Any]:
+    return {"index": 0, **content, "finish_reason": finish}
+
+
+def _sse(chunk: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+def _split(text: str, parts: int) -> list[str]:
+    size = max(1, math.ceil(len(text) / max(1, parts)))
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+def _drop_connection(request: web.Request) -> None:
+    # close() flushes what was already written, then ends the TCP stream mid-body: the
+    # client sees the deltas so far and then an incomplete chunked response.
+    transport = request.transport
+    assert transport is not None
+    transport.close()
+
+
+@pytest.fixture
+async def fake_openrouter() -> AsyncIterator[FakeOpenRouter]:
+    """A started FakeOpenRouter expecting FAKE_API_KEY, closed after the test."""
+    fake = FakeOpenRouter()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.close()
