@@ -60,6 +60,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "unexpected": "Something went wrong on our side. Please try again.",
         "not_text": "I can only read text messages for now.",
         # errors, by ChatbridgeError.code
+        "invalid_input": "That request is not valid.",
         "empty_message": "Your message is empty.",
         "message_too_long": "Your message has {length} characters; the limit is {limit}. "
         "Please shorten it or split it.",
@@ -111,6 +112,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "reply_incomplete": "⚠️ A resposta foi interrompida. Use /retry para perguntar de novo.",
         "unexpected": "Algo deu errado do nosso lado. Tente de novo.",
         "not_text": "Por enquanto só consigo ler mensagens de texto.",
+        "invalid_input": "Esse pedido não é válido.",
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "
         "Encurte ou divida a mensagem.",

@@ -350,9 +350,9 @@ async def _translate(awaitable: Any) -> Any:
         return await awaitable
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
         raise StoreUnavailable() from exc
+    except redis_errors.OutOfMemoryError as exc:
+        raise StoreFull() from exc
     except redis_errors.ResponseError as exc:
-        if str(exc).startswith("OOM"):
-            raise StoreFull() from exc
         if str(exc).startswith(("LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN")):
             raise StoreUnavailable() from exc
         raise StoreError() from exc

@@ -36,6 +36,6 @@ end
 local seq = push_message(sid, entry, tonumber(ARGV[11]))
 
 redis.call('HSET', session_key(sid), 'updatedAt', now)
-redis.call('ZADD', user_key(uid, ':sessions'), now, sid)
+mark_recent(uid, sid, now)
 touch(sid, uid, tonumber(ARGV[10]))
 return {'OK', seq, now, redis.call('LLEN', messages), uid}

@@ -55,7 +55,7 @@ else
 end
 
 redis.call('HSET', session_key(sid), 'updatedAt', now)
-redis.call('ZADD', user_key(uid, ':sessions'), now, sid)
+mark_recent(uid, sid, now)
 redis.call('HSET', user_key(uid), 'active', sid)
 touch(sid, uid, ttl)
 

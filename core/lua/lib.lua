@@ -58,10 +58,20 @@ local function delete_session_keys(sid)
   redis.call('DEL', session_key(sid), session_key(sid, ':messages'))
 end
 
+-- Marks a session as the user's most recent: its score is now, or one past the newest score
+-- when several actions land in one millisecond, so "most recent first" is never a tie.
+local function mark_recent(uid, sid, now)
+  local index = user_key(uid, ':sessions')
+  local newest = redis.call('ZRANGE', index, 0, 0, 'REV', 'WITHSCORES')
+  local score = now
+  if newest[1] and newest[1] ~= sid and tonumber(newest[2]) >= now then score = tonumber(newest[2]) + 1 end
+  redis.call('ZADD', index, score, sid)
+end
+
 local function create_session(uid, sid, title, model, now)
   redis.call('HSET', session_key(sid), 'userId', uid, 'title', title, 'model', model,
     'createdAt', now, 'updatedAt', now, 'seq', 0)
-  redis.call('ZADD', user_key(uid, ':sessions'), now, sid)
+  mark_recent(uid, sid, now)
   redis.call('HSET', user_key(uid), 'active', sid)
 end
 

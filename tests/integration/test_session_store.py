@@ -70,9 +70,7 @@ async def test_evict_oldest_policy_deletes_the_least_recent_session(
     )
     first = await store.create_session("cli:ana", title="first", default_model=MODEL)
     second = await store.create_session("cli:ana", title="second", default_model=MODEL)
-    await asyncio.sleep(0.01)  # recency is kept in milliseconds: no ties
     await store.append_message(first.id, Role.USER, "keeps first recent")
-    await asyncio.sleep(0.01)
     third = await store.create_session("cli:ana", title="third", default_model=MODEL)
     ids = [s.id for s in (await store.list_sessions("cli:ana")).sessions]
     assert ids == [third.id, first.id]
@@ -322,3 +320,9 @@ async def test_model_choice_applies_to_the_active_and_to_new_sessions(store: Ses
 async def test_user_state_keys_have_a_ttl(store: SessionStore, redis_client: aioredis.Redis):
     await store.set_user_model("cli:ana", "other/model")
     assert 0 < await redis_client.ttl(user_state_key("cli:ana")) <= 3600
+
+
+async def test_sessions_made_in_one_millisecond_still_list_newest_first(store: SessionStore):
+    made = [await store.create_session("cli:ana", default_model=MODEL) for _ in range(5)]
+    listed = (await store.list_sessions("cli:ana")).sessions
+    assert [s.id for s in listed] == [s.id for s in reversed(made)]

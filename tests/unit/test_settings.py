@@ -1,0 +1,95 @@
+"""Settings: defaults from the original design, parsing, and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import ConfigError
+from core.settings import SessionLimitPolicy, Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def no_outside_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Settings read the environment and ./.env: run each test with neither."""
+    monkeypatch.chdir(tmp_path)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_defaults_are_the_original_designs():
+    settings = load_settings()
+    assert settings.session_ttl == 3600
+    assert settings.max_sessions_per_user == 5
+    assert settings.max_messages_per_session == 100
+    assert settings.max_message_length == 4000
+    assert settings.session_limit_policy is SessionLimitPolicy.REJECT
+    assert settings.http_host == "127.0.0.1"
+    assert settings.http_port == 3000
+    assert settings.openrouter_base_url == "https://openrouter.ai/api/v1"
+    assert not settings.redis_is_configured
+
+
+def test_fallback_models_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FALLBACK_MODELS", " a/one, b/two ,,")
+    assert load_settings().fallback_models == ("a/one", "b/two")
+
+
+def test_empty_values_count_as_unset(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "")
+    monkeypatch.setenv("REDIS_HOST", "")
+    settings = load_settings()
+    assert settings.telegram_bot_token is None
+    assert not settings.redis_is_configured
+
+
+def test_secrets_do_not_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-very-secret")
+    monkeypatch.setenv("REDIS_URL", "redis://:hunter2hunter2@db:6379/0")
+    shown = repr(load_settings())
+    assert "sk-or-very-secret" not in shown
+    assert "hunter2hunter2" not in shown
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SESSION_TTL", "abc"),
+        ("SESSION_TTL", "0"),
+        ("MAX_SESSIONS_PER_USER", "0"),
+        ("MAX_MESSAGES_PER_SESSION", "1"),
+        ("MAX_MESSAGE_LENGTH", "-5"),
+        ("SESSION_LIMIT_POLICY", "sometimes"),
+        ("REDIS_PORT", "70000"),
+        ("HTTP_PORT", "http"),
+        ("LOG_FORMAT", "xml"),
+        ("LOG_LEVEL", "LOUD"),
+        ("OPENROUTER_BASE_URL", "ftp://example.com"),
+        ("DEFAULT_MODEL", "  "),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith(f"{variable}: ")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "is_loopback"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),  # noqa: S104  (the address under test, nothing binds it)
+        ("10.0.0.5", False),
+        ("example.com", False),
+    ],
+)
+def test_loopback_hosts_are_recognised(
+    monkeypatch: pytest.MonkeyPatch, host: str, is_loopback: bool
+):
+    monkeypatch.setenv("HTTP_HOST", host)
+    assert load_settings().http_host_is_loopback is is_loopback
