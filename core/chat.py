@@ -198,11 +198,11 @@ class Turn:
         """System prompt plus the newest messages that fit the character budget."""
         budget = self._service.settings.context_characters
         kept: list[ChatMessage] = []
-        for message in reversed(self._started.context):
-            budget -= len(message.content)
+        for role, content in reversed(self._started.context):
+            budget -= len(content)
             if budget < 0 and kept:
                 break
-            kept.append(ChatMessage(role=message.role.value, content=message.content))
+            kept.append(ChatMessage(role=role.value, content=content))
         kept.reverse()
         system = self._service.settings.system_prompt
         return [ChatMessage(role="system", content=system), *kept] if system else kept

@@ -7,9 +7,7 @@ docs/data-model.md; key names come from core.session_keys.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -31,6 +29,14 @@ from core.errors import (
     StoreUnavailable,
 )
 from core.models import Message, MessagePage, Role, Session, Usage, datetime_from_ms
+from core.session_codec import (
+    ROLE_CODES,
+    context_from,
+    message_from,
+    message_id,
+    session_from,
+    usage_args,
+)
 from core.session_keys import (
     new_session_id,
     session_key,
@@ -40,8 +46,6 @@ from core.session_keys import (
 )
 from core.settings import SessionLimitPolicy, Settings
 
-ROLE_CODES = {Role.USER: "u", Role.ASSISTANT: "a", Role.SYSTEM: "s"}
-ROLES_BY_CODE = {code: role for role, code in ROLE_CODES.items()}
 TITLE_LENGTH = 60
 SCRIPT_NAMES = (
     "create_session",
@@ -89,12 +93,12 @@ class TurnStart:
 
     session: Session
     user_seq: int
-    context: tuple[Message, ...]
+    context: tuple[tuple[Role, str], ...]  # (role, content), oldest first
     lock_token: str
 
 
 @cache
-def _script_source(name: str) -> str:
+def script_source(name: str) -> str:
     folder = resources.files("core") / "lua"
     return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
 
@@ -105,7 +109,7 @@ class SessionStore:
     def __init__(self, redis: aioredis.Redis, limits: SessionLimits) -> None:
         self._redis = redis
         self.limits = limits
-        self._scripts = {name: redis.register_script(_script_source(name)) for name in SCRIPT_NAMES}
+        self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
 
     async def ping(self) -> float:
         """Round-trip latency to Redis in milliseconds."""
@@ -152,7 +156,7 @@ class SessionStore:
             "get_session", user_index_key(user_id), user_tag(user_id), "", user_id,
             self.limits.ttl_seconds,
         )  # fmt: skip
-        return None if reply[0] == "NOT_FOUND" else _session_from(reply[1:])
+        return None if reply[0] == "NOT_FOUND" else session_from(reply[1:])
 
     async def list_sessions(self, user_id: str) -> SessionList:
         reply = await self._run(
@@ -161,7 +165,7 @@ class SessionStore:
         )  # fmt: skip
         rows = reply[1:]
         sessions = tuple(
-            _session_from([rows[i], user_id, *rows[i + 1 : i + 6]]) for i in range(0, len(rows), 6)
+            session_from([rows[i], user_id, *rows[i + 1 : i + 6]]) for i in range(0, len(rows), 6)
         )
         return SessionList(sessions=sessions, active_id=reply[0] or None)
 
@@ -226,7 +230,7 @@ class SessionStore:
             ROLE_CODES[role],
             content,
             model or "",
-            *_usage_args(usage),
+            *usage_args(usage),
             self.limits.ttl_seconds,
             self.limits.max_messages_per_session,
             lock_token,
@@ -236,7 +240,7 @@ class SessionStore:
             raise SessionNotFound()
         seq, timestamp_ms = int(reply[1]), int(reply[2])
         return Message(
-            id=_message_id(session_id, seq),
+            id=message_id(session_id, seq),
             role=role,
             content=content,
             model=model,
@@ -265,7 +269,7 @@ class SessionStore:
         )  # fmt: skip
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()
-        messages = tuple(_message_from(session_id, raw) for raw in reply[2:])
+        messages = tuple(message_from(session_id, raw) for raw in reply[2:])
         return MessagePage(messages=messages, total=int(reply[1]))
 
     async def begin_turn(
@@ -366,8 +370,8 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
         raise SessionBusy()
     if status == "NOTHING_TO_RETRY":
         raise NothingToRetry()
-    session = _session_from(reply[1:8])
-    context = tuple(_message_from(session.id, raw) for raw in reply[9:])
+    session = session_from(reply[1:8])
+    context = context_from(reply[9])
     return TurnStart(
         session=session, user_seq=int(reply[8]), context=context, lock_token=lock_token
     )
@@ -376,46 +380,4 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
 def _session_or_not_found(reply: list[Any]) -> Session:
     if reply[0] == "NOT_FOUND":
         raise SessionNotFound()
-    return _session_from(reply[1:])
-
-
-def _session_from(fields: Sequence[Any]) -> Session:
-    session_id, user_id, title, model, created_ms, updated_ms, count = fields[:7]
-    return Session(
-        id=str(session_id),
-        user_id=str(user_id),
-        title=str(title or ""),
-        model=str(model or ""),
-        created_at=datetime_from_ms(int(created_ms)),
-        updated_at=datetime_from_ms(int(updated_ms)),
-        message_count=int(count),
-    )
-
-
-def _message_from(session_id: str, raw: str) -> Message:
-    # [seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?]
-    entry = json.loads(raw)
-    seq, role_code, timestamp_ms, content = entry[:4]
-    usage = None
-    if len(entry) >= 7:
-        cost = float(entry[7]) if len(entry) >= 8 else None
-        usage = Usage(prompt_tokens=int(entry[5]), completion_tokens=int(entry[6]), cost=cost)
-    return Message(
-        id=_message_id(session_id, int(seq)),
-        role=ROLES_BY_CODE[role_code],
-        content=content,
-        model=(entry[4] if len(entry) >= 5 else None) or None,
-        timestamp=datetime_from_ms(int(timestamp_ms)),
-        usage=usage,
-    )
-
-
-def _message_id(session_id: str, seq: int) -> str:
-    return f"{session_id}-{seq}"
-
-
-def _usage_args(usage: Usage | None) -> tuple[str, str, str]:
-    if usage is None:
-        return "", "", ""
-    cost = "" if usage.cost is None else repr(usage.cost)
-    return str(usage.prompt_tokens), str(usage.completion_tokens), cost
+    return session_from(reply[1:])

@@ -5,7 +5,8 @@
 --         created when the user has none)  [4] sid for that new session  [5] content ('' = /retry)
 -- ARGV[6] lock token  [7] lock ttl ms  [8] ttl seconds  [9] max messages  [10] context size
 -- ARGV[11] default model  [12] title length for an untitled session
--- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq, context...}
+-- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq,
+--          the context entries as one JSON array}
 --      or {'NOT_FOUND'} | {'BUSY'} | {'NOTHING_TO_RETRY'}
 local uid, sid, content = ARGV[2], ARGV[3], ARGV[5]
 local ttl, max_messages, context_size = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -60,6 +61,5 @@ redis.call('HSET', user_key(uid), 'active', sid)
 touch(sid, uid, ttl)
 
 local f = session_fields(sid)
-local reply = {'OK', sid, uid, f[2], f[3], f[4], f[5], f[6], user_seq}
-for _, entry in ipairs(context) do reply[#reply + 1] = entry end
-return reply
+-- One JSON document instead of one reply element per entry: a single decode on the way out.
+return {'OK', sid, uid, f[2], f[3], f[4], f[5], f[6], user_seq, '[' .. table.concat(context, ',') .. ']'}

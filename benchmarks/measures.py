@@ -1,0 +1,225 @@
+"""The measurements: round trips per command, turns per second, bytes per message."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from benchmarks.harness import REPLY, CountingConnection, InstantModel, command_calls
+from core.chat import ChatService, TurnSettings
+from core.commands import CommandHandler, TurnReply
+from core.models import Role, Usage
+from core.session_keys import new_session_id, session_key, user_index_key, user_tag
+from core.session_store import SessionLimits, SessionStore, script_source
+
+MODEL = "openai/gpt-4o-mini"
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "with",
+    "was",
+    "on",
+    "be",
+    "at",
+    "by",
+    "this",
+    "had",
+    "not",
+    "are",
+    "but",
+    "from",
+]
+
+
+@dataclass(frozen=True)
+class Cost:
+    round_trips: int
+    commands: int
+
+
+def build(client: aioredis.Redis) -> tuple[ChatService, CommandHandler]:
+    store = SessionStore(client, SessionLimits())
+    chat = ChatService(store, InstantModel(), TurnSettings("Be brief.", MODEL))
+    return chat, CommandHandler(chat)
+
+
+async def run_command(commands: CommandHandler, user: str, message: str) -> None:
+    outcome = await commands.handle(user, message)
+    if isinstance(outcome, TurnReply):
+        async with outcome.turn as turn:
+            async for _ in turn.deltas():
+                pass
+
+
+async def round_trips(client: aioredis.Redis, observer: aioredis.Redis) -> dict[str, Cost]:
+    """Round trips (socket writes) and Redis commands (INFO commandstats) per chat command."""
+    _, commands = build(client)
+    user = "bench:round-trips"
+    for warmup in ("/new warm", "load every script", "/sessions", "/switch 1", "/history"):
+        await run_command(commands, user, warmup)
+    costs = {}
+    for label, message in [
+        ("new session", "/new Tides"),
+        ("plain turn", "How do tides work?"),
+        ("/sessions", "/sessions"),
+        ("/switch", "/switch 2"),
+        ("/history", "/history"),
+    ]:
+        before_calls = await command_calls(observer)
+        CountingConnection.round_trips = 0
+        await run_command(commands, user, message)
+        trips = CountingConnection.round_trips
+        costs[label] = Cost(trips, await command_calls(observer) - before_calls - 1)
+    return costs
+
+
+async def turns_per_second(client: aioredis.Redis, users: int, turns_each: int) -> float:
+    chat, _ = build(client)
+    await client.flushall()
+
+    async def one_user(number: int) -> None:
+        for turn_number in range(turns_each):
+            async with chat.turn(f"question {turn_number}", user_id=f"bench:{number}") as turn:
+                async for _ in turn.deltas():
+                    pass
+
+    return await _rate(
+        lambda: asyncio.gather(*(one_user(n) for n in range(users))), users * turns_each
+    )
+
+
+async def raw_turns_per_second(client: aioredis.Redis, users: int, turns_each: int) -> float:
+    """The floor: the same two scripts per turn, called straight from redis-py."""
+    await client.flushall()
+    begin = client.register_script(script_source("begin_turn"))
+    append = client.register_script(script_source("append_message"))
+
+    async def one_user(number: int) -> None:
+        user = f"raw:{number}"
+        tag, new_id = user_tag(user), new_session_id(user)
+        for turn_number in range(turns_each):
+            token = secrets.token_hex(12)
+            reply = await begin(
+                keys=[user_index_key(user)],
+                args=[
+                    tag,
+                    user,
+                    "",
+                    new_id,
+                    f"question {turn_number}",
+                    token,
+                    30000,
+                    3600,
+                    100,
+                    40,
+                    MODEL,
+                    60,
+                ],
+            )
+            sid = reply[1]
+            await append(
+                keys=[session_key(sid)],
+                args=[tag, sid, "", "a", REPLY, MODEL, 12, 14, 0.00001, 3600, 100, token, 0],
+            )
+
+    return await _rate(
+        lambda: asyncio.gather(*(one_user(n) for n in range(users))), users * turns_each
+    )
+
+
+@dataclass(frozen=True)
+class Memory:
+    messages: int
+    content_bytes: int
+    ours_bytes: int
+    original_bytes: int
+
+
+async def memory_per_message(client: aioredis.Redis, sessions: int, per_session: int) -> Memory:
+    """Redis memory for the same conversations in our layout and in the original design's."""
+    rng = random.Random(7)  # noqa: S311  (reproducible test data, not security)
+    conversations = [
+        [_message_text(rng, index) for index in range(per_session)] for _ in range(sessions)
+    ]
+    content = sum(len(text.encode()) for conversation in conversations for text in conversation)
+    await client.flushall()
+    baseline = await _used_memory(client)
+    store = SessionStore(client, SessionLimits(max_messages_per_session=per_session))
+    for number, conversation in enumerate(conversations):
+        session = await store.create_session(f"bench:{number}", default_model=MODEL)
+        for index, text in enumerate(conversation):
+            if index % 2:
+                await store.append_message(
+                    session.id, Role.ASSISTANT, text, model=MODEL, usage=Usage(120, 340, 0.000231)
+                )
+            else:
+                await store.append_message(session.id, Role.USER, text)
+    ours = await _used_memory(client) - baseline
+    await client.flushall()
+    baseline = await _used_memory(client)
+    for number, conversation in enumerate(conversations):
+        await _original_layout(client, f"bench:{number}", conversation)
+    original = await _used_memory(client) - baseline
+    return Memory(sessions * per_session, content, ours, original)
+
+
+async def _original_layout(client: aioredis.Redis, user: str, conversation: list[str]) -> None:
+    """As the original design stored it: session hash, user list, list of ids, hash per message."""
+    session_id = secrets.token_hex(16)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hset(
+            f"session:{session_id}",
+            mapping={
+                "id": session_id,
+                "userId": user,
+                "title": "Chat",
+                "model": MODEL,
+                "createdAt": "2026-11-26T10:00:00.000Z",
+            },
+        )
+        pipe.rpush(f"user:{user}:sessions", session_id)
+        for index, text in enumerate(conversation):
+            message_id = secrets.token_hex(16)
+            fields = {
+                "id": message_id,
+                "role": "assistant" if index % 2 else "user",
+                "content": text,
+                "timestamp": "2026-11-26T10:00:00.000Z",
+            }
+            if index % 2:
+                fields |= {"model": MODEL, "promptTokens": "120", "completionTokens": "340"}
+            pipe.hset(
+                f"message:{message_id}", items=[part for pair in fields.items() for part in pair]
+            )
+            pipe.rpush(f"session:{session_id}:messages", message_id)
+        await pipe.execute()
+
+
+def _message_text(rng: random.Random, index: int) -> str:
+    """Chat-like sizes: questions of 5-60 words, answers of 30-250 words."""
+    low, high = (30, 250) if index % 2 else (5, 60)
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+
+async def _used_memory(client: aioredis.Redis) -> int:
+    return int((await client.info("memory"))["used_memory"])
+
+
+async def _rate(run: Callable[[], Awaitable[object]], count: int) -> float:
+    started = time.perf_counter()
+    await run()
+    return count / (time.perf_counter() - started)
