@@ -8,14 +8,15 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
 
 from bots.http_api import build_app
-from bots.runtime import open_core
+from bots.runtime import Core, open_core
 from bots.terminal import USER_NAME_PATTERN, Terminal
-from core.errors import ConfigError
+from core.errors import ConfigError, StoreError
 from core.logs import configure_logging
 from core.messages import normalize_locale
 from core.settings import Settings, load_settings
@@ -51,10 +52,11 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with open_core(settings) as core:
+        await _warn_about_missing_parts(core)
         runner = web.AppRunner(build_app(core), access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+            await _listen(runner, settings)
             host, port = runner.addresses[0][:2]
             log.info("service.started", http=f"http://{host}:{port}", **_adapter_report(settings))
             await stop.wait()
@@ -65,9 +67,29 @@ async def serve(settings: Settings) -> None:
 
 
 async def chat(settings: Settings, user_name: str) -> None:
-    async with open_core(settings) as core:
+    async with open_core(settings, may_join_embedded=True) as core:
         locale = normalize_locale(os.environ.get("LC_ALL") or os.environ.get("LANG"))
         await Terminal(core.commands, user_name, locale, sys.stdin, sys.stdout).run()
+
+
+async def _listen(runner: web.AppRunner, settings: Settings) -> None:
+    try:
+        await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    except OSError as error:
+        raise ConfigError(
+            f"HTTP_HOST/HTTP_PORT: cannot listen on {settings.http_host}:{settings.http_port} "
+            f"({error.strerror or error})"
+        ) from None
+
+
+async def _warn_about_missing_parts(core: Core) -> None:
+    """Start anyway, but say at once what will not work yet."""
+    if not core.chat.model.is_configured:
+        log.warning("model.not_configured", hint="set OPENROUTER_API_KEY to get answers")
+    try:
+        await core.store.ping()
+    except StoreError as error:
+        log.warning("redis.unavailable", reason=str(error), hint="serving 503 until it answers")
 
 
 def _adapter_report(settings: Settings) -> dict[str, object]:
@@ -93,10 +115,11 @@ def _require_auth_off_loopback(settings: Settings) -> None:
 
 
 def _configure_logging(settings: Settings, *, quiet: bool) -> None:
-    secrets = [
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    redis_url_password = urlsplit(redis_url).password
+    secrets = [redis_url_password or ""] + [
         secret.get_secret_value()
         for secret in (
-            settings.redis_url,
             settings.redis_password,
             settings.openrouter_api_key,
             settings.telegram_bot_token,

@@ -12,7 +12,7 @@ import structlog
 
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
-from core.embedded_redis import EmbeddedRedis, project_redis_conf
+from core.embedded_redis import EmbeddedRedis, project_redis_conf, socket_of_running_service
 from core.openrouter import OpenRouterClient
 from core.redis_connection import describe_redis, redis_from_settings
 from core.session_store import SessionLimits, SessionStore
@@ -35,22 +35,18 @@ class Core:
 
 
 @asynccontextmanager
-async def open_core(settings: Settings) -> AsyncIterator[Core]:
+async def open_core(settings: Settings, *, may_join_embedded: bool = False) -> AsyncIterator[Core]:
+    """The core on the configured Redis, else on an embedded one.
+
+    `may_join_embedded`: use the embedded Redis of a service already running in this
+    directory (the terminal beside `make run`) instead of refusing its data directory.
+    """
     async with AsyncExitStack() as stack:
-        url = None
-        if settings.redis_is_configured:
-            log.info("redis.configured", redis=describe_redis(settings))
-        else:
-            embedded = EmbeddedRedis(data_dir=EMBEDDED_DATA_DIR, config_file=project_redis_conf())
-            await stack.enter_async_context(embedded)
-            url = embedded.url
-            log.info("redis.embedded", redis=embedded.description, socket=str(embedded.socket_path))
+        url = await _redis_url(settings, stack, may_join_embedded=may_join_embedded)
         redis = redis_from_settings(settings, url=url)
         stack.push_async_callback(redis.aclose)
         model = OpenRouterClient.from_settings(settings)
         stack.push_async_callback(model.aclose)
-        if not model.is_configured:
-            log.warning("model.not_configured", hint="set OPENROUTER_API_KEY to get answers")
         store = SessionStore(redis, SessionLimits.from_settings(settings))
         chat = ChatService(
             store,
@@ -60,3 +56,20 @@ async def open_core(settings: Settings) -> AsyncIterator[Core]:
             ),
         )
         yield Core(settings, redis, store, chat, CommandHandler(chat))
+
+
+async def _redis_url(
+    settings: Settings, stack: AsyncExitStack, *, may_join_embedded: bool
+) -> str | None:
+    """None for the configured Redis; else the URL of the embedded one, started if needed."""
+    if settings.redis_is_configured:
+        log.info("redis.configured", redis=describe_redis(settings))
+        return None
+    running = socket_of_running_service(EMBEDDED_DATA_DIR) if may_join_embedded else None
+    if running is not None:
+        log.info("redis.embedded_joined", socket=str(running))
+        return f"unix://{running}"
+    embedded = EmbeddedRedis(data_dir=EMBEDDED_DATA_DIR, config_file=project_redis_conf())
+    await stack.enter_async_context(embedded)
+    log.info("redis.embedded", redis=embedded.description, socket=str(embedded.socket_path))
+    return embedded.url

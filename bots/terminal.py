@@ -15,7 +15,6 @@ from core.messages import describe, text
 
 USER_NAME_PATTERN = re.compile(r"^[\w.\-@]{1,64}$")
 EXIT_WORDS = {"/quit", "/exit"}
-PROMPT = "you> "
 
 
 def plain(markup: str) -> str:
@@ -35,11 +34,12 @@ class Terminal:
         self._in = stdin
         self._out = stdout
         self._lines: asyncio.Queue[str] = asyncio.Queue()
+        self._is_at_end = False
 
     async def run(self) -> None:
         structlog.contextvars.bind_contextvars(platform="cli", user=self._user_id)
         self._start_reader()
-        while (line := await self._read(PROMPT)) is not None:
+        while (line := await self._read(text(self._locale, "prompt_you"))) is not None:
             if line.strip() in EXIT_WORDS:
                 break
             if line.strip():
@@ -59,7 +59,7 @@ class Terminal:
             return
         for number, choice in enumerate(reply.choices, start=1):
             self._write(f"  [{number}] {plain(choice.label)}\n")
-        picked = await self._read("choose a number (Enter to skip)> ")
+        picked = await self._read(text(self._locale, "prompt_choice"))
         if picked and picked.strip().isdigit() and 1 <= int(picked) <= len(reply.choices):
             command = reply.choices[int(picked) - 1].command
             if command is not None:
@@ -68,7 +68,7 @@ class Terminal:
     async def _stream(self, reply: TurnReply) -> None:
         try:
             async with reply.turn as turn:
-                self._write("assistant> ")
+                self._write(text(self._locale, "prompt_assistant"))
                 async for delta in turn.deltas():
                     self._write(delta)
         except ModelStreamBroken:
@@ -84,8 +84,12 @@ class Terminal:
         self._write(f"\n  [{footer}]\n")
 
     async def _read(self, prompt: str) -> str | None:
+        """The next line, or None at end of input (and at every read after it)."""
+        if self._is_at_end:
+            return None
         self._write(prompt)
         line = await self._lines.get()
+        self._is_at_end = not line
         return line.rstrip("\n") if line else None
 
     def _start_reader(self) -> None:

@@ -66,6 +66,25 @@ def project_redis_conf() -> Path:
     return path
 
 
+def socket_of_running_service(data_dir: Path) -> Path | None:
+    """The socket of the embedded Redis another live service supervises in data_dir, if any.
+
+    `chat` uses it to join a running `make run` instead of refusing the shared directory.
+    """
+    lock_path = data_dir / LOCK_NAME
+    if not lock_path.exists():
+        return None
+    fd = os.open(lock_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        socket_path = (data_dir / SOCKET_NAME).absolute()
+        return socket_path if socket_path.exists() else None
+    finally:
+        os.close(fd)  # closing also releases the shared lock when we got it
+    return None
+
+
 class EmbeddedRedis:
     """A redis-server child process listening only on a unix socket under data_dir."""
 

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import structlog
 
 REDACTED = "[REDACTED]"
+MIN_SECRET_LENGTH = 4
 NOISY_LIBRARIES = ("httpx", "httpcore", "aiohttp.access", "discord", "telegram", "asyncio")
 
 
@@ -22,8 +23,10 @@ class SecretRedactor:
     """A processor replacing every known secret value inside any string of an event."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        # Short values would redact ordinary words; real tokens and passwords are longer.
-        self._secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        # Very short values would redact ordinary words all over the logs.
+        self._secrets = sorted(
+            {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True
+        )
 
     def __call__(
         self, logger: object, method: str, event: MutableMapping[str, Any]

@@ -87,6 +87,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "seconds": "{n} s",
         "reply_footer": "{model} · {tokens} tokens",
         "goodbye": "Bye!",
+        "prompt_you": "you> ",
+        "prompt_assistant": "assistant> ",
+        "prompt_choice": "choose a number (Enter to skip)> ",
     },
     PORTUGUESE: {
         "welcome": "Olá! Mande uma mensagem e eu respondo com um modelo de IA. "
@@ -139,6 +142,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "seconds": "{n} s",
         "reply_footer": "{model} · {tokens} tokens",
         "goodbye": "Até logo!",
+        "prompt_you": "você> ",
+        "prompt_assistant": "assistente> ",
+        "prompt_choice": "escolha um número (Enter para pular)> ",
     },
 }
 

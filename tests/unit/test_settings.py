@@ -65,6 +65,10 @@ def test_secrets_do_not_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatc
         ("LOG_LEVEL", "LOUD"),
         ("OPENROUTER_BASE_URL", "ftp://example.com"),
         ("DEFAULT_MODEL", "  "),
+        ("REDIS_URL", "localhost:6379"),
+        ("REDIS_URL", "redis://db:notaport/0"),
+        ("REDIS_URL", "redis:///0"),
+        ("REDIS_URL", "unix://"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -93,3 +97,11 @@ def test_loopback_hosts_are_recognised(
 ):
     monkeypatch.setenv("HTTP_HOST", host)
     assert load_settings().http_host_is_loopback is is_loopback
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://localhost:6379/0", "rediss://:pw@db.example:6380/1", "unix:///run/r.sock"]
+)
+def test_well_formed_redis_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, url: str):
+    monkeypatch.setenv("REDIS_URL", url)
+    assert load_settings().redis_is_configured
