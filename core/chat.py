@@ -19,7 +19,7 @@ from typing import Protocol
 import structlog
 
 from core.errors import ChatbridgeError, ModelNotConfigured, ModelStreamBroken, SessionBusy
-from core.models import Message, Role, Session
+from core.models import Message, Session
 from core.openrouter import ChatMessage, CompletionDone, StreamEvent
 from core.session_store import SessionStore, TurnStart
 
@@ -94,6 +94,7 @@ class Turn:
         self._lock_keeper: asyncio.Task[None] | None = None
         self._stream: AsyncGenerator[str, None] | None = None
         self.reply: Message | None = None
+        self.session_after: Session | None = None  # the session once the reply is stored
 
     @property
     def session(self) -> Session:
@@ -208,13 +209,6 @@ class Turn:
         return [ChatMessage(role="system", content=system), *kept] if system else kept
 
     async def _store_reply(self, text: str, done: CompletionDone) -> None:
-        start = self._started
-        self.reply = await self._service.store.append_message(
-            start.session.id,
-            Role.ASSISTANT,
-            text,
-            model=done.model,
-            usage=done.usage,
-            lock_token=start.lock_token,
-            replaces_after_seq=start.user_seq if self.is_retry else 0,
+        self.reply, self.session_after = await self._service.store.finish_turn(
+            self._started, text, model=done.model, usage=done.usage, is_retry=self.is_retry
         )

@@ -8,7 +8,7 @@ docs/data-model.md; key names come from core.session_keys.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from redis.commands.core import AsyncScript
 
+from core.activity import SessionActivity
 from core.errors import (
     EmptyMessage,
     MessageTooLong,
@@ -110,12 +111,17 @@ class SessionStore:
         self._redis = redis
         self.limits = limits
         self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
+        self.activity = SessionActivity(limits.ttl_seconds)
 
     async def ping(self) -> float:
         """Round-trip latency to Redis in milliseconds."""
         started = time.perf_counter()
         await _translate(self._redis.ping())
         return (time.perf_counter() - started) * 1000
+
+    async def active_session_count(self) -> int:
+        """Sessions that stored a message or were created within SESSION_TTL (about ±1%)."""
+        return int(await _translate(self.activity.count(self._redis)))
 
     async def create_session(
         self, user_id: str, *, title: str = "", model: str = "", default_model: str
@@ -134,10 +140,11 @@ class SessionStore:
             limits.ttl_seconds,
             limits.max_sessions_per_user,
             limits.policy.value,
+            active_session=session_id,
         )
         if reply[0] == "LIMIT":
             raise SessionLimitReached(limit=limits.max_sessions_per_user)
-        return await self.get_session(session_id, owner=user_id)
+        return session_from(reply[1:8])
 
     async def get_session(self, session_id: str, *, owner: str | None = None) -> Session:
         reply = await self._run(
@@ -221,6 +228,35 @@ class SessionStore:
         """Store one message; user-written content is held to MAX_MESSAGE_LENGTH."""
         if role is not Role.ASSISTANT:
             self.check_content(content)
+        message, _ = await self._append(
+            session_id, role, content, owner=owner, model=model, usage=usage,
+            lock_token=lock_token, replaces_after_seq=replaces_after_seq,
+        )  # fmt: skip
+        return message
+
+    async def finish_turn(
+        self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
+    ) -> tuple[Message, Session]:
+        """The turn's second round trip: store the answer, release the lock."""
+        message, count = await self._append(
+            start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
+            lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
+        )  # fmt: skip
+        session = replace(start.session, updated_at=message.timestamp, message_count=count)
+        return message, session
+
+    async def _append(
+        self,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        owner: str | None,
+        model: str | None,
+        usage: Usage | None,
+        lock_token: str,
+        replaces_after_seq: int,
+    ) -> tuple[Message, int]:
         reply = await self._run(
             "append_message",
             session_key(session_id),
@@ -235,11 +271,12 @@ class SessionStore:
             self.limits.max_messages_per_session,
             lock_token,
             replaces_after_seq,
+            active_session=session_id,
         )
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()
-        seq, timestamp_ms = int(reply[1]), int(reply[2])
-        return Message(
+        seq, timestamp_ms, count = int(reply[1]), int(reply[2]), int(reply[3])
+        message = Message(
             id=message_id(session_id, seq),
             role=role,
             content=content,
@@ -247,6 +284,7 @@ class SessionStore:
             timestamp=datetime_from_ms(timestamp_ms),
             usage=usage,
         )
+        return message, count
 
     async def read_messages(
         self, session_id: str, *, owner: str | None = None, offset: int = 0, limit: int = 50
@@ -343,9 +381,31 @@ class SessionStore:
         )  # fmt: skip
         return _session_or_not_found(reply)
 
-    async def _run(self, name: str, key: str, *args: str | int) -> Any:
-        script: AsyncScript = self._scripts[name]
-        return await _translate(script(keys=[key], args=list(args)))
+    async def _run(
+        self, name: str, key: str, *args: str | int, active_session: str | None = None
+    ) -> Any:
+        """One script; with `active_session`, its activity record rides in the same round trip."""
+        if active_session is None:
+            script: AsyncScript = self._scripts[name]
+            return await _translate(script(keys=[key], args=list(args)))
+        return await _translate(self._run_recording(name, key, args, active_session))
+
+    async def _run_recording(
+        self, name: str, key: str, args: tuple[str | int, ...], session_id: str
+    ) -> Any:
+        script = self._scripts[name]
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, 1, key, *args)
+                self.activity.record(pipe, session_id)
+                result = (await pipe.execute(raise_on_error=False))[0]
+            if isinstance(result, redis_errors.NoScriptError) and attempt == 1:
+                await self._redis.script_load(script.script)  # Redis restarted without it
+                continue
+            if isinstance(result, Exception):
+                raise result
+            return result
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 async def _translate(awaitable: Any) -> Any:

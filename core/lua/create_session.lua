@@ -2,21 +2,24 @@
 -- KEYS[1] user:{tag}:<uid>:sessions
 -- ARGV[1] tag  [2] uid  [3] new sid  [4] title  [5] model ('' = the user's /model choice, else [6])
 -- ARGV[6] default model  [7] ttl seconds  [8] max sessions  [9] policy: 'reject' | 'evict_oldest'
--- Returns {'OK', sid, evicted sid, ...} or {'LIMIT'}.
+-- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, evicted sid...} or {'LIMIT'}.
 local uid, sid, title, ttl, max_sessions = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[7]), tonumber(ARGV[8])
 local model = ARGV[5]
 if model == '' then model = redis.call('HGET', user_key(uid), 'model') or ARGV[6] end
 
 local live = live_sessions(uid)
-local reply = {'OK', sid}
+local evicted = {}
 if #live >= max_sessions then
   if ARGV[9] ~= 'evict_oldest' then return {'LIMIT'} end
   for i = #live, max_sessions, -1 do
     delete_session_keys(live[i])
     redis.call('ZREM', user_key(uid, ':sessions'), live[i])
-    reply[#reply + 1] = live[i]
+    evicted[#evicted + 1] = live[i]
   end
 end
 create_session(uid, sid, title, model, now_ms())
 touch(sid, uid, ttl)
+local f = session_fields(sid)
+local reply = {'OK', sid, f[1], f[2], f[3], f[4], f[5], f[6]}
+for _, old in ipairs(evicted) do reply[#reply + 1] = old end
 return reply

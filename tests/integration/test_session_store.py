@@ -183,7 +183,9 @@ async def test_every_key_has_a_ttl_and_activity_slides_it(redis_client: aioredis
     await store.append_message(
         turn.session.id, Role.ASSISTANT, "hi", model=MODEL, lock_token=turn.lock_token
     )
-    keys = [key async for key in redis_client.scan_iter(match="*")]
+    every_key = [key async for key in redis_client.scan_iter(match="*")]
+    assert all([await redis_client.ttl(key) > 0 for key in every_key])
+    keys = [key for key in every_key if not key.startswith("stats:")]
     assert len(keys) == 4  # session hash, its messages, the user's index and state
     for key in keys:
         await redis_client.expire(key, 5)
@@ -326,3 +328,14 @@ async def test_sessions_made_in_one_millisecond_still_list_newest_first(store: S
     made = [await store.create_session("cli:ana", default_model=MODEL) for _ in range(5)]
     listed = (await store.list_sessions("cli:ana")).sessions
     assert [s.id for s in listed] == [s.id for s in reversed(made)]
+
+
+async def test_sessions_active_within_the_ttl_are_counted(store: SessionStore):
+    assert await store.active_session_count() == 0
+    for number in range(7):
+        turn = await begin(store, f"cli:user{number}", "hello")
+        await store.append_message(
+            turn.session.id, Role.ASSISTANT, "hi", model=MODEL, lock_token=turn.lock_token
+        )
+    await store.create_session("cli:user0", default_model=MODEL)
+    assert await store.active_session_count() == 8
