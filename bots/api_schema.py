@@ -17,11 +17,13 @@ from core.models import Message, MessagePage, Session, Usage, iso_utc
 USER_ID_MAX_CHARS = 128
 PAGE_LIMIT_MAX = 100
 
-UserId = Annotated[
-    str, Field(min_length=1, max_length=USER_ID_MAX_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")
-]
+USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: user ids end up in logs and keys
+
+UserId = Annotated[str, Field(min_length=1, max_length=USER_ID_MAX_CHARS, pattern=USER_ID_PATTERN)]
 ModelId = Annotated[str, Field(max_length=MODEL_ID_MAX_CHARS, pattern=MODEL_ID_PATTERN.pattern)]
 Title = Annotated[str, Field(max_length=TITLE_MAX_CHARS)]
+# Not blank: at least one character that Python's str.strip() would keep.
+Text = Annotated[str, Field(min_length=1, pattern=r"[^\s\x1c-\x1f\x85]")]
 
 
 class ApiModel(BaseModel):
@@ -43,20 +45,24 @@ class StartChat(ApiModel):
     user_id: UserId
     title: Title = ""
     model_id: ModelId | None = None
-    initial_message: str
+    initial_message: Text
 
 
 class ChatMessage(ApiModel):
     session_id: str
-    message: str
+    message: Text
     model_id: ModelId | None = None
     stream: bool = False
 
 
 class AddMessage(ApiModel):
     role: Literal["user", "assistant", "system"]
-    content: str
+    content: Text
     model: ModelId | None = None
+
+
+class UserPath(ApiModel):
+    user_id: UserId
 
 
 class Page(ApiModel):

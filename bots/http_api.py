@@ -1,16 +1,31 @@
-"""The aiohttp application: health checks now; the REST API and metrics build on it."""
+"""The aiohttp application: health, the REST API, its OpenAPI document, metrics.
+
+One middleware turns every failure into the API's error JSON; another authenticates every
+`/api/` and `/metrics` request except the open ones (health and the OpenAPI document).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 
+from bots.api_auth import Authenticator
+from bots.api_errors import CODE_BY_STATUS, ApiError, core_error_response, error_response
+from bots.api_routes import CORE, PRINCIPAL, locale_of, respond, routes
+from bots.api_schema import Health, RedisStatus, SessionCounts, SessionsHealth
+from bots.openapi import openapi_document
 from bots.runtime import Core
-from core.errors import StoreError
+from core.errors import ChatbridgeError, StoreError
+from core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 log = structlog.get_logger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+OPEN_PATHS = frozenset({"/health", "/api/sessions/health", "/api/openapi.json"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
@@ -20,20 +35,96 @@ class RedisHealth:
     is_up: bool = True
 
 
-CORE = web.AppKey("core", Core)
 REDIS_HEALTH = web.AppKey("redis_health", RedisHealth)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+OPENAPI = web.AppKey("openapi", dict)
 
 
 def build_app(core: Core) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
+    )
     app[CORE] = core
     app[REDIS_HEALTH] = RedisHealth()
+    app[AUTHENTICATOR] = Authenticator(core.settings.api_token, core.settings.jwt_secret)
+    app[OPENAPI] = openapi_document(core.settings)
     app.router.add_get("/health", health)
+    app.router.add_get("/api/sessions/health", sessions_health)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_routes(routes)
     return app
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message, error.headers)
+    except ChatbridgeError as error:
+        return core_error_response(error, locale_of(request))
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = CODE_BY_STATUS.get(error.status, "http_error")
+        headers = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
+        return error_response(error.status, code, error.reason, headers)
+    except Exception:
+        log.exception("http.unhandled", path=request.path)
+        return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    principal = request.app[AUTHENTICATOR].authenticate(request.headers.get("Authorization"))
+    if request.path == "/metrics":
+        principal.require_full_access()
+    request[PRINCIPAL] = principal
+    structlog.contextvars.bind_contextvars(platform="http", user=principal.user_id)
+    try:
+        return await handler(request)
+    finally:
+        structlog.contextvars.unbind_contextvars("platform", "user")
 
 
 async def health(request: web.Request) -> web.Response:
     """200 with Redis latency while Redis answers, 503 with the reason when it does not."""
+    body = await _redis_health(request)
+    return respond(body, status=200 if body.status == "ok" else 503, exclude_none=True)
+
+
+async def sessions_health(request: web.Request) -> web.Response:
+    """The session service: Redis latency and sessions active within SESSION_TTL."""
+    base = await _redis_health(request)
+    if base.status != "ok":
+        body = SessionsHealth(status=base.status, redis=base.redis)
+        return respond(body, status=503, exclude_none=True)
+    store = request.app[CORE].store
+    try:
+        active = await store.active_session_count()
+    except StoreError as error:
+        down = RedisStatus(status="down", error=str(error))
+        body = SessionsHealth(status="unavailable", redis=down)
+        return respond(body, status=503, exclude_none=True)
+    counts = SessionCounts(active=active, window_seconds=store.limits.ttl_seconds)
+    body = SessionsHealth(status="ok", redis=base.redis, sessions=counts)
+    return respond(body, exclude_none=True)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics, formatted from memory: a scrape never reaches Redis."""
+    body = request.app[CORE].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def _redis_health(request: web.Request) -> Health:
     store, seen = request.app[CORE].store, request.app[REDIS_HEALTH]
     try:
         latency_ms = await store.ping()
@@ -41,11 +132,8 @@ async def health(request: web.Request) -> web.Response:
         if seen.is_up:
             log.warning("redis.unavailable", reason=str(error))
         seen.is_up = False
-        body = {"status": "unavailable", "redis": {"status": "down", "error": str(error)}}
-        return web.json_response(body, status=503)
+        return Health(status="unavailable", redis=RedisStatus(status="down", error=str(error)))
     if not seen.is_up:
         log.info("redis.available", latency_ms=round(latency_ms, 2))
     seen.is_up = True
-    return web.json_response(
-        {"status": "ok", "redis": {"status": "up", "latencyMs": round(latency_ms, 2)}}
-    )
+    return Health(status="ok", redis=RedisStatus(status="up", latency_ms=round(latency_ms, 2)))

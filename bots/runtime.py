@@ -13,6 +13,7 @@ import structlog
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
 from core.embedded_redis import EmbeddedRedis, project_redis_conf, socket_of_running_service
+from core.metrics import Metrics
 from core.openrouter import OpenRouterClient
 from core.redis_connection import describe_redis, redis_from_settings
 from core.session_store import SessionLimits, SessionStore
@@ -32,6 +33,7 @@ class Core:
     store: SessionStore
     chat: ChatService
     commands: CommandHandler
+    metrics: Metrics  # the one every part above counts into; GET /metrics serves it
 
 
 @asynccontextmanager
@@ -47,15 +49,17 @@ async def open_core(settings: Settings, *, may_join_embedded: bool = False) -> A
         stack.push_async_callback(redis.aclose)
         model = OpenRouterClient.from_settings(settings)
         stack.push_async_callback(model.aclose)
-        store = SessionStore(redis, SessionLimits.from_settings(settings))
+        metrics = Metrics(models=(settings.default_model, *settings.fallback_models))
+        store = SessionStore(redis, SessionLimits.from_settings(settings), metrics)
         chat = ChatService(
             store,
             model,
             TurnSettings(
                 system_prompt=settings.system_prompt, default_model=settings.default_model
             ),
+            metrics,
         )
-        yield Core(settings, redis, store, chat, CommandHandler(chat))
+        yield Core(settings, redis, store, chat, CommandHandler(chat, metrics), metrics)
 
 
 async def _redis_url(

@@ -19,6 +19,7 @@ from typing import Protocol
 import structlog
 
 from core.errors import ChatbridgeError, ModelNotConfigured, ModelStreamBroken, SessionBusy
+from core.metrics import UNKNOWN_FRONT, Metrics, ModelCall
 from core.models import Message, Session
 from core.openrouter import ChatMessage, CompletionDone, StreamEvent
 from core.session_store import SessionStore, TurnStart
@@ -50,10 +51,18 @@ class TurnSettings:
 class ChatService:
     """Builds turns; one instance serves every front."""
 
-    def __init__(self, store: SessionStore, model: ChatModel, settings: TurnSettings) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        model: ChatModel,
+        settings: TurnSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.store = store
         self.model = model
         self.settings = settings
+        # By default the store's, so one Metrics object sees the turn and its Redis errors.
+        self.metrics = metrics if metrics is not None else store.metrics
 
     def turn(
         self,
@@ -62,15 +71,24 @@ class ChatService:
         user_id: str | None,
         session_id: str | None = None,
         model: str | None = None,
+        front: str = UNKNOWN_FRONT,
     ) -> Turn:
-        """A turn on `session_id`, or on the user's active session when it is None."""
-        return Turn(self, user_id, session_id, text=text, model=model)
+        """A turn on `session_id`, or on the user's active session when it is None.
+
+        `front` (http, cli, telegram, discord) labels the turn's metrics.
+        """
+        return Turn(self, user_id, session_id, text=text, model=model, front=front)
 
     def retry(
-        self, *, user_id: str | None, session_id: str | None = None, model: str | None = None
+        self,
+        *,
+        user_id: str | None,
+        session_id: str | None = None,
+        model: str | None = None,
+        front: str = UNKNOWN_FRONT,
     ) -> Turn:
         """Answer the session's last user message again, replacing the answer it had."""
-        return Turn(self, user_id, session_id, text=None, model=model)
+        return Turn(self, user_id, session_id, text=None, model=model, front=front)
 
 
 class Turn:
@@ -84,12 +102,15 @@ class Turn:
         *,
         text: str | None,
         model: str | None,
+        front: str = UNKNOWN_FRONT,
     ) -> None:
         self._service = service
         self._user_id = user_id
         self._session_id = session_id
         self._text = text
         self._model_override = model
+        self._front = front
+        self._is_counted = False
         self._start: TurnStart | None = None
         self._lock_keeper: asyncio.Task[None] | None = None
         self._stream: AsyncGenerator[str, None] | None = None
@@ -109,9 +130,11 @@ class Turn:
         return self._model_override or self.session.model or self._service.settings.default_model
 
     async def __aenter__(self) -> Turn:
-        if not self._service.model.is_configured:
-            raise ModelNotConfigured()
-        self._start = await self._begin_when_free()
+        try:
+            self._start = await self._begin()
+        except BaseException as error:
+            self._count(error)  # __aexit__ does not run when __aenter__ raises
+            raise
         structlog.contextvars.bind_contextvars(session=self._start.session.id)
         self._lock_keeper = asyncio.create_task(self._keep_lock())
         return self
@@ -134,6 +157,7 @@ class Turn:
             # abandoned turn needs this extra one. The lock would expire anyway.
             with contextlib.suppress(ChatbridgeError):
                 await self._service.store.release_lock(self.session.id, self._start.lock_token)
+        self._count(exc)  # a no-op unless the turn ended without an answer or a core error
         structlog.contextvars.unbind_contextvars("session")
 
     def deltas(self) -> AsyncIterator[str]:
@@ -142,27 +166,52 @@ class Turn:
         return self._stream
 
     async def _stream_answer(self) -> AsyncGenerator[str, None]:
-        started = time.perf_counter()
+        # Timed here, around the model call itself, so every front gets the same numbers.
+        call = self._service.metrics.model_call(self.model)
         parts: list[str] = []
-        async for event in self._service.model.stream(self._context(), model=self.model):
-            if isinstance(event, CompletionDone):
-                await self._store_reply("".join(parts), event)
-                log.info(
-                    "turn.completed",
-                    model=event.model,
-                    seconds=round(time.perf_counter() - started, 3),
-                    completion_tokens=event.usage.completion_tokens if event.usage else None,
-                )
-                return
-            parts.append(event.text)
-            yield event.text
-        raise ModelStreamBroken(partial_text="".join(parts))
+        try:
+            async for event in self._service.model.stream(self._context(), model=self.model):
+                if isinstance(event, CompletionDone):
+                    call.answered(event.model, event.usage)
+                    await self._store_reply("".join(parts), event)
+                    self._count(None)
+                    _log_completed(event, call)
+                    return
+                call.saw_text()
+                parts.append(event.text)
+                yield event.text
+            raise ModelStreamBroken(partial_text="".join(parts))
+        except ChatbridgeError as error:
+            call.failed()  # a no-op when the model answered and storing its answer failed
+            self._count(error)
+            raise
+
+    def outcome(self) -> tuple[Message, Session]:
+        """The stored reply and the session after it, once `deltas()` has run to its end."""
+        if self.reply is None or self.session_after is None:
+            raise RuntimeError("the turn has not stored its reply")
+        return self.reply, self.session_after
+
+    def _count(self, ending: BaseException | None) -> None:
+        """Count the turn once: completed once its reply is stored, else by what ended it."""
+        if self._is_counted:
+            return
+        self._is_counted = True
+        if self.reply is not None:
+            self._service.metrics.turn_completed(self._front)
+        else:
+            self._service.metrics.turn_ended_early(self._front, ending)
 
     @property
     def _started(self) -> TurnStart:
         if self._start is None:
             raise RuntimeError("use the turn inside `async with`")
         return self._start
+
+    async def _begin(self) -> TurnStart:
+        if not self._service.model.is_configured:
+            raise ModelNotConfigured()
+        return await self._begin_when_free()
 
     async def _begin_when_free(self) -> TurnStart:
         settings = self._service.settings
@@ -212,3 +261,12 @@ class Turn:
         self.reply, self.session_after = await self._service.store.finish_turn(
             self._started, text, model=done.model, usage=done.usage, is_retry=self.is_retry
         )
+
+
+def _log_completed(done: CompletionDone, call: ModelCall) -> None:
+    log.info(
+        "turn.completed",
+        model=done.model,
+        seconds=round(call.elapsed(), 3),
+        completion_tokens=done.usage.completion_tokens if done.usage else None,
+    )

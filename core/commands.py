@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from core.chat import ChatService, Turn
 from core.errors import ChatbridgeError, InvalidArgument, SessionNotFound, UnknownCommand
 from core.messages import describe, help_text, text
+from core.metrics import Metrics, front_of
 from core.models import Message, Role, Session
 from core.session_keys import SESSION_ID_PATTERN
 
@@ -73,22 +74,25 @@ def parse_command(message: str) -> tuple[str, str] | None:
 class CommandHandler:
     """Executes commands and plain messages on behalf of a user."""
 
-    def __init__(self, chat: ChatService) -> None:
+    def __init__(self, chat: ChatService, metrics: Metrics | None = None) -> None:
         self.chat = chat
         self.store = chat.store
+        self.metrics = metrics if metrics is not None else chat.metrics
 
     async def handle(self, user_id: str, message: str, *, locale: str = "en") -> Outcome:
         """Never raises a core error: those come back as a Reply with `is_error`."""
         try:
             return await self._dispatch(user_id, message, locale)
         except ChatbridgeError as error:
+            # Counted here because no front ever sees this error raised.
+            self.metrics.command_failed(front_of(user_id), error)
             return Reply(describe(error, locale), is_error=True)
 
     async def _dispatch(self, user_id: str, message: str, locale: str) -> Outcome:
         parsed = parse_command(message)
         if parsed is None:
             self.store.check_content(message)
-            return TurnReply(self.chat.turn(message, user_id=user_id))
+            return TurnReply(self.chat.turn(message, user_id=user_id, front=front_of(user_id)))
         name, args = parsed
         handler = COMMANDS.get(name)
         if handler is None:
@@ -207,7 +211,7 @@ class CommandHandler:
         return Reply(text(request.locale, "model_set", model=model_id))
 
     async def retry(self, request: Request) -> Outcome:
-        return TurnReply(self.chat.retry(user_id=request.user_id))
+        return TurnReply(self.chat.retry(user_id=request.user_id, front=front_of(request.user_id)))
 
     async def _resolve(self, request: Request) -> str:
         """A session id from `/cmd 2` (position in /sessions) or `/cmd <id>`."""

@@ -29,6 +29,7 @@ from core.errors import (
     StoreFull,
     StoreUnavailable,
 )
+from core.metrics import Metrics
 from core.models import Message, MessagePage, Role, Session, Usage, datetime_from_ms
 from core.session_codec import (
     ROLE_CODES,
@@ -107,21 +108,24 @@ def script_source(name: str) -> str:
 class SessionStore:
     """The only code that reads or writes session data in Redis."""
 
-    def __init__(self, redis: aioredis.Redis, limits: SessionLimits) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, limits: SessionLimits, metrics: Metrics | None = None
+    ) -> None:
         self._redis = redis
         self.limits = limits
+        self.metrics = metrics if metrics is not None else Metrics()
         self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
         self.activity = SessionActivity(limits.ttl_seconds)
 
     async def ping(self) -> float:
         """Round-trip latency to Redis in milliseconds."""
         started = time.perf_counter()
-        await _translate(self._redis.ping())
+        await _translate(self._redis.ping(), self.metrics)
         return (time.perf_counter() - started) * 1000
 
     async def active_session_count(self) -> int:
         """Sessions that stored a message or were created within SESSION_TTL (about ±1%)."""
-        return int(await _translate(self.activity.count(self._redis)))
+        return int(await _translate(self.activity.count(self._redis), self.metrics))
 
     async def create_session(
         self, user_id: str, *, title: str = "", model: str = "", default_model: str
@@ -387,8 +391,8 @@ class SessionStore:
         """One script; with `active_session`, its activity record rides in the same round trip."""
         if active_session is None:
             script: AsyncScript = self._scripts[name]
-            return await _translate(script(keys=[key], args=list(args)))
-        return await _translate(self._run_recording(name, key, args, active_session))
+            return await _translate(script(keys=[key], args=list(args)), self.metrics)
+        return await _translate(self._run_recording(name, key, args, active_session), self.metrics)
 
     async def _run_recording(
         self, name: str, key: str, args: tuple[str | int, ...], session_id: str
@@ -408,18 +412,28 @@ class SessionStore:
         raise AssertionError("unreachable: the second attempt returns or raises")
 
 
-async def _translate(awaitable: Any) -> Any:
-    """Redis-py errors become the core's store errors, at this one edge."""
+async def _translate(awaitable: Any, metrics: Metrics) -> Any:
+    """Redis-py errors become the core's store errors, at this one edge, where they are counted."""
     try:
         return await awaitable
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-        raise StoreUnavailable() from exc
-    except redis_errors.OutOfMemoryError as exc:
-        raise StoreFull() from exc
-    except redis_errors.ResponseError as exc:
-        if str(exc).startswith(("LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN")):
-            raise StoreUnavailable() from exc
-        raise StoreError() from exc
+    except (
+        redis_errors.ConnectionError,
+        redis_errors.TimeoutError,
+        redis_errors.ResponseError,
+    ) as exc:
+        error = _store_error(exc)
+        metrics.redis_error(error)
+        raise error from exc
+
+
+def _store_error(exc: redis_errors.RedisError) -> StoreError:
+    if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+        return StoreUnavailable()
+    if isinstance(exc, redis_errors.OutOfMemoryError):
+        return StoreFull()
+    if str(exc).startswith(("LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN")):
+        return StoreUnavailable()
+    return StoreError()
 
 
 def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:

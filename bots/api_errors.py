@@ -1,0 +1,76 @@
+"""Every error of the HTTP API, as one JSON shape: {"error": {"code", "message"}}.
+
+Core errors map to statuses here, at the edge; their text comes from core.messages in the
+caller's language (Accept-Language). Nothing else — no traceback, no upstream body — is sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from core import errors
+from core.messages import describe
+
+STATUS_BY_ERROR: tuple[tuple[type[errors.ChatbridgeError], int], ...] = (
+    (errors.MessageTooLong, 422),
+    (errors.InputError, 422),
+    (errors.SessionNotFound, 404),
+    (errors.SessionLimitReached, 409),
+    (errors.NothingToRetry, 409),
+    (errors.SessionBusy, 409),
+    (errors.StoreError, 503),
+    (errors.ModelNotConfigured, 503),
+    (errors.ModelRateLimited, 429),
+    (errors.ModelUnavailable, 503),
+    (errors.ModelTimeout, 504),
+    (errors.ModelError, 502),
+)
+CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    500: "internal_error",
+}
+
+
+class ApiError(Exception):
+    """An HTTP-level refusal (bad JSON, auth, ...) that core errors do not cover."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = dict(headers or {})
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
+
+
+def status_of(error: errors.ChatbridgeError) -> int:
+    return next((status for kind, status in STATUS_BY_ERROR if isinstance(error, kind)), 500)
+
+
+def core_error_response(error: errors.ChatbridgeError, locale: str) -> web.Response:
+    headers = {}
+    if isinstance(error, errors.ModelRateLimited):
+        headers["Retry-After"] = str(max(1, round(error.retry_after or 60)))
+    return error_response(status_of(error), error.code, describe(error, locale), headers)
+
+
+def sse_error_event(error: errors.ChatbridgeError, locale: str) -> bytes:
+    body = {"error": {"code": error.code, "message": describe(error, locale)}}
+    return f"event: error\ndata: {json.dumps(body)}\n\n".encode()

@@ -1,0 +1,250 @@
+"""The REST endpoints of the original design, on the same core the chat fronts use."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from bots.api_auth import Principal
+from bots.api_errors import ApiError, sse_error_event
+from bots.api_schema import (
+    AddMessage,
+    ChatMessage,
+    ChatReply,
+    CreateSession,
+    MessageList,
+    MessageOut,
+    Page,
+    SessionList,
+    SessionOut,
+    StartChat,
+    TextDeltaEvent,
+    UserPath,
+)
+from bots.runtime import Core
+from core.chat import Turn
+from core.errors import ChatbridgeError, EmptyMessage
+from core.messages import normalize_locale
+from core.models import Role
+
+log = structlog.get_logger(__name__)
+
+CORE = web.AppKey("core", Core)
+PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
+FRONT = "http"  # the front label of this API's turns in the metrics
+HISTORY_DEFAULT_LIMIT = 20
+MESSAGES_DEFAULT_LIMIT = 50
+
+Body = TypeVar("Body", bound=BaseModel)
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    """Create a session for a user (409 at MAX_SESSIONS_PER_USER)."""
+    body = await read_json(request, CreateSession)
+    principal_of(request).require_user(body.user_id)
+    core = request.app[CORE]
+    session = await core.store.create_session(
+        body.user_id,
+        title=body.title,
+        model=body.model or "",
+        default_model=core.settings.default_model,
+    )
+    return respond(SessionOut.of(session), status=201)
+
+
+@routes.get("/api/sessions/{session_id:[0-9a-f]{32}}")
+async def get_session(request: web.Request) -> web.Response:
+    session = await request.app[CORE].store.get_session(
+        request.match_info["session_id"], owner=principal_of(request).owner
+    )
+    return respond(SessionOut.of(session))
+
+
+@routes.delete("/api/sessions/{session_id:[0-9a-f]{32}}")
+async def delete_session(request: web.Request) -> web.Response:
+    await request.app[CORE].store.delete_session(
+        request.match_info["session_id"], owner=principal_of(request).owner
+    )
+    return web.Response(status=204)
+
+
+@routes.get("/api/users/{user_id}/sessions")
+async def list_user_sessions(request: web.Request) -> web.Response:
+    """The user's sessions, most recent activity first."""
+    user_id = _validated(UserPath, {"user_id": request.match_info["user_id"]}).user_id
+    principal_of(request).require_user(user_id)
+    listing = await request.app[CORE].store.list_sessions(user_id)
+    return respond(SessionList(sessions=[SessionOut.of(s) for s in listing.sessions]))
+
+
+@routes.post("/api/sessions/{session_id:[0-9a-f]{32}}/messages")
+async def add_message(request: web.Request) -> web.Response:
+    """Store a message without asking the model (imports, system notes)."""
+    body = await read_json(request, AddMessage)
+    if not body.content.strip():  # the store lets the model's empty answers through, not ours
+        raise EmptyMessage()
+    message = await request.app[CORE].store.append_message(
+        request.match_info["session_id"],
+        Role(body.role),
+        body.content,
+        owner=principal_of(request).owner,
+        model=body.model,
+    )
+    return respond(MessageOut.of(message), status=201)
+
+
+@routes.get("/api/sessions/{session_id:[0-9a-f]{32}}/messages")
+async def list_messages(request: web.Request) -> web.Response:
+    return await _page_of_messages(request, MESSAGES_DEFAULT_LIMIT)
+
+
+@routes.get("/api/chat/session/{session_id:[0-9a-f]{32}}/history")
+async def history(request: web.Request) -> web.Response:
+    return await _page_of_messages(request, HISTORY_DEFAULT_LIMIT)
+
+
+@routes.post("/api/chat/session/start")
+async def start_chat(request: web.Request) -> web.Response:
+    """Create a session and answer its first message in one call."""
+    body = await read_json(request, StartChat)
+    principal_of(request).require_user(body.user_id)
+    core = request.app[CORE]
+    core.store.check_content(body.initial_message)  # refuse bad input before creating anything
+    session = await core.store.create_session(
+        body.user_id, title=body.title, default_model=core.settings.default_model
+    )
+    turn = core.chat.turn(
+        body.initial_message,
+        user_id=body.user_id,
+        session_id=session.id,
+        model=body.model_id,
+        front=FRONT,
+    )
+    return respond(await _complete(turn), status=201)
+
+
+@routes.post("/api/chat/session")
+async def chat(request: web.Request) -> web.StreamResponse:
+    """One turn in a session; Server-Sent Events when `stream` is true."""
+    body = await read_json(request, ChatMessage)
+    turn = request.app[CORE].chat.turn(
+        body.message,
+        user_id=principal_of(request).owner,
+        session_id=body.session_id,
+        model=body.model_id,
+        front=FRONT,
+    )
+    if body.stream:
+        return await _stream(request, turn)
+    return respond(await _complete(turn))
+
+
+async def _complete(turn: Turn) -> ChatReply:
+    async with turn:
+        async for _ in turn.deltas():
+            pass
+    return _chat_reply(turn)
+
+
+async def _stream(request: web.Request, turn: Turn) -> web.StreamResponse:
+    """Errors before the first byte are ordinary JSON errors; after it, an `error` event."""
+    locale = locale_of(request)
+    async with turn:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        writer = _EventWriter(response)
+        try:
+            async for text in turn.deltas():
+                await writer.send("delta", TextDeltaEvent(text=text))
+        except ChatbridgeError as error:
+            await writer.send_raw(sse_error_event(error, locale))
+            return response
+        await writer.send("done", _chat_reply(turn))
+    await response.write_eof()
+    return response
+
+
+def _chat_reply(turn: Turn) -> ChatReply:
+    message, session = turn.outcome()
+    return ChatReply(session=SessionOut.of(session), reply=MessageOut.of(message))
+
+
+class _EventWriter:
+    """Writes SSE events; once the client has gone, keeps quiet so the answer is still stored."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self._response = response
+        self._is_client_gone = False
+
+    async def send(self, event: str, data: BaseModel) -> None:
+        payload = data.model_dump_json(by_alias=True)
+        await self.send_raw(f"event: {event}\ndata: {payload}\n\n".encode())
+
+    async def send_raw(self, chunk: bytes) -> None:
+        if self._is_client_gone:
+            return
+        try:
+            await self._response.write(chunk)
+        except (ConnectionResetError, RuntimeError):
+            self._is_client_gone = True
+            log.info("http.stream_client_gone")
+
+
+async def _page_of_messages(request: web.Request, default_limit: int) -> web.Response:
+    page = _validated(
+        Page,
+        {
+            "limit": request.query.get("limit", str(default_limit)),
+            "offset": request.query.get("offset", "0"),
+        },
+    )
+    messages = await request.app[CORE].store.read_messages(
+        request.match_info["session_id"],
+        owner=principal_of(request).owner,
+        offset=page.offset,
+        limit=page.limit,
+    )
+    return respond(MessageList.of(messages))
+
+
+# --- request and response helpers ------------------------------------------------------------
+
+
+async def read_json(request: web.Request, model: type[Body]) -> Body:
+    """The body as `model`: 400 for malformed JSON, 422 for the wrong shape."""
+    raw = await request.read()  # past client_max_size aiohttp refuses with 413 before this returns
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+    return _validated(model, data)
+
+
+def _validated(model: type[Body], data: object) -> Body:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(422, "validation_error", f"{where}: {first['msg']}") from None
+
+
+def respond(body: BaseModel, *, status: int = 200, exclude_none: bool = False) -> web.Response:
+    text = body.model_dump_json(by_alias=True, exclude_none=exclude_none)
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
+def principal_of(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def locale_of(request: web.Request) -> str:
+    return normalize_locale(request.headers.get("Accept-Language", "").split(",")[0])

@@ -1,0 +1,117 @@
+"""Schemathesis against the running service: no 5xx, and every response as the document says.
+
+The service runs as `python -m bots` (a child process) on the test Redis, answered by the fake
+OpenRouter running on a thread of its own, because schemathesis calls the API synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from bots.openapi import openapi_document
+from core.settings import Settings
+from tests.e2e.conftest import child_env
+from tests.fakes.openrouter_server import FakeOpenRouter
+from tests.redis_process import RedisProcess, free_port
+
+EXAMPLES_PER_OPERATION = 30
+STARTUP_TIMEOUT = 20.0
+
+
+class ThreadedFakeOpenRouter:
+    """The fake OpenRouter on its own event loop, so a synchronous test can block freely."""
+
+    def __init__(self) -> None:
+        self.fake = FakeOpenRouter()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> FakeOpenRouter:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.fake.start(), self._loop).result(timeout=10)
+        return self.fake
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+@pytest.fixture(scope="module")
+def live_service(redis_server: RedisProcess) -> Iterator[str]:
+    """`python -m bots` on a free port; yields its base URL."""
+    port = free_port()
+    with (
+        ThreadedFakeOpenRouter() as fake,
+        tempfile.TemporaryDirectory() as cwd,
+        Path(cwd, "service.log").open("w") as log,
+    ):
+        env = child_env(
+            REDIS_URL=redis_server.url,
+            OPENROUTER_API_KEY=fake.api_key,
+            OPENROUTER_BASE_URL=fake.base_url,
+            HTTP_PORT=str(port),
+            LOG_LEVEL="WARNING",
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bots"], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+            stderr=log,
+        )  # fmt: skip
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_until_healthy(base_url, child)
+            yield base_url
+        finally:
+            child.terminate()
+            child.wait(timeout=15)
+
+
+# The service runs with default limits, so the document built here from defaults is the one it
+# serves (test_the_served_document_is_the_one_tested checks it). Loading it from the live URL
+# would need schemathesis's lazy fixture loader, which does not run on pytest 9.
+DOCUMENT = openapi_document(Settings(_env_file=None))  # type: ignore[call-arg]
+schema = schemathesis.openapi.from_dict(DOCUMENT)
+
+
+def test_the_served_document_is_the_one_tested(live_service: str) -> None:
+    assert httpx.get(f"{live_service}/api/openapi.json").json() == DOCUMENT
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES_PER_OPERATION,
+    derandomize=True,  # the same examples on every run, so CI is repeatable
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_every_operation_conforms_to_the_openapi_document(
+    case: schemathesis.Case, live_service: str
+) -> None:
+    case.call_and_validate(base_url=live_service)
+
+
+def _wait_until_healthy(base_url: str, child: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            pytest.fail(f"the service exited with {child.returncode} before serving")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    pytest.fail("the service did not answer /health in time")
