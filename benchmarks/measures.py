@@ -15,8 +15,9 @@ from benchmarks.harness import REPLY, CountingConnection, InstantModel, command_
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler, TurnReply
 from core.models import Role, Usage
+from core.redis_scripts import script_source
 from core.session_keys import new_session_id, session_key, user_index_key, user_tag
-from core.session_store import SessionLimits, SessionStore, script_source
+from core.session_store import SessionLimits, SessionStore
 
 MODEL = "openai/gpt-4o-mini"
 WORDS = [

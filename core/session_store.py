@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
-import redis.exceptions as redis_errors
-from redis.commands.core import AsyncScript
 
 from core.activity import SessionActivity
 from core.errors import (
@@ -25,12 +21,10 @@ from core.errors import (
     SessionBusy,
     SessionLimitReached,
     SessionNotFound,
-    StoreError,
-    StoreFull,
-    StoreUnavailable,
 )
 from core.metrics import Metrics
 from core.models import Message, MessagePage, Role, Session, Usage, datetime_from_ms
+from core.redis_scripts import LuaScripts
 from core.session_codec import (
     ROLE_CODES,
     context_from,
@@ -49,19 +43,6 @@ from core.session_keys import (
 from core.settings import SessionLimitPolicy, Settings
 
 TITLE_LENGTH = 60
-SCRIPT_NAMES = (
-    "create_session",
-    "begin_turn",
-    "append_message",
-    "get_session",
-    "read_messages",
-    "list_sessions",
-    "switch_session",
-    "delete_session",
-    "update_session",
-    "set_model",
-    "lock",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +80,6 @@ class TurnStart:
     lock_token: str
 
 
-@cache
-def script_source(name: str) -> str:
-    folder = resources.files("core") / "lua"
-    return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
-
-
 class SessionStore:
     """The only code that reads or writes session data in Redis."""
 
@@ -114,18 +89,19 @@ class SessionStore:
         self._redis = redis
         self.limits = limits
         self.metrics = metrics if metrics is not None else Metrics()
-        self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
         self.activity = SessionActivity(limits.ttl_seconds)
+        self._scripts = LuaScripts(redis, self.activity, self.metrics)
+        self._run = self._scripts.run
 
     async def ping(self) -> float:
         """Round-trip latency to Redis in milliseconds."""
         started = time.perf_counter()
-        await _translate(self._redis.ping(), self.metrics)
+        await self._scripts.translate(self._redis.ping())
         return (time.perf_counter() - started) * 1000
 
     async def active_session_count(self) -> int:
         """Sessions that stored a message or were created within SESSION_TTL (about ±1%)."""
-        return int(await _translate(self.activity.count(self._redis), self.metrics))
+        return int(await self._scripts.translate(self.activity.count(self._redis)))
 
     async def create_session(
         self, user_id: str, *, title: str = "", model: str = "", default_model: str
@@ -384,56 +360,6 @@ class SessionStore:
             owner or "", self.limits.ttl_seconds, field, value,
         )  # fmt: skip
         return _session_or_not_found(reply)
-
-    async def _run(
-        self, name: str, key: str, *args: str | int, active_session: str | None = None
-    ) -> Any:
-        """One script; with `active_session`, its activity record rides in the same round trip."""
-        if active_session is None:
-            script: AsyncScript = self._scripts[name]
-            return await _translate(script(keys=[key], args=list(args)), self.metrics)
-        return await _translate(self._run_recording(name, key, args, active_session), self.metrics)
-
-    async def _run_recording(
-        self, name: str, key: str, args: tuple[str | int, ...], session_id: str
-    ) -> Any:
-        script = self._scripts[name]
-        for attempt in (1, 2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, 1, key, *args)
-                self.activity.record(pipe, session_id)
-                result = (await pipe.execute(raise_on_error=False))[0]
-            if isinstance(result, redis_errors.NoScriptError) and attempt == 1:
-                await self._redis.script_load(script.script)  # Redis restarted without it
-                continue
-            if isinstance(result, Exception):
-                raise result
-            return result
-        raise AssertionError("unreachable: the second attempt returns or raises")
-
-
-async def _translate(awaitable: Any, metrics: Metrics) -> Any:
-    """Redis-py errors become the core's store errors, at this one edge, where they are counted."""
-    try:
-        return await awaitable
-    except (
-        redis_errors.ConnectionError,
-        redis_errors.TimeoutError,
-        redis_errors.ResponseError,
-    ) as exc:
-        error = _store_error(exc)
-        metrics.redis_error(error)
-        raise error from exc
-
-
-def _store_error(exc: redis_errors.RedisError) -> StoreError:
-    if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
-        return StoreUnavailable()
-    if isinstance(exc, redis_errors.OutOfMemoryError):
-        return StoreFull()
-    if str(exc).startswith(("LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN")):
-        return StoreUnavailable()
-    return StoreError()
 
 
 def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
