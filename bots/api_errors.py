@@ -1,7 +1,8 @@
 """Every error of the HTTP API, as one JSON shape: {"error": {"code", "message"}}.
 
-Core errors map to statuses here, at the edge; their text comes from core.messages in the
-caller's language (Accept-Language). Nothing else — no traceback, no upstream body — is sent.
+Core errors map to statuses here, at the edge, with the error's own safe sentence (chat replies
+use core.messages, which speak of chat commands). Nothing else — no traceback, no upstream
+body — is sent.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from core import errors
-from core.messages import describe
 
 STATUS_BY_ERROR: tuple[tuple[type[errors.ChatbridgeError], int], ...] = (
     (errors.MessageTooLong, 422),
@@ -41,6 +41,12 @@ CODE_BY_STATUS = {
 }
 
 
+API_HINTS = {
+    "session_limit_reached": "Delete one (DELETE /api/sessions/{sessionId}) to create another.",
+    "model_rate_limited": "Retry after the number of seconds in Retry-After.",
+}
+
+
 class ApiError(Exception):
     """An HTTP-level refusal (bad JSON, auth, ...) that core errors do not cover."""
 
@@ -64,13 +70,19 @@ def status_of(error: errors.ChatbridgeError) -> int:
     return next((status for kind, status in STATUS_BY_ERROR if isinstance(error, kind)), 500)
 
 
-def core_error_response(error: errors.ChatbridgeError, locale: str) -> web.Response:
+def core_error_response(error: errors.ChatbridgeError) -> web.Response:
     headers = {}
     if isinstance(error, errors.ModelRateLimited):
         headers["Retry-After"] = str(max(1, round(error.retry_after or 60)))
-    return error_response(status_of(error), error.code, describe(error, locale), headers)
+    return error_response(status_of(error), error.code, api_message(error), headers)
 
 
-def sse_error_event(error: errors.ChatbridgeError, locale: str) -> bytes:
-    body = {"error": {"code": error.code, "message": describe(error, locale)}}
+def api_message(error: errors.ChatbridgeError) -> str:
+    """The error's own sentence (chat replies, by contrast, name chat commands)."""
+    hint = API_HINTS.get(error.code)
+    return f"{error} {hint}" if hint else str(error)
+
+
+def sse_error_event(error: errors.ChatbridgeError) -> bytes:
+    body = {"error": {"code": error.code, "message": api_message(error)}}
     return f"event: error\ndata: {json.dumps(body)}\n\n".encode()

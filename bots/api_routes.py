@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TypeVar
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from bots.api_auth import Principal
-from bots.api_errors import ApiError, sse_error_event
+from bots.api_errors import ApiError, core_error_response, sse_error_event
 from bots.api_schema import (
     AddMessage,
     ChatMessage,
@@ -28,7 +29,6 @@ from bots.api_schema import (
 from bots.runtime import Core
 from core.chat import Turn
 from core.errors import ChatbridgeError, EmptyMessage
-from core.messages import normalize_locale
 from core.models import Role
 
 log = structlog.get_logger(__name__)
@@ -40,6 +40,16 @@ HISTORY_DEFAULT_LIMIT = 20
 MESSAGES_DEFAULT_LIMIT = 50
 
 Body = TypeVar("Body", bound=BaseModel)
+# What a pattern means, instead of the regular expression pydantic would quote.
+PATTERN_RULES = {
+    "message": "must not be blank",
+    "initialMessage": "must not be blank",
+    "content": "must not be blank",
+    "modelId": "must be a model id like openai/gpt-4o-mini",
+    "model": "must be a model id like openai/gpt-4o-mini",
+    "userId": "must be printable text without '/', and not '.' or '..'",
+    "user_id": "must be printable text without '/', and not '.' or '..'",
+}
 routes = web.RouteTableDef()
 
 
@@ -126,7 +136,13 @@ async def start_chat(request: web.Request) -> web.Response:
         model=body.model_id,
         front=FRONT,
     )
-    return respond(await _complete(turn), status=201)
+    try:
+        return respond(await _complete(turn), status=201)
+    except ChatbridgeError as error:
+        # The session and the message are kept (for a retry): say where they are.
+        response = core_error_response(error)
+        response.headers["Location"] = f"/api/sessions/{session.id}"
+        return response
 
 
 @routes.post("/api/chat/session")
@@ -154,7 +170,6 @@ async def _complete(turn: Turn) -> ChatReply:
 
 async def _stream(request: web.Request, turn: Turn) -> web.StreamResponse:
     """Errors before the first byte are ordinary JSON errors; after it, an `error` event."""
-    locale = locale_of(request)
     async with turn:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -165,10 +180,10 @@ async def _stream(request: web.Request, turn: Turn) -> web.StreamResponse:
             async for text in turn.deltas():
                 await writer.send("delta", TextDeltaEvent(text=text))
         except ChatbridgeError as error:
-            await writer.send_raw(sse_error_event(error, locale))
+            await writer.send_raw(sse_error_event(error))
             return response
         await writer.send("done", _chat_reply(turn))
-    await response.write_eof()
+    await writer.close()
     return response
 
 
@@ -187,6 +202,11 @@ class _EventWriter:
     async def send(self, event: str, data: BaseModel) -> None:
         payload = data.model_dump_json(by_alias=True)
         await self.send_raw(f"event: {event}\ndata: {payload}\n\n".encode())
+
+    async def close(self) -> None:
+        if not self._is_client_gone:
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await self._response.write_eof()
 
     async def send_raw(self, chunk: bytes) -> None:
         if self._is_client_gone:
@@ -234,7 +254,10 @@ def _validated(model: type[Body], data: object) -> Body:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise ApiError(422, "validation_error", f"{where}: {first['msg']}") from None
+        what = first["msg"]
+        if first["type"] == "string_pattern_mismatch":
+            what = PATTERN_RULES.get(str(first["loc"][-1]), "has characters that are not allowed")
+        raise ApiError(422, "validation_error", f"{where}: {what}") from None
 
 
 def respond(body: BaseModel, *, status: int = 200, exclude_none: bool = False) -> web.Response:
@@ -244,7 +267,3 @@ def respond(body: BaseModel, *, status: int = 200, exclude_none: bool = False) -
 
 def principal_of(request: web.Request) -> Principal:
     return request[PRINCIPAL]
-
-
-def locale_of(request: web.Request) -> str:
-    return normalize_locale(request.headers.get("Accept-Language", "").split(",")[0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
 from core.commands import MODEL_ID_MAX_CHARS, MODEL_ID_PATTERN, TITLE_MAX_CHARS
@@ -17,7 +17,9 @@ from core.models import Message, MessagePage, Session, Usage, iso_utc
 USER_ID_MAX_CHARS = 128
 PAGE_LIMIT_MAX = 100
 
-USER_ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # printable: user ids end up in logs and keys
+# Printable (user ids end up in logs and keys), and usable in /api/users/{userId}/sessions.
+USER_ID_PATTERN = r"^(?!\.\.?$)[^\x00-\x1f\x7f/]+$"
+OFFSET_MAX = 1_000_000_000
 
 UserId = Annotated[str, Field(min_length=1, max_length=USER_ID_MAX_CHARS, pattern=USER_ID_PATTERN)]
 ModelId = Annotated[str, Field(max_length=MODEL_ID_MAX_CHARS, pattern=MODEL_ID_PATTERN.pattern)]
@@ -28,7 +30,11 @@ Text = Annotated[str, Field(min_length=1, pattern=r"[^\s\x1c-\x1f\x85]")]
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        regex_engine="python-re",  # USER_ID_PATTERN needs a look-ahead
     )
 
 
@@ -52,7 +58,7 @@ class ChatMessage(ApiModel):
     session_id: str
     message: Text
     model_id: ModelId | None = None
-    stream: bool = False
+    stream: StrictBool = False
 
 
 class AddMessage(ApiModel):
@@ -67,7 +73,7 @@ class UserPath(ApiModel):
 
 class Page(ApiModel):
     limit: int = Field(ge=1, le=PAGE_LIMIT_MAX)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=OFFSET_MAX)
 
 
 # --- responses -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bots.api_auth import Authenticator
 from bots.api_errors import CODE_BY_STATUS, ApiError, core_error_response, error_response
-from bots.api_routes import CORE, PRINCIPAL, locale_of, respond, routes
+from bots.api_routes import CORE, PRINCIPAL, respond, routes
 from bots.api_schema import Health, RedisStatus, SessionCounts, SessionsHealth
 from bots.openapi import openapi_document
 from bots.runtime import Core
@@ -63,7 +63,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as error:
         return error_response(error.status, error.code, error.message, error.headers)
     except ChatbridgeError as error:
-        return core_error_response(error, locale_of(request))
+        return core_error_response(error)
     except web.HTTPException as error:
         if error.status < 400:
             raise

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from bots.api_schema import (
+    OFFSET_MAX,
     PAGE_LIMIT_MAX,
     USER_ID_MAX_CHARS,
     USER_ID_PATTERN,
@@ -185,7 +186,8 @@ def _page_operation(summary: str, *, default_limit: int) -> JSON:
     operation["parameters"] = [
         _query_parameter("limit", {"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX,
                                    "default": default_limit}),
-        _query_parameter("offset", {"type": "integer", "minimum": 0, "default": 0}),
+        _query_parameter("offset", {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX,
+                                    "default": 0}),
     ]  # fmt: skip
     return operation
 

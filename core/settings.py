@@ -11,10 +11,13 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
+
+# HS256 wants a key as long as its hash (RFC 7518 §3.2); a bearer token, enough to resist guessing.
+SHORTEST_SECRET = {"jwt_secret": 32, "api_token": 16}
 
 
 class SessionLimitPolicy(StrEnum):
@@ -88,6 +91,14 @@ class Settings(BaseSettings):
             raise ValueError("needs a host, e.g. redis://localhost:6379/0")
         return value
 
+    @field_validator("api_token", "jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        shortest = SHORTEST_SECRET[info.field_name or ""]
+        if value is not None and len(value.get_secret_value().encode()) < shortest:
+            raise ValueError(f"must be at least {shortest} bytes long; a short one can be guessed")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
@@ -129,4 +140,5 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         variable = str(first["loc"][0]).upper() if first["loc"] else "configuration"
-        raise ConfigError(f"{variable}: {first['msg']}") from None
+        reason = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{variable}: {reason}") from None

@@ -228,7 +228,7 @@ async def test_no_secret_reaches_stdout_or_stderr(
         "TELEGRAM_BOT_TOKEN": "123456:e2e-SECRET-telegram-4e7a",
         "DISCORD_BOT_TOKEN": "e2e-SECRET-discord-token-8c3b",
         "API_TOKEN": "e2e-SECRET-api-token-1f6d",
-        "JWT_SECRET": "e2e-SECRET-jwt-secret-7a0e",
+        "JWT_SECRET": "e2e-SECRET-jwt-secret-7a0e-0123456789ab",
     }
     own_redis = RedisProcess(tmp_path, "--requirepass", password)
     own_redis.start()

@@ -69,6 +69,8 @@ def test_secrets_do_not_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatc
         ("REDIS_URL", "redis://db:notaport/0"),
         ("REDIS_URL", "redis:///0"),
         ("REDIS_URL", "unix://"),
+        ("JWT_SECRET", "x" * 31),
+        ("API_TOKEN", "x" * 15),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -105,3 +107,11 @@ def test_loopback_hosts_are_recognised(
 def test_well_formed_redis_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, url: str):
     monkeypatch.setenv("REDIS_URL", url)
     assert load_settings().redis_is_configured
+
+
+def test_secrets_at_their_shortest_length_are_accepted(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("JWT_SECRET", "x" * 32)
+    monkeypatch.setenv("API_TOKEN", "x" * 16)
+    settings = load_settings()
+    assert settings.jwt_secret is not None
+    assert settings.api_token is not None
