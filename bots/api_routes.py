@@ -28,7 +28,7 @@ from bots.api_schema import (
 )
 from bots.runtime import Core
 from core.chat import Turn
-from core.errors import ChatbridgeError, EmptyMessage
+from core.errors import ChatbridgeError, EmptyMessage, ModelNotConfigured
 from core.models import Role
 
 log = structlog.get_logger(__name__)
@@ -125,7 +125,10 @@ async def start_chat(request: web.Request) -> web.Response:
     body = await read_json(request, StartChat)
     principal_of(request).require_user(body.user_id)
     core = request.app[CORE]
-    core.store.check_content(body.initial_message)  # refuse bad input before creating anything
+    # Refuse what would fail anyway before creating anything.
+    core.store.check_content(body.initial_message)
+    if not core.chat.model.is_configured:
+        raise ModelNotConfigured()
     session = await core.store.create_session(
         body.user_id, title=body.title, default_model=core.settings.default_model
     )

@@ -207,6 +207,17 @@ async def test_starting_a_chat_creates_a_session_and_answers_201_with_the_reply(
     assert [s["id"] for s in listing.json()["sessions"]] == [body["session"]["id"]]
 
 
+async def test_starting_a_chat_without_a_model_key_creates_nothing(serve_api: ServeApi) -> None:
+    api = await serve_api(openrouter_api_key=None)
+
+    response = await api.client.post(
+        "/api/chat/session/start", json={"userId": "ana", "initialMessage": "Hi!"}
+    )
+
+    assert_error(response, 503, "model_not_configured")
+    assert (await api.client.get("/api/users/ana/sessions")).json() == {"sessions": []}
+
+
 async def test_starting_a_chat_with_a_model_id_asks_that_model(
     api: RunningApi, fake_openrouter: FakeOpenRouter
 ) -> None:
