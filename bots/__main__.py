@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bots.http_api import build_app
 from bots.runtime import Core, open_core
+from bots.telegram_bot import TelegramFront
 from bots.terminal import USER_NAME_PATTERN, Terminal
 from core.errors import ConfigError, StoreError
 from core.logs import configure_logging
@@ -27,6 +28,8 @@ EXIT_CONFIG_ERROR = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # python-telegram-bot's future behaviour (durations as timedelta), without its warning.
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
     args = _parse_args(argv)
     try:
         settings = load_settings()
@@ -53,15 +56,23 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     async with open_core(settings) as core:
         await _warn_about_missing_parts(core)
-        runner = web.AppRunner(build_app(core), access_log=None)
+        telegram = TelegramFront(core, settings) if settings.telegram_bot_token else None
+        runner = web.AppRunner(build_app(core, telegram=telegram), access_log=None)
         await runner.setup()
         try:
             await _listen(runner, settings)
+            if telegram is not None:
+                # In the background: a Bot API that is down must not keep the rest from serving.
+                starting = asyncio.create_task(telegram.start_when_reachable())
             host, port = runner.addresses[0][:2]
             log.info("service.started", http=f"http://{host}:{port}", **_adapter_report(settings))
             await stop.wait()
             log.info("service.stopping")
         finally:
+            if telegram is not None:
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                await telegram.stop()
             await runner.cleanup()
     log.info("service.stopped")
 
@@ -94,16 +105,16 @@ async def _warn_about_missing_parts(core: Core) -> None:
 
 def _adapter_report(settings: Settings) -> dict[str, object]:
     """Which fronts run, and why the others don't, for the startup line."""
-    skipped = {}
+    running, skipped = ["http"], {}
     if settings.telegram_bot_token is None:
         skipped["telegram"] = "TELEGRAM_BOT_TOKEN is not set"
     else:
-        skipped["telegram"] = "token set, but this build has no Telegram adapter yet"
+        running.append("telegram (webhook)" if settings.telegram_webhook_url else "telegram")
     if settings.discord_bot_token is None:
         skipped["discord"] = "DISCORD_BOT_TOKEN is not set"
     else:
         skipped["discord"] = "token set, but this build has no Discord adapter yet"
-    return {"adapters": ["http"], "skipped": skipped}
+    return {"adapters": running, "skipped": skipped}
 
 
 def _require_auth_off_loopback(settings: Settings) -> None:
@@ -123,6 +134,7 @@ def _configure_logging(settings: Settings, *, quiet: bool) -> None:
             settings.redis_password,
             settings.openrouter_api_key,
             settings.telegram_bot_token,
+            settings.telegram_webhook_secret,
             settings.discord_bot_token,
             settings.api_token,
             settings.jwt_secret,

@@ -18,6 +18,7 @@ from bots.api_routes import CORE, PRINCIPAL, respond, routes
 from bots.api_schema import Health, RedisStatus, SessionCounts, SessionsHealth
 from bots.openapi import openapi_document
 from bots.runtime import Core
+from bots.telegram_bot import TelegramFront
 from core.errors import ChatbridgeError, StoreError
 from core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
@@ -25,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 OPEN_PATHS = frozenset({"/health", "/api/sessions/health", "/api/openapi.json"})
+PROTECTED_PREFIXES = ("/api/", "/metrics")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -40,7 +42,7 @@ AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 OPENAPI = web.AppKey("openapi", dict)
 
 
-def build_app(core: Core) -> web.Application:
+def build_app(core: Core, *, telegram: TelegramFront | None = None) -> web.Application:
     app = web.Application(
         client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
     )
@@ -53,6 +55,8 @@ def build_app(core: Core) -> web.Application:
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     app.router.add_routes(routes)
+    if telegram is not None and telegram.webhook_path is not None:
+        app.router.add_post(telegram.webhook_path, telegram.webhook)
     return app
 
 
@@ -77,8 +81,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in OPEN_PATHS:
-        return await handler(request)
+    if request.path in OPEN_PATHS or not request.path.startswith(PROTECTED_PREFIXES):
+        return await handler(request)  # the Telegram webhook checks its own secret
     principal = request.app[AUTHENTICATOR].authenticate(request.headers.get("Authorization"))
     if request.path == "/metrics":
         principal.require_full_access()

@@ -63,7 +63,8 @@ def configure_logging(
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info if as_json else _keep,
+        # Tracebacks become text before redaction, so a secret inside one is caught too.
+        structlog.processors.format_exc_info,
         SecretRedactor(secrets),
     ]
     renderer: structlog.typing.Processor = (
@@ -94,7 +95,3 @@ def configure_logging(
     root.setLevel(level)
     for name in NOISY_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
-
-
-def _keep(logger: object, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return event

@@ -59,6 +59,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "reply_incomplete": "⚠️ The answer was cut off. Use /retry to ask again.",
         "unexpected": "Something went wrong on our side. Please try again.",
         "not_text": "I can only read text messages for now.",
+        "not_allowed": "Sorry, this bot is private.",
         # errors, by ChatbridgeError.code
         "invalid_input": "That request is not valid.",
         "empty_message": "Your message is empty.",
@@ -115,6 +116,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "reply_incomplete": "⚠️ A resposta foi interrompida. Use /retry para perguntar de novo.",
         "unexpected": "Algo deu errado do nosso lado. Tente de novo.",
         "not_text": "Por enquanto só consigo ler mensagens de texto.",
+        "not_allowed": "Desculpe, este bot é privado.",
         "invalid_input": "Esse pedido não é válido.",
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "

@@ -7,6 +7,7 @@ the three in step. Secrets are `SecretStr` so they print as `**********`.
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -56,6 +57,10 @@ class Settings(BaseSettings):
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_edit_interval: float = Field(default=1.0, ge=0.0, le=60.0)
+    telegram_allowed_users: Annotated[tuple[str, ...], NoDecode] = ()
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
     discord_bot_token: SecretStr | None = None
 
     http_host: str = "127.0.0.1"
@@ -66,7 +71,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None
 
-    @field_validator("fallback_models", mode="before")
+    @field_validator("fallback_models", "telegram_allowed_users", mode="before")
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -99,14 +104,26 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at least {shortest} bytes long; a short one can be guessed")
         return value
 
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's own rule for secret_token.
+        if value is not None and not re.fullmatch(
+            r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()
+        ):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("openrouter_base_url", "telegram_api_base_url")
+    @field_validator("openrouter_base_url", "telegram_api_base_url", "telegram_webhook_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,8 +20,11 @@ from tests.redis_process import RedisProcess
 if TYPE_CHECKING:
     from tests.fakes.openrouter_server import FakeOpenRouter
 
+# python-telegram-bot's future behaviour (durations as timedelta), as `python -m bots` sets it.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
 # Loaded as a plugin (not imported) so pytest rewrites its asserts and every test sees its fixture.
-pytest_plugins = ("tests.fakes.openrouter_server",)
+pytest_plugins = ("tests.fakes.openrouter_server", "tests.fakes.telegram_server")
 
 
 @pytest.fixture(scope="session")

@@ -233,7 +233,10 @@ async def test_no_secret_reaches_stdout_or_stderr(
     own_redis = RedisProcess(tmp_path, "--requirepass", password)
     own_redis.start()
     url = f"redis://:{password}@127.0.0.1:{own_redis.port}/0"
-    service = await start_service(service_env(REDIS_URL=url, **secrets))
+    # A Bot API that refuses connections: the Telegram front's retries must not leak either.
+    unreachable_bot_api = f"http://127.0.0.1:{free_port()}/bot"
+    env = service_env(REDIS_URL=url, TELEGRAM_API_BASE_URL=unreachable_bot_api, **secrets)
+    service = await start_service(env)
     url_health = f"{service.http_url}/health"
     answers = [await poll_status(http, url_health, 200)]
     own_redis.kill()  # the error paths (503, failed reconnects) must redact too

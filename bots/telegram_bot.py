@@ -1,0 +1,318 @@
+"""The Telegram front: python-telegram-bot in the service's own event loop.
+
+Only translation lives here: who spoke (a `telegram:<id>` user), in which chat and language,
+and how a core reply looks in Telegram (HTML, split messages, inline buttons, streamed edits).
+Long polling by default; with TELEGRAM_WEBHOOK_URL, updates arrive through the aiohttp server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+from collections.abc import Awaitable
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+    User,
+)
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseUpdateProcessor,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bots.runtime import Core
+from bots.telegram_stream import ChatPacer, ReplyStream, send_text
+from core.commands import Choice, Reply, TurnReply
+from core.errors import ChatbridgeError, ModelStreamBroken
+from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, describe, text
+from core.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  (a header name)
+DISMISS = "noop"  # callback data of a button that only closes its keyboard
+ALLOWED_UPDATES = ["message", "callback_query"]
+CONCURRENT_UPDATES = 64
+START_RETRY_FIRST_SECONDS = 1.0
+START_RETRY_MAX_SECONDS = 60.0
+TelegramApp = Application[Any, Any, Any, Any, Any, Any]
+
+
+class InOrderPerChat(BaseUpdateProcessor):
+    """Chats in parallel, each chat's updates one after the other.
+
+    A user's `/new` and the message after it must reach the core in the order they were sent.
+    """
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        chat = update.effective_chat if isinstance(update, Update) else None
+        if chat is None:
+            await coroutine
+            return
+        lock = self._locks.setdefault(chat.id, asyncio.Lock())
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            if not lock.locked() and self._locks.get(chat.id) is lock:
+                del self._locks[chat.id]  # idle chats cost nothing
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+
+class TelegramFront:
+    def __init__(self, core: Core, settings: Settings) -> None:
+        if settings.telegram_bot_token is None:
+            raise ValueError("the Telegram front needs TELEGRAM_BOT_TOKEN")
+        self._core = core
+        self._token = settings.telegram_bot_token.get_secret_value()
+        self._webhook_url = settings.telegram_webhook_url
+        self._webhook_secret = _webhook_secret(settings, self._token)
+        self._allowed = {entry.lower().lstrip("@") for entry in settings.telegram_allowed_users}
+        self._pacer = ChatPacer(settings.telegram_edit_interval)
+        self.app = self._build(settings)
+
+    def _build(self, settings: Settings) -> TelegramApp:
+        builder = (
+            ApplicationBuilder()
+            .token(self._token)
+            .base_url(settings.telegram_api_base_url)
+            .rate_limiter(AIORateLimiter())
+            .concurrent_updates(InOrderPerChat(CONCURRENT_UPDATES))
+        )
+        if self._webhook_url:
+            builder = builder.updater(None)
+        app = builder.build()
+        app.add_handler(CallbackQueryHandler(self._on_button))
+        app.add_handler(MessageHandler(filters.TEXT, self._on_text))
+        app.add_handler(MessageHandler(~filters.TEXT & ~filters.StatusUpdate.ALL, self._on_other))
+        app.add_error_handler(self._on_error)
+        return app
+
+    @property
+    def webhook_path(self) -> str | None:
+        """Where the aiohttp server takes updates, in webhook mode."""
+        return urlsplit(self._webhook_url).path or "/" if self._webhook_url else None
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        await self._register_commands()
+        if self._webhook_url:
+            await self.app.bot.set_webhook(
+                self._webhook_url,
+                secret_token=self._webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        elif self.app.updater is not None:
+            await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        await self.app.start()
+        log.info("telegram.started", bot=self.app.bot.username, webhook=bool(self._webhook_url))
+
+    async def start_when_reachable(self) -> None:
+        """Start, retrying while the Bot API cannot be reached; a refused token ends it."""
+        delay = START_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await self.start()
+            except InvalidToken:
+                log.error("telegram.token_refused", hint="check TELEGRAM_BOT_TOKEN")  # noqa: TRY400  (expected: no traceback)
+                return
+            except (NetworkError, RetryAfter) as error:
+                log.warning("telegram.unreachable", reason=str(error), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, START_RETRY_MAX_SECONDS)
+            else:
+                return
+
+    async def stop(self) -> None:
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        with contextlib.suppress(RuntimeError):  # never initialized: nothing to shut down
+            await self.app.shutdown()
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """POSTs from Telegram, authenticated by the secret token set with setWebhook."""
+        given = request.headers.get(WEBHOOK_SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self._webhook_secret.encode()):
+            return web.json_response(
+                {"error": {"code": "forbidden", "message": "Bad secret."}}, status=403
+            )
+        update = Update.de_json(await request.json(), self.app.bot)
+        await self.app.update_queue.put(update)
+        return web.Response(status=200)
+
+    async def _register_commands(self) -> None:
+        for language, code in ((ENGLISH, None), (PORTUGUESE, "pt")):
+            commands = [
+                BotCommand(name, about) for name, about in COMMAND_DESCRIPTIONS[language].items()
+            ]
+            await self.app.bot.set_my_commands(commands, language_code=code)
+
+    # --- handlers ------------------------------------------------------------------------------
+
+    async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Plain text and commands: to the core, if the message is for us and they may talk."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or message.text is None:
+            return
+        if not self._is_for_us(message) or not await self._may_talk(message, user):
+            return
+        self._bind(user, message.chat_id)
+        said = self._without_mention(message.text)
+        outcome = await self._core.commands.handle(_user_id(user), said, locale=_locale(user))
+        if isinstance(outcome, TurnReply):
+            await self._stream(outcome, message, user)
+        else:
+            await self._reply(outcome, message.chat_id, reply_to=message.message_id)
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A tap on a choice: run its command as if typed, then close the keyboard."""
+        query, user = update.callback_query, update.effective_user
+        if query is None or user is None:
+            return
+        await query.answer()
+        message = query.message
+        if not isinstance(message, Message):
+            return
+        with contextlib.suppress(BadRequest):  # already closed by an earlier tap
+            await message.edit_reply_markup(None)
+        if query.data in (None, DISMISS) or not await self._may_talk(message, user):
+            return
+        self._bind(user, message.chat_id)
+        outcome = await self._core.commands.handle(_user_id(user), query.data, locale=_locale(user))
+        if isinstance(outcome, TurnReply):
+            await self._stream(outcome, message, user)
+        else:
+            await self._reply(outcome, message.chat_id)
+
+    async def _on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Stickers, photos, voice: a short polite answer, where we were addressed."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or not self._is_for_us(message):
+            return
+        if await self._may_talk(message, user):
+            await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_text"),
+                            reply_to=message.message_id)  # fmt: skip
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log with the traceback; tell the user something went wrong, never leave them waiting."""
+        log.error("telegram.handler_failed", exc_info=context.error)
+        if isinstance(update, Update) and update.effective_chat is not None:
+            locale = _locale(update.effective_user)
+            try:
+                await send_text(self.app.bot, update.effective_chat.id, text(locale, "unexpected"))
+            except Exception:
+                log.exception("telegram.error_reply_failed")
+
+    # --- replies -------------------------------------------------------------------------------
+
+    async def _reply(self, reply: Reply, chat_id: int, *, reply_to: int | None = None) -> None:
+        markup = _keyboard(reply.choices) if reply.choices else None
+        await send_text(self.app.bot, chat_id, reply.text, reply_to=reply_to, markup=markup)
+
+    async def _stream(self, reply: TurnReply, message: Message, user: User) -> None:
+        locale = _locale(user)
+        stream = ReplyStream(
+            self.app.bot, message.chat_id, self._pacer, reply_to=message.message_id
+        )
+        async with stream:
+            try:
+                async with reply.turn as turn:
+                    async for delta in turn.deltas():
+                        await stream.add(delta)
+            except ModelStreamBroken:
+                await stream.finish("\n\n" + text(locale, "reply_incomplete"))
+                return
+            except ChatbridgeError as error:
+                if stream.has_shown_anything:
+                    await stream.finish("\n\n⚠️ " + describe(error, locale))
+                else:
+                    await send_text(self.app.bot, message.chat_id, describe(error, locale),
+                                    reply_to=message.message_id)  # fmt: skip
+                return
+            await stream.finish()
+
+    # --- who may talk, and when we are addressed ------------------------------------------------
+
+    def _is_for_us(self, message: Message) -> bool:
+        """In private chats, always; in groups, commands, mentions and replies to us."""
+        if message.chat.type == "private":
+            return True
+        username = (self.app.bot.username or "").lower()
+        said = (message.text or message.caption or "").lower()
+        if said.startswith("/"):
+            command = said.split()[0]
+            return "@" not in command or command.endswith("@" + username)
+        if username and "@" + username in said:
+            return True
+        replied = message.reply_to_message
+        return bool(replied and replied.from_user and replied.from_user.id == self.app.bot.id)
+
+    async def _may_talk(self, message: Message, user: User) -> bool:
+        if not self._allowed:
+            return True
+        if str(user.id) in self._allowed or (user.username or "").lower() in self._allowed:
+            return True
+        log.info("telegram.refused_user", user=_user_id(user))
+        await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_allowed"),
+                        reply_to=message.message_id)  # fmt: skip
+        return False
+
+    def _without_mention(self, said: str) -> str:
+        mention = "@" + (self.app.bot.username or "")
+        if mention != "@" and not said.startswith("/"):
+            said = said.replace(mention, "").strip()
+        return said
+
+    @staticmethod
+    def _bind(user: User, chat_id: int) -> None:
+        structlog.contextvars.bind_contextvars(
+            platform="telegram", user=_user_id(user), chat=chat_id
+        )
+
+
+def _user_id(user: User) -> str:
+    return f"telegram:{user.id}"
+
+
+def _locale(user: User | None) -> str:
+    return user.language_code or ENGLISH if user else ENGLISH
+
+
+def _keyboard(choices: tuple[Choice, ...]) -> InlineKeyboardMarkup:
+    rows = [[InlineKeyboardButton(c.label, callback_data=c.command or DISMISS)] for c in choices]
+    return InlineKeyboardMarkup(rows)
+
+
+def _webhook_secret(settings: Settings, token: str) -> str:
+    """TELEGRAM_WEBHOOK_SECRET, else one derived from the token (the same on every replica)."""
+    if settings.telegram_webhook_secret is not None:
+        return settings.telegram_webhook_secret.get_secret_value()
+    return hashlib.sha256(b"chatbridge-webhook:" + token.encode()).hexdigest()
