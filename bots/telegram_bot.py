@@ -11,7 +11,10 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
+import re
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,6 +58,14 @@ START_RETRY_MAX_SECONDS = 60.0
 TelegramApp = Application[Any, Any, Any, Any, Any, Any]
 
 
+@dataclass
+class _ChatQueue:
+    """One chat's lock and how many updates hold or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class InOrderPerChat(BaseUpdateProcessor):
     """Chats in parallel, each chat's updates one after the other.
 
@@ -63,20 +74,22 @@ class InOrderPerChat(BaseUpdateProcessor):
 
     def __init__(self, max_concurrent_updates: int) -> None:
         super().__init__(max_concurrent_updates)
-        self._locks: dict[int, asyncio.Lock] = {}
+        self._chats: dict[int, _ChatQueue] = {}
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         chat = update.effective_chat if isinstance(update, Update) else None
         if chat is None:
             await coroutine
             return
-        lock = self._locks.setdefault(chat.id, asyncio.Lock())
+        queue = self._chats.setdefault(chat.id, _ChatQueue())
+        queue.users += 1
         try:
-            async with lock:
+            async with queue.lock:
                 await coroutine
         finally:
-            if not lock.locked() and self._locks.get(chat.id) is lock:
-                del self._locks[chat.id]  # idle chats cost nothing
+            queue.users -= 1
+            if queue.users == 0:
+                del self._chats[chat.id]  # idle chats cost nothing
 
     async def initialize(self) -> None:
         return None
@@ -96,6 +109,8 @@ class TelegramFront:
         self._allowed = {entry.lower().lstrip("@") for entry in settings.telegram_allowed_users}
         self._pacer = ChatPacer(settings.telegram_edit_interval)
         self.app = self._build(settings)
+        # Its 429s are ours to handle (previews skipped, final text retried): not errors.
+        logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
 
     def _build(self, settings: Settings) -> TelegramApp:
         builder = (
@@ -258,6 +273,9 @@ class TelegramFront:
                                     reply_to=message.message_id)  # fmt: skip
                 return
             await stream.finish()
+            if not stream.has_shown_anything:
+                await send_text(self.app.bot, message.chat_id, text(locale, "empty_answer"),
+                                reply_to=message.message_id)  # fmt: skip
 
     # --- who may talk, and when we are addressed ------------------------------------------------
 
@@ -286,9 +304,9 @@ class TelegramFront:
         return False
 
     def _without_mention(self, said: str) -> str:
-        mention = "@" + (self.app.bot.username or "")
-        if mention != "@" and not said.startswith("/"):
-            said = said.replace(mention, "").strip()
+        username = self.app.bot.username
+        if username and not said.startswith("/"):
+            said = re.sub(re.escape("@" + username), "", said, flags=re.IGNORECASE).strip()
         return said
 
     @staticmethod

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import structlog
-from telegram import Bot, InlineKeyboardMarkup, Message
+from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, RetryAfter
 
@@ -70,6 +70,9 @@ class ChatPacer:
     def edited(self, chat_id: int) -> None:
         self._next_at[chat_id] = time.monotonic() + self._interval
 
+    def seconds_until_due(self, chat_id: int) -> float:
+        return max(0.0, self._next_at.get(chat_id, 0.0) - time.monotonic())
+
     def hold(self, chat_id: int, seconds: float) -> None:
         self._next_at[chat_id] = max(self._next_at.get(chat_id, 0.0), time.monotonic() + seconds)
 
@@ -116,8 +119,9 @@ def _sender(
 ) -> Deliver:
     async def send(text: str, mode: ParseMode | None) -> Message:
         return await bot.send_message(
-            chat_id, text, parse_mode=mode, reply_to_message_id=reply_to, reply_markup=markup
-        )
+            chat_id, text, parse_mode=mode, reply_parameters=_replying_to(reply_to),
+            reply_markup=markup,
+        )  # fmt: skip
 
     return send
 
@@ -166,6 +170,8 @@ class ReplyStream:
         await self._stop_typing()
         self.text += suffix
         if self.text.strip():
+            if self._parts:  # an edit: it waits its turn like the previews did
+                await asyncio.sleep(self.pacer.seconds_until_due(self.chat_id))
             await self._show(is_final=True)
 
     async def _show(self, *, is_final: bool) -> None:
@@ -202,7 +208,7 @@ class ReplyStream:
         async def send(text: str, mode: ParseMode | None) -> Message:
             reply_to = self.reply_to if not self._parts else None
             return await self.bot.send_message(
-                self.chat_id, text, parse_mode=mode, reply_to_message_id=reply_to
+                self.chat_id, text, parse_mode=mode, reply_parameters=_replying_to(reply_to)
             )
 
         return send
@@ -227,6 +233,13 @@ class ReplyStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._typing
             self._typing = None
+
+
+def _replying_to(message_id: int | None) -> ReplyParameters | None:
+    """A reply that still goes out if the user deleted their message meanwhile."""
+    if message_id is None:
+        return None
+    return ReplyParameters(message_id, allow_sending_without_reply=True)
 
 
 async def _until_delivered(

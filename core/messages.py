@@ -60,6 +60,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "unexpected": "Something went wrong on our side. Please try again.",
         "not_text": "I can only read text messages for now.",
         "not_allowed": "Sorry, this bot is private.",
+        "empty_answer": "The model sent an empty answer. Try /retry.",
         # errors, by ChatbridgeError.code
         "invalid_input": "That request is not valid.",
         "empty_message": "Your message is empty.",
@@ -117,6 +118,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "unexpected": "Algo deu errado do nosso lado. Tente de novo.",
         "not_text": "Por enquanto só consigo ler mensagens de texto.",
         "not_allowed": "Desculpe, este bot é privado.",
+        "empty_answer": "O modelo enviou uma resposta vazia. Tente /retry.",
         "invalid_input": "Esse pedido não é válido.",
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "
