@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 
 from benchmarks.harness import REPLY, CountingConnection, InstantModel, command_calls
+from core.activity import SessionActivity
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler, TurnReply
 from core.models import Role, Usage
@@ -104,10 +105,12 @@ async def turns_per_second(client: aioredis.Redis, users: int, turns_each: int) 
 
 
 async def raw_turns_per_second(client: aioredis.Redis, users: int, turns_each: int) -> float:
-    """The floor: the same two scripts per turn, called straight from redis-py."""
+    """The floor: the same two round trips per turn, sent straight from redis-py."""
     await client.flushall()
     begin = client.register_script(script_source("begin_turn"))
     append = client.register_script(script_source("append_message"))
+    await client.script_load(append.script)
+    activity = SessionActivity(3600)
 
     async def one_user(number: int) -> None:
         user = f"raw:{number}"
@@ -132,10 +135,14 @@ async def raw_turns_per_second(client: aioredis.Redis, users: int, turns_each: i
                 ],
             )
             sid = reply[1]
-            await append(
-                keys=[session_key(sid)],
-                args=[tag, sid, "", "a", REPLY, MODEL, 12, 14, 0.00001, 3600, 100, token, 0],
-            )
+            # The same pipeline the store sends: the append and the activity record.
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(
+                    append.sha, 1, session_key(sid),
+                    tag, sid, "", "a", REPLY, MODEL, 12, 14, 0.00001, 3600, 100, token, 0,
+                )  # fmt: skip
+                activity.record(pipe, sid)
+                await pipe.execute()
 
     return await _rate(
         lambda: asyncio.gather(*(one_user(n) for n in range(users))), users * turns_each

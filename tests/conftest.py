@@ -37,6 +37,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProc
 
 
 @pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test alone, free to be killed and restarted."""
+    directory = tmp_path / "own-redis"
+    directory.mkdir()
+    server = RedisProcess(directory)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 async def redis_client(redis_server: RedisProcess) -> AsyncIterator[aioredis.Redis]:
     """A client on an empty database."""
     client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)

@@ -13,7 +13,6 @@ import secrets
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -1224,17 +1223,6 @@ async def test_concurrent_session_creation_stops_exactly_at_the_limit(
 
 
 # --- Redis outage ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server of this test alone, free to be killed and restarted."""
-    directory = tmp_path / "own-redis"
-    directory.mkdir()
-    server = RedisProcess(directory)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_while_redis_is_down_the_api_answers_503_and_recovers_once_it_is_back(

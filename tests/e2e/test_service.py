@@ -32,17 +32,6 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server of this test alone, free to be killed and restarted."""
-    directory = tmp_path / "own-redis"
-    directory.mkdir()
-    server = RedisProcess(directory)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def short_cwd() -> Iterator[Path]:
     """A working directory short enough for the embedded Redis's unix socket path."""
     directory = Path(tempfile.mkdtemp(prefix="cb-e2e-", dir="/tmp"))
