@@ -20,6 +20,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
+
+from tests.fakes.openrouter_server import FakeOpenRouter
+from tests.fakes.telegram_server import FakeTelegram
+from tests.redis_process import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CHATBRIDGE_PREFIXES = ("REDIS_", "OPENROUTER_", "TELEGRAM_", "DISCORD_", "HTTP_", "LOG_")
@@ -262,3 +267,29 @@ async def poll_status(
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"{url} did not answer {status} within {within:g} s; last: {last}")
         await asyncio.sleep(POLL_INTERVAL)
+
+
+@pytest.fixture
+def start_telegram_service(
+    redis_server: RedisProcess,
+    redis_client: aioredis.Redis,  # an empty database for this test
+    fake_telegram: FakeTelegram,
+    fake_openrouter: FakeOpenRouter,
+    start_service: StartService,  # last, so the service stops before the fakes close
+) -> Callable[..., Awaitable[Service]]:
+    """`python -m bots` on the fake Bot API and fake OpenRouter; keywords are extra variables."""
+
+    async def start(**variables: str) -> Service:
+        env = {
+            "TELEGRAM_BOT_TOKEN": fake_telegram.token,
+            "TELEGRAM_API_BASE_URL": fake_telegram.base_url,
+            "REDIS_URL": redis_server.url,
+            "OPENROUTER_API_KEY": fake_openrouter.api_key,
+            "OPENROUTER_BASE_URL": fake_openrouter.base_url,
+        }
+        service = await start_service(service_env(**(env | variables)))
+        # The front starts in the background once the Bot API answers; wait for it.
+        await service.wait_for_event("telegram.started")
+        return service
+
+    return start

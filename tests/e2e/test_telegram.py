@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, help_text, text
-from tests.e2e.conftest import Service, StartService, service_env
+from tests.e2e.conftest import Service
 from tests.fakes import telegram_server
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.fakes.telegram_html import HtmlParseError, ParsedText, parse_html, utf16_length
@@ -36,7 +35,6 @@ from tests.fakes.telegram_server import (
     FakeTelegram,
     StoredMessage,
 )
-from tests.redis_process import RedisProcess
 
 BOT_USERNAME = "chatbridge_test_bot"
 GROUP = DEFAULT_GROUP_ID
@@ -182,29 +180,12 @@ def alice(fake_telegram: FakeTelegram) -> Person:
 
 
 @pytest.fixture
-def start_bot(
-    redis_server: RedisProcess,
-    redis_client: aioredis.Redis,  # an empty database for this test
-    fake_telegram: FakeTelegram,
-    fake_openrouter: FakeOpenRouter,
-    start_service: StartService,  # last, so the service stops before the fakes close
-) -> StartBot:
-    """Start `python -m bots` on the fakes; keyword arguments are extra environment variables."""
+def start_bot(start_telegram_service: StartBot) -> StartBot:
+    """Start the service on the fakes; keyword arguments are extra environment variables."""
 
     async def start(**variables: str) -> Service:
-        env = {
-            "TELEGRAM_BOT_TOKEN": fake_telegram.token,
-            "TELEGRAM_API_BASE_URL": fake_telegram.base_url,
-            "REDIS_URL": redis_server.url,
-            "OPENROUTER_API_KEY": fake_openrouter.api_key,
-            "OPENROUTER_BASE_URL": fake_openrouter.base_url,
-            "DEFAULT_MODEL": DEFAULT_MODEL,
-            "TELEGRAM_EDIT_INTERVAL": str(EDIT_INTERVAL),
-        }
-        service = await start_service(service_env(**(env | variables)))
-        # The front starts in the background once the Bot API answers; wait for it.
-        await service.wait_for_event("telegram.started")
-        return service
+        defaults = {"DEFAULT_MODEL": DEFAULT_MODEL, "TELEGRAM_EDIT_INTERVAL": str(EDIT_INTERVAL)}
+        return await start_telegram_service(**(defaults | variables))
 
     return start
 

@@ -13,13 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from core.messages import ENGLISH, help_text, text
-from tests.e2e.conftest import Service, StartService, service_env
+from tests.e2e.conftest import Service
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.fakes.telegram_server import DEFAULT_USER_ID, FakeTelegram, StoredMessage, Webhook
-from tests.redis_process import RedisProcess
 
 WEBHOOK_URL = "https://bot.example.test/tg/hook"
 WEBHOOK_PATH = "/tg/hook"
@@ -38,29 +36,12 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def start_bot(
-    redis_server: RedisProcess,
-    redis_client: aioredis.Redis,  # an empty database for this test
-    fake_telegram: FakeTelegram,
-    fake_openrouter: FakeOpenRouter,
-    start_service: StartService,  # last, so the service stops before the fakes close
-) -> StartBot:
-    """Start `python -m bots` in webhook mode; keyword arguments are extra variables."""
+def start_bot(start_telegram_service: StartBot) -> StartBot:
+    """Start the service on the fakes; keyword arguments are extra environment variables."""
 
     async def start(**variables: str) -> Service:
-        env = {
-            "TELEGRAM_BOT_TOKEN": fake_telegram.token,
-            "TELEGRAM_API_BASE_URL": fake_telegram.base_url,
-            "TELEGRAM_WEBHOOK_URL": WEBHOOK_URL,
-            "TELEGRAM_EDIT_INTERVAL": "0.2",
-            "REDIS_URL": redis_server.url,
-            "OPENROUTER_API_KEY": fake_openrouter.api_key,
-            "OPENROUTER_BASE_URL": fake_openrouter.base_url,
-        }
-        service = await start_service(service_env(**(env | variables)))
-        # The front starts in the background once the Bot API answers; wait for it.
-        await service.wait_for_event("telegram.started")
-        return service
+        defaults = {"TELEGRAM_WEBHOOK_URL": WEBHOOK_URL, "TELEGRAM_EDIT_INTERVAL": "0.2"}
+        return await start_telegram_service(**(defaults | variables))
 
     return start
 
