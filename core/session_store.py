@@ -180,11 +180,6 @@ class SessionStore:
     ) -> Session:
         return await self._update(session_id, owner, "title", title)
 
-    async def set_session_model(
-        self, session_id: str, model: str, *, owner: str | None = None
-    ) -> Session:
-        return await self._update(session_id, owner, "model", model)
-
     async def set_user_model(self, user_id: str, model: str) -> str | None:
         """The user's model for new sessions, applied to the active one; returns its id."""
         reply = await self._run(

@@ -339,3 +339,12 @@ async def test_sessions_active_within_the_ttl_are_counted(store: SessionStore):
         )
     await store.create_session("cli:user0", default_model=MODEL)
     assert await store.active_session_count() == 8
+
+
+async def test_a_session_is_renamed_by_its_owner_only(store: SessionStore):
+    session = await store.create_session("cli:ana", title="old", default_model=MODEL)
+    with pytest.raises(SessionNotFound):
+        await store.rename_session(session.id, "stolen", owner="cli:bob")
+    renamed = await store.rename_session(session.id, "new", owner="cli:ana")
+    assert renamed.title == "new"
+    assert (await store.get_session(session.id)).title == "new"
