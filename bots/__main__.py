@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import structlog
 from aiohttp import web
 
+from bots.discord_bot import DiscordFront
 from bots.http_api import build_app
 from bots.runtime import Core, open_core
 from bots.telegram_bot import TelegramFront
@@ -57,21 +58,28 @@ async def serve(settings: Settings) -> None:
     async with open_core(settings) as core:
         await _warn_about_missing_parts(core)
         telegram = TelegramFront(core, settings) if settings.telegram_bot_token else None
+        discord_front = DiscordFront(core, settings) if settings.discord_bot_token else None
         runner = web.AppRunner(build_app(core, telegram=telegram), access_log=None)
         await runner.setup()
+        # In the background: a chat platform that is down must not keep the rest from serving.
+        fronts: list[asyncio.Task[None]] = []
         try:
             await _listen(runner, settings)
             if telegram is not None:
-                # In the background: a Bot API that is down must not keep the rest from serving.
-                starting = asyncio.create_task(telegram.start_when_reachable())
+                fronts.append(asyncio.create_task(telegram.start_when_reachable()))
+            if discord_front is not None:
+                fronts.append(asyncio.create_task(discord_front.run()))
             host, port = runner.addresses[0][:2]
             log.info("service.started", http=f"http://{host}:{port}", **_adapter_report(settings))
             await stop.wait()
             log.info("service.stopping")
         finally:
+            if discord_front is not None:
+                await discord_front.stop()
+            for task in fronts:
+                task.cancel()
+            await asyncio.gather(*fronts, return_exceptions=True)
             if telegram is not None:
-                starting.cancel()
-                await asyncio.gather(starting, return_exceptions=True)
                 await telegram.stop()
             await runner.cleanup()
     log.info("service.stopped")
@@ -113,7 +121,8 @@ def _adapter_report(settings: Settings) -> dict[str, object]:
     if settings.discord_bot_token is None:
         skipped["discord"] = "DISCORD_BOT_TOKEN is not set"
     else:
-        skipped["discord"] = "token set, but this build has no Discord adapter yet"
+        shards = settings.discord_shard_count
+        running.append(f"discord ({shards} shards)" if shards else "discord")
     return {"adapters": running, "skipped": skipped}
 
 

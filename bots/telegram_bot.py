@@ -14,7 +14,6 @@ import hmac
 import logging
 import re
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,8 +39,9 @@ from telegram.ext import (
     filters,
 )
 
+from bots.pacing import ChatPacer, InOrder
 from bots.runtime import Core
-from bots.telegram_stream import ChatPacer, ReplyStream, send_text
+from bots.telegram_stream import ReplyStream, send_text
 from core.commands import Choice, Reply, TurnReply
 from core.errors import ChatbridgeError, ModelStreamBroken
 from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, describe, text
@@ -58,38 +58,20 @@ START_RETRY_MAX_SECONDS = 60.0
 TelegramApp = Application[Any, Any, Any, Any, Any, Any]
 
 
-@dataclass
-class _ChatQueue:
-    """One chat's lock and how many updates hold or wait for it."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class InOrderPerChat(BaseUpdateProcessor):
-    """Chats in parallel, each chat's updates one after the other.
-
-    A user's `/new` and the message after it must reach the core in the order they were sent.
-    """
+    """Chats in parallel, each chat's updates one after the other."""
 
     def __init__(self, max_concurrent_updates: int) -> None:
         super().__init__(max_concurrent_updates)
-        self._chats: dict[int, _ChatQueue] = {}
+        self._order = InOrder()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         chat = update.effective_chat if isinstance(update, Update) else None
         if chat is None:
             await coroutine
             return
-        queue = self._chats.setdefault(chat.id, _ChatQueue())
-        queue.users += 1
-        try:
-            async with queue.lock:
-                await coroutine
-        finally:
-            queue.users -= 1
-            if queue.users == 0:
-                del self._chats[chat.id]  # idle chats cost nothing
+        async with self._order.turn_of(chat.id):
+            await coroutine
 
     async def initialize(self) -> None:
         return None

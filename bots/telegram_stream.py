@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -22,6 +21,7 @@ from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, RetryAfter
 
+from bots.pacing import ChatPacer
 from bots.telegram_render import plain_text, to_telegram_html, visible_length
 from bots.text_split import close_open_code_block, split_message
 
@@ -55,26 +55,6 @@ def seconds_of(retry_after: int | float | dt.timedelta) -> float:
     if isinstance(retry_after, dt.timedelta):
         return retry_after.total_seconds()
     return float(retry_after)
-
-
-class ChatPacer:
-    """When each chat may next see an edit; shared by every answer streaming into it."""
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._next_at: dict[int, float] = {}
-
-    def is_due(self, chat_id: int) -> bool:
-        return time.monotonic() >= self._next_at.get(chat_id, 0.0)
-
-    def edited(self, chat_id: int) -> None:
-        self._next_at[chat_id] = time.monotonic() + self._interval
-
-    def seconds_until_due(self, chat_id: int) -> float:
-        return max(0.0, self._next_at.get(chat_id, 0.0) - time.monotonic())
-
-    def hold(self, chat_id: int, seconds: float) -> None:
-        self._next_at[chat_id] = max(self._next_at.get(chat_id, 0.0), time.monotonic() + seconds)
 
 
 async def deliver(action: Deliver, markdown: str) -> Message | bool | None:

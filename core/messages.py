@@ -34,6 +34,24 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
 }
 
+# What each command option means, where a platform shows it (Discord's slash commands).
+OPTION_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    ENGLISH: {
+        "new.title": "A title for the conversation",
+        "switch.session": "The conversation: pick one, or type its number",
+        "history.n": "How many messages to show",
+        "delete.session": "The conversation (the current one if left out)",
+        "model.id": "A model id, e.g. anthropic/claude-3.5-haiku",
+    },
+    PORTUGUESE: {
+        "new.title": "Um título para a conversa",
+        "switch.session": "A conversa: escolha uma ou digite o número",
+        "history.n": "Quantas mensagens mostrar",
+        "delete.session": "A conversa (a atual, se omitida)",
+        "model.id": "Um id de modelo, p. ex. anthropic/claude-3.5-haiku",
+    },
+}
+
 _TEXTS: dict[str, dict[str, str]] = {
     ENGLISH: {
         "welcome": "Hi! Send me a message and I will answer with an AI model. "

@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
 
+# A Discord id (a snowflake): a positive 64-bit number.
+Snowflake = Annotated[int, Field(gt=0, lt=2**64)]
 # HS256 wants a key as long as its hash (RFC 7518 §3.2); a bearer token, enough to resist guessing.
 SHORTEST_SECRET = {"jwt_secret": 32, "api_token": 16}
 
@@ -62,6 +64,15 @@ class Settings(BaseSettings):
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
     discord_bot_token: SecretStr | None = None
+    discord_api_base_url: str | None = None
+    discord_gateway_url: str | None = None
+    discord_guild_ids: Annotated[tuple[Snowflake, ...], NoDecode] = ()
+    discord_channel_ids: Annotated[tuple[Snowflake, ...], NoDecode] = ()
+    discord_edit_interval: float = Field(default=1.5, ge=0.0, le=60.0)
+    discord_allowed_users: Annotated[tuple[str, ...], NoDecode] = ()
+    discord_allowed_roles: Annotated[tuple[str, ...], NoDecode] = ()
+    discord_shard_count: int | None = Field(default=None, ge=1)
+    discord_shard_ids: Annotated[tuple[int, ...], NoDecode] = ()
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=3000, ge=0, le=65535)
@@ -71,7 +82,16 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None
 
-    @field_validator("fallback_models", "telegram_allowed_users", mode="before")
+    @field_validator(
+        "fallback_models",
+        "telegram_allowed_users",
+        "discord_guild_ids",
+        "discord_channel_ids",
+        "discord_allowed_users",
+        "discord_allowed_roles",
+        "discord_shard_ids",
+        mode="before",
+    )
     @classmethod
     def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -114,12 +134,38 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _shards_of_count(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        count = info.data.get("discord_shard_count")
+        if value and count is None:
+            raise ValueError("needs DISCORD_SHARD_COUNT, the total number of shards")
+        if count is not None and any(not 0 <= shard < count for shard in value):
+            raise ValueError(
+                f"each shard id must be from 0 to {count - 1} (DISCORD_SHARD_COUNT - 1)"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("lists a shard id twice")
+        return value
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _websocket_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_case_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("openrouter_base_url", "telegram_api_base_url", "telegram_webhook_url")
+    @field_validator(
+        "openrouter_base_url",
+        "telegram_api_base_url",
+        "telegram_webhook_url",
+        "discord_api_base_url",
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

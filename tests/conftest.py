@@ -24,7 +24,11 @@ if TYPE_CHECKING:
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 # Loaded as a plugin (not imported) so pytest rewrites its asserts and every test sees its fixture.
-pytest_plugins = ("tests.fakes.openrouter_server", "tests.fakes.telegram_server")
+pytest_plugins = (
+    "tests.fakes.openrouter_server",
+    "tests.fakes.telegram_server",
+    "tests.fakes.discord_server",
+)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.fakes.telegram_server import FakeTelegram
 from tests.redis_process import RedisProcess
@@ -290,6 +291,36 @@ def start_telegram_service(
         service = await start_service(service_env(**(env | variables)))
         # The front starts in the background once the Bot API answers; wait for it.
         await service.wait_for_event("telegram.started")
+        return service
+
+    return start
+
+
+@pytest.fixture
+def start_discord_service(
+    redis_server: RedisProcess,
+    redis_client: aioredis.Redis,  # an empty database for this test
+    fake_discord: FakeDiscord,
+    fake_openrouter: FakeOpenRouter,
+    start_service: StartService,  # last, so the service stops before the fakes close
+) -> Callable[..., Awaitable[Service]]:
+    """`python -m bots` on the fake Discord and fake OpenRouter; keywords are extra variables.
+
+    Add the fake's guilds first: the bot learns them when it connects.
+    """
+
+    async def start(**variables: str) -> Service:
+        env = {
+            "DISCORD_BOT_TOKEN": fake_discord.token,
+            "DISCORD_API_BASE_URL": fake_discord.api_base_url,
+            "DISCORD_GATEWAY_URL": fake_discord.gateway_url,
+            "REDIS_URL": redis_server.url,
+            "OPENROUTER_API_KEY": fake_openrouter.api_key,
+            "OPENROUTER_BASE_URL": fake_openrouter.base_url,
+        }
+        service = await start_service(service_env(**(env | variables)))
+        # The front connects in the background; commands are synced before it is ready.
+        await service.wait_for_event("discord.ready")
         return service
 
     return start

@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 
 # isort: off
-from tests.fakes import discord_server  # first: it imports discord.py without audioop's warning
 import discord
 from discord import app_commands
 
@@ -30,7 +29,6 @@ from tests.fakes.discord_server import (
 )
 
 # The fixture lives with the fake (tests/conftest.py may load that module as a plugin instead).
-fake_discord = discord_server.fake_discord
 
 GUILD, CHANNEL, USER = DEFAULT_GUILD_ID, DEFAULT_CHANNEL_ID, DEFAULT_USER_ID
 MESSAGES = r"/channels/\d+/messages"

@@ -10,6 +10,7 @@ from core.messages import (
     _TEXTS,
     COMMAND_DESCRIPTIONS,
     ENGLISH,
+    OPTION_DESCRIPTIONS,
     PORTUGUESE,
     describe,
     normalize_locale,
@@ -28,6 +29,13 @@ def all_error_classes() -> list[type[ChatbridgeError]]:
 def test_both_languages_have_the_same_sentences():
     assert _TEXTS[ENGLISH].keys() == _TEXTS[PORTUGUESE].keys()
     assert COMMAND_DESCRIPTIONS[ENGLISH].keys() == COMMAND_DESCRIPTIONS[PORTUGUESE].keys()
+    assert OPTION_DESCRIPTIONS[ENGLISH].keys() == OPTION_DESCRIPTIONS[PORTUGUESE].keys()
+
+
+@pytest.mark.parametrize("catalogue", [COMMAND_DESCRIPTIONS, OPTION_DESCRIPTIONS])
+def test_descriptions_fit_discords_limit_of_100_characters(catalogue: dict[str, dict[str, str]]):
+    for descriptions in catalogue.values():
+        assert all(1 <= len(about) <= 100 for about in descriptions.values())
 
 
 @pytest.mark.parametrize("cls", all_error_classes(), ids=lambda cls: cls.__name__)

@@ -71,6 +71,14 @@ def test_secrets_do_not_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatc
         ("REDIS_URL", "unix://"),
         ("JWT_SECRET", "x" * 31),
         ("API_TOKEN", "x" * 15),
+        ("DISCORD_API_BASE_URL", "discord.com/api/v10"),
+        ("DISCORD_GATEWAY_URL", "https://gateway.discord.gg"),
+        ("DISCORD_GUILD_IDS", "123,abc"),
+        ("DISCORD_GUILD_IDS", "0"),
+        ("DISCORD_CHANNEL_IDS", "-5"),
+        ("DISCORD_EDIT_INTERVAL", "-1"),
+        ("DISCORD_SHARD_COUNT", "0"),
+        ("DISCORD_SHARD_IDS", "0"),  # without DISCORD_SHARD_COUNT
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -115,3 +123,27 @@ def test_secrets_at_their_shortest_length_are_accepted(monkeypatch: pytest.Monke
     settings = load_settings()
     assert settings.jwt_secret is not None
     assert settings.api_token is not None
+
+
+def test_discord_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DISCORD_GUILD_IDS", "111, 222,")
+    monkeypatch.setenv("DISCORD_ALLOWED_ROLES", "chatbridge-users, 333")
+    settings = load_settings()
+    assert settings.discord_guild_ids == (111, 222)
+    assert settings.discord_allowed_roles == ("chatbridge-users", "333")
+
+
+@pytest.mark.parametrize(
+    ("shard_ids", "accepted"),
+    [("", True), ("0,2", True), ("3", False), ("1,1", False), ("0,1,2", True)],
+)
+def test_shard_ids_are_distinct_and_below_the_shard_count(
+    monkeypatch: pytest.MonkeyPatch, shard_ids: str, accepted: bool
+):
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "3")
+    monkeypatch.setenv("DISCORD_SHARD_IDS", shard_ids)
+    if accepted:
+        assert load_settings().discord_shard_count == 3
+    else:
+        with pytest.raises(ConfigError, match=r"^DISCORD_SHARD_IDS: "):
+            load_settings()

@@ -1,0 +1,64 @@
+"""Pacing and ordering shared by the chat fronts: how often a chat sees an edit, and in what order
+a chat's events reach the core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass, field
+
+
+class ChatPacer:
+    """When each chat may next see an edit; shared by every answer streaming into it."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next_at: dict[Hashable, float] = {}
+
+    def is_due(self, chat_id: Hashable) -> bool:
+        return time.monotonic() >= self._next_at.get(chat_id, 0.0)
+
+    def edited(self, chat_id: Hashable) -> None:
+        self._next_at[chat_id] = time.monotonic() + self._interval
+
+    def seconds_until_due(self, chat_id: Hashable) -> float:
+        return max(0.0, self._next_at.get(chat_id, 0.0) - time.monotonic())
+
+    def hold(self, chat_id: Hashable, seconds: float) -> None:
+        self._next_at[chat_id] = max(self._next_at.get(chat_id, 0.0), time.monotonic() + seconds)
+
+
+@dataclass
+class _Queue:
+    """One key's lock and how many tasks hold or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class InOrder:
+    """Keys in parallel, each key's work one piece after the other, in arrival order.
+
+    A user's `/new` and the message after it must reach the core in the order they were sent;
+    asyncio.Lock wakes its waiters first come, first served.
+    """
+
+    def __init__(self) -> None:
+        self._queues: dict[Hashable, _Queue] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn_of(self, key: Hashable) -> AsyncIterator[None]:
+        queue = self._queues.setdefault(key, _Queue())
+        queue.users += 1
+        try:
+            async with queue.lock:
+                yield
+        finally:
+            queue.users -= 1
+            if queue.users == 0:
+                del self._queues[key]  # idle keys cost nothing
+
+    def __len__(self) -> int:
+        return len(self._queues)
