@@ -250,7 +250,7 @@ class DiscordFront:
                 await interaction.response.send_message(text(locale, "not_allowed"), ephemeral=True)
                 return
             said = self._core.commands.handle(_user_id(interaction.user), command, locale=locale)
-            outcome = await self._in_time(interaction, said)
+            outcome = await self._in_time(interaction, said, replaces_message=replaces_message)
             if isinstance(outcome, TurnReply):
                 if not interaction.response.is_done():
                     await interaction.response.defer(thinking=True)
@@ -270,8 +270,10 @@ class DiscordFront:
         if not self._may_talk(interaction.user):
             return []
         try:
-            listing = await self._core.store.list_sessions(_user_id(interaction.user))
-        except StoreError:
+            listing = await asyncio.wait_for(
+                self._core.store.list_sessions(_user_id(interaction.user)), ANSWER_WITHIN_SECONDS
+            )
+        except (StoreError, TimeoutError):
             return []  # nothing to suggest; the command itself will say what is wrong
         locale = self._interaction_locale(interaction)
         choices = []
@@ -286,13 +288,21 @@ class DiscordFront:
             )
         return choices[:AUTOCOMPLETE_LIMIT]
 
-    async def _in_time(self, interaction: Interaction, work: Awaitable[Outcome]) -> Outcome:
-        """The outcome; if it takes long (a slow Redis), the interaction is deferred first."""
+    async def _in_time(
+        self, interaction: Interaction, work: Awaitable[Outcome], *, replaces_message: bool
+    ) -> Outcome:
+        """The outcome; if it takes long (a slow Redis), the interaction is deferred first.
+
+        A click defers as an update of its message, which the answer then replaces.
+        """
         task = asyncio.ensure_future(work)
         try:
             return await asyncio.wait_for(asyncio.shield(task), ANSWER_WITHIN_SECONDS)
         except TimeoutError:
-            await interaction.response.defer(ephemeral=True, thinking=True)
+            if replaces_message:
+                await interaction.response.defer()
+            else:
+                await interaction.response.defer(ephemeral=True, thinking=True)
             return await task
 
     async def _on_command_error(
@@ -334,10 +344,11 @@ class DiscordFront:
                 await stream.finish("\n\n" + text(locale, "reply_incomplete"))
                 return
             except ChatbridgeError as error:
+                log.warning("turn.failed", code=error.code, reason=str(error))
                 if stream.has_shown_anything:
                     await stream.finish("\n\n⚠️ " + describe(error, locale))
                 else:
-                    await send_text(surface, describe(error, locale))
+                    await surface.send_private(describe(error, locale))
                 return
             await stream.finish(footer_line=footer(turn.reply))
             if not stream.has_shown_anything:

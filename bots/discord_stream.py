@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
@@ -53,6 +53,10 @@ class Surface(Protocol):
 
     async def edit(self, message: Sent, content: str) -> None: ...
 
+    async def send_private(self, content: str) -> None:
+        """A notice only the user should see, where the platform allows it."""
+        ...
+
     async def show_typing(self) -> None: ...
 
 
@@ -70,7 +74,7 @@ class ChannelSurface:
         return self.channel_id
 
     async def send(self, content: str, *, view: discord.ui.View | None = None) -> Sent:
-        reference: Any = discord.utils.MISSING  # not a reply
+        reference: Any = None  # not a reply
         if self.reply_to is not None and not self._has_sent:
             reference = self.reply_to.to_reference(fail_if_not_exists=False)
         sent: Sent = await self.channel.send(
@@ -84,6 +88,9 @@ class ChannelSurface:
 
     async def edit(self, message: Sent, content: str) -> None:
         await message.edit(content=content)
+
+    async def send_private(self, content: str) -> None:
+        await send_text(self, content)  # a channel has no private messages
 
     async def show_typing(self) -> None:
         await self.channel.typing()
@@ -143,6 +150,16 @@ class InteractionSurface:
 
     async def edit(self, message: Sent, content: str) -> None:
         await message.edit(content=content)
+
+    async def send_private(self, content: str) -> None:
+        """A public "thinking…" that ends in an error is taken back; the error goes privately."""
+        if self.ephemeral or self._has_sent or not self.interaction.response.is_done():
+            await send_text(replace(self, ephemeral=True), content)
+            return
+        with contextlib.suppress(discord.NotFound):
+            await self.interaction.delete_original_response()
+        self._has_sent = True  # what follows are follow-ups
+        await send_text(replace(self, ephemeral=True), content)
 
     async def show_typing(self) -> None:
         return None  # a deferred interaction already shows "thinking…"
@@ -214,7 +231,12 @@ class ReplyStream:
 
     async def add(self, delta: str) -> None:
         self.text += delta
-        if self.text.strip() and (not self._parts or self.pacer.is_due(self.surface.pace_key)):
+        if not self.text.strip():
+            return
+        if not self._parts:  # the first message goes at once, and counts as the chat's edit
+            self.pacer.edited(self.surface.pace_key)
+            await self._show(is_final=False)
+        elif self.pacer.claim(self.surface.pace_key):
             await self._show(is_final=False)
 
     async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
@@ -226,7 +248,9 @@ class ReplyStream:
         if footer_line:
             self.text = close_open_code_block(self.text) + "\n" + footer_line
         if self._parts:  # an edit: it waits its turn like the previews did
-            await asyncio.sleep(self.pacer.seconds_until_due(self.surface.pace_key))
+            await self.pacer.wait_for_slot(self.surface.pace_key)
+        else:
+            self.pacer.edited(self.surface.pace_key)
         await self._show(is_final=True)
 
     async def _show(self, *, is_final: bool) -> None:
@@ -244,7 +268,6 @@ class ReplyStream:
                     raise
                 log.warning("discord.preview_skipped", status=error.status)
                 return  # harmless: the final text follows
-        self.pacer.edited(self.surface.pace_key)
 
     async def _show_part(self, index: int, shown: str) -> None:
         if index < len(self._parts):

@@ -23,8 +23,20 @@ class ChatPacer:
     def edited(self, chat_id: Hashable) -> None:
         self._next_at[chat_id] = time.monotonic() + self._interval
 
-    def seconds_until_due(self, chat_id: Hashable) -> float:
-        return max(0.0, self._next_at.get(chat_id, 0.0) - time.monotonic())
+    def claim(self, chat_id: Hashable) -> bool:
+        """Take the chat's edit slot if it is free now; taken before the edit is sent, so two
+        answers streaming into one chat never both find it free."""
+        if not self.is_due(chat_id):
+            return False
+        self.edited(chat_id)
+        return True
+
+    async def wait_for_slot(self, chat_id: Hashable) -> None:
+        """Book the chat's next free slot and wait for it; later callers book later slots."""
+        now = time.monotonic()
+        slot = max(now, self._next_at.get(chat_id, 0.0))
+        self._next_at[chat_id] = slot + self._interval
+        await asyncio.sleep(slot - now)
 
     def hold(self, chat_id: Hashable, seconds: float) -> None:
         self._next_at[chat_id] = max(self._next_at.get(chat_id, 0.0), time.monotonic() + seconds)

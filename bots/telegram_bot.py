@@ -248,6 +248,7 @@ class TelegramFront:
                 await stream.finish("\n\n" + text(locale, "reply_incomplete"))
                 return
             except ChatbridgeError as error:
+                log.warning("turn.failed", code=error.code, reason=str(error))
                 if stream.has_shown_anything:
                     await stream.finish("\n\n⚠️ " + describe(error, locale))
                 else:

@@ -142,7 +142,12 @@ class ReplyStream:
 
     async def add(self, delta: str) -> None:
         self.text += delta
-        if self.text.strip() and (not self._parts or self.pacer.is_due(self.chat_id)):
+        if not self.text.strip():
+            return
+        if not self._parts:  # the first message goes at once, and counts as the chat's edit
+            self.pacer.edited(self.chat_id)
+            await self._show(is_final=False)
+        elif self.pacer.claim(self.chat_id):
             await self._show(is_final=False)
 
     async def finish(self, suffix: str = "") -> None:
@@ -151,7 +156,9 @@ class ReplyStream:
         self.text += suffix
         if self.text.strip():
             if self._parts:  # an edit: it waits its turn like the previews did
-                await asyncio.sleep(self.pacer.seconds_until_due(self.chat_id))
+                await self.pacer.wait_for_slot(self.chat_id)
+            else:
+                self.pacer.edited(self.chat_id)
             await self._show(is_final=True)
 
     async def _show(self, *, is_final: bool) -> None:
@@ -166,7 +173,6 @@ class ReplyStream:
                 if is_final:
                     raise  # _until_delivered already waited as long as it should
                 return  # a skipped preview is harmless: the final text follows
-        self.pacer.edited(self.chat_id)
 
     async def _show_part(self, index: int, shown: str, *, is_final: bool) -> None:
         if index < len(self._parts) and self._parts[index].shown == shown:

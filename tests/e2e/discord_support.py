@@ -89,12 +89,13 @@ class Person:
 
 
 def _answered(record: InteractionRecord) -> StoredMessage | None:
-    message = record.original
+    """The response once it holds text; a follow-up when the response was taken back."""
     if record.callback_type == 7:  # a click that replaced its message
-        return message
-    if message is None or message.is_loading or not message.content:
-        return None
-    return message
+        return record.original
+    for message in [record.original, *record.followups]:
+        if message is not None and not message.is_deleted and not message.is_loading:
+            return message if message.content else None
+    return None
 
 
 def answer_text(messages: list[StoredMessage]) -> str:

@@ -1218,7 +1218,8 @@ class FakeDiscord:
         if is_empty(fields.content or "", fields.embeds or [], fields.components or []):
             raise empty_message()
         original = record.original
-        if record.callback_type == 5 and original is not None and original.is_loading:
+        is_waiting = original is not None and original.is_loading and not original.is_deleted
+        if record.callback_type == 5 and is_waiting:
             self._edit(original, {**body, "flags": None}, fields)  # the defer's ephemerality stays
             message = original
         else:
