@@ -260,11 +260,14 @@ async def test_in_a_guild_only_mentions_replies_and_messages_in_its_channels_are
     assert answer_text(mentioned) == "echo: what are tides?"
 
     replied = await asks(alice_in_guild, "and currents?", reply_to=mentioned[0].id)
+    # A reply whose ping the user switched off mentions nobody; it is still a reply to the bot.
+    unpinged = await asks(alice_in_guild, "and waves?", reply_to=mentioned[0].id, reply_pings=False)
     unaddressed = await asks(in_open_channel, "no mention here")
 
     assert answer_text(replied) == "echo: and currents?"
+    assert answer_text(unpinged) == "echo: and waves?"
     assert answer_text(unaddressed) == "echo: no mention here"
-    assert said_to_model(fake_openrouter)[1:] == ["and currents?", "no mention here"]
+    assert said_to_model(fake_openrouter)[1:] == ["and currents?", "and waves?", "no mention here"]
 
 
 async def test_a_bare_mention_gets_the_help(

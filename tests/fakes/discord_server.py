@@ -435,9 +435,13 @@ class FakeDiscord:
         guild_id: int | None = None,
         mentions_bot: bool = False,
         reply_to: int | None = None,
+        reply_pings: bool = True,
         username: str | None = None,
     ) -> dict[str, Any]:
-        """A user's message (MESSAGE_CREATE): a DM without `guild_id`, else in a guild channel."""
+        """A user's message (MESSAGE_CREATE): a DM without `guild_id`, else in a guild channel.
+
+        A reply pings the replied-to author unless the user switched that off (`reply_pings`).
+        """
         if len(content) > MAX_USER_MESSAGE:
             raise ValueError(f"Discord users cannot send more than {MAX_USER_MESSAGE} characters")
         author = self._user(author_id, username)
@@ -451,7 +455,9 @@ class FakeDiscord:
             if reference is None:
                 raise ValueError(f"no message {reply_to} in channel {channel_id} to reply to")
         fields = MessageFields(content, [], [], 0, None)
-        message = self._store(channel_id, guild_id, author, fields, reference=reference)
+        message = self._store(
+            channel_id, guild_id, author, fields, reference=reference, reply_pings=reply_pings
+        )
         if not self._dispatch_message("MESSAGE_CREATE", message):
             raise RuntimeError("no gateway session receives this message; is the client ready?")
         return self._gateway_message(message)
@@ -769,6 +775,7 @@ class FakeDiscord:
         *,
         reference: StoredMessage | None = None,
         interaction: dict[str, Any] | None = None,
+        reply_pings: bool = True,
     ) -> StoredMessage:
         content = fields.content or ""
         version = MessageVersion(
@@ -782,7 +789,7 @@ class FakeDiscord:
         mentions = [
             self.users[user_id] for user_id in dict.fromkeys(mentioned) if user_id in self.users
         ]
-        if reference is not None and reference.author not in mentions:
+        if reference is not None and reply_pings and reference.author not in mentions:
             mentions.append(reference.author)  # a reply pings its author by default
         message = StoredMessage(
             self._ids.next(),
