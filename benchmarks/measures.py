@@ -18,7 +18,8 @@ from core.commands import CommandHandler, TurnReply
 from core.models import Role, Usage
 from core.redis_scripts import script_source
 from core.session_keys import new_session_id, session_key, user_index_key, user_tag
-from core.session_store import SessionLimits, SessionStore
+from core.session_limits import SessionLimits
+from core.session_store import SessionStore
 
 MODEL = "openai/gpt-4o-mini"
 WORDS = [
@@ -53,8 +54,10 @@ class Cost:
     commands: int
 
 
-def build(client: aioredis.Redis) -> tuple[ChatService, CommandHandler]:
-    store = SessionStore(client, SessionLimits())
+def build(
+    client: aioredis.Redis, limits: SessionLimits | None = None
+) -> tuple[ChatService, CommandHandler]:
+    store = SessionStore(client, limits or SessionLimits())
     chat = ChatService(store, InstantModel(), TurnSettings("Be brief.", MODEL))
     return chat, CommandHandler(chat)
 
@@ -89,8 +92,13 @@ async def round_trips(client: aioredis.Redis, observer: aioredis.Redis) -> dict[
     return costs
 
 
+def counting_limits(turns_each: int) -> SessionLimits:
+    """The per-user rate limit on, and just high enough that no turn of the run is refused."""
+    return SessionLimits(rate_limit_messages=turns_each, rate_limit_window_seconds=3600)
+
+
 async def turns_per_second(client: aioredis.Redis, users: int, turns_each: int) -> float:
-    chat, _ = build(client)
+    chat, _ = build(client, counting_limits(turns_each))
     await client.flushall()
 
     async def one_user(number: int) -> None:
@@ -111,6 +119,7 @@ async def raw_turns_per_second(client: aioredis.Redis, users: int, turns_each: i
     append = client.register_script(script_source("append_message"))
     await client.script_load(append.script)
     activity = SessionActivity(3600)
+    rate_limit, window_ms, budget = counting_limits(turns_each).turn_limit_args()
 
     async def one_user(number: int) -> None:
         user = f"raw:{number}"
@@ -132,6 +141,9 @@ async def raw_turns_per_second(client: aioredis.Redis, users: int, turns_each: i
                     40,
                     MODEL,
                     60,
+                    rate_limit,
+                    window_ms,
+                    budget,
                 ],
             )
             sid = reply[1]
@@ -139,7 +151,7 @@ async def raw_turns_per_second(client: aioredis.Redis, users: int, turns_each: i
             async with client.pipeline(transaction=False) as pipe:
                 pipe.evalsha(
                     append.sha, 1, session_key(sid),
-                    tag, sid, "", "a", REPLY, MODEL, 12, 14, 0.00001, 3600, 100, token, 0,
+                    tag, sid, "", "a", REPLY, MODEL, 12, 14, 0.00001, 3600, 100, token, 0, "",
                 )  # fmt: skip
                 activity.record(pipe, sid)
                 await pipe.execute()

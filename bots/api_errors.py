@@ -21,6 +21,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.ChatbridgeError], int], ...] = (
     (errors.SessionLimitReached, 409),
     (errors.NothingToRetry, 409),
     (errors.SessionBusy, 409),
+    (errors.QuotaExceeded, 429),
     (errors.StoreError, 503),
     (errors.ModelNotConfigured, 503),
     (errors.ModelRateLimited, 429),
@@ -74,6 +75,8 @@ def core_error_response(error: errors.ChatbridgeError) -> web.Response:
     headers = {}
     if isinstance(error, errors.ModelRateLimited):
         headers["Retry-After"] = str(max(1, round(error.retry_after or 60)))
+    if isinstance(error, errors.QuotaExceeded):
+        headers["Retry-After"] = str(error.retry_after)  # whole seconds, already rounded up
     return error_response(status_of(error), error.code, api_message(error), headers)
 
 

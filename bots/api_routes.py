@@ -28,7 +28,7 @@ from bots.api_schema import (
 )
 from bots.runtime import Core
 from core.chat import Turn
-from core.errors import ChatbridgeError, EmptyMessage, ModelNotConfigured
+from core.errors import ChatbridgeError, EmptyMessage, ModelNotConfigured, QuotaExceeded
 from core.models import Role
 
 log = structlog.get_logger(__name__)
@@ -121,7 +121,7 @@ async def history(request: web.Request) -> web.Response:
 
 @routes.post("/api/chat/session/start")
 async def start_chat(request: web.Request) -> web.Response:
-    """Create a session and answer its first message in one call."""
+    """Create a session and answer its first message in one call (429 at a user's limit)."""
     body = await read_json(request, StartChat)
     principal_of(request).require_user(body.user_id)
     core = request.app[CORE]
@@ -129,9 +129,15 @@ async def start_chat(request: web.Request) -> web.Response:
     core.store.check_content(body.initial_message)
     if not core.chat.model.is_configured:
         raise ModelNotConfigured()
-    session = await core.store.create_session(
-        body.user_id, title=body.title, default_model=core.settings.default_model
-    )
+    try:
+        # Refused here too (same round trip) when the turn would be: no empty session is left.
+        session = await core.store.create_session(
+            body.user_id, title=body.title, default_model=core.settings.default_model,
+            for_turn=True,
+        )  # fmt: skip
+    except QuotaExceeded as error:
+        core.metrics.turn_ended_early(FRONT, error)  # a turn refused before it began
+        raise
     turn = core.chat.turn(
         body.initial_message,
         user_id=body.user_id,

@@ -46,7 +46,8 @@ ERROR_TEXT = {
     409: "Session limit reached, session busy, or nothing to retry",
     413: "Request body over 64 KiB",
     422: "Body or query of the wrong shape, or a message too long or empty",
-    429: "The model provider is rate limiting (see Retry-After)",
+    429: "The user's rate limit (RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW) or daily token "
+    "budget is reached, or the model provider is rate limiting: retry after Retry-After",
     502: "The model failed or its answer was cut off",
     503: "Redis or the model is unavailable",
     504: "The model took too long",
@@ -54,6 +55,11 @@ ERROR_TEXT = {
 SESSION_ERRORS = (401, 404, 503)
 BODY_ERRORS = (400, 401, 413, 422, 503)
 MODEL_ERRORS = (409, 429, 502, 504)
+RETRY_AFTER = {
+    "description": "Whole seconds to wait before trying again",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 def openapi_document(settings: Settings) -> JSON:
@@ -206,10 +212,13 @@ def _health_operation(summary: str, schema: str) -> JSON:
 
 def _errors(statuses: tuple[int, ...]) -> JSON:
     content = {"application/json": {"schema": _ref("ErrorOut")}}
-    return {
+    responses: JSON = {
         str(status): {"description": ERROR_TEXT[status], "content": content}
         for status in sorted(set(statuses))
     }
+    if "429" in responses:
+        responses["429"]["headers"] = {"Retry-After": RETRY_AFTER}
+    return responses
 
 
 def _path_parameter(name: str, schema: JSON) -> JSON:

@@ -16,7 +16,8 @@ from core.embedded_redis import EmbeddedRedis, project_redis_conf, socket_of_run
 from core.metrics import Metrics
 from core.openrouter import OpenRouterClient
 from core.redis_connection import describe_redis, redis_from_settings
-from core.session_store import SessionLimits, SessionStore
+from core.session_limits import SessionLimits
+from core.session_store import SessionStore
 from core.settings import Settings
 
 log = structlog.get_logger(__name__)

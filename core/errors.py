@@ -17,6 +17,9 @@ password or a raw upstream body.
     ├── SessionLimitReached          MAX_SESSIONS_PER_USER with SESSION_LIMIT_POLICY=reject
     ├── NothingToRetry               /retry with no user message in the session
     ├── SessionBusy                  another turn held the session's lock for too long
+    ├── QuotaExceeded                a per-user allowance is used up (retry_after whole seconds)
+    │   ├── RateLimited              RATE_LIMIT_MESSAGES turns in the last RATE_LIMIT_WINDOW seconds
+    │   └── DailyBudgetExhausted     DAILY_TOKEN_BUDGET tokens spent today (UTC)
     ├── StoreError                   Redis
     │   ├── StoreUnavailable         cannot reach Redis (down, timeout, auth)
     │   └── StoreFull                Redis refused a write at maxmemory
@@ -105,6 +108,39 @@ class NothingToRetry(ChatbridgeError):
 class SessionBusy(ChatbridgeError):
     code = "session_busy"
     default_text = "This session is still answering a previous message."
+
+
+class QuotaExceeded(ChatbridgeError):
+    """The user may not start another turn for `retry_after` seconds (at least 1, rounded up)."""
+
+    code = "quota_exceeded"
+    default_text = "A usage limit is reached; try again in {retry_after} s."
+
+    def __init__(self, *, retry_after: int, **params: object) -> None:
+        super().__init__(None, retry_after=retry_after, **params)
+        self.retry_after = retry_after
+
+
+class RateLimited(QuotaExceeded):
+    code = "rate_limited"
+    default_text = (
+        "Too many messages: at most {limit} every {window_seconds} s; try again in {retry_after} s."
+    )
+
+    def __init__(self, *, retry_after: int, limit: int, window_seconds: int) -> None:
+        super().__init__(retry_after=retry_after, limit=limit, window_seconds=window_seconds)
+        self.limit = limit
+        self.window_seconds = window_seconds
+
+
+class DailyBudgetExhausted(QuotaExceeded):
+    code = "daily_budget_exhausted"
+    default_text = (
+        "Today's budget of {budget} tokens is spent; it renews at 00:00 UTC, in {retry_after} s."
+    )
+
+    def __init__(self, *, retry_after: int, budget: int) -> None:
+        super().__init__(retry_after=retry_after, budget=budget)
 
 
 class StoreError(ChatbridgeError):

@@ -5,7 +5,9 @@ Texts use a light Markdown (`*bold*`, `` `code` ``) that each front renders or s
 
 from __future__ import annotations
 
-from core.errors import ChatbridgeError, ModelRateLimited
+import math
+
+from core.errors import ChatbridgeError, ModelRateLimited, QuotaExceeded, RateLimited
 
 ENGLISH = "en"
 PORTUGUESE = "pt-BR"
@@ -91,6 +93,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Delete one with /delete to start another.",
         "nothing_to_retry": "There is no message of yours to answer again here.",
         "session_busy": "I'm still answering your previous message. Try again in a moment.",
+        "quota_exceeded": "You've reached a usage limit. Try again in {wait}.",
+        "rate_limited": "You're sending messages too fast: at most {limit} messages in {window}. "
+        "Try again in {wait}.",
+        "daily_budget_exhausted": "You've used your {budget} tokens for today. "
+        "Your budget renews at midnight UTC, in {wait}.",
         "store_unavailable": "Storage is temporarily unavailable. Please try again shortly.",
         "store_full": "Storage is full right now. Delete an old conversation or try later.",
         "store_error": "Storage failed. Please try again.",
@@ -105,6 +112,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_stream_broken": "The answer was cut off. Use /retry to ask again.",
         "model_error": "The AI model could not answer. Try /retry.",
         "seconds": "{n} s",
+        "minutes": "{n} min",
+        "hours": "{n} h",
+        "hours_minutes": "{h} h {m} min",
         "reply_footer": "{model} · {tokens} tokens",
         "goodbye": "Bye!",
         "prompt_you": "you> ",
@@ -148,6 +158,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Apague uma com /delete para começar outra.",
         "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
         "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
+        "quota_exceeded": "Você atingiu um limite de uso. Tente de novo em {wait}.",
+        "rate_limited": "Você está mandando mensagens rápido demais: no máximo {limit} mensagens "
+        "em {window}. Tente de novo em {wait}.",
+        "daily_budget_exhausted": "Você já usou seus {budget} tokens de hoje. "
+        "Seu limite renova à meia-noite UTC, daqui a {wait}.",
         "store_unavailable": "O armazenamento está indisponível no momento. Tente em instantes.",
         "store_full": "O armazenamento está cheio. Apague uma conversa antiga ou tente mais tarde.",
         "store_error": "Falha no armazenamento. Tente de novo.",
@@ -162,6 +177,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_stream_broken": "A resposta foi interrompida. Use /retry para perguntar de novo.",
         "model_error": "O modelo de IA não conseguiu responder. Tente /retry.",
         "seconds": "{n} s",
+        "minutes": "{n} min",
+        "hours": "{n} h",
+        "hours_minutes": "{h} h {m} min",
         "reply_footer": "{model} · {tokens} tokens",
         "goodbye": "Até logo!",
         "prompt_you": "você> ",
@@ -190,9 +208,35 @@ def describe(error: ChatbridgeError, locale: str) -> str:
             return text(locale, "model_rate_limited_unknown")
         wait = text(locale, "seconds", n=max(1, round(error.retry_after)))
         return text(locale, "model_rate_limited", wait=wait)
+    params = dict(error.params)
+    if isinstance(error, QuotaExceeded):
+        params["wait"] = duration(locale, error.retry_after)
+    if isinstance(error, RateLimited):
+        params["window"] = duration(locale, error.window_seconds, is_exact=True)
     catalogue = _TEXTS[normalize_locale(locale)]
     template = catalogue.get(error.code, catalogue["unexpected"])
-    return template.format(**error.params)
+    return template.format(**params)
+
+
+def duration(locale: str, seconds: float, *, is_exact: bool = False) -> str:
+    """`45 s`, `3 min`, `2 h`, `5 h 12 min`.
+
+    A wait is rounded up to whole minutes past the first one, so it is never said shorter than
+    it is; an exact duration (a window) uses the largest unit that divides it (`90 s`, `2 min`).
+    """
+    whole_seconds = max(1, math.ceil(seconds))
+    if is_exact:
+        for key, unit in (("hours", 3600), ("minutes", 60), ("seconds", 1)):
+            if whole_seconds % unit == 0:
+                return text(locale, key, n=whole_seconds // unit)
+    if whole_seconds < 60:
+        return text(locale, "seconds", n=whole_seconds)
+    hours, minutes = divmod(math.ceil(whole_seconds / 60), 60)
+    if not hours:
+        return text(locale, "minutes", n=minutes)
+    if not minutes:
+        return text(locale, "hours", n=hours)
+    return text(locale, "hours_minutes", h=hours, m=minutes)
 
 
 def help_text(locale: str) -> str:

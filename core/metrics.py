@@ -15,7 +15,9 @@ at MAX_MODEL_LABELS — never a user or a session, so the number of series stays
     chatbridge_model_tokens_total{model, kind}             prompt | completion
     chatbridge_model_cost_usd_total{model}                 as OpenRouter reports it
     chatbridge_redis_errors_total{kind}                    unavailable | full | other
-    chatbridge_rate_limit_refusals_total{source}           model (OpenRouter 429s we gave up on)
+    chatbridge_rate_limit_refusals_total{source}           model (OpenRouter 429s we gave up on),
+                                                           user (RATE_LIMIT_MESSAGES),
+                                                           budget (DAILY_TOKEN_BUDGET)
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from core.errors import ChatbridgeError, ModelRateLimited, StoreError, StoreFull, StoreUnavailable
+from core.errors import (
+    ChatbridgeError,
+    DailyBudgetExhausted,
+    ModelRateLimited,
+    RateLimited,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
 from core.models import Usage
 
 # The classic text format that generate_latest writes (prometheus_client serves it under this
@@ -44,10 +54,12 @@ MAX_MODEL_LABELS: Final = 50
 # From a fast cached answer to a long reasoning one; anything slower lands in +Inf.
 LATENCY_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120)
 
-RateLimitSource = Literal["model"]
-# Which refusal each error is; a per-user limit adds its error here, with source "user".
+RateLimitSource = Literal["model", "user", "budget"]
+# Which refusal each error is: the model provider's, or one of a user's own turn limits.
 RATE_LIMIT_SOURCES: Final[tuple[tuple[type[ChatbridgeError], RateLimitSource], ...]] = (
     (ModelRateLimited, "model"),
+    (RateLimited, "user"),
+    (DailyBudgetExhausted, "budget"),
 )
 RedisErrorKind = Literal["unavailable", "full", "other"]
 REDIS_ERROR_KINDS: Final[tuple[RedisErrorKind, ...]] = ("unavailable", "full", "other")

@@ -44,3 +44,13 @@ def user_index_key(user_id: str) -> str:
 
 def user_state_key(user_id: str) -> str:
     return f"user:{{{user_tag(user_id)}}}:{user_id}"
+
+
+def user_turns_key(user_id: str) -> str:
+    """The user's turns of the last RATE_LIMIT_WINDOW (written by the Lua scripts only)."""
+    return f"user:{{{user_tag(user_id)}}}:{user_id}:turns"
+
+
+def user_tokens_key(user_id: str, utc_day: int) -> str:
+    """Tokens the user spent on one UTC day, numbered from 1970-01-01 (the Lua scripts write it)."""
+    return f"user:{{{user_tag(user_id)}}}:{user_id}:tokens:{utc_day}"

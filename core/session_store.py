@@ -2,7 +2,8 @@
 
 Every operation is one Lua script (one round trip), so every limit is enforced atomically in
 Redis however many replicas and tasks write at once. The layout and its reasons are in
-docs/data-model.md; key names come from core.session_keys.
+docs/data-model.md; key names come from core.session_keys, the limits from
+core.session_limits.
 """
 
 from __future__ import annotations
@@ -40,28 +41,9 @@ from core.session_keys import (
     user_index_key,
     user_tag,
 )
-from core.settings import SessionLimitPolicy, Settings
+from core.session_limits import SessionLimits
 
 TITLE_LENGTH = 60
-
-
-@dataclass(frozen=True, slots=True)
-class SessionLimits:
-    ttl_seconds: int = 3600
-    max_sessions_per_user: int = 5
-    max_messages_per_session: int = 100
-    max_message_length: int = 4000
-    policy: SessionLimitPolicy = SessionLimitPolicy.REJECT
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SessionLimits:
-        return cls(
-            ttl_seconds=settings.session_ttl,
-            max_sessions_per_user=settings.max_sessions_per_user,
-            max_messages_per_session=settings.max_messages_per_session,
-            max_message_length=settings.max_message_length,
-            policy=settings.session_limit_policy,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +86,18 @@ class SessionStore:
         return int(await self._scripts.translate(self.activity.count(self._redis)))
 
     async def create_session(
-        self, user_id: str, *, title: str = "", model: str = "", default_model: str
+        self,
+        user_id: str,
+        *,
+        title: str = "",
+        model: str = "",
+        default_model: str,
+        for_turn: bool = False,
     ) -> Session:
+        """A new, active session; `for_turn`: refused when a turn could not start now."""
         session_id = new_session_id(user_id)
         limits = self.limits
+        turn_limits = limits.turn_limit_args() if for_turn else (0, 0, 0)
         reply = await self._run(
             "create_session",
             user_index_key(user_id),
@@ -120,8 +110,11 @@ class SessionStore:
             limits.ttl_seconds,
             limits.max_sessions_per_user,
             limits.policy.value,
+            *turn_limits,
             active_session=session_id,
         )
+        if refusal := limits.refusal(reply):
+            raise refusal
         if reply[0] == "LIMIT":
             raise SessionLimitReached(limit=limits.max_sessions_per_user)
         return session_from(reply[1:8])
@@ -212,10 +205,12 @@ class SessionStore:
     async def finish_turn(
         self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
     ) -> tuple[Message, Session]:
-        """The turn's second round trip: store the answer, release the lock."""
+        """The turn's second round trip: store the answer, count its tokens, release the lock."""
+        charged = start.session.user_id if self.limits.daily_token_budget > 0 else ""
         message, count = await self._append(
             start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
             lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
+            charged_user=charged,
         )  # fmt: skip
         session = replace(start.session, updated_at=message.timestamp, message_count=count)
         return message, session
@@ -231,6 +226,7 @@ class SessionStore:
         usage: Usage | None,
         lock_token: str,
         replaces_after_seq: int,
+        charged_user: str = "",
     ) -> tuple[Message, int]:
         reply = await self._run(
             "append_message",
@@ -246,6 +242,7 @@ class SessionStore:
             self.limits.max_messages_per_session,
             lock_token,
             replaces_after_seq,
+            charged_user,
             active_session=session_id,
         )
         if reply[0] == "NOT_FOUND":
@@ -299,7 +296,8 @@ class SessionStore:
         """Lock the session and store the user's message (None: /retry the last one).
 
         With no session id, the user's active session is used, or created when they have none.
-        Raises SessionBusy when another turn holds the lock.
+        Raises SessionBusy when another turn holds the lock, and RateLimited or
+        DailyBudgetExhausted (nothing stored) when the session's owner may not start a turn now.
         """
         if user_id is None and session_id is None:
             raise ValueError("a turn needs a user, a session, or both")
@@ -327,7 +325,10 @@ class SessionStore:
             context_size,
             default_model,
             TITLE_LENGTH,
+            *self.limits.turn_limit_args(),
         )
+        if refusal := self.limits.refusal(reply):
+            raise refusal
         return _turn_start(reply, lock_token)
 
     async def release_lock(self, session_id: str, lock_token: str) -> bool:

@@ -21,6 +21,7 @@ from core.errors import ConfigError
 Snowflake = Annotated[int, Field(gt=0, lt=2**64)]
 # HS256 wants a key as long as its hash (RFC 7518 §3.2); a bearer token, enough to resist guessing.
 SHORTEST_SECRET = {"jwt_secret": 32, "api_token": 16}
+MAX_RATE_LIMIT_MESSAGES = 1000
 
 
 class SessionLimitPolicy(StrEnum):
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
     max_messages_per_session: int = Field(default=100, ge=2)
     max_message_length: int = Field(default=4000, ge=1)
     session_limit_policy: SessionLimitPolicy = SessionLimitPolicy.REJECT
+    # Chat turns per user per window, counted in Redis across fronts and replicas (0: no limit).
+    # Capped because Redis keeps one entry per turn of the window (docs/data-model.md).
+    rate_limit_messages: int = Field(default=20, ge=0, le=MAX_RATE_LIMIT_MESSAGES)
+    rate_limit_window: int = Field(default=60, ge=1, le=86_400)
+    # Prompt + completion tokens per user per UTC day (unset or 0: no budget).
+    daily_token_budget: int | None = Field(default=None, ge=0)
 
     openrouter_api_key: SecretStr | None = None
     openrouter_base_url: str = "https://openrouter.ai/api/v1"

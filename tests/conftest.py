@@ -14,7 +14,8 @@ from pydantic import SecretStr
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
 from core.openrouter import OpenRouterClient, RetryPolicy
-from core.session_store import SessionLimits, SessionStore
+from core.session_limits import SessionLimits
+from core.session_store import SessionStore
 from tests.redis_process import RedisProcess
 
 if TYPE_CHECKING:

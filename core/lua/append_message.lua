@@ -4,10 +4,16 @@
 -- ARGV[6] model ('' = none)  [7] prompt tokens ('' = no usage)  [8] completion tokens
 -- ARGV[9] cost ('' = unknown)  [10] ttl seconds  [11] max messages
 -- ARGV[12] lock token to release ('' = none)  [13] replace the assistant replies after this seq (0 = none)
+-- ARGV[14] the user whose spending of today the usage's tokens add to ('' = nobody), counted
+--          even when the session is gone by now: the model did the work (DAILY_TOKEN_BUDGET)
 -- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'}
 local sid, role = ARGV[2], ARGV[4]
 local lock = session_key(sid, ':lock')
 if ARGV[12] ~= '' and redis.call('GET', lock) == ARGV[12] then redis.call('DEL', lock) end
+local now = now_ms()
+if ARGV[14] ~= '' and ARGV[7] ~= '' then
+  spend_tokens(ARGV[14], tonumber(ARGV[7]) + tonumber(ARGV[8]), now)
+end
 
 local uid = owner_of(sid, ARGV[3])
 if not uid then return {'NOT_FOUND'} end
@@ -25,7 +31,6 @@ if replace_after > 0 then
   end
 end
 
-local now = now_ms()
 local entry = {role, now, ARGV[5]}
 if ARGV[6] ~= '' or ARGV[7] ~= '' then entry[4] = ARGV[6] end
 if ARGV[7] ~= '' then

@@ -1,25 +1,35 @@
--- First round trip of a chat turn: find the session, take its lock, store the user's message,
--- return the session and the recent context.
+-- First round trip of a chat turn: check the user's turn limits, find the session, take its
+-- lock, store the user's message, count the turn, return the session and the recent context.
 -- KEYS[1] user:{tag}:<uid>:sessions when the user is known, else session:{tag}:<sid>
 -- ARGV[1] tag  [2] uid ('' = whoever owns [3])  [3] sid ('' = the user's active session,
 --         created when the user has none)  [4] sid for that new session  [5] content ('' = /retry)
 -- ARGV[6] lock token  [7] lock ttl ms  [8] ttl seconds  [9] max messages  [10] context size
 -- ARGV[11] default model  [12] title length for an untitled session
+-- ARGV[13] turns per window (0 = no rate limit)  [14] window ms  [15] daily token budget (0 = none)
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq,
 --          the context entries as one JSON array}
 --      or {'NOT_FOUND'} | {'BUSY'} | {'NOTHING_TO_RETRY'}
+--      or {'RATE_LIMITED', ms until a turn fits} | {'BUDGET_EXHAUSTED', ms until the next UTC day}
 local uid, sid, content = ARGV[2], ARGV[3], ARGV[5]
 local ttl, max_messages, context_size = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local rate_limit, window_ms = tonumber(ARGV[13]) or 0, tonumber(ARGV[14]) or 0
+local budget = tonumber(ARGV[15]) or 0
+local now = now_ms()
 
 if sid ~= '' then
   uid = owner_of(sid, uid)
   if not uid then return {'NOT_FOUND'} end
-else
+end
+-- Refused before anything is created, locked or stored.
+local refusal = turn_refusal(uid, rate_limit, window_ms, budget, now)
+if refusal then return refusal end
+
+if sid == '' then
   sid = resolve_active(uid)
   if not sid then
     sid = ARGV[4]
     local model = redis.call('HGET', user_key(uid), 'model') or ARGV[11]
-    create_session(uid, sid, '', model, now_ms())
+    create_session(uid, sid, '', model, now)
   end
 end
 
@@ -27,7 +37,6 @@ if not redis.call('SET', session_key(sid, ':lock'), ARGV[6], 'NX', 'PX', ARGV[7]
   return {'BUSY'}
 end
 
-local now = now_ms()
 local messages = session_key(sid, ':messages')
 local context = redis.call('LRANGE', messages, -context_size, -1)
 local user_seq
@@ -55,6 +64,7 @@ else
   end
 end
 
+if rate_limit > 0 then count_turn(uid, ARGV[6], window_ms, now) end
 redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)
 redis.call('HSET', user_key(uid), 'active', sid)

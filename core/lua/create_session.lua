@@ -2,9 +2,16 @@
 -- KEYS[1] user:{tag}:<uid>:sessions
 -- ARGV[1] tag  [2] uid  [3] new sid  [4] title  [5] model ('' = the user's /model choice, else [6])
 -- ARGV[6] default model  [7] ttl seconds  [8] max sessions  [9] policy: 'reject' | 'evict_oldest'
--- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, evicted sid...} or {'LIMIT'}.
+-- ARGV[10] turns per window  [11] window ms  [12] daily token budget: for a session made for a
+--          turn that follows at once, refused as that turn would be (all '0': no check)
+-- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, evicted sid...} or {'LIMIT'}
+--      or {'RATE_LIMITED', ms} | {'BUDGET_EXHAUSTED', ms} (see begin_turn.lua)
 local uid, sid, title, ttl, max_sessions = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[7]), tonumber(ARGV[8])
 local model = ARGV[5]
+local now = now_ms()
+local refusal = turn_refusal(uid, tonumber(ARGV[10]) or 0, tonumber(ARGV[11]) or 0,
+  tonumber(ARGV[12]) or 0, now)
+if refusal then return refusal end
 if model == '' then model = redis.call('HGET', user_key(uid), 'model') or ARGV[6] end
 
 local live = live_sessions(uid)
@@ -17,7 +24,7 @@ if #live >= max_sessions then
     evicted[#evicted + 1] = live[i]
   end
 end
-create_session(uid, sid, title, model, now_ms())
+create_session(uid, sid, title, model, now)
 touch(sid, uid, ttl)
 local f = session_fields(sid)
 local reply = {'OK', sid, f[1], f[2], f[3], f[4], f[5], f[6]}

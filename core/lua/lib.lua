@@ -107,3 +107,56 @@ local function push_message(sid, entry, max_messages)
   redis.call('LTRIM', messages, -max_messages, -1)
   return seq
 end
+
+-- Per-user turn limits (docs/data-model.md, "Turn limits"). Both only read until a turn is
+-- sure to start, so a refused or failed attempt costs the user nothing.
+local DAY_MS = 86400000
+
+-- RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW: a sliding-window log of the user's turns, scored
+-- by their start (ms). Returns 0 when one more turn fits now, else the ms until one does.
+local function turn_wait_ms(uid, limit, window_ms, now)
+  if limit <= 0 then return 0 end
+  local turns = user_key(uid, ':turns')
+  redis.call('ZREMRANGEBYSCORE', turns, '-inf', now - window_ms)
+  local count = redis.call('ZCARD', turns)
+  if count < limit then return 0 end
+  -- Free once all but limit - 1 entries have left the window (count > limit after a lowered limit).
+  local entry = redis.call('ZRANGE', turns, count - limit, count - limit, 'WITHSCORES')
+  return tonumber(entry[2]) + window_ms - now
+end
+
+local function count_turn(uid, member, window_ms, now)
+  local turns = user_key(uid, ':turns')
+  redis.call('ZADD', turns, now, member)
+  redis.call('PEXPIRE', turns, window_ms)
+end
+
+-- DAILY_TOKEN_BUDGET: the tokens a user spent on the UTC day `now` falls in, one key per day.
+local function tokens_key(uid, now)
+  local day = math.floor(now / DAY_MS)
+  return user_key(uid, ':tokens:' .. string.format('%d', day)), (day + 1) * DAY_MS
+end
+
+-- Returns 0 while the user is under their budget for today, else the ms until the next day.
+local function budget_wait_ms(uid, budget, now)
+  if budget <= 0 then return 0 end
+  local key, day_ends = tokens_key(uid, now)
+  if tonumber(redis.call('GET', key) or '0') < budget then return 0 end
+  return day_ends - now
+end
+
+local function spend_tokens(uid, tokens, now)
+  local key, day_ends = tokens_key(uid, now)
+  redis.call('INCRBY', key, tokens)
+  redis.call('PEXPIREAT', key, day_ends)
+end
+
+-- The refusal, if any, of one more turn: {'BUDGET_EXHAUSTED', ms} or {'RATE_LIMITED', ms}.
+-- The budget is checked first: when both refuse, it is the longer wait.
+local function turn_refusal(uid, limit, window_ms, budget, now)
+  local wait = budget_wait_ms(uid, budget, now)
+  if wait > 0 then return {'BUDGET_EXHAUSTED', wait} end
+  wait = turn_wait_ms(uid, limit, window_ms, now)
+  if wait > 0 then return {'RATE_LIMITED', wait} end
+  return false
+end

@@ -22,7 +22,8 @@ from core.errors import (
 from core.models import Role
 from core.openrouter import OpenRouterClient
 from core.redis_connection import redis_from_settings
-from core.session_store import SessionLimits, SessionStore
+from core.session_limits import SessionLimits
+from core.session_store import SessionStore
 from core.settings import Settings
 from tests.fakes.openrouter_server import FAKE_API_KEY, FakeOpenRouter
 from tests.redis_process import RedisProcess

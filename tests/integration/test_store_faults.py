@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 
 from core.errors import StoreFull
 from core.models import Role
-from core.session_store import SessionLimits, SessionStore
+from core.session_limits import SessionLimits
+from core.session_store import SessionStore
 from tests.redis_process import RedisProcess
 
 MODEL = "test/model"

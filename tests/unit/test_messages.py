@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from core import errors
-from core.errors import ChatbridgeError, MessageTooLong, ModelRateLimited
+from core.errors import (
+    ChatbridgeError,
+    DailyBudgetExhausted,
+    MessageTooLong,
+    ModelRateLimited,
+    RateLimited,
+)
 from core.messages import (
     _TEXTS,
     COMMAND_DESCRIPTIONS,
@@ -13,6 +19,7 @@ from core.messages import (
     OPTION_DESCRIPTIONS,
     PORTUGUESE,
     describe,
+    duration,
     normalize_locale,
 )
 
@@ -63,3 +70,36 @@ def test_errors_are_described_with_their_parameters():
 
 def test_an_unknown_error_code_gets_the_generic_sentence():
     assert "went wrong" in describe(ChatbridgeError(), ENGLISH)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [(0.2, "1 s"), (1, "1 s"), (59, "59 s"), (59.1, "1 min"), (60, "1 min"), (61, "2 min"),
+     (3599, "1 h"), (3600, "1 h"), (3601, "1 h 1 min"), (7199, "2 h"), (18_001, "5 h 1 min"),
+     (86_400, "24 h")],
+)  # fmt: skip
+def test_a_wait_is_said_in_the_largest_units_never_shorter_than_it_is(seconds: float, said: str):
+    assert duration(ENGLISH, seconds) == said
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"), [(1, "1 s"), (59, "59 s"), (60, "1 min"), (90, "90 s"), (3600, "1 h"),
+                          (5400, "90 min")],
+)  # fmt: skip
+def test_a_window_is_said_exactly(seconds: int, said: str):
+    assert duration(ENGLISH, seconds, is_exact=True) == said
+
+
+def test_turn_limit_refusals_say_the_limit_and_when_to_try_again():
+    too_fast = RateLimited(retry_after=37, limit=20, window_seconds=60)
+    assert describe(too_fast, ENGLISH) == (
+        "You're sending messages too fast: at most 20 messages in 1 min. Try again in 37 s."
+    )
+    assert describe(too_fast, PORTUGUESE) == (
+        "Você está mandando mensagens rápido demais: no máximo 20 mensagens em 1 min. "
+        "Tente de novo em 37 s."
+    )
+    over_budget = DailyBudgetExhausted(retry_after=5 * 3600 + 1, budget=50_000)
+    assert describe(over_budget, ENGLISH).endswith("at midnight UTC, in 5 h 1 min.")
+    assert describe(over_budget, PORTUGUESE).endswith("meia-noite UTC, daqui a 5 h 1 min.")
+    assert "50000" in describe(over_budget, PORTUGUESE)

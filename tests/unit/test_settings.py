@@ -79,6 +79,12 @@ def test_secrets_do_not_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatc
         ("DISCORD_EDIT_INTERVAL", "-1"),
         ("DISCORD_SHARD_COUNT", "0"),
         ("DISCORD_SHARD_IDS", "0"),  # without DISCORD_SHARD_COUNT
+        ("RATE_LIMIT_MESSAGES", "-1"),
+        ("RATE_LIMIT_MESSAGES", "1001"),
+        ("RATE_LIMIT_WINDOW", "0"),
+        ("RATE_LIMIT_WINDOW", "86401"),
+        ("DAILY_TOKEN_BUDGET", "-1"),
+        ("DAILY_TOKEN_BUDGET", "lots"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -147,3 +153,27 @@ def test_shard_ids_are_distinct_and_below_the_shard_count(
     else:
         with pytest.raises(ConfigError, match=r"^DISCORD_SHARD_IDS: "):
             load_settings()
+
+
+def test_turn_limits_default_to_20_a_minute_and_no_budget():
+    settings = load_settings()
+    assert (settings.rate_limit_messages, settings.rate_limit_window) == (20, 60)
+    assert settings.daily_token_budget is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("RATE_LIMIT_MESSAGES", "0", "rate_limit_messages"),  # no rate limit
+        ("RATE_LIMIT_MESSAGES", "1000", "rate_limit_messages"),
+        ("RATE_LIMIT_WINDOW", "1", "rate_limit_window"),
+        ("RATE_LIMIT_WINDOW", "86400", "rate_limit_window"),
+        ("DAILY_TOKEN_BUDGET", "0", "daily_token_budget"),  # no budget
+        ("DAILY_TOKEN_BUDGET", "1", "daily_token_budget"),
+    ],
+)
+def test_turn_limits_at_the_ends_of_their_ranges_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+):
+    monkeypatch.setenv(variable, value)
+    assert getattr(load_settings(), field) == int(value)

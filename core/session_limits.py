@@ -1,0 +1,61 @@
+"""The limits the session store enforces in Redis, and how its scripts report a refused turn.
+
+Every limit is passed to the Lua scripts as arguments and enforced there, atomically; nothing
+here reads Redis. docs/data-model.md says how each one is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import DailyBudgetExhausted, QuotaExceeded, RateLimited
+from core.settings import SessionLimitPolicy, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    ttl_seconds: int = 3600
+    max_sessions_per_user: int = 5
+    max_messages_per_session: int = 100
+    max_message_length: int = 4000
+    policy: SessionLimitPolicy = SessionLimitPolicy.REJECT
+    rate_limit_messages: int = 20  # turns per user per window; 0: no rate limit
+    rate_limit_window_seconds: int = 60
+    daily_token_budget: int = 0  # prompt + completion tokens per user per UTC day; 0: none
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionLimits:
+        return cls(
+            ttl_seconds=settings.session_ttl,
+            max_sessions_per_user=settings.max_sessions_per_user,
+            max_messages_per_session=settings.max_messages_per_session,
+            max_message_length=settings.max_message_length,
+            policy=settings.session_limit_policy,
+            rate_limit_messages=settings.rate_limit_messages,
+            rate_limit_window_seconds=settings.rate_limit_window,
+            daily_token_budget=settings.daily_token_budget or 0,
+        )
+
+    def turn_limit_args(self) -> tuple[int, int, int]:
+        """What the scripts take to enforce the per-user turn limits: (limit, window ms, budget)."""
+        return (
+            self.rate_limit_messages,
+            self.rate_limit_window_seconds * 1000,
+            self.daily_token_budget,
+        )
+
+    def refusal(self, reply: list[Any]) -> QuotaExceeded | None:
+        """The error for a script's RATE_LIMITED or BUDGET_EXHAUSTED reply, else None."""
+        if reply[0] not in ("RATE_LIMITED", "BUDGET_EXHAUSTED"):
+            return None
+        # Whole seconds, rounded up: waiting that long is always enough.
+        retry_after = max(1, math.ceil(int(reply[1]) / 1000))
+        if reply[0] == "RATE_LIMITED":
+            return RateLimited(
+                retry_after=retry_after,
+                limit=self.rate_limit_messages,
+                window_seconds=self.rate_limit_window_seconds,
+            )
+        return DailyBudgetExhausted(retry_after=retry_after, budget=self.daily_token_budget)
