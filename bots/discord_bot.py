@@ -36,14 +36,14 @@ from bots.discord_stream import (
 )
 from bots.pacing import ChatPacer, InOrder
 from bots.runtime import Core
+from bots.streaming import stream_turn
 from core.commands import CONFIRM, Choice, Outcome, Reply, TurnReply
-from core.errors import ChatbridgeError, ModelStreamBroken, StoreError
+from core.errors import StoreError
 from core.messages import (
     COMMAND_DESCRIPTIONS,
     ENGLISH,
     OPTION_DESCRIPTIONS,
     PORTUGUESE,
-    describe,
     normalize_locale,
     text,
 )
@@ -336,23 +336,7 @@ class DiscordFront:
 
     async def _stream(self, reply: TurnReply, surface: Surface, locale: str) -> None:
         async with ReplyStream(surface, self._pacer) as stream:
-            try:
-                async with reply.turn as turn:
-                    async for delta in turn.deltas():
-                        await stream.add(delta)
-            except ModelStreamBroken:
-                await stream.finish("\n\n" + text(locale, "reply_incomplete"))
-                return
-            except ChatbridgeError as error:
-                log.warning("turn.failed", code=error.code, reason=str(error))
-                if stream.has_shown_anything:
-                    await stream.finish("\n\n⚠️ " + describe(error, locale))
-                else:
-                    await surface.send_private(describe(error, locale))
-                return
-            await stream.finish(footer_line=footer(turn.reply))
-            if not stream.has_shown_anything:
-                await send_text(surface, text(locale, "empty_answer"))
+            await stream_turn(reply, stream, locale, say=surface.send_private, footer=footer)
 
     async def _tell_unexpected(self, surface: Surface, locale: str) -> None:
         try:

@@ -21,6 +21,7 @@ import discord
 import structlog
 
 from bots.pacing import ChatPacer
+from bots.streaming import TypingHint
 from bots.text_split import close_open_code_block, split_message
 from core.models import Message
 
@@ -211,10 +212,15 @@ class ReplyStream:
     pacer: ChatPacer
     text: str = ""
     _parts: list[_Part] = field(default_factory=list)
-    _typing: asyncio.Task[None] | None = None
+    _typing: TypingHint = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._typing = TypingHint(
+            self.surface.show_typing, every=TYPING_EVERY_SECONDS, is_over=lambda: bool(self._parts)
+        )
 
     async def __aenter__(self) -> ReplyStream:
-        self._typing = asyncio.create_task(self._keep_typing())
+        self._typing.start()
         return self
 
     async def __aexit__(
@@ -223,7 +229,7 @@ class ReplyStream:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self._stop_typing()
+        await self._typing.stop()
 
     @property
     def has_shown_anything(self) -> bool:
@@ -241,7 +247,7 @@ class ReplyStream:
 
     async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
         """Deliver the whole text (plus `suffix` and the footer), retrying until it lands."""
-        await self._stop_typing()
+        await self._typing.stop()
         self.text += suffix
         if not self.text.strip():
             return
@@ -277,19 +283,6 @@ class ReplyStream:
                 part.shown = shown
         else:
             self._parts.append(_Part(await self.surface.send(shown), shown))
-
-    async def _keep_typing(self) -> None:
-        while not self._parts:
-            with contextlib.suppress(Exception):  # a lost "typing" hint is harmless
-                await self.surface.show_typing()
-            await asyncio.sleep(TYPING_EVERY_SECONDS)
-
-    async def _stop_typing(self) -> None:
-        if self._typing is not None:
-            self._typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._typing
-            self._typing = None
 
 
 def _is_worth_retrying(error: discord.HTTPException) -> bool:

@@ -41,10 +41,10 @@ from telegram.ext import (
 
 from bots.pacing import ChatPacer, InOrder
 from bots.runtime import Core
+from bots.streaming import stream_turn
 from bots.telegram_stream import ReplyStream, send_text
 from core.commands import Choice, Reply, TurnReply
-from core.errors import ChatbridgeError, ModelStreamBroken
-from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, describe, text
+from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, text
 from core.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -235,30 +235,14 @@ class TelegramFront:
         await send_text(self.app.bot, chat_id, reply.text, reply_to=reply_to, markup=markup)
 
     async def _stream(self, reply: TurnReply, message: Message, user: User) -> None:
-        locale = _locale(user)
+        async def say(said: str) -> None:
+            await send_text(self.app.bot, message.chat_id, said, reply_to=message.message_id)
+
         stream = ReplyStream(
             self.app.bot, message.chat_id, self._pacer, reply_to=message.message_id
         )
         async with stream:
-            try:
-                async with reply.turn as turn:
-                    async for delta in turn.deltas():
-                        await stream.add(delta)
-            except ModelStreamBroken:
-                await stream.finish("\n\n" + text(locale, "reply_incomplete"))
-                return
-            except ChatbridgeError as error:
-                log.warning("turn.failed", code=error.code, reason=str(error))
-                if stream.has_shown_anything:
-                    await stream.finish("\n\n⚠️ " + describe(error, locale))
-                else:
-                    await send_text(self.app.bot, message.chat_id, describe(error, locale),
-                                    reply_to=message.message_id)  # fmt: skip
-                return
-            await stream.finish()
-            if not stream.has_shown_anything:
-                await send_text(self.app.bot, message.chat_id, text(locale, "empty_answer"),
-                                reply_to=message.message_id)  # fmt: skip
+            await stream_turn(reply, stream, _locale(user), say=say)
 
     # --- who may talk, and when we are addressed ------------------------------------------------
 

@@ -10,7 +10,6 @@ rejects the markup, the plain text goes instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, RetryAfter
 
 from bots.pacing import ChatPacer
+from bots.streaming import TypingHint
 from bots.telegram_render import plain_text, to_telegram_html, visible_length
 from bots.text_split import close_open_code_block, split_message
 
@@ -122,10 +122,15 @@ class ReplyStream:
     reply_to: int | None = None
     text: str = ""
     _parts: list[_Part] = field(default_factory=list)
-    _typing: asyncio.Task[None] | None = None
+    _typing: TypingHint = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._typing = TypingHint(
+            self._send_typing, every=TYPING_EVERY_SECONDS, is_over=lambda: bool(self._parts)
+        )
 
     async def __aenter__(self) -> ReplyStream:
-        self._typing = asyncio.create_task(self._keep_typing())
+        self._typing.start()
         return self
 
     async def __aexit__(
@@ -134,7 +139,7 @@ class ReplyStream:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self._stop_typing()
+        await self._typing.stop()
 
     @property
     def has_shown_anything(self) -> bool:
@@ -150,10 +155,13 @@ class ReplyStream:
         elif self.pacer.claim(self.chat_id):
             await self._show(is_final=False)
 
-    async def finish(self, suffix: str = "") -> None:
-        """Deliver the whole text (plus `suffix`), however long Telegram makes us wait."""
-        await self._stop_typing()
+    async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
+        """Deliver the whole text (plus `suffix` and a footer line), however long Telegram makes
+        us wait."""
+        await self._typing.stop()
         self.text += suffix
+        if footer_line and self.text.strip():
+            self.text = close_open_code_block(self.text) + "\n" + footer_line
         if self.text.strip():
             if self._parts:  # an edit: it waits its turn like the previews did
                 await self.pacer.wait_for_slot(self.chat_id)
@@ -190,6 +198,9 @@ class ReplyStream:
         elif index < len(self._parts):
             self._parts[index].shown = shown
 
+    async def _send_typing(self) -> None:
+        await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
+
     def _send_action(self) -> Deliver:
         async def send(text: str, mode: ParseMode | None) -> Message:
             reply_to = self.reply_to if not self._parts else None
@@ -206,19 +217,6 @@ class ReplyStream:
             )
 
         return edit
-
-    async def _keep_typing(self) -> None:
-        while not self._parts:
-            with contextlib.suppress(Exception):  # a lost "typing" hint is harmless
-                await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
-            await asyncio.sleep(TYPING_EVERY_SECONDS)
-
-    async def _stop_typing(self) -> None:
-        if self._typing is not None:
-            self._typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._typing
-            self._typing = None
 
 
 def _replying_to(message_id: int | None) -> ReplyParameters | None:

@@ -1,0 +1,87 @@
+"""What streaming an answer into a chat looks like on every chat platform: a "typing" hint while
+nothing is shown yet, and one turn streamed with the same endings (cut off, failed, empty)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import structlog
+
+from core.commands import TurnReply
+from core.errors import ChatbridgeError, ModelStreamBroken
+from core.messages import describe, text
+from core.models import Message
+
+log = structlog.get_logger(__name__)
+
+
+class TypingHint:
+    """Calls `show` every `every` seconds from `start()` until `stop()` or until `is_over()`."""
+
+    def __init__(
+        self, show: Callable[[], Awaitable[object]], *, every: float, is_over: Callable[[], bool]
+    ) -> None:
+        self._show, self._every, self._is_over = show, every, is_over
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_showing())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _keep_showing(self) -> None:
+        while not self._is_over():
+            with contextlib.suppress(Exception):  # a lost "typing" hint is harmless
+                await self._show()
+            await asyncio.sleep(self._every)
+
+
+class AnswerStream(Protocol):
+    """A platform's growing answer: previews as text arrives, then the whole text."""
+
+    @property
+    def has_shown_anything(self) -> bool: ...
+
+    async def add(self, delta: str) -> None: ...
+
+    async def finish(self, suffix: str = "", *, footer_line: str = "") -> None: ...
+
+
+async def stream_turn(
+    reply: TurnReply,
+    stream: AnswerStream,
+    locale: str,
+    *,
+    say: Callable[[str], Awaitable[object]],
+    footer: Callable[[Message | None], str] = lambda _: "",
+) -> None:
+    """Stream the turn's answer into `stream`; `say` tells what `stream` has nowhere to show.
+
+    A cut-off answer stays shown, marked incomplete; an error is added under what was shown,
+    or said on its own; an empty answer is said to be empty.
+    """
+    try:
+        async with reply.turn as turn:
+            async for delta in turn.deltas():
+                await stream.add(delta)
+    except ModelStreamBroken:
+        await stream.finish("\n\n" + text(locale, "reply_incomplete"))
+        return
+    except ChatbridgeError as error:
+        log.warning("turn.failed", code=error.code, reason=str(error))
+        if stream.has_shown_anything:
+            await stream.finish("\n\n⚠️ " + describe(error, locale))
+        else:
+            await say(describe(error, locale))
+        return
+    await stream.finish(footer_line=footer(turn.reply))
+    if not stream.has_shown_anything:
+        await say(text(locale, "empty_answer"))
