@@ -1,4 +1,5 @@
-"""The composition root: `python -m bots` serves; `python -m bots chat --user NAME` talks here."""
+"""The composition root: `python -m bots` serves; `python -m bots chat --user NAME` talks here;
+`python -m bots backup FILE` and `python -m bots restore FILE` copy every session out and back."""
 
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ from urllib.parse import urlsplit
 import structlog
 from aiohttp import web
 
+from bots.backup_cli import backup, restore
 from bots.discord_bot import DiscordFront
 from bots.http_api import build_app
 from bots.runtime import Core, open_core
 from bots.telegram_bot import TelegramFront
 from bots.terminal import USER_NAME_PATTERN, Terminal
-from core.errors import ConfigError, StoreError
+from core.errors import ConfigError, InvalidBackup, StoreError
 from core.logs import configure_logging
 from core.messages import normalize_locale
 from core.settings import Settings, load_settings
 
 log = structlog.get_logger("bots")
 
+EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
 
 
@@ -37,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "chat":
             _configure_logging(settings, quiet=True)
             asyncio.run(chat(settings, args.user))
+        elif args.command in ("backup", "restore"):
+            _configure_logging(settings, quiet=True)
+            print(f"chatbridge: {asyncio.run(_backup_command(settings, args))}", file=sys.stderr)
         else:
             _require_auth_off_loopback(settings)
             _configure_logging(settings, quiet=False)
@@ -44,9 +50,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"chatbridge: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
+    except (InvalidBackup, StoreError) as error:
+        print(f"chatbridge: {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as error:  # the backup file: missing, unwritable, a closed pipe
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"chatbridge: {args.command}: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+async def _backup_command(settings: Settings, args: argparse.Namespace) -> str:
+    if args.command == "backup":
+        return await backup(settings, args.file)
+    return await restore(settings, args.file, fresh_ttl=args.fresh_ttl)
 
 
 async def serve(settings: Settings) -> None:
@@ -168,6 +187,19 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     chat_parser = commands.add_parser("chat", help="talk from this terminal")
     chat_parser.add_argument(
         "--user", required=True, type=_user_name, help="your name in this terminal"
+    )
+    backup_parser = commands.add_parser(
+        "backup", help="write every session and message to FILE as JSON lines"
+    )
+    backup_parser.add_argument("file", metavar="FILE", help="where to write ('-': stdout)")
+    restore_parser = commands.add_parser(
+        "restore", help="load a backup (restoring it twice changes nothing)"
+    )
+    restore_parser.add_argument("file", metavar="FILE", help="the backup ('-': stdin)")
+    restore_parser.add_argument(
+        "--fresh-ttl",
+        action="store_true",
+        help="restored sessions live SESSION_TTL from now, not until their recorded expiry",
     )
     return parser.parse_args(argv)
 

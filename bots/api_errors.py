@@ -45,6 +45,7 @@ CODE_BY_STATUS = {
 API_HINTS = {
     "session_limit_reached": "Delete one (DELETE /api/sessions/{sessionId}) to create another.",
     "model_rate_limited": "Retry after the number of seconds in Retry-After.",
+    "model_circuit_open": "Retry after the number of seconds in Retry-After.",
 }
 
 
@@ -75,7 +76,7 @@ def core_error_response(error: errors.ChatbridgeError) -> web.Response:
     headers = {}
     if isinstance(error, errors.ModelRateLimited):
         headers["Retry-After"] = str(max(1, round(error.retry_after or 60)))
-    if isinstance(error, errors.QuotaExceeded):
+    if isinstance(error, errors.QuotaExceeded | errors.ModelCircuitOpen):
         headers["Retry-After"] = str(error.retry_after)  # whole seconds, already rounded up
     return error_response(status_of(error), error.code, api_message(error), headers)
 

@@ -29,7 +29,9 @@ from bots.api_schema import (
 from bots.runtime import Core
 from core.chat import Turn
 from core.errors import ChatbridgeError, EmptyMessage, ModelNotConfigured, QuotaExceeded
+from core.messages import normalize_locale
 from core.models import Role
+from core.session_export import MEDIA_TYPE, export_session
 
 log = structlog.get_logger(__name__)
 
@@ -112,6 +114,21 @@ async def add_message(request: web.Request) -> web.Response:
 @routes.get("/api/sessions/{session_id:[0-9a-f]{32}}/messages")
 async def list_messages(request: web.Request) -> web.Response:
     return await _page_of_messages(request, MESSAGES_DEFAULT_LIMIT)
+
+
+@routes.get("/api/sessions/{session_id:[0-9a-f]{32}}/export")
+async def export(request: web.Request) -> web.Response:
+    """The session as a Markdown file to download; labels in the Accept-Language."""
+    store, owner = request.app[CORE].store, principal_of(request).owner
+    session = await store.get_session(request.match_info["session_id"], owner=owner)
+    locale = normalize_locale(request.headers.get("Accept-Language"))
+    exported = await export_session(store, session, owner=owner, locale=locale)
+    return web.Response(
+        text=exported.markdown,
+        content_type=MEDIA_TYPE,
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{exported.filename}"'},
+    )
 
 
 @routes.get("/api/chat/session/{session_id:[0-9a-f]{32}}/history")

@@ -31,13 +31,14 @@ from bots.discord_stream import (
     ReplyStream,
     Surface,
     footer,
+    send_file,
     send_text,
     until_delivered,
 )
 from bots.pacing import ChatPacer, InOrder
 from bots.runtime import Core
 from bots.streaming import stream_turn
-from core.commands import CONFIRM, Choice, Outcome, Reply, TurnReply
+from core.commands import CONFIRM, Choice, FileReply, Outcome, Reply, TurnReply
 from core.errors import StoreError
 from core.messages import (
     COMMAND_DESCRIPTIONS,
@@ -259,7 +260,7 @@ class DiscordFront:
                 surface = InteractionSurface(
                     interaction, ephemeral=True, replaces_message=replaces_message
                 )
-                await send_text(surface, outcome.text, view=_view_of(outcome))
+                await _send_finished(outcome, surface)
         except Exception as error:
             await self._on_interaction_error(interaction, error)
 
@@ -332,7 +333,7 @@ class DiscordFront:
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, surface, locale)
         else:
-            await send_text(surface, outcome.text, view=_view_of(outcome))
+            await _send_finished(outcome, surface)
 
     async def _stream(self, reply: TurnReply, surface: Surface, locale: str) -> None:
         async with ReplyStream(surface, self._pacer) as stream:
@@ -480,6 +481,11 @@ async def _history(
     )
 
 
+@app_commands.command(name="export", description=_about("export"))
+async def _export(interaction: Interaction) -> None:
+    await _front(interaction).run_command(interaction, "/export")
+
+
 @app_commands.command(name="delete", description=_about("delete"))
 @app_commands.describe(session=_describe("delete.session"))
 async def _delete(
@@ -514,7 +520,7 @@ async def _suggest(interaction: Interaction, current: str) -> list[app_commands.
 _switch.autocomplete("session")(_suggest)
 _delete.autocomplete("session")(_suggest)
 SLASH_COMMANDS: tuple[app_commands.Command[Any, ..., None], ...] = (
-    _new, _sessions, _switch, _history, _delete, _model, _retry, _help,
+    _new, _sessions, _switch, _history, _export, _delete, _model, _retry, _help,
 )  # fmt: skip
 
 
@@ -588,6 +594,15 @@ class CommandMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"cb:
         values = data.get("values") or []
         command = str(values[0]) if values else None
         await _front(interaction).run_choice(interaction, command or None)
+
+
+async def _send_finished(outcome: Reply | FileReply, surface: Surface) -> None:
+    if isinstance(outcome, FileReply):
+        await send_file(
+            surface, outcome.caption, filename=outcome.filename, content=outcome.content
+        )
+    else:
+        await send_text(surface, outcome.text, view=_view_of(outcome))
 
 
 def _view_of(reply: Reply) -> discord.ui.View | None:

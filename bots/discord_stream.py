@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -50,7 +51,9 @@ class Surface(Protocol):
         """What edit pacing is counted per: the channel."""
         ...
 
-    async def send(self, content: str, *, view: discord.ui.View | None = None) -> Sent: ...
+    async def send(
+        self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
+    ) -> Sent: ...
 
     async def edit(self, message: Sent, content: str) -> None: ...
 
@@ -74,7 +77,9 @@ class ChannelSurface:
     def pace_key(self) -> int:
         return self.channel_id
 
-    async def send(self, content: str, *, view: discord.ui.View | None = None) -> Sent:
+    async def send(
+        self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
+    ) -> Sent:
         reference: Any = None  # not a reply
         if self.reply_to is not None and not self._has_sent:
             reference = self.reply_to.to_reference(fail_if_not_exists=False)
@@ -83,6 +88,7 @@ class ChannelSurface:
             reference=reference,
             allowed_mentions=NO_PINGS,
             view=_view_or_missing(view),
+            file=_or_missing(file),
         )
         self._has_sent = True
         return sent
@@ -114,35 +120,43 @@ class InteractionSurface:
     def pace_key(self) -> int:
         return self.interaction.channel_id or self.interaction.id
 
-    async def send(self, content: str, *, view: discord.ui.View | None = None) -> Sent:
+    async def send(
+        self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
+    ) -> Sent:
         if not self.interaction.response.is_done():
-            return await self._respond(content, view)
+            return await self._respond(content, view, file)
         if not self._has_sent:
             self._has_sent = True
             return await self.interaction.edit_original_response(
-                content=content, allowed_mentions=NO_PINGS, view=view
-            )
+                content=content, allowed_mentions=NO_PINGS, view=view,
+                attachments=[file] if file is not None else discord.utils.MISSING,
+            )  # fmt: skip
         followup: Sent = await self.interaction.followup.send(
             content,
             ephemeral=self.ephemeral,
             wait=True,
             allowed_mentions=NO_PINGS,
             view=_view_or_missing(view),
+            file=_or_missing(file),
         )
         return followup
 
-    async def _respond(self, content: str, view: discord.ui.View | None) -> Sent:
+    async def _respond(
+        self, content: str, view: discord.ui.View | None, file: discord.File | None
+    ) -> Sent:
         response = self.interaction.response
         if self.replaces_message:
             callback = await response.edit_message(
-                content=content, view=view, allowed_mentions=NO_PINGS
-            )
+                content=content, view=view, allowed_mentions=NO_PINGS,
+                attachments=[file] if file is not None else discord.utils.MISSING,
+            )  # fmt: skip
         else:
             callback = await response.send_message(
                 content,
                 ephemeral=self.ephemeral,
                 allowed_mentions=NO_PINGS,
                 view=_view_or_missing(view),
+                file=_or_missing(file),
             )
         self._has_sent = True
         if callback is not None and isinstance(callback.resource, discord.InteractionMessage):
@@ -171,6 +185,10 @@ def _view_or_missing(view: discord.ui.View | None) -> Any:
     return view if view is not None else discord.utils.MISSING
 
 
+def _or_missing(file: discord.File | None) -> Any:
+    return file if file is not None else discord.utils.MISSING
+
+
 def discord_parts(markdown: str) -> list[str]:
     """Parts of at most PART_LIMIT characters (Discord counts code points, as `len` does)."""
     return [part for part in split_message(markdown, PART_LIMIT) if part.strip()]
@@ -184,6 +202,16 @@ def footer(reply: Message | None) -> str:
     if reply.usage is not None:
         line += f" · {reply.usage.prompt_tokens} → {reply.usage.completion_tokens} tokens"
     return line
+
+
+async def send_file(surface: Surface, caption: str, *, filename: str, content: bytes) -> Sent:
+    """A document as an attachment under its caption, retried like a final text."""
+
+    def attempt() -> Awaitable[Sent]:
+        # A File is read as it is sent: every attempt needs a new one.
+        return surface.send(caption, file=discord.File(io.BytesIO(content), filename=filename))
+
+    return await until_delivered(attempt)
 
 
 async def send_text(

@@ -49,7 +49,7 @@ ERROR_TEXT = {
     429: "The user's rate limit (RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW) or daily token "
     "budget is reached, or the model provider is rate limiting: retry after Retry-After",
     502: "The model failed or its answer was cut off",
-    503: "Redis or the model is unavailable",
+    503: "Redis or the model is unavailable (Retry-After when the model's circuit breaker is open)",
     504: "The model took too long",
 }
 SESSION_ERRORS = (401, 404, 503)
@@ -130,6 +130,10 @@ def _paths() -> JSON:
         "/api/chat/session/start": {"post": _operation(
             "Create a session and answer its first message", body="StartChat",
             ok=(201, "ChatReply"), errors=(*BODY_ERRORS, *MODEL_ERRORS, 403))},
+        "/api/sessions/{sessionId}/export": {
+            "parameters": [session],
+            "get": _export_operation(),
+        },
         "/api/chat/session": {"post": _chat_operation()},
         "/api/chat/session/{sessionId}/history": {
             "parameters": [session],
@@ -187,6 +191,28 @@ def _chat_operation() -> JSON:
     return operation
 
 
+def _export_operation() -> JSON:
+    operation = _operation(
+        "The session as a Markdown file (labels in the Accept-Language: en or pt-BR)",
+        ok=(200, None),
+        errors=SESSION_ERRORS,
+    )
+    operation["responses"]["200"].update(
+        {
+            "description": "The title, model and times, then every message with its speaker",
+            "headers": {
+                "Content-Disposition": {
+                    "description": 'attachment; filename="chatbridge-<title>-<day>.md"',
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": {"text/markdown": {"schema": {"type": "string"}}},
+        }
+    )
+    return operation
+
+
 def _page_operation(summary: str, *, default_limit: int) -> JSON:
     operation = _operation(summary, ok=(200, "MessageList"), errors=(*SESSION_ERRORS, 422))
     operation["parameters"] = [
@@ -218,6 +244,8 @@ def _errors(statuses: tuple[int, ...]) -> JSON:
     }
     if "429" in responses:
         responses["429"]["headers"] = {"Retry-After": RETRY_AFTER}
+    if "503" in responses:
+        responses["503"]["headers"] = {"Retry-After": {**RETRY_AFTER, "required": False}}
     return responses
 
 

@@ -7,7 +7,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis.asyncio as aioredis
 import structlog
 
 from core.chat import ChatService, TurnSettings
@@ -15,7 +14,12 @@ from core.commands import CommandHandler
 from core.embedded_redis import EmbeddedRedis, project_redis_conf, socket_of_running_service
 from core.metrics import Metrics
 from core.openrouter import OpenRouterClient
-from core.redis_connection import describe_redis, redis_from_settings
+from core.redis_connection import (
+    RedisClient,
+    close_redis,
+    describe_redis,
+    redis_from_settings,
+)
 from core.session_limits import SessionLimits
 from core.session_store import SessionStore
 from core.settings import Settings
@@ -30,7 +34,7 @@ class Core:
     """Everything the fronts share; built once per process."""
 
     settings: Settings
-    redis: aioredis.Redis
+    redis: RedisClient
     store: SessionStore
     chat: ChatService
     commands: CommandHandler
@@ -47,10 +51,10 @@ async def open_core(settings: Settings, *, may_join_embedded: bool = False) -> A
     async with AsyncExitStack() as stack:
         url = await _redis_url(settings, stack, may_join_embedded=may_join_embedded)
         redis = redis_from_settings(settings, url=url)
-        stack.push_async_callback(redis.aclose)
-        model = OpenRouterClient.from_settings(settings)
-        stack.push_async_callback(model.aclose)
+        stack.push_async_callback(close_redis, redis)
         metrics = Metrics(models=(settings.default_model, *settings.fallback_models))
+        model = OpenRouterClient.from_settings(settings, metrics)
+        stack.push_async_callback(model.aclose)
         store = SessionStore(redis, SessionLimits.from_settings(settings), metrics)
         chat = ChatService(
             store,

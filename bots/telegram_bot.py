@@ -42,8 +42,8 @@ from telegram.ext import (
 from bots.pacing import ChatPacer, InOrder
 from bots.runtime import Core
 from bots.streaming import stream_turn
-from bots.telegram_stream import ReplyStream, send_text
-from core.commands import Choice, Reply, TurnReply
+from bots.telegram_stream import ReplyStream, send_document, send_text
+from core.commands import Choice, FileReply, Reply, TurnReply
 from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, text
 from core.settings import Settings
 
@@ -230,7 +230,15 @@ class TelegramFront:
 
     # --- replies -------------------------------------------------------------------------------
 
-    async def _reply(self, reply: Reply, chat_id: int, *, reply_to: int | None = None) -> None:
+    async def _reply(
+        self, reply: Reply | FileReply, chat_id: int, *, reply_to: int | None = None
+    ) -> None:
+        if isinstance(reply, FileReply):
+            await send_document(
+                self.app.bot, chat_id, reply.content, filename=reply.filename,
+                caption=reply.caption, reply_to=reply_to,
+            )  # fmt: skip
+            return
         markup = _keyboard(reply.choices) if reply.choices else None
         await send_text(self.app.bot, chat_id, reply.text, reply_to=reply_to, markup=markup)
 

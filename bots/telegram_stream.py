@@ -94,6 +94,27 @@ async def send_text(
     return sent
 
 
+async def send_document(
+    bot: Bot,
+    chat_id: int,
+    content: bytes,
+    *,
+    filename: str,
+    caption: str,
+    reply_to: int | None = None,
+) -> Message | None:
+    """A file under a caption (Markdown, shown as HTML), retried through flood control."""
+
+    async def send(shown: str, mode: ParseMode | None) -> Message:
+        return await bot.send_document(
+            chat_id, content, filename=filename, caption=shown, parse_mode=mode,
+            reply_parameters=_replying_to(reply_to),
+        )  # fmt: skip
+
+    sent = await _until_delivered(lambda: deliver(send, caption))
+    return sent if isinstance(sent, Message) else None
+
+
 def _sender(
     bot: Bot, chat_id: int, reply_to: int | None, markup: InlineKeyboardMarkup | None
 ) -> Deliver:

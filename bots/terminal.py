@@ -1,15 +1,19 @@
-"""The terminal front: a REPL over the command layer, streaming answers as they arrive."""
+"""The terminal front: a REPL over the command layer, streaming answers as they arrive.
+
+A document (`/export`) is written to the current directory, never over an existing file.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import threading
+from pathlib import Path
 from typing import TextIO
 
 import structlog
 
-from core.commands import CommandHandler, Reply, TurnReply
+from core.commands import CommandHandler, FileReply, Reply, TurnReply
 from core.errors import ChatbridgeError, ModelStreamBroken
 from core.messages import describe, text
 
@@ -26,8 +30,16 @@ class Terminal:
     """One user's conversation on stdin/stdout."""
 
     def __init__(
-        self, commands: CommandHandler, user_name: str, locale: str, stdin: TextIO, stdout: TextIO
+        self,
+        commands: CommandHandler,
+        user_name: str,
+        locale: str,
+        stdin: TextIO,
+        stdout: TextIO,
+        *,
+        files_dir: Path | None = None,
     ) -> None:
+        self._files_dir = files_dir if files_dir is not None else Path()
         self._commands = commands
         self._user_id = f"cli:{user_name}"
         self._locale = locale
@@ -50,6 +62,10 @@ class Terminal:
         outcome = await self._commands.handle(self._user_id, message, locale=self._locale)
         if isinstance(outcome, TurnReply):
             await self._stream(outcome)
+        elif isinstance(outcome, FileReply):
+            path = _saved(outcome, self._files_dir)
+            saved = text(self._locale, "export_saved", path=path)
+            self._write(f"{plain(outcome.caption)}\n{saved}\n")
         else:
             await self._show(outcome)
 
@@ -108,3 +124,17 @@ class Terminal:
     def _write(self, chunk: str) -> None:
         self._out.write(chunk)
         self._out.flush()
+
+
+def _saved(document: FileReply, folder: Path) -> Path:
+    """Write the document under its name, or `name-2.md`, `name-3.md`... if that is taken."""
+    stem, suffix = Path(document.filename).stem, Path(document.filename).suffix
+    for number in range(1, 1000):
+        path = folder / (document.filename if number == 1 else f"{stem}-{number}{suffix}")
+        try:
+            with path.open("xb") as out:
+                out.write(document.content)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(folder / document.filename)

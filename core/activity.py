@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 import time
 
-import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
+
+from core.redis_connection import RedisClient
 
 KEY_PREFIX = "stats:{chatbridge-stats}:active-sessions:"
 BUCKETS_PER_WINDOW = 60
@@ -28,13 +30,13 @@ class SessionActivity:
             SHORTEST_BUCKET_SECONDS, math.ceil(window_seconds / BUCKETS_PER_WINDOW)
         )
 
-    def record(self, pipe: Pipeline, session_id: str) -> None:
+    def record(self, pipe: Pipeline | ClusterPipeline, session_id: str) -> None:
         """Queue the record on a pipeline that already carries the write it accompanies."""
         key = self._key(self._bucket(time.time()))
         pipe.pfadd(key, session_id)
         pipe.expire(key, self.window_seconds + self._bucket_seconds)
 
-    async def count(self, redis: aioredis.Redis) -> int:
+    async def count(self, redis: RedisClient) -> int:
         newest = self._bucket(time.time())
         oldest = self._bucket(time.time() - self.window_seconds)
         keys = [self._key(bucket) for bucket in range(oldest, newest + 1)]

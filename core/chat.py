@@ -2,7 +2,8 @@
 
 A turn costs two Redis round trips (begin and finish) around the model call, holds the
 session's lock in between so turns of one session never interleave, and leaves the session
-as it was — with the user's message kept for /retry — when the model fails.
+as it was — with the user's message kept for /retry — when the model fails, its stream is
+cut (the partial text is never stored), or its circuit breaker refuses the call.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from typing import Protocol
 
 import structlog
 
-from core.errors import ChatbridgeError, ModelNotConfigured, ModelStreamBroken, SessionBusy
+from core.errors import (
+    ChatbridgeError,
+    ModelCircuitOpen,
+    ModelNotConfigured,
+    ModelStreamBroken,
+    SessionBusy,
+)
 from core.metrics import UNKNOWN_FRONT, Metrics, ModelCall
 from core.models import Message, Session
 from core.openrouter import ChatMessage, CompletionDone, StreamEvent
@@ -182,7 +189,8 @@ class Turn:
                 yield event.text
             raise ModelStreamBroken(partial_text="".join(parts))
         except ChatbridgeError as error:
-            call.failed()  # a no-op when the model answered and storing its answer failed
+            if not isinstance(error, ModelCircuitOpen):  # refused unsent: nothing to time
+                call.failed()  # a no-op when the model answered and storing its answer failed
             self._count(error)
             raise
 

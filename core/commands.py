@@ -1,8 +1,8 @@
 """The chat commands, parsed and executed once for every front.
 
 A front hands over who spoke (a platform-qualified user id), what they wrote and their
-language; it gets back either a finished `Reply` (text plus optional choices, which it may
-render as buttons) or a `TurnReply` whose turn it streams.
+language; it gets back a finished `Reply` (text plus optional choices, which it may render as
+buttons), a `FileReply` (a document with a caption) or a `TurnReply` whose turn it streams.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from core.errors import ChatbridgeError, InvalidArgument, SessionNotFound, Unkno
 from core.messages import describe, help_text, text
 from core.metrics import Metrics, front_of
 from core.models import Message, Role, Session
+from core.session_export import MEDIA_TYPE, export_session
 from core.session_keys import SESSION_ID_PATTERN
 
 HISTORY_DEFAULT = 10
@@ -44,13 +45,23 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class FileReply:
+    """A document to hand over: a Telegram document, a Discord attachment, a file on disk."""
+
+    filename: str
+    content: bytes
+    caption: str
+    media_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class TurnReply:
     """A model answer to stream: `async with reply.turn as turn: async for t in turn.deltas()`."""
 
     turn: Turn
 
 
-Outcome = Reply | TurnReply
+Outcome = Reply | FileReply | TurnReply
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +180,21 @@ class CommandHandler:
         )
         return Reply("\n\n".join([header, *(_preview(m, request) for m in page.messages)]))
 
+    async def export(self, request: Request) -> Outcome:
+        session = await self.store.active_session(request.user_id)
+        if session is None:
+            return Reply(text(request.locale, "no_session"))
+        exported = await export_session(
+            self.store, session, owner=request.user_id, locale=request.locale
+        )
+        caption = text(
+            request.locale,
+            "export_caption",
+            title=_title(session, request),
+            count=exported.message_count,
+        )
+        return FileReply(exported.filename, exported.markdown.encode(), caption, MEDIA_TYPE)
+
     async def delete(self, request: Request) -> Outcome:
         target, _, confirmation = request.args.partition(" ")
         if confirmation == CONFIRM and SESSION_ID_PATTERN.match(target):
@@ -232,6 +258,7 @@ COMMANDS: dict[str, Handler] = {
     "sessions": CommandHandler.sessions,
     "switch": CommandHandler.switch,
     "history": CommandHandler.history,
+    "export": CommandHandler.export,
     "delete": CommandHandler.delete,
     "model": CommandHandler.model,
     "retry": CommandHandler.retry,

@@ -12,7 +12,8 @@ password or a raw upstream body.
     │   ├── EmptyMessage
     │   ├── MessageTooLong           longer than MAX_MESSAGE_LENGTH
     │   ├── UnknownCommand
-    │   └── InvalidArgument          a command argument or API field is malformed
+    │   ├── InvalidArgument          a command argument or API field is malformed
+    │   └── InvalidBackup            a line of a backup file (chatbridge restore) is wrong
     ├── SessionNotFound              missing, expired, or someone else's (we never say which)
     ├── SessionLimitReached          MAX_SESSIONS_PER_USER with SESSION_LIMIT_POLICY=reject
     ├── NothingToRetry               /retry with no user message in the session
@@ -28,6 +29,7 @@ password or a raw upstream body.
         ├── ModelRejected            400/401/402/403/404: retrying will not help
         ├── ModelRateLimited         429 after our retries (retry_after seconds, if known)
         ├── ModelUnavailable         5xx or connection failures after our retries
+        │   └── ModelCircuitOpen     the model failed repeatedly: not asked for retry_after seconds
         ├── ModelTimeout             no answer in time
         └── ModelStreamBroken        the stream ended early or carried an error chunk
 """
@@ -85,6 +87,17 @@ class InvalidArgument(InputError):
 
     def __init__(self, *, name: str, reason: str) -> None:
         super().__init__(name=name, reason=reason)
+
+
+class InvalidBackup(InputError):
+    """A backup file chatbridge restore cannot read; `line` is 1-based (0: the whole file)."""
+
+    code = "invalid_backup"
+    default_text = "{where}: {reason}"
+
+    def __init__(self, *, where: str, reason: str, line: int = 0) -> None:
+        super().__init__(where=where, reason=reason)
+        self.line = line
 
 
 class SessionNotFound(ChatbridgeError):
@@ -188,6 +201,17 @@ class ModelRateLimited(ModelError):
 class ModelUnavailable(ModelError):
     code = "model_unavailable"
     default_text = "The model is unavailable right now."
+
+
+class ModelCircuitOpen(ModelUnavailable):
+    """The model's circuit breaker is open: no request was made (retry_after whole seconds)."""
+
+    code = "model_circuit_open"
+    default_text = "The model failed repeatedly; it is not asked again for {retry_after} s."
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(None, retry_after=retry_after)
+        self.retry_after = retry_after
 
 
 class ModelTimeout(ModelError):

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 import math
 
-from core.errors import ChatbridgeError, ModelRateLimited, QuotaExceeded, RateLimited
+from core.errors import (
+    ChatbridgeError,
+    ModelCircuitOpen,
+    ModelRateLimited,
+    QuotaExceeded,
+    RateLimited,
+)
 
 ENGLISH = "en"
 PORTUGUESE = "pt-BR"
@@ -19,6 +25,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "sessions": "List your conversations",
         "switch": "Switch to a conversation by number or id",
         "history": "Show the last messages (optional count)",
+        "export": "Download this conversation as a Markdown file",
         "delete": "Delete a conversation (the current one by default)",
         "model": "Show or choose the model",
         "retry": "Answer your last message again",
@@ -29,6 +36,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "sessions": "Listar suas conversas",
         "switch": "Trocar de conversa pelo número ou id",
         "history": "Mostrar as últimas mensagens (quantidade opcional)",
+        "export": "Baixar esta conversa como arquivo Markdown",
         "delete": "Apagar uma conversa (a atual por padrão)",
         "model": "Ver ou escolher o modelo",
         "retry": "Responder de novo a sua última mensagem",
@@ -62,6 +70,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "untitled": "New conversation",
         "you": "You",
         "assistant": "Assistant",
+        "system": "System",
         "session_created": "Started *{title}*. Send a message to begin.",
         "sessions_header": "*Your conversations* (▶ = current):",
         "sessions_empty": "You have no conversations yet. Just send a message, or use /new.",
@@ -69,6 +78,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "switched": "Now in *{title}* ({count} messages).",
         "history_header": "*{title}*: last {shown} of {total} messages",
         "history_empty": "No messages in this conversation yet.",
+        "export_caption": "*{title}* as Markdown ({count} messages).",
+        "export_details": "Model `{model}` · started {created} · last activity {updated} · "
+        "{count} messages",
+        "export_saved": "Saved to {path}",
         "no_session": "You have no conversation yet. Send a message to start one.",
         "delete_confirm": "Delete *{title}* and its {count} messages? This cannot be undone.",
         "delete_yes": "Delete",
@@ -108,6 +121,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_rate_limited": "The AI provider is busy. Try again in {wait}.",
         "model_rate_limited_unknown": "The AI provider is busy. Try again in a minute.",
         "model_unavailable": "The AI model is unavailable right now. Try again shortly.",
+        "model_circuit_open": "The AI model keeps failing, so I'm letting it rest for a moment. "
+        "Your message is saved: try /retry in {wait}.",
         "model_timeout": "The AI model took too long to answer. Try /retry.",
         "model_stream_broken": "The answer was cut off. Use /retry to ask again.",
         "model_error": "The AI model could not answer. Try /retry.",
@@ -128,6 +143,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "untitled": "Nova conversa",
         "you": "Você",
         "assistant": "Assistente",
+        "system": "Sistema",
         "session_created": "Conversa *{title}* criada. Mande uma mensagem para começar.",
         "sessions_header": "*Suas conversas* (▶ = atual):",
         "sessions_empty": "Você ainda não tem conversas. Mande uma mensagem ou use /new.",
@@ -135,6 +151,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "switched": "Agora em *{title}* ({count} mensagens).",
         "history_header": "*{title}*: últimas {shown} de {total} mensagens",
         "history_empty": "Ainda não há mensagens nesta conversa.",
+        "export_caption": "*{title}* em Markdown ({count} mensagens).",
+        "export_details": "Modelo `{model}` · iniciada em {created} · última atividade "
+        "{updated} · {count} mensagens",
+        "export_saved": "Salvo em {path}",
         "no_session": "Você ainda não tem conversas. Mande uma mensagem para começar.",
         "delete_confirm": "Apagar *{title}* e suas {count} mensagens? Não dá para desfazer.",
         "delete_yes": "Apagar",
@@ -173,6 +193,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_rate_limited": "O provedor de IA está ocupado. Tente de novo em {wait}.",
         "model_rate_limited_unknown": "O provedor de IA está ocupado. Tente daqui a um minuto.",
         "model_unavailable": "O modelo de IA está indisponível agora. Tente em instantes.",
+        "model_circuit_open": "O modelo de IA continua falhando, então vou deixá-lo descansar "
+        "um pouco. Sua mensagem está guardada: tente /retry em {wait}.",
         "model_timeout": "O modelo de IA demorou demais para responder. Tente /retry.",
         "model_stream_broken": "A resposta foi interrompida. Use /retry para perguntar de novo.",
         "model_error": "O modelo de IA não conseguiu responder. Tente /retry.",
@@ -209,7 +231,7 @@ def describe(error: ChatbridgeError, locale: str) -> str:
         wait = text(locale, "seconds", n=max(1, round(error.retry_after)))
         return text(locale, "model_rate_limited", wait=wait)
     params = dict(error.params)
-    if isinstance(error, QuotaExceeded):
+    if isinstance(error, QuotaExceeded | ModelCircuitOpen):
         params["wait"] = duration(locale, error.retry_after)
     if isinstance(error, RateLimited):
         params["window"] = duration(locale, error.window_seconds, is_exact=True)

@@ -18,6 +18,9 @@ at MAX_MODEL_LABELS — never a user or a session, so the number of series stays
     chatbridge_rate_limit_refusals_total{source}           model (OpenRouter 429s we gave up on),
                                                            user (RATE_LIMIT_MESSAGES),
                                                            budget (DAILY_TOKEN_BUDGET)
+    chatbridge_model_breakers_open                         models whose breaker is open or half-open
+    chatbridge_model_breaker_opens_total{model}            times a model's breaker opened
+    chatbridge_model_breaker_refusals_total{model}         requests a tripped breaker refused
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 from collections.abc import Iterable
 from typing import Final, Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from core.errors import (
     ChatbridgeError,
@@ -82,6 +85,7 @@ class Metrics:
         self._model_labels = _CappedLabels(MAX_MODEL_LABELS, OTHER_MODEL, models)
         self._define_counters()
         self._define_histograms()
+        self._define_breaker_metrics()
         # Series that exist from the start read 0 instead of missing until the first event.
         for kind in REDIS_ERROR_KINDS:
             self._redis_errors.labels(kind)
@@ -127,6 +131,23 @@ class Metrics:
             ["model"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
 
+    def _define_breaker_metrics(self) -> None:
+        registry = self.registry
+        self._breakers_open = Gauge(
+            "chatbridge_model_breakers_open",
+            "Models whose circuit breaker is open or half-open (turns fail at once).",
+            registry=registry,
+        )
+        self._breaker_opens = Counter(
+            "chatbridge_model_breaker_opens", "Times a model's circuit breaker opened.",
+            ["model"], registry=registry,
+        )  # fmt: skip
+        self._breaker_refusals = Counter(
+            "chatbridge_model_breaker_refusals",
+            "Model requests an open circuit breaker refused without sending them.",
+            ["model"], registry=registry,
+        )  # fmt: skip
+
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format (see CONTENT_TYPE)."""
         return generate_latest(self.registry)
@@ -156,6 +177,16 @@ class Metrics:
 
     def rate_limit_refused(self, source: RateLimitSource) -> None:
         self._rate_limit_refusals.labels(source).inc()
+
+    def model_breaker_opened(self, model: str) -> None:
+        self._breaker_opens.labels(self._model_labels(model)).inc()
+
+    def model_breaker_refused(self, model: str) -> None:
+        self._breaker_refusals.labels(self._model_labels(model)).inc()
+
+    def model_breakers_tripped(self, count: int) -> None:
+        """How many models' breakers are open or half-open now."""
+        self._breakers_open.set(count)
 
     def _count_error(self, front: str, error: Exception) -> None:
         kind = error.code if isinstance(error, ChatbridgeError) else INTERNAL_ERROR

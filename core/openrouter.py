@@ -8,6 +8,10 @@ Every failure leaves this module as a `core.errors.ModelError`:
     ModelUnavailable     5xx, connection failures, unreadable replies, after the retries
     ModelTimeout         408 or connect timeouts after the retries; a read timeout at once
     ModelStreamBroken    the stream was cut, or carried an error chunk, after text was yielded
+    ModelCircuitOpen     the model's circuit breaker is open: raised before any request
+
+Every request (each retry too) is admitted by the model's circuit breaker and reports to it
+how it ended (core.model_breaker), so a failing provider stops getting requests for a while.
 
 Error texts are the errors' own defaults: no key and no upstream body ever reaches them.
 """
@@ -37,6 +41,8 @@ from core.errors import (
     ModelTimeout,
     ModelUnavailable,
 )
+from core.metrics import Metrics
+from core.model_breaker import Attempt, ModelBreaker
 from core.models import Usage
 from core.settings import Settings
 
@@ -115,12 +121,14 @@ class OpenRouterClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         retry: RetryPolicy = RetryPolicy(),  # frozen, so one shared default is safe
+        breaker: ModelBreaker | None = None,  # None: a breaker that never opens
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         key = api_key.get_secret_value().strip() if api_key is not None else ""
         self._is_configured = bool(key)
         self._fallback_models = tuple(fallback_models)
         self._retry = retry
+        self.breaker = breaker if breaker is not None else ModelBreaker(failures=0)
         headers = {"HTTP-Referer": app_url, "X-Title": app_title}
         if key:
             headers["Authorization"] = f"Bearer {key}"
@@ -132,11 +140,12 @@ class OpenRouterClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OpenRouterClient:
+    def from_settings(cls, settings: Settings, metrics: Metrics | None = None) -> OpenRouterClient:
         return cls(
             api_key=settings.openrouter_api_key,
             base_url=settings.openrouter_base_url,
             fallback_models=settings.fallback_models,
+            breaker=ModelBreaker.from_settings(settings, metrics),
         )
 
     @property
@@ -148,7 +157,11 @@ class OpenRouterClient:
         if not self._is_configured:
             raise ModelNotConfigured
         body = self._body(messages, model, stream=False)
-        return await self._with_retries(lambda: self._complete_once(body, model))
+        completion, admitted = await self._with_retries(
+            model, lambda: self._complete_once(body, model)
+        )
+        admitted.succeeded()
+        return completion
 
     async def stream(
         self, messages: Sequence[ChatMessage], *, model: str
@@ -157,12 +170,24 @@ class OpenRouterClient:
         if not self._is_configured:
             raise ModelNotConfigured
         body = self._body(messages, model, stream=True)
-        response, events, first = await self._with_retries(lambda: self._open_stream(body, model))
+        (response, events, first), admitted = await self._with_retries(
+            model, lambda: self._open_stream(body, model)
+        )
+        admitted.answering()
         try:
-            yield first
-            async for event in events:
+            event = first
+            while True:
+                if isinstance(event, CompletionDone):
+                    admitted.succeeded()  # before the consumer may stop reading
                 yield event
+                event = await anext(events)
+        except StopAsyncIteration:
+            return
+        except ModelError as error:
+            admitted.ended_with(error)  # a stream cut after its first text counts too
+            raise
         finally:
+            admitted.released()  # a no-op once settled; else the consumer left early
             await events.aclose()
             await response.aclose()
 
@@ -180,20 +205,28 @@ class OpenRouterClient:
             body["models"] = [model, *self._fallback_models]
         return body
 
-    async def _with_retries(self, attempt_once: Callable[[], Awaitable[T]]) -> T:
+    async def _with_retries(
+        self, model: str, attempt_once: Callable[[], Awaitable[T]]
+    ) -> tuple[T, Attempt]:
+        """Up to `attempts` requests, each admitted by the breaker (ModelCircuitOpen if not).
+
+        Failed attempts are reported to the breaker here; the caller settles the one returned.
+        """
         attempts = max(1, self._retry.attempts)
         for attempt in range(1, attempts + 1):
+            admitted = self.breaker.admit(model)
             try:
-                return await attempt_once()
+                return await _reporting_failures(admitted, attempt_once), admitted
             except _Retryable as failure:
                 if attempt == attempts:
                     raise failure.error from failure.__cause__
                 delay = round(self._delay(attempt, failure.retry_after), 3)
                 reason, status = failure.error.code, failure.status
-                logger.warning(
-                    "model_retry", reason=reason, status=status, attempt=attempt, delay=delay
-                )
-                await asyncio.sleep(delay)
+            self.breaker.check(model)  # opened by this failure: no point in waiting to retry
+            logger.warning(
+                "model_retry", reason=reason, status=status, attempt=attempt, delay=delay
+            )
+            await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -233,6 +266,21 @@ class OpenRouterClient:
             await response.aclose()
             raise
         return response, events, first
+
+
+async def _reporting_failures(admitted: Attempt, attempt_once: Callable[[], Awaitable[T]]) -> T:
+    """One request; if it fails, the breaker is told how."""
+    try:
+        return await attempt_once()
+    except _Retryable:
+        admitted.failed()
+        raise
+    except ModelError as error:
+        admitted.ended_with(error)
+        raise
+    except BaseException:
+        admitted.released()  # cancelled, or a bug: nothing learned about the provider
+        raise
 
 
 class _StreamReader:

@@ -6,17 +6,18 @@ counted): connection trouble is StoreUnavailable, a write refused at maxmemory i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from functools import cache
 from importlib import resources
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 
 from core.activity import SessionActivity
 from core.errors import StoreError, StoreFull, StoreUnavailable
 from core.metrics import Metrics
+from core.redis_connection import RedisClient
 
 SCRIPT_NAMES = (
     "create_session",
@@ -31,8 +32,36 @@ SCRIPT_NAMES = (
     "set_model",
     "lock",
 )
-UNAVAILABLE_REPLIES = ("LOADING", "MASTERDOWN", "READONLY", "CLUSTERDOWN", "TRYAGAIN")
+UNAVAILABLE_REPLIES = (
+    "LOADING",
+    "MASTERDOWN",
+    "READONLY",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    # A min-replicas-to-write master without enough replicas in reach refuses writes.
+    "NOREPLICAS",
+    # A script on a cluster node whose slot is being moved away reached a key that is not
+    # (or no longer) there; it stopped at that key. Retrying after the move succeeds.
+    "Script attempted to access a non local key",
+)
+# redis-py turns these replies into their own classes (without the code at the front): a replica
+# that was master, a cluster mid-failover or mid-resharding, a slot map nobody can serve.
+UNAVAILABLE_ERRORS = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.ClusterError,
+    redis_errors.SlotNotCoveredError,
+)
+# What the cluster client raises when no node answers or the slots are not all served.
+CLUSTER_UNREACHABLE = ("Redis Cluster cannot be connected", "All slots are not covered")
 T = TypeVar("T")
+# However Redis fails (a hung server holds each command until its socket timeout, and a full
+# listen backlog stalls connecting too), one store call answers within this: users and chat
+# platforms (Discord waits 3 s for an interaction's answer) are told "unavailable", not kept.
+STORE_CALL_DEADLINE_SECONDS = 4.0
 
 
 @cache
@@ -43,7 +72,7 @@ def script_source(name: str) -> str:
 
 
 class LuaScripts:
-    def __init__(self, redis: aioredis.Redis, activity: SessionActivity, metrics: Metrics) -> None:
+    def __init__(self, redis: RedisClient, activity: SessionActivity, metrics: Metrics) -> None:
         self._redis = redis
         self._activity = activity
         self._metrics = metrics
@@ -58,15 +87,22 @@ class LuaScripts:
         return await self.translate(self._run_recording(name, key, args, active_session))
 
     async def translate(self, awaitable: Awaitable[T]) -> T:
-        """Await a Redis call, turning redis-py's errors into the core's."""
+        """Await a Redis call, turning redis-py's errors into the core's; bounded in time."""
         try:
-            return await awaitable
+            async with asyncio.timeout(STORE_CALL_DEADLINE_SECONDS):
+                return await awaitable
+        except TimeoutError:
+            error: StoreError = StoreUnavailable()
+            self._metrics.redis_error(error)
+            raise error from None
         except (
             redis_errors.ConnectionError,
             redis_errors.TimeoutError,
             redis_errors.ResponseError,
+            redis_errors.ClusterError,
+            redis_errors.RedisClusterException,
         ) as exc:
-            error = _store_error(exc)
+            error = store_error(exc)
             self._metrics.redis_error(error)
             raise error from exc
 
@@ -76,7 +112,11 @@ class LuaScripts:
         script = self._scripts[name]
         for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, 1, key, *args)
+                # As a raw command: redis-py's cluster pipeline refuses .evalsha() although it
+                # routes EVALSHA by its keys like any command (redis/redis-py#2914, fixed
+                # upstream by #4206). On a cluster the pipeline is split by node and the parts
+                # sent at once: the script to the user's slot, the record to the stats slot.
+                pipe.execute_command("EVALSHA", script.sha, 1, key, *args)
                 self._activity.record(pipe, session_id)
                 result = (await pipe.execute(raise_on_error=False))[0]
             if isinstance(result, redis_errors.NoScriptError) and attempt == 1:
@@ -88,9 +128,12 @@ class LuaScripts:
         raise AssertionError("unreachable: the second attempt returns or raises")
 
 
-def _store_error(exc: redis_errors.RedisError) -> StoreError:
-    if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
+def store_error(exc: redis_errors.RedisError | redis_errors.RedisClusterException) -> StoreError:
+    """The core's error for one of redis-py's."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
         return StoreUnavailable()
+    if isinstance(exc, redis_errors.RedisClusterException):
+        return StoreUnavailable() if str(exc).startswith(CLUSTER_UNREACHABLE) else StoreError()
     if isinstance(exc, redis_errors.OutOfMemoryError):
         return StoreFull()
     if str(exc).startswith(UNAVAILABLE_REPLIES):

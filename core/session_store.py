@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from core.activity import SessionActivity
 from core.errors import (
@@ -25,6 +25,7 @@ from core.errors import (
 )
 from core.metrics import Metrics
 from core.models import Message, MessagePage, Role, Session, Usage, datetime_from_ms
+from core.redis_connection import RedisClient
 from core.redis_scripts import LuaScripts
 from core.session_codec import (
     ROLE_CODES,
@@ -63,10 +64,10 @@ class TurnStart:
 
 
 class SessionStore:
-    """The only code that reads or writes session data in Redis."""
+    """The only code that reads or writes session data in Redis (besides core/backup.py)."""
 
     def __init__(
-        self, redis: aioredis.Redis, limits: SessionLimits, metrics: Metrics | None = None
+        self, redis: RedisClient, limits: SessionLimits, metrics: Metrics | None = None
     ) -> None:
         self._redis = redis
         self.limits = limits
@@ -76,9 +77,13 @@ class SessionStore:
         self._run = self._scripts.run
 
     async def ping(self) -> float:
-        """Round-trip latency to Redis in milliseconds."""
+        """Round-trip latency to Redis in milliseconds (on a cluster: to its slowest master)."""
         started = time.perf_counter()
-        await self._scripts.translate(self._redis.ping())
+        if isinstance(self._redis, RedisCluster):
+            # Every master at once: the cluster is up only when all of its slots are served.
+            await self._scripts.translate(self._redis.ping(target_nodes=RedisCluster.PRIMARIES))
+        else:
+            await self._scripts.translate(self._redis.ping())
         return (time.perf_counter() - started) * 1000
 
     async def active_session_count(self) -> int:

@@ -22,6 +22,9 @@ Snowflake = Annotated[int, Field(gt=0, lt=2**64)]
 # HS256 wants a key as long as its hash (RFC 7518 §3.2); a bearer token, enough to resist guessing.
 SHORTEST_SECRET = {"jwt_secret": 32, "api_token": 16}
 MAX_RATE_LIMIT_MESSAGES = 1000
+CLUSTER_URL_SCHEMES = ("redis+cluster", "rediss+cluster")
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_URL_SCHEMES)
+DEFAULT_SENTINEL_PORT = 26379
 
 
 class SessionLimitPolicy(StrEnum):
@@ -45,6 +48,12 @@ class Settings(BaseSettings):
     redis_port: int = Field(default=6379, ge=1, le=65535)
     redis_password: SecretStr | None = None
     redis_db: int = Field(default=0, ge=0)
+    # A Redis Cluster, found through REDIS_URL or REDIS_HOST (any node of it). A REDIS_URL
+    # starting redis+cluster:// or rediss+cluster:// says the same.
+    redis_cluster: bool = Field(default=False, validate_default=True)
+    # Sentinel: the sentinels (host:port, comma-separated) and the name of the master they watch.
+    redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
+    redis_sentinel_master: str | None = Field(default=None, validate_default=True)
 
     session_ttl: int = Field(default=3600, ge=1)
     max_sessions_per_user: int = Field(default=5, ge=1)
@@ -63,6 +72,10 @@ class Settings(BaseSettings):
     default_model: str = "openai/gpt-4o-mini"
     fallback_models: Annotated[tuple[str, ...], NoDecode] = ()
     system_prompt: str = "You are a helpful assistant. Answer concisely."
+    # The model's circuit breaker (core/model_breaker.py), per process and per requested model:
+    # this many failed requests in a row (0: never) stop requests to it for the cooldown.
+    model_breaker_failures: int = Field(default=5, ge=0, le=1000)
+    model_breaker_cooldown: float = Field(default=30.0, gt=0, le=3600)
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org/bot"
@@ -111,8 +124,13 @@ class Settings(BaseSettings):
         if value is None:
             return None
         parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if parts.scheme not in REDIS_URL_SCHEMES:
+            raise ValueError(
+                "must start with redis://, rediss://, unix://, redis+cluster:// "
+                "or rediss+cluster://"
+            )
+        if parts.scheme in CLUSTER_URL_SCHEMES and parts.path.strip("/") not in ("", "0"):
+            raise ValueError("a cluster has only database 0: drop the /<db> at the end")
         try:
             parts.port  # noqa: B018  (parsing the port is the check)
         except ValueError:
@@ -122,6 +140,56 @@ class Settings(BaseSettings):
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("needs a host, e.g. redis://localhost:6379/0")
         return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster_address(cls, value: bool, info: ValidationInfo) -> bool:
+        url = info.data.get("redis_url")
+        scheme = urlsplit(url.get_secret_value()).scheme if url is not None else None
+        if value and scheme == "unix":
+            raise ValueError("a cluster is reached over TCP: REDIS_URL must not be unix://")
+        if not (value or scheme in CLUSTER_URL_SCHEMES):
+            return False
+        if url is None and info.data.get("redis_host") is None:
+            raise ValueError(
+                "needs REDIS_URL or REDIS_HOST: the address of any node of the cluster"
+            )
+        database = urlsplit(url.get_secret_value()).path.strip("/") if url is not None else ""
+        if info.data.get("redis_db", 0) != 0 or database not in ("", "0"):
+            raise ValueError("a cluster has only database 0 (REDIS_DB, or the /<db> of REDIS_URL)")
+        return True
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinel_addresses(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return tuple(_host_and_port(part.strip()) for part in value.split(",") if part.strip())
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_alone(
+        cls, value: tuple[tuple[str, int], ...], info: ValidationInfo
+    ) -> tuple[tuple[str, int], ...]:
+        if value and (info.data.get("redis_url") or info.data.get("redis_host")):
+            raise ValueError(
+                "cannot be combined with REDIS_URL or REDIS_HOST: the sentinels say where the "
+                "master is (REDIS_PASSWORD and REDIS_DB still apply to it)"
+            )
+        if value and info.data.get("redis_cluster"):
+            raise ValueError("cannot be combined with REDIS_CLUSTER: choose Sentinel or Cluster")
+        return value
+
+    @field_validator("redis_sentinel_master")
+    @classmethod
+    def _sentinel_master(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = value.strip() if value is not None else None
+        has_sentinels = bool(info.data.get("redis_sentinels"))
+        if has_sentinels and not value:
+            raise ValueError("is required with REDIS_SENTINELS: the name the sentinels monitor")
+        if value and not has_sentinels:
+            raise ValueError("needs REDIS_SENTINELS, the host:port of each sentinel")
+        return value or None
 
     @field_validator("api_token", "jwt_secret")
     @classmethod
@@ -191,7 +259,15 @@ class Settings(BaseSettings):
     @property
     def redis_is_configured(self) -> bool:
         """True when the operator chose a Redis; otherwise the service embeds its own."""
-        return self.redis_url is not None or self.redis_host is not None
+        return (
+            self.redis_url is not None or self.redis_host is not None or self.redis_sentinels != ()
+        )
+
+    @property
+    def redis_topology(self) -> Literal["single", "cluster", "sentinel"]:
+        if self.redis_cluster:
+            return "cluster"
+        return "sentinel" if self.redis_sentinels else "single"
 
     @property
     def http_host_is_loopback(self) -> bool:
@@ -201,6 +277,20 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.http_host).is_loopback
         except ValueError:
             return False
+
+
+def _host_and_port(entry: str) -> tuple[str, int]:
+    """`host:port`, `[ipv6]:port` or a bare host (the Sentinel port, 26379)."""
+    parts = urlsplit(f"//{entry}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{entry!r} has a port that is not a number from 1 to 65535") from None
+    if not parts.hostname or parts.path or parts.query or parts.fragment or "@" in entry:
+        raise ValueError(f"{entry!r} is not host:port")
+    if port == 0:
+        raise ValueError(f"{entry!r} has a port that is not a number from 1 to 65535")
+    return parts.hostname, port or DEFAULT_SENTINEL_PORT
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
 from core.openrouter import OpenRouterClient, RetryPolicy
+from core.redis_connection import RedisClient, close_redis, redis_from_settings
 from core.session_limits import SessionLimits
 from core.session_store import SessionStore
 from tests.redis_process import RedisProcess
@@ -29,6 +30,7 @@ pytest_plugins = (
     "tests.fakes.openrouter_server",
     "tests.fakes.telegram_server",
     "tests.fakes.discord_server",
+    "tests.redis_topologies",
 )
 
 
@@ -53,12 +55,19 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
-async def redis_client(redis_server: RedisProcess) -> AsyncIterator[aioredis.Redis]:
-    """A client on an empty database."""
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+async def redis_client(
+    redis_topology: str, request: pytest.FixtureRequest
+) -> AsyncIterator[RedisClient]:
+    """A client on an empty database: the session's redis-server, or (in a module marked
+    all_redis_topologies) its Cluster or Sentinel set, through chatbridge's own client."""
+    if redis_topology == "single":
+        server: RedisProcess = request.getfixturevalue("redis_server")
+        client: RedisClient = aioredis.Redis.from_url(server.url, decode_responses=True)
+    else:
+        client = redis_from_settings(request.getfixturevalue("redis_topology_settings"))
     await client.flushall()
     yield client
-    await client.aclose()
+    await close_redis(client)
 
 
 @pytest.fixture
@@ -67,7 +76,7 @@ def limits() -> SessionLimits:
 
 
 @pytest.fixture
-def store(redis_client: aioredis.Redis, limits: SessionLimits) -> SessionStore:
+def store(redis_client: RedisClient, limits: SessionLimits) -> SessionStore:
     return SessionStore(redis_client, limits)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -36,8 +37,16 @@ class RedisProcess:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
-        args = [
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def command_line(self) -> list[str]:
+        return [
             self.executable,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
@@ -47,7 +56,10 @@ class RedisProcess:
             "--logfile", str(self.directory / "redis.log"),
             *self.extra_args,
         ]  # fmt: skip
-        self._process = subprocess.Popen(args)  # noqa: S603  (our own argument list)
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._process = subprocess.Popen(self.command_line())  # noqa: S603  (our own arguments)
         self._wait_until_ready()
 
     def kill(self) -> None:
@@ -56,6 +68,15 @@ class RedisProcess:
             self._process.kill()
             self._process.wait()
             self._process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: alive but silent, like a host that stopped answering."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self._process is not None:

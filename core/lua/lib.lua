@@ -114,19 +114,24 @@ local DAY_MS = 86400000
 
 -- RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW: a sliding-window log of the user's turns, scored
 -- by their start (ms). Returns 0 when one more turn fits now, else the ms until one does.
+-- It only reads: after any write, even one that frees memory, Redis lets every later write of
+-- the script past maxmemory, so a trim here would exempt turns from it (docs/data-model.md).
 local function turn_wait_ms(uid, limit, window_ms, now)
   if limit <= 0 then return 0 end
   local turns = user_key(uid, ':turns')
-  redis.call('ZREMRANGEBYSCORE', turns, '-inf', now - window_ms)
-  local count = redis.call('ZCARD', turns)
+  local live = '(' .. string.format('%d', now - window_ms)
+  local count = redis.call('ZCOUNT', turns, live, '+inf')
   if count < limit then return 0 end
   -- Free once all but limit - 1 entries have left the window (count > limit after a lowered limit).
-  local entry = redis.call('ZRANGE', turns, count - limit, count - limit, 'WITHSCORES')
+  local entry = redis.call('ZRANGE', turns, live, '+inf', 'BYSCORE', 'LIMIT', count - limit, 1,
+    'WITHSCORES')
   return tonumber(entry[2]) + window_ms - now
 end
 
+-- Logs a turn that starts now, dropping the ones that left the window.
 local function count_turn(uid, member, window_ms, now)
   local turns = user_key(uid, ':turns')
+  redis.call('ZREMRANGEBYSCORE', turns, '-inf', now - window_ms)
   redis.call('ZADD', turns, now, member)
   redis.call('PEXPIRE', turns, window_ms)
 end
@@ -159,4 +164,24 @@ local function turn_refusal(uid, limit, window_ms, budget, now)
   wait = turn_wait_ms(uid, limit, window_ms, now)
   if wait > 0 then return {'RATE_LIMITED', wait} end
   return false
+end
+
+-- Backups (chatbridge backup / restore). A key's expiry as an instant, ms since the epoch on
+-- this server's clock ('' when it has none), so that a backup states when each key would end.
+-- PEXPIRETIME (Redis 7) gives the instant itself; before it, TIME + PTTL comes within a few ms.
+local function expiry_of(key, now)
+  local at = redis.pcall('PEXPIRETIME', key)
+  if type(at) ~= 'number' then
+    at = redis.call('PTTL', key)
+    if at >= 0 then at = now + at end
+  end
+  if at < 0 then return '' end
+  return string.format('%d', at)
+end
+
+-- Makes an existing key live at least until `at` (ms since the epoch); never shortens it.
+local function expire_at_least(key, at, now)
+  local pttl = redis.call('PTTL', key)
+  if pttl == -2 then return end
+  if pttl == -1 or now + pttl < at then redis.call('PEXPIREAT', key, at) end
 end

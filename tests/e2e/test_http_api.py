@@ -707,6 +707,7 @@ SESSION_SCOPED = [
     ("DELETE", "/api/sessions/{id}", None),
     ("GET", "/api/chat/session/{id}/history", None),
     ("GET", "/api/sessions/{id}/messages", None),
+    ("GET", "/api/sessions/{id}/export", None),
     ("POST", "/api/sessions/{id}/messages", {"role": "user", "content": "sneaky"}),
     ("POST", "/api/chat/session", {"sessionId": "{id}", "message": "sneaky"}),
     ("POST", "/api/chat/session", {"sessionId": "{id}", "message": "sneaky", "stream": True}),

@@ -14,6 +14,7 @@ Limits are Discord's documented ones; lengths are counted in code points.
 from __future__ import annotations
 
 import datetime as dt
+import mimetypes
 import re
 import time
 from collections.abc import Iterator
@@ -30,6 +31,9 @@ MAX_CUSTOM_ID = 100
 MAX_CHOICES = 25
 MAX_OPTIONS = 25
 MAX_COMMAND_SIZE = 4000
+MAX_ATTACHMENTS = 10
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a bot's upload limit in a guild without boosts
+MAX_ATTACHMENT_DESCRIPTION = 1024
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 SUPPRESS_EMBEDS = 1 << 2
@@ -282,12 +286,22 @@ def _without_guild_id(channel: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A `files[n]` part of a multipart request, read whole."""
+
+    filename: str | None
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
 class MessageVersion:
     content: str
     embeds: list[dict[str, Any]]
     components: list[dict[str, Any]]
     flags: int
     at: float  # time.monotonic()
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # Attachment objects
 
 
 @dataclass
@@ -323,6 +337,10 @@ class StoredMessage:
         return self.current.embeds
 
     @property
+    def attachments(self) -> list[dict[str, Any]]:
+        return self.current.attachments
+
+    @property
     def flags(self) -> int:
         return self.current.flags
 
@@ -353,6 +371,31 @@ class StoredMessage:
         )
 
 
+def attachment_json(
+    attachment_id: int, channel_id: int, new: NewAttachment, *, ephemeral: bool
+) -> dict[str, Any]:
+    """An Attachment object; the content type Discord derives from the file name."""
+    filename = new.filename.replace(" ", "_")
+    guessed = mimetypes.guess_type(filename)[0]
+    content_type = (
+        f"{guessed}; charset=utf-8" if guessed and guessed.startswith("text/") else guessed
+    )
+    url = f"https://cdn.discordapp.com/attachments/{channel_id}/{attachment_id}/{filename}"
+    attachment: dict[str, Any] = {
+        "id": str(attachment_id),
+        "filename": filename,
+        "size": len(new.upload.content),
+        "url": url,
+        "proxy_url": url.replace("cdn.discordapp.com", "media.discordapp.net"),
+        "content_type": content_type or "application/octet-stream",
+    }
+    if new.description is not None:
+        attachment["description"] = new.description
+    if ephemeral:
+        attachment["ephemeral"] = True
+    return attachment
+
+
 def message_json(message: StoredMessage, *, application_id: int) -> dict[str, Any]:
     """The Message object of REST answers (gateway events add guild_id and member)."""
     payload: dict[str, Any] = {
@@ -366,7 +409,7 @@ def message_json(message: StoredMessage, *, application_id: int) -> dict[str, An
         "mention_everyone": False,
         "mentions": message.mentions,
         "mention_roles": [],
-        "attachments": [],
+        "attachments": message.attachments,
         "embeds": message.embeds,
         "pinned": False,
         "type": 0,
@@ -395,6 +438,15 @@ def message_json(message: StoredMessage, *, application_id: int) -> dict[str, An
 
 
 @dataclass(frozen=True)
+class NewAttachment:
+    """An attachment a request adds: its upload, the name and description it is shown with."""
+
+    upload: Upload
+    filename: str
+    description: str | None
+
+
+@dataclass(frozen=True)
 class MessageFields:
     """A checked create/edit body; None means "not sent" (an edit keeps the old value)."""
 
@@ -403,9 +455,13 @@ class MessageFields:
     components: list[dict[str, Any]] | None
     flags: int | None
     reference: dict[str, Any] | None
+    # What the message's attachments become: ids of existing ones to keep (edits), new ones.
+    attachments: list[int | NewAttachment] | None = None
 
 
-def check_message(body: Any, *, allowed_flags: int, is_edit: bool) -> MessageFields:
+def check_message(
+    body: Any, *, allowed_flags: int, is_edit: bool, files: dict[int, Upload] | None = None
+) -> MessageFields:
     if not isinstance(body, dict):
         raise ApiError(400, "Invalid Form Body", 50035, errors={})
     content = body.get("content")
@@ -421,7 +477,8 @@ def check_message(body: Any, *, allowed_flags: int, is_edit: bool) -> MessageFie
     components = body.get("components")
     if components is not None:
         _check_components(components, is_v2=bool((flags or 0) & COMPONENTS_V2))
-    has_other = any(body.get(key) for key in ("sticker_ids", "poll", "attachments"))
+    attachments = _checked_attachments(body.get("attachments"), files or {}, is_edit=is_edit)
+    has_other = any(body.get(key) for key in ("sticker_ids", "poll")) or bool(attachments)
     if (
         not is_edit
         and "content" not in body
@@ -435,11 +492,58 @@ def check_message(body: Any, *, allowed_flags: int, is_edit: bool) -> MessageFie
         raise form_error(
             ("message_reference",), "MODEL_TYPE_CONVERT", "Only dictionaries may be used."
         )
-    return MessageFields(content, embeds, components, flags, reference)
+    return MessageFields(content, embeds, components, flags, reference, attachments)
 
 
-def is_empty(content: str, embeds: list[Any], components: list[Any]) -> bool:
-    return not content.strip() and not embeds and not components
+def is_empty(
+    content: str, embeds: list[Any], components: list[Any], attachments: list[Any] | None = None
+) -> bool:
+    return not content.strip() and not embeds and not components and not attachments
+
+
+def _checked_attachments(
+    listed: Any, files: dict[int, Upload], *, is_edit: bool
+) -> list[int | NewAttachment] | None:
+    """`attachments` entries: `{"id": n, "filename"}` names the upload `files[n]`; on an edit, the
+    id of an attachment the message has keeps it. Uploads it does not list are attached too."""
+    if listed is None:
+        return [NewAttachment(u, u.filename or "", None) for u in files.values()] or None
+    if not isinstance(listed, list):
+        raise form_error(("attachments",), "BASE_TYPE_ARRAY", "Must be an array.")
+    if len(listed) > MAX_ATTACHMENTS:
+        raise too_long(("attachments",), MAX_ATTACHMENTS)
+    result: list[int | NewAttachment] = []
+    named: set[int] = set()
+    for index, entry in enumerate(listed):
+        where: tuple[str | int, ...] = ("attachments", index)
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), int | str):
+            raise required((*where, "id"))
+        number = int(entry["id"])
+        if number in files:
+            named.add(number)
+            result.append(_new_attachment(entry, files[number], where))
+        elif is_edit:  # the id of an attachment the message has (the fake checks it)
+            result.append(number)
+        else:
+            raise form_error((*where, "id"), "ATTACHMENT_NOT_FOUND", "Unknown attachment")
+    result += [NewAttachment(u, u.filename or "", None) for n, u in files.items() if n not in named]
+    return result
+
+
+def _new_attachment(
+    entry: dict[str, Any], upload: Upload, where: tuple[str | int, ...]
+) -> NewAttachment:
+    filename = entry.get("filename") or upload.filename
+    if not isinstance(filename, str) or not filename.strip():
+        raise required((*where, "filename"))
+    description = entry.get("description")
+    if description is not None and len(str(description)) > MAX_ATTACHMENT_DESCRIPTION:
+        raise too_long((*where, "description"), MAX_ATTACHMENT_DESCRIPTION)
+    if not upload.content:
+        raise form_error((*where,), "ATTACHMENT_EMPTY", "Cannot send an empty file.")
+    if len(upload.content) > MAX_UPLOAD_BYTES:
+        raise ApiError(413, "Request entity too large", 40005)
+    return NewAttachment(upload, filename, description)
 
 
 def _checked_embeds(embeds: Any) -> list[dict[str, Any]]:

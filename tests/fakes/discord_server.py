@@ -33,7 +33,9 @@ answer per interaction (40060), rate-limit buckets announced in `X-RateLimit-*` 
 client that ignores them gets a 429), and injected faults: `fake.rate_limit(...)`,
 `fake.fail(...)`, `await fake.drop_gateway()`. Like Discord, it echoes the bot's own messages
 as MESSAGE_CREATE/UPDATE and hides content from guild messages that do not mention the bot
-when the session lacks the Message Content intent.
+when the session lacks the Message Content intent. Files (multipart `files[n]` parts, named by
+the body's `attachments`) become attachments, refused when empty or over 10 MiB;
+`fake.files[int(attachment["id"])]` holds what was uploaded.
 """
 
 from __future__ import annotations
@@ -78,8 +80,11 @@ from tests.fakes.discord_payloads import (
     FakeGuild,
     MessageFields,
     MessageVersion,
+    NewAttachment,
     Snowflakes,
     StoredMessage,
+    Upload,
+    attachment_json,
     check_choices,
     check_commands,
     check_message,
@@ -129,6 +134,7 @@ class Call:
     body: Any  # the parsed JSON (multipart: its payload_json), or None
     at: float  # time.monotonic() when it arrived
     status: int = 0
+    files: dict[int, Upload] = field(default_factory=dict)  # multipart `files[n]` parts
 
 
 @dataclass
@@ -213,6 +219,8 @@ class FakeDiscord:
         self._port = 0
         self._bot = user_json(bot_user_id, bot_username, is_bot=True)
         self.users[bot_user_id] = self._bot
+        self.files: dict[int, bytes] = {}  # attachment id -> content, of every upload
+        self._uploads: dict[int, Upload] = {}  # the files of the request being handled
         self._routes = self._route_table()
 
     @property
@@ -784,6 +792,7 @@ class FakeDiscord:
             fields.components or [],
             fields.flags or 0,
             time.monotonic(),
+            self._attachments(fields.attachments or [], [], channel_id, fields.flags or 0),
         )
         mentioned = [int(found) for found in MENTION.findall(content)]
         mentions = [
@@ -850,10 +859,14 @@ class FakeDiscord:
         flags = message.flags & ~LOADING
         if fields.flags is not None:
             flags = (fields.flags & SENDABLE_FLAGS) | (message.flags & EPHEMERAL)
-        if is_empty(content, embeds, components):
+        attachments = message.attachments
+        if fields.attachments is not None:
+            kept, channel = message.attachments, message.channel_id
+            attachments = self._attachments(fields.attachments, kept, channel, flags)
+        if is_empty(content, embeds, components, attachments):
             raise empty_message()
         message.versions.append(
-            MessageVersion(content, embeds, components, flags, time.monotonic())
+            MessageVersion(content, embeds, components, flags, time.monotonic(), attachments)
         )
         message.edited_timestamp = iso_now()
         self._dispatch_message("MESSAGE_UPDATE", message)
@@ -865,6 +878,29 @@ class FakeDiscord:
             if message.guild_id is not None:
                 data["guild_id"] = str(message.guild_id)
             self.gateway.dispatch("MESSAGE_DELETE", lambda _: data, guild_id=message.guild_id)
+
+    def _attachments(
+        self,
+        wanted: list[int | NewAttachment],
+        kept: list[dict[str, Any]],
+        channel: int,
+        flags: int,
+    ) -> list[dict[str, Any]]:
+        """Attachment objects: existing ones kept by id, new ones stored with a new id."""
+        result = []
+        for entry in wanted:
+            if isinstance(entry, int):
+                found = next((a for a in kept if a["id"] == str(entry)), None)
+                if found is None:
+                    raise form_error(("attachments",), "ATTACHMENT_NOT_FOUND", "Unknown attachment")
+                result.append(found)
+                continue
+            attachment_id = self._ids.next()
+            self.files[attachment_id] = entry.upload.content
+            result.append(
+                attachment_json(attachment_id, channel, entry, ephemeral=bool(flags & EPHEMERAL))
+            )
+        return result
 
     # HTTP.
 
@@ -923,10 +959,15 @@ class FakeDiscord:
         headers = {"Via": "1.1 google"}  # as Discord's; discord.py retries a 429 only with Via
         try:
             handler, params, template = self._route(request.method, path, request.headers)
-            call.body = await _read_body(request)
+            call.body, call.files = await _read_body(request)
             self._take_fault(call)
             headers.update(self._take_bucket(call, template, params))
-            result = handler(params, call.body, call.query)
+            # Handlers are synchronous: the uploads are theirs until they return.
+            self._uploads = call.files
+            try:
+                result = handler(params, call.body, call.query)
+            finally:
+                self._uploads = {}
         except ApiError as refusal:
             call.status = refusal.status
             headers.update(refusal.headers)
@@ -1096,8 +1137,12 @@ class FakeDiscord:
 
     def _create_message(self, params: dict[str, str], body: Any, _: Any) -> dict[str, Any]:
         channel_id = self._channel(params)
-        fields = check_message(body, allowed_flags=SENDABLE_FLAGS, is_edit=False)
-        if is_empty(fields.content or "", fields.embeds or [], fields.components or []):
+        fields = check_message(
+            body, allowed_flags=SENDABLE_FLAGS, is_edit=False, files=self._uploads
+        )
+        if is_empty(
+            fields.content or "", fields.embeds or [], fields.components or [], fields.attachments
+        ):
             raise empty_message()
         reference = None
         if fields.reference is not None:
@@ -1128,7 +1173,11 @@ class FakeDiscord:
         message = self._channel_message(params)
         if message.author["id"] != str(self.bot_user_id):
             raise ApiError(403, "Cannot edit a message authored by another user", 50005)
-        self._edit(message, body, check_message(body, allowed_flags=SENDABLE_FLAGS, is_edit=True))
+        self._edit(
+            message,
+            body,
+            check_message(body, allowed_flags=SENDABLE_FLAGS, is_edit=True, files=self._uploads),
+        )
         return message_json(message, application_id=self.application_id)
 
     def _delete_message(self, params: dict[str, str], *_: Any) -> None:
@@ -1170,11 +1219,20 @@ class FakeDiscord:
         elif kind in (6, 7):
             record.original = record.component_message
             if kind == 7 and record.original is not None:
-                fields = check_message(data, allowed_flags=INTERACTION_FLAGS, is_edit=True)
+                fields = check_message(
+                    data, allowed_flags=INTERACTION_FLAGS, is_edit=True, files=self._uploads
+                )
                 self._edit(record.original, data, fields)
         elif kind == 4:
-            fields = check_message(data, allowed_flags=INTERACTION_FLAGS, is_edit=False)
-            if is_empty(fields.content or "", fields.embeds or [], fields.components or []):
+            fields = check_message(
+                data, allowed_flags=INTERACTION_FLAGS, is_edit=False, files=self._uploads
+            )
+            if is_empty(
+                fields.content or "",
+                fields.embeds or [],
+                fields.components or [],
+                fields.attachments,
+            ):
                 raise empty_message()
             record.original = self._respond(record, fields)
         else:  # 5: a "thinking…" message, filled by the first followup or an edit
@@ -1221,8 +1279,12 @@ class FakeDiscord:
 
     def _followup(self, params: dict[str, str], body: Any, query: Mapping[str, str]) -> Any:
         record = self._interaction_of(params)
-        fields = check_message(body, allowed_flags=INTERACTION_FLAGS, is_edit=False)
-        if is_empty(fields.content or "", fields.embeds or [], fields.components or []):
+        fields = check_message(
+            body, allowed_flags=INTERACTION_FLAGS, is_edit=False, files=self._uploads
+        )
+        if is_empty(
+            fields.content or "", fields.embeds or [], fields.components or [], fields.attachments
+        ):
             raise empty_message()
         original = record.original
         is_waiting = original is not None and original.is_loading and not original.is_deleted
@@ -1254,7 +1316,9 @@ class FakeDiscord:
 
     def _edit_webhook_message(self, params: dict[str, str], body: Any, _: Any) -> dict[str, Any]:
         record, message = self._webhook_message(params)
-        fields = check_message(body, allowed_flags=INTERACTION_FLAGS, is_edit=True)
+        fields = check_message(
+            body, allowed_flags=INTERACTION_FLAGS, is_edit=True, files=self._uploads
+        )
         self._edit(message, {**body, "flags": None}, fields)
         record.edits.append(body)
         return message_json(message, application_id=self.application_id)
@@ -1325,19 +1389,26 @@ def _option_value(option: dict[str, Any], value: Any) -> Any:
     return value
 
 
-async def _read_body(request: web.Request) -> Any:
+async def _read_body(request: web.Request) -> tuple[Any, dict[int, Upload]]:
+    """The JSON body (of a multipart body: its payload_json) and the `files[n]` parts."""
     if not request.body_exists:
-        return None
+        return None, {}
+    files: dict[int, Upload] = {}
     if request.content_type == "multipart/form-data":
         form = await request.post()
         raw = form.get("payload_json")
         text = raw if isinstance(raw, str) else None
+        for name, value in form.items():
+            found = re.fullmatch(r"files\[(\d+)\]", name)
+            if found and isinstance(value, web.FileField):
+                upload = Upload(value.filename, value.content_type, value.file.read())
+                files[int(found[1])] = upload
     else:
         text = await request.text()
     if text is None:
-        return None
+        return None, files
     try:
-        return json.loads(text)
+        return json.loads(text), files
     except ValueError:
         raise ApiError(400, "The request body contains invalid JSON.", 50109) from None
 

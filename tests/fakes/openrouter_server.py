@@ -50,6 +50,7 @@ class _Fault:
     after_deltas: int = 0
     code: int | str = 502
     message: str = DEFAULT_ERROR_CHUNK_MESSAGE
+    gate: asyncio.Event | None = None
 
 
 class FakeOpenRouter:
@@ -129,6 +130,15 @@ class FakeOpenRouter:
         fault = _Fault("error_chunk", after_deltas=after_deltas, code=code, message=message)
         return self._queue(fault, times)
 
+    def hold(self, gate: asyncio.Event, *, times: int = 1) -> FakeOpenRouter:
+        """Wait until `gate` is set before sending the response headers, then answer."""
+        return self._queue(_Fault("hold", gate=gate), times)
+
+    def clear_faults(self) -> FakeOpenRouter:
+        """Forget the faults not consumed yet: the service has recovered."""
+        self._faults.clear()
+        return self
+
     def primary_fails(self, *, times: int = 1) -> FakeOpenRouter:
         """The first of `models` is down: the second answers (and is named in `model`)."""
         return self._queue(_Fault("primary_fails"), times)
@@ -157,6 +167,8 @@ class FakeOpenRouter:
             return _error_response(fault.status, f"Fake failure {fault.status}")
         if fault.kind == "slow":
             await asyncio.sleep(fault.seconds)
+        if fault.gate is not None:
+            await fault.gate.wait()
         model = _answering_model(body, is_primary_down=fault.kind == "primary_fails")
         if model is None:
             return _error_response(502, "The primary model is down and no fallback was given")

@@ -4,13 +4,17 @@ It answers in the real shapes (`{"ok": true, "result": ...}`, or `{"ok": false, 
 "description"}` with Telegram's own wording) and refuses what Telegram refuses: a wrong token
 (401), an unknown method (404), a chat it has never seen, empty or over-long text (counted after
 HTML parsing, see `telegram_html`), broken HTML, callback data over 64 bytes, an edit that
-changes nothing, getUpdates while a webhook is set or while another getUpdates is waiting.
+changes nothing, getUpdates while a webhook is set or while another getUpdates is waiting,
+a sendDocument without a non-empty upload (or a file_id it issued), an upload over 50 MB or a
+caption over 1024 characters.
 
 Tests play the users and read what they would see:
 
     fake.user_says("/start")                 # queued for getUpdates, returns the Update JSON
     await fake.wait_for(lambda: fake.messages(1001))
     assert fake.messages(1001)[-1].visible_text == "Hello!"
+    document = fake.messages(1001)[-1].extra["document"]    # a sendDocument: its caption is
+    content = fake.files[document["file_id"]]               # the visible text; the file's bytes
 
 Faults are queued per method and consumed in order: `fake.rate_limit("editMessageText", 3)`.
 `fake.flood_control(edits_per_second=1)` refuses edits to one chat that come too fast.
@@ -39,6 +43,8 @@ DEFAULT_USER_ID = 1001
 DEFAULT_GROUP_ID = -1001234567890
 MAX_TEXT_LENGTH = 4096  # UTF-16 code units of the visible text, as Telegram counts
 MAX_CALLBACK_DATA_BYTES = 64
+MAX_CAPTION_LENGTH = 1024  # UTF-16 code units, like text
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what a bot may upload through the Bot API
 WELL_FORMED_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 COMMAND_OR_MENTION = re.compile(r"(?<![\w/@])(/[A-Za-z0-9_]{1,64}(?:@\w{3,32})?|@\w{5,32})(?!\w)")
@@ -157,6 +163,15 @@ class StoredMessage:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file part of a multipart request, read whole."""
+
+    filename: str | None
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
 class Webhook:
     url: str
     secret_token: str | None
@@ -182,6 +197,8 @@ class FakeTelegram:
         self.chats: dict[int, dict[str, Any]] = {}  # every chat seen in an update
         self.webhook: Webhook | None = None
         self.callback_answers: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, bytes] = {}  # file_id -> content, of every document sent
+        self._documents: list[dict[str, Any]] = []
         self._open_queries: set[str] = set()
         self._chat_messages: dict[int, list[StoredMessage]] = {}
         self._by_id: dict[tuple[int, int], StoredMessage] = {}
@@ -213,6 +230,7 @@ class FakeTelegram:
                 ("deleteMessage", self._delete_message),
                 ("sendChatAction", self._send_chat_action),
                 ("answerCallbackQuery", self._answer_callback_query),
+                ("sendDocument", self._send_document),
             )
         }
 
@@ -419,10 +437,11 @@ class FakeTelegram:
             "chat": self.chats[message.chat_id],
             "date": message.date,
         }
+        is_media = "document" in message.extra  # its text is a caption
         if message.visible_text:
-            payload["text"] = message.visible_text
+            payload["caption" if is_media else "text"] = message.visible_text
         if message.current.entities:
-            payload["entities"] = message.current.entities
+            payload["caption_entities" if is_media else "entities"] = message.current.entities
         if message.reply_markup and "inline_keyboard" in message.reply_markup:
             payload["reply_markup"] = message.reply_markup
         return {**payload, **message.extra}
@@ -566,6 +585,42 @@ class FakeTelegram:
             message.extra["reply_to_message"] = self.message_json(reply_to)
         return self.message_json(message)
 
+    def _send_document(self, params: dict[str, Any]) -> dict[str, Any]:
+        """An uploaded file (or one sent before, by file_id) under an optional caption."""
+        chat_id = self._known_chat(params)
+        document = self._document(params.get("document"))
+        version = self._version(params, field="caption")
+        reply_to = self._reply_to(chat_id, params.get("reply_parameters"))
+        self._throttle("send", chat_id)
+        message = self.store_message(chat_id, self.bot_user(), version, {"document": document})
+        if reply_to is not None:
+            message.extra["reply_to_message"] = self.message_json(reply_to)
+        return self.message_json(message)
+
+    def _document(self, sent: Any) -> dict[str, Any]:
+        if isinstance(sent, str) and sent:
+            known = next((d for d in self._documents if d["file_id"] == sent), None)
+            if known is None:
+                raise bad_request("wrong file identifier/HTTP URL specified")
+            return known
+        if not isinstance(sent, Upload):
+            raise bad_request("there is no document in the request")
+        if not sent.content:
+            raise bad_request("file must be non-empty")
+        if len(sent.content) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, "Request Entity Too Large")
+        number = len(self.files) + 1
+        document = {
+            "file_id": f"BQACAgIAAxkBAAI{number:08d}",
+            "file_unique_id": f"AgAD{number:08d}",
+            "file_name": sent.filename or "document",
+            "mime_type": sent.content_type,
+            "file_size": len(sent.content),
+        }
+        self.files[document["file_id"]] = sent.content
+        self._documents.append(document)
+        return document
+
     def _edit_message_text(self, params: dict[str, Any]) -> dict[str, Any]:
         message = self._message_to_edit(params)
         return self._edit(message, self._version(params))
@@ -650,10 +705,14 @@ class FakeTelegram:
             raise bad_request("message to be replied not found")
         return message
 
-    def _version(self, params: dict[str, Any]) -> MessageVersion:
-        text = str(params.get("text", ""))
+    def _version(self, params: dict[str, Any], *, field: str = "text") -> MessageVersion:
+        """The text (or a media's caption: optional) as the user will see it, checked."""
+        is_caption = field == "caption"
+        limit = MAX_CAPTION_LENGTH if is_caption else MAX_TEXT_LENGTH  # read now: tests patch it
+        text = str(params.get(field, ""))
         parse_mode = params.get("parse_mode") or None
-        visible, entities = text.strip(), params.get("entities") or []
+        entities_field = "caption_entities" if is_caption else "entities"
+        visible, entities = text.strip(), params.get(entities_field) or []
         if parse_mode is not None:
             if str(parse_mode).lower() != "html":
                 raise bad_request("unsupported parse_mode (this fake parses HTML only)")
@@ -662,10 +721,12 @@ class FakeTelegram:
             except HtmlParseError as error:
                 raise bad_request(f"can't parse entities: {error.reason}") from None
             visible, entities = parsed.text, parsed.entities
-        if not visible:
+        if not visible and not is_caption:
             raise bad_request("message text is empty")
-        if utf16_length(visible) > MAX_TEXT_LENGTH:
-            raise bad_request("message is too long")
+        if utf16_length(visible) > limit:
+            raise bad_request(
+                "message caption is too long" if is_caption else "message is too long"
+            )
         markup = _checked_markup(params.get("reply_markup"))
         return MessageVersion(text, parse_mode, visible, entities, markup, time.monotonic())
 
@@ -758,7 +819,8 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
     """Parameters from the query string and a JSON, urlencoded or multipart body, typed.
 
     Form values arrive as strings, the ones that are objects or arrays JSON-encoded (PTB sends
-    every call as a form); ids, offsets and flags become numbers and booleans here.
+    every call as a form); ids, offsets and flags become numbers and booleans here. A file part
+    becomes an `Upload`.
     """
     params: dict[str, Any] = dict(request.query)
     if request.method == "POST" and request.body_exists:
@@ -766,7 +828,12 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
             params.update(await _json_body(request))
         else:
             form = await request.post()
-            params.update({key: value for key, value in form.items() if isinstance(value, str)})
+            for key, value in form.items():
+                if isinstance(value, str):
+                    params[key] = value
+                elif isinstance(value, web.FileField):
+                    content = value.file.read()
+                    params[key] = Upload(value.filename, value.content_type, content)
     return {key: _decoded(key, value) for key, value in params.items()}
 
 

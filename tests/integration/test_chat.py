@@ -29,6 +29,7 @@ from tests.fakes.openrouter_server import FAKE_API_KEY, FakeOpenRouter
 from tests.redis_process import RedisProcess
 
 USER = "telegram:42"
+pytestmark = pytest.mark.all_redis_topologies
 
 
 async def run_turn(chat: ChatService, text: str, user: str = USER, **options: object) -> str:

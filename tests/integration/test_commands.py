@@ -9,6 +9,7 @@ from core.messages import PORTUGUESE
 
 ANA = "telegram:1"
 BOB = "telegram:2"
+pytestmark = pytest.mark.all_redis_topologies
 
 
 async def say(commands: CommandHandler, message: str, user: str = ANA, locale: str = "en") -> Reply:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -580,3 +581,78 @@ async def test_a_select_reaches_the_view_with_the_picked_values(
     assert record.callback_type == 6
     with pytest.raises(ValueError, match="cannot pick"):
         fake_discord.user_selects("pick", ["s-9"], message_id=sent.id)
+
+
+# Attachments.
+
+
+async def test_a_file_sent_to_a_channel_is_an_attachment_with_its_bytes(
+    client: discord.Client, fake_discord: FakeDiscord
+) -> None:
+    channel = await _channel(client)
+
+    sent = await channel.send("Your notes", file=discord.File(io.BytesIO(b"# hi\n"), "notes.md"))
+
+    assert [(a.filename, a.size) for a in sent.attachments] == [("notes.md", 5)]
+    assert sent.attachments[0].content_type == "text/markdown; charset=utf-8"
+    stored = fake_discord.messages(CHANNEL)[-1]
+    assert stored.content == "Your notes"
+    assert fake_discord.files[int(stored.attachments[0]["id"])] == b"# hi\n"
+
+
+async def test_a_file_alone_is_a_message_and_an_empty_file_is_refused(
+    client: discord.Client, fake_discord: FakeDiscord
+) -> None:
+    channel = await _channel(client)
+
+    alone = await channel.send(file=discord.File(io.BytesIO(b"x"), "x.txt"))
+    with pytest.raises(discord.HTTPException) as refused:
+        await channel.send(file=discord.File(io.BytesIO(b""), "empty.txt"))
+
+    assert alone.content == ""
+    assert [a.filename for a in alone.attachments] == ["x.txt"]
+    assert refused.value.status == 400
+
+
+async def test_an_interaction_answers_privately_with_a_file(
+    tree: app_commands.CommandTree[discord.Client], fake_discord: FakeDiscord
+) -> None:
+    @tree.command(name="export", description="Export")
+    async def export(interaction: discord.Interaction) -> None:
+        file = discord.File(io.BytesIO(b"# Trip\n"), "trip.md")
+        await interaction.response.send_message("Trip", file=file, ephemeral=True)
+
+    await tree.sync()
+    interaction = fake_discord.user_runs("export", guild_id=GUILD, channel_id=CHANNEL)
+    record = fake_discord.responses(interaction["id"])
+    await fake_discord.wait_for(lambda: record.original)
+
+    assert record.original is not None
+    assert record.is_ephemeral
+    attachment = record.original.attachments[0]
+    assert (attachment["filename"], attachment["ephemeral"]) == ("trip.md", True)
+    assert fake_discord.files[int(attachment["id"])] == b"# Trip\n"
+
+
+async def test_a_deferred_answer_gets_its_file_by_an_edit_or_a_followup(
+    tree: app_commands.CommandTree[discord.Client], fake_discord: FakeDiscord
+) -> None:
+    @tree.command(name="export", description="Export")
+    async def export(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        first = discord.File(io.BytesIO(b"one"), "one.md")
+        await interaction.edit_original_response(content="One", attachments=[first])
+        await interaction.followup.send(
+            "Two", file=discord.File(io.BytesIO(b"two"), "two.md"), ephemeral=True
+        )
+
+    await tree.sync()
+    interaction = fake_discord.user_runs("export", guild_id=GUILD, channel_id=CHANNEL)
+    record = fake_discord.responses(interaction["id"])
+    await fake_discord.wait_for(lambda: record.followups)
+
+    assert record.original is not None
+    assert record.original.content == "One"
+    shown = [record.original, *record.followups]
+    assert [[a["filename"] for a in m.attachments] for m in shown] == [["one.md"], ["two.md"]]
+    assert [fake_discord.files[int(m.attachments[0]["id"])] for m in shown] == [b"one", b"two"]

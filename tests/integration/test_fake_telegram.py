@@ -459,3 +459,61 @@ async def test_without_the_escaping_check_a_bare_ampersand_shows_as_text_like_te
         await lenient.close()
 
     assert sent.text == "Tom & Jerry &nbsp;"
+
+
+async def test_a_document_arrives_with_its_name_bytes_and_html_caption(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    sent = await bot.send_document(
+        USER, b"# Notes\n\nhi\n", filename="notes.md", caption="<b>Notes</b> &amp; more",
+        parse_mode=ParseMode.HTML,
+    )  # fmt: skip
+
+    assert sent.document is not None
+    assert (sent.document.file_name, sent.document.file_size) == ("notes.md", 12)
+    assert sent.caption == "Notes & more"
+    assert sent.text is None
+    assert [(e.type, e.offset, e.length) for e in sent.caption_entities] == [
+        (MessageEntity.BOLD, 0, 5)
+    ]
+    shown = fake_telegram.messages(USER)[-1]
+    assert shown.visible_text == "Notes & more"
+    assert fake_telegram.files[shown.extra["document"]["file_id"]] == b"# Notes\n\nhi\n"
+
+
+async def test_a_document_sent_again_by_its_file_id_needs_no_upload(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    first = await bot.send_document(USER, b"data", filename="a.txt")
+    assert first.document is not None
+
+    again = await bot.send_document(USER, first.document.file_id)
+
+    assert again.document is not None
+    assert again.document.file_id == first.document.file_id
+    with pytest.raises(BadRequest, match="Wrong file identifier"):
+        await bot.send_document(USER, "BQACAgIAAxkBAAInvented")
+
+
+@pytest.mark.parametrize(
+    ("content", "caption", "reason"),
+    [
+        (b"", None, "File must be non-empty"),
+        (b"data", "x" * 1025, "Message caption is too long"),
+        (b"data", "<b>open", "Can't parse entities"),
+    ],
+    ids=["empty-file", "long-caption", "broken-html"],
+)
+async def test_a_document_telegram_would_refuse_is_refused(
+    bot: Bot, content: bytes, caption: str | None, reason: str
+) -> None:
+    with pytest.raises(BadRequest, match=reason):
+        await bot.send_document(
+            USER, content, filename="a.txt", caption=caption, parse_mode=ParseMode.HTML
+        )
+
+
+async def test_a_caption_of_1024_characters_is_accepted(bot: Bot) -> None:
+    sent = await bot.send_document(USER, b"data", filename="a.txt", caption="x" * 1024)
+
+    assert sent.caption == "x" * 1024

@@ -11,7 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.errors import NothingToRetry, RateLimited
+from core.redis_connection import redis_from_settings
 from core.session_keys import user_turns_key
+from core.settings import Settings
 from tests.integration.store_turns import (
     MODEL,
     begin,
@@ -23,12 +25,12 @@ from tests.integration.store_turns import (
     turn_starts,
     whole_seconds_until,
 )
-from tests.redis_process import RedisProcess
 
 ANA = "telegram:1"
 BOB = "telegram:2"
 WINDOW = 60
 WINDOW_MS = WINDOW * 1000
+pytestmark = pytest.mark.all_redis_topologies
 
 
 @pytest.mark.parametrize("limit", [1, 3, 20])
@@ -193,9 +195,9 @@ async def test_each_user_has_a_limit_of_their_own(redis_client: aioredis.Redis):
 
 
 async def test_concurrent_turns_of_one_user_on_two_replicas_let_exactly_the_limit_through(
-    redis_client: aioredis.Redis, redis_server: RedisProcess
+    redis_client: aioredis.Redis, redis_topology_settings: Settings
 ):
-    other_replica = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    other_replica = redis_from_settings(redis_topology_settings)
     try:
         replicas = [
             make_store(client, rate_limit_messages=5, max_sessions_per_user=30)

@@ -23,6 +23,7 @@ from core.session_store import SessionStore
 from core.settings import SessionLimitPolicy
 
 MODEL = "test/model"
+pytestmark = pytest.mark.all_redis_topologies
 
 
 def make_store(redis_client: aioredis.Redis, **limits: object) -> SessionStore:

@@ -28,6 +28,7 @@ from tests.integration.store_turns import (
 ANA = "discord:1"
 BOB = "discord:2"
 BUDGET = 100
+pytestmark = pytest.mark.all_redis_topologies
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,18 @@
+-- Reads one session for a backup (chatbridge backup) as it is at one instant; changes nothing,
+-- not even its expiry.
+-- KEYS[1] session:{tag}:<sid>
+-- ARGV[1] tag  [2] sid
+-- Returns {} when the session is gone, else {uid, title, model, createdAt, updatedAt, seq,
+--      expires at (ms since the epoch, '' = never), its score in the owner's index ('' = none),
+--      message...} with the messages as stored, oldest first
+local sid = ARGV[2]
+local key = session_key(sid)
+local f = redis.call('HMGET', key, 'userId', 'title', 'model', 'createdAt', 'updatedAt', 'seq')
+if not f[1] then return {} end
+local score = redis.call('ZSCORE', user_key(f[1], ':sessions'), sid)
+local reply = {f[1], f[2] or '', f[3] or '', f[4] or '0', f[5] or '0', f[6] or '0',
+  expiry_of(key, now_ms()), score or ''}
+for _, entry in ipairs(redis.call('LRANGE', session_key(sid, ':messages'), 0, -1)) do
+  reply[#reply + 1] = entry
+end
+return reply

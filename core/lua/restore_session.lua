@@ -1,0 +1,35 @@
+-- Restores one session from a backup (chatbridge restore): all of it, or nothing.
+-- Running it again with the same arguments changes nothing, so a restore can be repeated.
+-- KEYS[1] session:{tag}:<sid>
+-- ARGV[1] tag  [2] sid  [3] uid  [4] title  [5] model  [6] createdAt  [7] updatedAt (ms)
+-- ARGV[8] seq  [9] score in the owner's index (last activity, ms)
+-- ARGV[10] expires at (ms since the epoch; '' = [11] seconds from now)  [11] ttl seconds
+-- ARGV[12...] the messages as stored (compact JSON arrays), oldest first
+-- Returns 'RESTORED'; 'EXPIRED' (its expiry has passed: nothing written); 'NEWER' (Redis holds
+--      it with more messages ever stored, so a later state: left as it is); or 'OTHER_OWNER'
+--      (Redis holds this id for another user: left as it is)
+local sid, uid, seq = ARGV[2], ARGV[3], tonumber(ARGV[8])
+local now = now_ms()
+local expires = tonumber(ARGV[10]) or now + tonumber(ARGV[11]) * 1000
+if expires <= now then return 'EXPIRED' end
+
+local key, messages = session_key(sid), session_key(sid, ':messages')
+local current = redis.call('HMGET', key, 'userId', 'seq')
+if current[1] and current[1] ~= uid then return 'OTHER_OWNER' end
+if current[2] and tonumber(current[2]) > seq then return 'NEWER' end
+
+redis.call('DEL', key, messages)
+redis.call('HSET', key, 'userId', uid, 'title', ARGV[4], 'model', ARGV[5],
+  'createdAt', ARGV[6], 'updatedAt', ARGV[7], 'seq', ARGV[8])
+redis.call('PEXPIREAT', key, expires)
+-- unpack() is bounded by Lua's C stack: push in slices.
+for first = 12, #ARGV, 1000 do
+  redis.call('RPUSH', messages, unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+if #ARGV >= 12 then redis.call('PEXPIREAT', messages, expires) end
+
+local index = user_key(uid, ':sessions')
+redis.call('ZADD', index, ARGV[9], sid)
+expire_at_least(index, expires, now)
+expire_at_least(user_key(uid), expires, now)
+return 'RESTORED'
