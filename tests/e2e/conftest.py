@@ -22,6 +22,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from tests.e2e.http_app import ServeApi, serving_api
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.fakes.telegram_server import FakeTelegram
@@ -325,3 +326,16 @@ def start_discord_service(
         return service
 
     return start
+
+
+@pytest.fixture
+async def serve_api(
+    redis_server: RedisProcess,
+    redis_client: aioredis.Redis,  # flushes the test Redis before the test
+    fake_openrouter: FakeOpenRouter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[ServeApi]:
+    """Serve the API in-process with these settings overrides (on the test Redis unless
+    `redis_url=`)."""
+    async with serving_api(redis_server.url, fake_openrouter, monkeypatch) as serve:
+        yield serve

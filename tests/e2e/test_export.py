@@ -8,7 +8,7 @@ core's catalogue.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from core.messages import ENGLISH, PORTUGUESE, text
 from tests.e2e.conftest import RunCli, Service, child_env
 from tests.e2e.discord_support import Person, StartBot
-from tests.e2e.http_app import RunningApi, ServeApi, assert_error, bearer, serving_api
+from tests.e2e.http_app import RunningApi, ServeApi, assert_error, bearer
 from tests.fakes.discord_payloads import StoredMessage as DiscordMessage
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openrouter_server import FakeOpenRouter
@@ -209,17 +209,6 @@ async def test_discord_export_without_a_session_says_so(
 
 API_TOKEN = "service-token-for-the-export-tests"
 JWT_SECRET = "jwt-secret-of-the-export-tests-0123456789ab"
-
-
-@pytest.fixture
-async def serve_api(
-    redis_server: RedisProcess,
-    redis_client: aioredis.Redis,
-    fake_openrouter: FakeOpenRouter,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[ServeApi]:
-    async with serving_api(redis_server.url, fake_openrouter, monkeypatch) as serve:
-        yield serve
 
 
 async def session_with_messages(api: RunningApi, title: str, *messages: dict[str, Any]) -> str:

@@ -12,12 +12,11 @@ import json
 import secrets
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 from jwt.warnings import InsecureKeyLengthWarning
@@ -40,7 +39,6 @@ from tests.e2e.http_app import (
     bearer,
     create_session,
     poll_status,
-    serving_api,
     sse_events,
 )
 from tests.fakes.openrouter_server import FakeOpenRouter
@@ -54,18 +52,6 @@ OTHER_SECRET = "another-secret-that-the-server-does-not-know"
 
 
 # --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def serve_api(
-    redis_server: RedisProcess,
-    redis_client: aioredis.Redis,  # flushes the test Redis before the test
-    fake_openrouter: FakeOpenRouter,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[ServeApi]:
-    """Serve the API with these settings overrides (on the test Redis unless `redis_url=`)."""
-    async with serving_api(redis_server.url, fake_openrouter, monkeypatch) as serve:
-        yield serve
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ Over real HTTP (tests/e2e/http_app.py) on the test Redis, answered by the fake O
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from tests.e2e.http_app import (
     TEST_MODEL,
@@ -20,26 +18,13 @@ from tests.e2e.http_app import (
     assert_error,
     assert_nothing_leaks,
     create_session,
-    serving_api,
     sse_events,
 )
 from tests.fakes.openrouter_server import FakeOpenRouter
-from tests.redis_process import RedisProcess
 
 FAILURES = 2
 COOLDOWN = 60
 STORM = 100
-
-
-@pytest.fixture
-async def serve_api(
-    redis_server: RedisProcess,
-    redis_client: aioredis.Redis,  # flushes the test Redis before the test
-    fake_openrouter: FakeOpenRouter,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[ServeApi]:
-    async with serving_api(redis_server.url, fake_openrouter, monkeypatch) as serve:
-        yield serve
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ terminal's sentence. Real HTTP (tests/e2e/http_app.py) and a real `python -m bot
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,23 +13,12 @@ from bots.terminal import plain
 from core.messages import text
 from core.session_keys import user_tokens_key
 from tests.e2e.conftest import RunCli, child_env
-from tests.e2e.http_app import RunningApi, ServeApi, assert_error, create_session, serving_api
+from tests.e2e.http_app import RunningApi, ServeApi, assert_error, create_session
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.redis_process import RedisProcess
 
 DAY_SECONDS = 86_400
 WAIT = r"\d+ (s|min|h)( \d+ min)?"  # as core.messages.duration says it
-
-
-@pytest.fixture
-async def serve_api(
-    redis_server: RedisProcess,
-    redis_client: aioredis.Redis,  # flushes the test Redis before the test
-    fake_openrouter: FakeOpenRouter,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[ServeApi]:
-    async with serving_api(redis_server.url, fake_openrouter, monkeypatch) as serve:
-        yield serve
 
 
 @pytest.fixture
