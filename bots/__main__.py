@@ -29,6 +29,8 @@ log = structlog.get_logger("bots")
 
 EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
+# On stop, after the turns: for HTTP responses (an SSE stream's last event) to be written out.
+RESPONSES_FINISH_SECONDS = 5.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +80,11 @@ async def serve(settings: Settings) -> None:
         await _warn_about_missing_parts(core)
         telegram = TelegramFront(core, settings) if settings.telegram_bot_token else None
         discord_front = DiscordFront(core, settings) if settings.discord_bot_token else None
-        runner = web.AppRunner(build_app(core, telegram=telegram), access_log=None)
+        runner = web.AppRunner(
+            build_app(core, telegram=telegram),
+            access_log=None,
+            shutdown_timeout=RESPONSES_FINISH_SECONDS,
+        )
         await runner.setup()
         # In the background: a chat platform that is down must not keep the rest from serving.
         fronts: list[asyncio.Task[None]] = []
@@ -91,17 +97,38 @@ async def serve(settings: Settings) -> None:
             host, port = runner.addresses[0][:2]
             log.info("service.started", http=f"http://{host}:{port}", **_adapter_report(settings))
             await stop.wait()
-            log.info("service.stopping")
         finally:
-            if discord_front is not None:
-                await discord_front.stop()
-            for task in fronts:
-                task.cancel()
-            await asyncio.gather(*fronts, return_exceptions=True)
-            if telegram is not None:
-                await telegram.stop()
-            await runner.cleanup()
-    log.info("service.stopped")
+            await _stop_gracefully(core, runner, telegram, discord_front, fronts)
+
+
+async def _stop_gracefully(
+    core: Core,
+    runner: web.AppRunner,
+    telegram: TelegramFront | None,
+    discord_front: DiscordFront | None,
+    fronts: list[asyncio.Task[None]],
+) -> None:
+    """Take no new work, let running turns finish (SHUTDOWN_GRACE_SECONDS), then close.
+
+    The listening socket closes first, so a load balancer sends new requests to another
+    replica; requests already here are served (a new turn among them is refused with 503).
+    """
+    grace = core.settings.shutdown_grace_seconds
+    log.info("service.stopping", running_turns=core.chat.running_turns, grace_seconds=grace)
+    for site in list(runner.sites):
+        await site.stop()
+    if telegram is not None:
+        await telegram.stop_taking_updates()
+    interrupted = await core.chat.stop_turns(grace)
+    if discord_front is not None:
+        await discord_front.stop()
+    for task in fronts:
+        task.cancel()
+    await asyncio.gather(*fronts, return_exceptions=True)
+    if telegram is not None:
+        await telegram.stop()
+    await runner.cleanup()
+    log.info("service.stopped", interrupted_turns=interrupted)
 
 
 async def chat(settings: Settings, user_name: str) -> None:

@@ -28,7 +28,13 @@ from bots.api_schema import (
 )
 from bots.runtime import Core
 from core.chat import Turn
-from core.errors import ChatbridgeError, EmptyMessage, ModelNotConfigured, QuotaExceeded
+from core.errors import (
+    ChatbridgeError,
+    EmptyMessage,
+    ModelNotConfigured,
+    QuotaExceeded,
+    ServiceStopping,
+)
 from core.messages import normalize_locale
 from core.models import Role
 from core.session_export import MEDIA_TYPE, export_session
@@ -146,6 +152,8 @@ async def start_chat(request: web.Request) -> web.Response:
     core.store.check_content(body.initial_message)
     if not core.chat.model.is_configured:
         raise ModelNotConfigured()
+    if core.chat.is_stopping:
+        raise ServiceStopping()
     try:
         # Refused here too (same round trip) when the turn would be: no empty session is left.
         session = await core.store.create_session(

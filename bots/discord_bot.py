@@ -35,7 +35,7 @@ from bots.discord_stream import (
     send_text,
     until_delivered,
 )
-from bots.pacing import ChatPacer, InOrder
+from bots.pacing import ChatPacer, InOrder, RunningHandlers
 from bots.runtime import Core
 from bots.streaming import stream_turn
 from core.commands import CONFIRM, Choice, FileReply, Outcome, Reply, TurnReply
@@ -61,6 +61,7 @@ MENU_LIMIT = 25
 LOCALES_REMEMBERED = 10_000
 START_RETRY_FIRST_SECONDS = 1.0
 START_RETRY_MAX_SECONDS = 60.0
+HANDLERS_FINISH_SECONDS = 5.0  # on stop, for handlers to deliver their last message
 CONTENT_INTENT_HINT = (
     "enable 'Message Content Intent' in the Discord Developer Portal: Applications → your bot → "
     "Bot → Privileged Gateway Intents. Until then: slash commands, DMs and mentions only"
@@ -86,6 +87,7 @@ class DiscordFront:
         self._order = InOrder()
         self._locales: OrderedDict[int, str] = OrderedDict()
         self._stopping = False
+        self._handlers = RunningHandlers()
         self.client = self._build_client(message_content=True)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -114,7 +116,9 @@ class DiscordFront:
                 return
 
     async def stop(self) -> None:
+        """Let handlers at work finish (the core has stopped their turns), then disconnect."""
         self._stopping = True
+        await self._handlers.finish_within(HANDLERS_FINISH_SECONDS)
         await self.client.close()
 
     @property
@@ -189,12 +193,16 @@ class DiscordFront:
         client = self.client
         if message.author.bot or client.user is None or not self._is_for_us(message, client.user):
             return
+        with self._handlers.track():
+            await self._on_message_in_order(message, client.user)
+
+    async def _on_message_in_order(self, message: discord.Message, me: discord.ClientUser) -> None:
         async with self._order.turn_of((message.channel.id, message.author.id)):
             self._bind(message.author, message.channel.id)
             locale = self._message_locale(message)
             surface = ChannelSurface(message.channel, message.channel.id, reply_to=message)
             try:
-                await self._on_message(message, client.user, locale, surface)
+                await self._on_message(message, me, locale, surface)
             except Exception:
                 log.exception("discord.handler_failed")
                 await self._tell_unexpected(surface, locale)
@@ -242,6 +250,12 @@ class DiscordFront:
         await self._answer(interaction, command, replaces_message=True)
 
     async def _answer(
+        self, interaction: Interaction, command: str, *, replaces_message: bool
+    ) -> None:
+        with self._handlers.track():
+            await self._answer_tracked(interaction, command, replaces_message=replaces_message)
+
+    async def _answer_tracked(
         self, interaction: Interaction, command: str, *, replaces_message: bool
     ) -> None:
         locale = self._interaction_locale(interaction)

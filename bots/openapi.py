@@ -49,7 +49,8 @@ ERROR_TEXT = {
     429: "The user's rate limit (RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW) or daily token "
     "budget is reached, or the model provider is rate limiting: retry after Retry-After",
     502: "The model failed or its answer was cut off",
-    503: "Redis or the model is unavailable (Retry-After when the model's circuit breaker is open)",
+    503: "Redis or the model is unavailable (Retry-After when the model's circuit breaker is "
+    "open), or the service is shutting down",
     504: "The model took too long",
 }
 SESSION_ERRORS = (401, 404, 503)

@@ -1,12 +1,12 @@
-"""Pacing and ordering shared by the chat fronts: how often a chat sees an edit, and in what order
-a chat's events reach the core."""
+"""Pacing and ordering shared by the chat fronts: how often a chat sees an edit, in what order
+a chat's events reach the core, and which handlers are still at work when the service stops."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -74,3 +74,27 @@ class InOrder:
 
     def __len__(self) -> int:
         return len(self._queues)
+
+
+class RunningHandlers:
+    """The handler tasks at work now, so a stopping front can let them say their last word."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[object]] = set()
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is None:
+            yield
+            return
+        self._tasks.add(task)
+        try:
+            yield
+        finally:
+            self._tasks.discard(task)
+
+    async def finish_within(self, seconds: float) -> None:
+        """Wait up to `seconds` for the handlers at work now (they are not cancelled)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=seconds)

@@ -90,6 +90,7 @@ class TelegramFront:
         self._webhook_secret = _webhook_secret(settings, self._token)
         self._allowed = {entry.lower().lstrip("@") for entry in settings.telegram_allowed_users}
         self._pacer = ChatPacer(settings.telegram_edit_interval)
+        self._is_stopping = False
         self.app = self._build(settings)
         # Its 429s are ours to handle (previews skipped, final text retried): not errors.
         logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
@@ -146,7 +147,15 @@ class TelegramFront:
             else:
                 return
 
+    async def stop_taking_updates(self) -> None:
+        """The service is stopping: long polling fetches no more (Telegram keeps the rest for
+        the next poller), and the webhook answers 503 so Telegram delivers again later."""
+        self._is_stopping = True
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+
     async def stop(self) -> None:
+        """Stop once the updates taken are handled (python-telegram-bot waits for them)."""
         if self.app.updater is not None and self.app.updater.running:
             await self.app.updater.stop()
         if self.app.running:
@@ -160,6 +169,11 @@ class TelegramFront:
         if not hmac.compare_digest(given.encode(), self._webhook_secret.encode()):
             return web.json_response(
                 {"error": {"code": "forbidden", "message": "Bad secret."}}, status=403
+            )
+        if self._is_stopping:
+            return web.json_response(
+                {"error": {"code": "service_stopping", "message": "Shutting down; send later."}},
+                status=503,
             )
         update = Update.de_json(await request.json(), self.app.bot)
         await self.app.update_queue.put(update)

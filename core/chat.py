@@ -3,7 +3,8 @@
 A turn costs two Redis round trips (begin and finish) around the model call, holds the
 session's lock in between so turns of one session never interleave, and leaves the session
 as it was — with the user's message kept for /retry — when the model fails, its stream is
-cut (the partial text is never stored), or its circuit breaker refuses the call.
+cut (the partial text is never stored), its circuit breaker refuses the call, or the service
+stops before the answer is complete (`ChatService.stop_turns`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from core.errors import (
     ModelCircuitOpen,
     ModelNotConfigured,
     ModelStreamBroken,
+    ServiceStopping,
     SessionBusy,
+    TurnInterrupted,
 )
 from core.metrics import UNKNOWN_FRONT, Metrics, ModelCall
 from core.models import Message, Session
@@ -32,6 +35,10 @@ from core.openrouter import ChatMessage, CompletionDone, StreamEvent
 from core.session_store import SessionStore, TurnStart
 
 log = structlog.get_logger(__name__)
+
+# After the grace period, how long interrupted turns get to end (each ends at its next read
+# from the model; one still busy in its front's code is left to the front's own shutdown).
+INTERRUPTED_TURNS_WAIT_SECONDS = 5.0
 
 
 class ChatModel(Protocol):
@@ -70,6 +77,34 @@ class ChatService:
         self.settings = settings
         # By default the store's, so one Metrics object sees the turn and its Redis errors.
         self.metrics = metrics if metrics is not None else store.metrics
+        self._running = _RunningTurns()
+        self._is_stopping = False
+
+    @property
+    def running_turns(self) -> int:
+        return len(self._running.now())
+
+    @property
+    def is_stopping(self) -> bool:
+        """True once `stop_turns` began: new turns are refused with ServiceStopping."""
+        return self._is_stopping
+
+    async def stop_turns(self, grace_seconds: float) -> int:
+        """Refuse new turns; give the running ones `grace_seconds` to finish, then interrupt
+        the rest. Returns how many were interrupted.
+
+        An interrupted turn ends with TurnInterrupted at its next read from the model, like a
+        cut stream: the user's message stays for /retry, no partial answer is stored, and its
+        lock is released.
+        """
+        self._is_stopping = True
+        if await self._running.none_within(grace_seconds):
+            return 0
+        interrupted = self._running.now()
+        for turn in interrupted:
+            turn.interrupt()
+        await self._running.none_within(INTERRUPTED_TURNS_WAIT_SECONDS)
+        return len(interrupted)
 
     def turn(
         self,
@@ -121,6 +156,8 @@ class Turn:
         self._start: TurnStart | None = None
         self._lock_keeper: asyncio.Task[None] | None = None
         self._stream: AsyncGenerator[str, None] | None = None
+        self._model_read: asyncio.Timeout | None = None  # while waiting for the model
+        self._is_interrupted = False
         self.reply: Message | None = None
         self.session_after: Session | None = None  # the session once the reply is stored
 
@@ -137,10 +174,13 @@ class Turn:
         return self._model_override or self.session.model or self._service.settings.default_model
 
     async def __aenter__(self) -> Turn:
+        self._service._running.add(self)
         try:
             self._start = await self._begin()
         except BaseException as error:
-            self._count(error)  # __aexit__ does not run when __aenter__ raises
+            # __aexit__ does not run when __aenter__ raises.
+            self._count(error)
+            self._service._running.discard(self)
             raise
         structlog.contextvars.bind_contextvars(session=self._start.session.id)
         self._lock_keeper = asyncio.create_task(self._keep_lock())
@@ -159,13 +199,22 @@ class Turn:
             self._lock_keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._lock_keeper
-        if self._start is not None and self.reply is None:
-            # The stored reply releases the lock in the same round trip; only a failed or
-            # abandoned turn needs this extra one. The lock would expire anyway.
-            with contextlib.suppress(ChatbridgeError):
-                await self._service.store.release_lock(self.session.id, self._start.lock_token)
-        self._count(exc)  # a no-op unless the turn ended without an answer or a core error
-        structlog.contextvars.unbind_contextvars("session")
+        try:
+            if self._start is not None and self.reply is None:
+                # The stored reply releases the lock in the same round trip; only a failed or
+                # abandoned turn needs this extra one. The lock would expire anyway.
+                with contextlib.suppress(ChatbridgeError):
+                    await self._service.store.release_lock(self.session.id, self._start.lock_token)
+            self._count(exc)  # a no-op unless the turn ended without an answer or a core error
+            structlog.contextvars.unbind_contextvars("session")
+        finally:
+            self._service._running.discard(self)
+
+    def interrupt(self) -> None:
+        """End the turn at its next read from the model (at once if it is waiting for one)."""
+        self._is_interrupted = True
+        if self._model_read is not None:
+            self._model_read.reschedule(asyncio.get_running_loop().time())
 
     def deltas(self) -> AsyncIterator[str]:
         """The model's answer as it arrives; stored as one message once complete."""
@@ -176,8 +225,10 @@ class Turn:
         # Timed here, around the model call itself, so every front gets the same numbers.
         call = self._service.metrics.model_call(self.model)
         parts: list[str] = []
+        events = aiter(self._service.model.stream(self._context(), model=self.model))
         try:
-            async for event in self._service.model.stream(self._context(), model=self.model):
+            while True:
+                event = await self._next_event(events, parts)
                 if isinstance(event, CompletionDone):
                     call.answered(event.model, event.usage)
                     await self._store_reply("".join(parts), event)
@@ -187,12 +238,32 @@ class Turn:
                 call.saw_text()
                 parts.append(event.text)
                 yield event.text
-            raise ModelStreamBroken(partial_text="".join(parts))
         except ChatbridgeError as error:
-            if not isinstance(error, ModelCircuitOpen):  # refused unsent: nothing to time
+            # Refused unsent, or stopped by us: nothing to say about the model.
+            if not isinstance(error, ModelCircuitOpen | TurnInterrupted):
                 call.failed()  # a no-op when the model answered and storing its answer failed
             self._count(error)
             raise
+
+    async def _next_event(
+        self, events: AsyncIterator[StreamEvent], parts: list[str]
+    ) -> StreamEvent:
+        """The model's next event; ModelStreamBroken if its stream ends without the final one,
+        TurnInterrupted once `interrupt()` is called."""
+        if self._is_interrupted:
+            raise TurnInterrupted(partial_text="".join(parts))
+        try:
+            # A deadline nobody sets but interrupt(), which cancels the read cleanly.
+            async with asyncio.timeout(None) as self._model_read:
+                return await anext(events)
+        except StopAsyncIteration:
+            raise ModelStreamBroken(partial_text="".join(parts)) from None
+        except TimeoutError:
+            if self._model_read is None or not self._model_read.expired():
+                raise
+            raise TurnInterrupted(partial_text="".join(parts)) from None
+        finally:
+            self._model_read = None
 
     def outcome(self) -> tuple[Message, Session]:
         """The stored reply and the session after it, once `deltas()` has run to its end."""
@@ -226,6 +297,8 @@ class Turn:
         deadline = time.monotonic() + settings.lock_wait_seconds
         delay = 0.05
         while True:
+            if self._service.is_stopping:
+                raise ServiceStopping()
             try:
                 return await self._service.store.begin_turn(
                     self._user_id,
@@ -278,3 +351,32 @@ def _log_completed(done: CompletionDone, call: ModelCall) -> None:
         seconds=round(call.elapsed(), 3),
         completion_tokens=done.usage.completion_tokens if done.usage else None,
     )
+
+
+class _RunningTurns:
+    """The turns in progress in this process, for a stopping service to wait for."""
+
+    def __init__(self) -> None:
+        self._turns: set[Turn] = set()
+        self._none = asyncio.Event()
+        self._none.set()
+
+    def add(self, turn: Turn) -> None:
+        self._turns.add(turn)
+        self._none.clear()
+
+    def discard(self, turn: Turn) -> None:
+        self._turns.discard(turn)
+        if not self._turns:
+            self._none.set()
+
+    def now(self) -> list[Turn]:
+        return list(self._turns)
+
+    async def none_within(self, seconds: float) -> bool:
+        """Whether every turn has ended within `seconds`."""
+        try:
+            await asyncio.wait_for(self._none.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True

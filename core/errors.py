@@ -21,6 +21,8 @@ password or a raw upstream body.
     ├── QuotaExceeded                a per-user allowance is used up (retry_after whole seconds)
     │   ├── RateLimited              RATE_LIMIT_MESSAGES turns in the last RATE_LIMIT_WINDOW seconds
     │   └── DailyBudgetExhausted     DAILY_TOKEN_BUDGET tokens spent today (UTC)
+    ├── ServiceStopping              this process is shutting down: the turn was not started
+    │   └── TurnInterrupted          SHUTDOWN_GRACE_SECONDS ran out before the answer was complete
     ├── StoreError                   Redis
     │   ├── StoreUnavailable         cannot reach Redis (down, timeout, auth)
     │   └── StoreFull                Redis refused a write at maxmemory
@@ -154,6 +156,22 @@ class DailyBudgetExhausted(QuotaExceeded):
 
     def __init__(self, *, retry_after: int, budget: int) -> None:
         super().__init__(retry_after=retry_after, budget=budget)
+
+
+class ServiceStopping(ChatbridgeError):
+    code = "service_stopping"
+    default_text = "The service is restarting; the message was not taken. Send it again shortly."
+
+
+class TurnInterrupted(ServiceStopping):
+    """The service stopped mid-answer: the user's message is kept, the partial answer is not."""
+
+    code = "turn_interrupted"
+    default_text = "The service stopped before the answer was complete; the question is kept."
+
+    def __init__(self, *, partial_text: str = "") -> None:
+        super().__init__()
+        self.partial_text = partial_text
 
 
 class StoreError(ChatbridgeError):

@@ -111,6 +111,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Try again in {wait}.",
         "daily_budget_exhausted": "You've used your {budget} tokens for today. "
         "Your budget renews at midnight UTC, in {wait}.",
+        "service_stopping": "I'm restarting and didn't take that message. "
+        "Please send it again in a moment.",
+        "turn_interrupted": "I restarted before finishing this answer. "
+        "Your message is saved: use /retry to ask again.",
         "store_unavailable": "Storage is temporarily unavailable. Please try again shortly.",
         "store_full": "Storage is full right now. Delete an old conversation or try later.",
         "store_error": "Storage failed. Please try again.",
@@ -183,6 +187,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "em {window}. Tente de novo em {wait}.",
         "daily_budget_exhausted": "Você já usou seus {budget} tokens de hoje. "
         "Seu limite renova à meia-noite UTC, daqui a {wait}.",
+        "service_stopping": "Estou reiniciando e não recebi essa mensagem. "
+        "Envie de novo em instantes.",
+        "turn_interrupted": "Reiniciei antes de terminar esta resposta. "
+        "Sua mensagem está salva: use /retry para perguntar de novo.",
         "store_unavailable": "O armazenamento está indisponível no momento. Tente em instantes.",
         "store_full": "O armazenamento está cheio. Apague uma conversa antiga ou tente mais tarde.",
         "store_error": "Falha no armazenamento. Tente de novo.",

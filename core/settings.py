@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     http_port: int = Field(default=3000, ge=0, le=65535)
     api_token: SecretStr | None = None
     jwt_secret: SecretStr | None = None
+    # On SIGTERM/SIGINT: how long turns already running may take to finish before they are
+    # interrupted (their question kept for /retry). Below the orchestrator's kill timeout.
+    shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=3600)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None

@@ -32,6 +32,7 @@ from core.openrouter import OpenRouterClient, RetryPolicy
 from core.session_store import SessionStore
 from tests.fakes.clock import FakeClock
 from tests.fakes.openrouter_server import FAKE_API_KEY, FakeOpenRouter
+from tests.waiting import until
 
 MODEL = "test/model"
 USER = "telegram:42"
@@ -130,14 +131,6 @@ async def everything_in_redis(redis_client: aioredis.Redis) -> str:
         }
         parts.append(f"{key} {await readers[kind](key)!r}")
     return "\n".join(parts)
-
-
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait for something that must happen (never used to prove that something does not)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "it did not happen in time"
-        await asyncio.sleep(0.005)
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -394,7 +387,7 @@ async def test_fifty_concurrent_turns_on_a_failing_model_are_bounded_answered_an
     gate = asyncio.Event()
     fake_openrouter.hold(gate)
     probe = asyncio.create_task(run_turn(guarded_chat, "probe", users[0]))
-    await until(lambda: len(fake_openrouter.requests) == sent + 1)
+    await until(lambda: len(fake_openrouter.requests) == sent + 1, what="the probe request")
     while_probing = await everyone("meanwhile", users[1:])
     # Refused, without a request. (Told "1 s" when run alone; in the full suite some were told
     # a longer wait — unexplained yet, see the issue 6 note — so only the refusal is asserted.)
