@@ -175,9 +175,25 @@ class TelegramFront:
                 {"error": {"code": "service_stopping", "message": "Shutting down; send later."}},
                 status=503,
             )
-        update = Update.de_json(await request.json(), self.app.bot)
+        update = await self._update_in(request)
+        if update is None:
+            return web.json_response(
+                {"error": {"code": "bad_request", "message": "Not an Update object."}},
+                status=400,
+            )
         await self.app.update_queue.put(update)
         return web.Response(status=200)
+
+    async def _update_in(self, request: web.Request) -> Update | None:
+        """The posted Update, or None for a body that is not one (Telegram never sends such)."""
+        try:
+            data = await request.json()
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                return None
+            # python-telegram-bot reads fields without checking their types.
+            return Update.de_json(data, self.app.bot)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
 
     async def _register_commands(self) -> None:
         for language, code in ((ENGLISH, None), (PORTUGUESE, "pt")):

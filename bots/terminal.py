@@ -13,7 +13,7 @@ from typing import TextIO
 
 import structlog
 
-from core.commands import CommandHandler, FileReply, Reply, TurnReply
+from core.commands import CommandHandler, FileReply, Reply, TurnReply, parse_number
 from core.errors import ChatbridgeError, ModelStreamBroken
 from core.messages import describe, text
 
@@ -75,9 +75,10 @@ class Terminal:
             return
         for number, choice in enumerate(reply.choices, start=1):
             self._write(f"  [{number}] {plain(choice.label)}\n")
-        picked = await self._read(text(self._locale, "prompt_choice"))
-        if picked and picked.strip().isdigit() and 1 <= int(picked) <= len(reply.choices):
-            command = reply.choices[int(picked) - 1].command
+        line = await self._read(text(self._locale, "prompt_choice"))
+        picked = parse_number(line.strip()) if line else None
+        if picked is not None and 1 <= picked <= len(reply.choices):
+            command = reply.choices[picked - 1].command
             if command is not None:
                 await self._answer(command)
 

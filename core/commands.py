@@ -23,6 +23,7 @@ HISTORY_DEFAULT = 10
 HISTORY_MAX = 50
 HISTORY_PREVIEW_CHARS = 300
 TITLE_MAX_CHARS = 100
+PLAIN_NUMBER = re.compile(r"[0-9]{1,9}")
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.:\-]+$")
 MODEL_ID_MAX_CHARS = 100
 MODEL_EXAMPLE = "anthropic/claude-3.5-haiku"
@@ -100,6 +101,7 @@ class CommandHandler:
             return Reply(describe(error, locale), is_error=True)
 
     async def _dispatch(self, user_id: str, message: str, locale: str) -> Outcome:
+        _require_unicode(message)
         parsed = parse_command(message)
         if parsed is None:
             self.store.check_content(message)
@@ -265,12 +267,31 @@ COMMANDS: dict[str, Handler] = {
 }
 
 
+def parse_number(value: str) -> int | None:
+    """A plain whole number as people type it (ASCII digits, at most 9), else None.
+
+    Not `str.isdigit()`: it admits '²' and '①', and digit strings `int()` refuses to read.
+    """
+    return int(value) if PLAIN_NUMBER.fullmatch(value) else None
+
+
 def _bounded_int(value: str, name: str, *, default: int, high: int) -> int:
     if not value:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= high:
+    number = parse_number(value)
+    if number is None or not 1 <= number <= high:
         raise InvalidArgument(name=name, reason=f"a whole number from 1 to {high}")
-    return int(value)
+    return number
+
+
+def _require_unicode(message: str) -> None:
+    """Refuse text with lone surrogates: undecodable bytes a terminal passed through, which
+    Redis could not store."""
+    if not message.isascii():
+        try:
+            message.encode()
+        except UnicodeEncodeError:
+            raise InvalidArgument(name="message", reason="it is not valid UTF-8 text") from None
 
 
 def _title(session: Session, request: Request) -> str:

@@ -27,6 +27,8 @@ if refusal then return refusal end
 if sid == '' then
   sid = resolve_active(uid)
   if not sid then
+    -- Nothing to answer again: create nothing (a session made here would never expire).
+    if content == '' then return {'NOTHING_TO_RETRY'} end
     sid = ARGV[4]
     local model = redis.call('HGET', user_key(uid), 'model') or ARGV[11]
     create_session(uid, sid, '', model, now)

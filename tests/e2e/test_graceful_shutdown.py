@@ -86,6 +86,16 @@ async def read_events(response: httpx.Response, into: EventStream) -> None:
             into.events.append((name, json.loads(line.removeprefix("data: "))))
 
 
+async def exit_code(service: Service) -> int:
+    """The exit code of a service already sent SIGTERM (a second signal could cut its last
+    moments, once its handlers are gone)."""
+    try:
+        await asyncio.wait_for(service.process.wait(), WAIT)
+    except TimeoutError:
+        pytest.fail(f"still running {WAIT:g} s after SIGTERM:\n{service.output}")
+    return await service.stop()  # it has exited: reads the rest of its output
+
+
 async def new_session(http: httpx.AsyncClient, service: Service) -> str:
     response = await http.post(f"{service.local_url}/api/sessions", json={"userId": USER})
     assert response.status_code == 201, response.text
@@ -132,7 +142,7 @@ async def test_sigterm_lets_a_running_turn_finish_and_closes_the_listener_at_onc
     assert await turn == 200
     assert stream.names()[-1] == "done"
     assert stream.events[-1][1]["reply"]["content"] == "echo: finish me"
-    assert await service.stop() == 0
+    assert await exit_code(service) == 0
     assert service.events("service.stopped")[0]["interrupted_turns"] == 0
 
 
@@ -183,7 +193,7 @@ async def test_a_new_turn_on_an_open_connection_during_the_stop_is_refused_with_
     assert await stored(redis_client, session_id) == []
     assert await turn == 200
     assert stream.names()[-1] == "done"
-    assert await service.stop() == 0
+    assert await exit_code(service) == 0
 
 
 async def test_telegram_shows_an_interrupted_answer_as_incomplete_with_a_retry_hint(
@@ -229,7 +239,7 @@ async def test_telegram_webhook_answers_503_while_stopping_so_telegram_delivers_
     later = await http.post(webhook, json=fake_telegram.user_says("later"), headers=headers)
 
     assert later.status_code == 503
-    assert await service.stop() == 0
+    assert await exit_code(service) == 0
     shown = [message.visible_text for message in fake_telegram.messages(CHAT)]
     assert shown == ["echo: keep it busy"]
 

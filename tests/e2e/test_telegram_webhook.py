@@ -108,6 +108,25 @@ async def test_a_post_with_a_wrong_or_missing_secret_is_refused_and_does_nothing
     assert fake_openrouter.requests == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2]", b'{"message": {}}', b'{"update_id": 7, "message": "hi"}'],
+    ids=["not-json", "a-list", "no-update-id", "a-message-of-the-wrong-type"],
+)
+async def test_a_body_that_is_no_update_is_refused_with_400_and_logs_no_error(
+    start_bot: StartBot, http: httpx.AsyncClient, body: bytes
+) -> None:
+    service = await start_bot(TELEGRAM_WEBHOOK_SECRET=SECRET)
+
+    refused = await http.post(
+        f"{service.local_url}{WEBHOOK_PATH}", content=body, headers={SECRET_HEADER: SECRET}
+    )
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "bad_request"
+    assert service.events("http.unhandled") == []
+
+
 async def test_without_a_configured_secret_one_derived_from_the_token_is_required(
     start_bot: StartBot, fake_telegram: FakeTelegram, http: httpx.AsyncClient
 ) -> None:

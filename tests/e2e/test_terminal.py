@@ -219,3 +219,19 @@ async def test_end_of_input_at_a_choice_prompt_ends_the_repl(
 
     assert result.returncode == 0, result.output
     assert result.stdout.rstrip().endswith(say("en", "goodbye"))
+
+
+async def test_odd_digits_at_the_choice_prompt_or_in_a_command_are_refused_not_a_crash(
+    run_cli: RunCli, redis_server: RedisProcess, redis_client: aioredis.Redis
+) -> None:
+    # '²' and '①' are digits to str.isdigit() but not to int().
+    lines = ["/new Tides", "/sessions", "²", "/history ①", "/sessions", "1"]
+
+    result = await chat(run_cli, "ana", lines, REDIS_URL=redis_server.url)
+
+    assert result.returncode == 0, result.output
+    assert "Traceback" not in result.stderr
+    assert say("en", "invalid_argument", name="n", reason="a whole number from 1 to 50") in (
+        result.stdout
+    ), result.output
+    assert say("en", "switched", title="Tides", count=0) in result.stdout  # "1" still picks
