@@ -7,11 +7,14 @@ counted): connection trouble is StoreUnavailable, a write refused at maxmemory i
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Awaitable
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, TypeVar
 
+import redis
 import redis.exceptions as redis_errors
 
 from core.activity import SessionActivity
@@ -57,6 +60,8 @@ UNAVAILABLE_ERRORS = (
 )
 # What the cluster client raises when no node answers or the slots are not all served.
 CLUSTER_UNREACHABLE = ("Redis Cluster cannot be connected", "All slots are not covered")
+# Where redis-py and its asyncio transports live: see _is_lost_connection.
+CLIENT_LIBRARY_DIRS = (Path(redis.__file__).parent, Path(asyncio.__file__).parent)
 T = TypeVar("T")
 # However Redis fails (a hung server holds each command until its socket timeout, and a full
 # listen backlog stalls connecting too), one store call answers within this: users and chat
@@ -105,6 +110,12 @@ class LuaScripts:
             error = store_error(exc)
             self._metrics.redis_error(error)
             raise error from exc
+        except (AttributeError, TypeError) as exc:
+            if not _is_lost_connection(exc):
+                raise  # ours: a bug to see, not Redis trouble
+            error = StoreUnavailable()
+            self._metrics.redis_error(error)
+            raise error from exc
 
     async def _run_recording(
         self, name: str, key: str, args: tuple[str | int, ...], session_id: str
@@ -139,3 +150,18 @@ def store_error(exc: redis_errors.RedisError | redis_errors.RedisClusterExceptio
     if str(exc).startswith(UNAVAILABLE_REPLIES):
         return StoreUnavailable()
     return StoreError()
+
+
+def _is_lost_connection(exc: BaseException) -> bool:
+    """Whether redis-py's asyncio client failed on a connection closed under it.
+
+    Writing to a connection the peer reset, or that another task disconnected (a Cluster
+    failover does), raises TypeError or AttributeError from the transport instead of
+    ConnectionError (redis/redis-py#4287, in redis-py 8.1): told apart from our own bugs by
+    where it was raised.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return False
+    raised_in = Path(frames[-1].filename)
+    return any(raised_in.is_relative_to(folder) for folder in CLIENT_LIBRARY_DIRS)
