@@ -156,8 +156,9 @@ class Turn:
         self._start: TurnStart | None = None
         self._lock_keeper: asyncio.Task[None] | None = None
         self._stream: AsyncGenerator[str, None] | None = None
-        self._model_read: asyncio.Timeout | None = None  # while waiting for the model
+        self._reading_task: asyncio.Task[object] | None = None  # while waiting for the model
         self._is_interrupted = False
+        self._has_cancelled_read = False
         self.reply: Message | None = None
         self.session_after: Session | None = None  # the session once the reply is stored
 
@@ -213,8 +214,9 @@ class Turn:
     def interrupt(self) -> None:
         """End the turn at its next read from the model (at once if it is waiting for one)."""
         self._is_interrupted = True
-        if self._model_read is not None:
-            self._model_read.reschedule(asyncio.get_running_loop().time())
+        if self._reading_task is not None and not self._has_cancelled_read:
+            self._has_cancelled_read = True
+            self._reading_task.cancel()
 
     def deltas(self) -> AsyncIterator[str]:
         """The model's answer as it arrives; stored as one message once complete."""
@@ -252,18 +254,24 @@ class Turn:
         TurnInterrupted once `interrupt()` is called."""
         if self._is_interrupted:
             raise TurnInterrupted(partial_text="".join(parts))
+        # How asyncio.timeout() ends a wait, without its cost on every delta: interrupt()
+        # cancels this read only, and the cancellation becomes TurnInterrupted here.
+        self._reading_task = asyncio.current_task()
         try:
-            # A deadline nobody sets but interrupt(), which cancels the read cleanly.
-            async with asyncio.timeout(None) as self._model_read:
-                return await anext(events)
+            return await anext(events)
         except StopAsyncIteration:
             raise ModelStreamBroken(partial_text="".join(parts)) from None
-        except TimeoutError:
-            if self._model_read is None or not self._model_read.expired():
-                raise
+        except asyncio.CancelledError:
+            if not self._has_cancelled_read or self._uncancel() > 0:
+                raise  # cancelled by someone else too: theirs to handle
             raise TurnInterrupted(partial_text="".join(parts)) from None
         finally:
-            self._model_read = None
+            self._reading_task = None
+
+    def _uncancel(self) -> int:
+        """Take back interrupt()'s cancellation; the count of cancellations still pending."""
+        task = asyncio.current_task()
+        return task.uncancel() if task is not None else 0
 
     def outcome(self) -> tuple[Message, Session]:
         """The stored reply and the session after it, once `deltas()` has run to its end."""
@@ -333,7 +341,7 @@ class Turn:
             budget -= len(content)
             if budget < 0 and kept:
                 break
-            kept.append(ChatMessage(role=role.value, content=content))
+            kept.append(ChatMessage(role, content))  # a Role is its own value: a str
         kept.reverse()
         system = self._service.settings.system_prompt
         return [ChatMessage(role="system", content=system), *kept] if system else kept

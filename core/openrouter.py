@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import mktime_tz, parsedate_tz
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 import structlog
@@ -59,8 +59,9 @@ JSONObject = dict[str, Any]
 _OpenedStream = tuple[httpx.Response, AsyncGenerator["StreamEvent", None], "StreamEvent"]
 
 
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
+class ChatMessage(NamedTuple):
+    """One message of a model's context (a tuple: a turn builds up to 40 of them)."""
+
     role: str  # "system" | "user" | "assistant"
     content: str
 
