@@ -16,6 +16,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from benchmarks.front_overhead import FrontOverhead, front_overhead
 from benchmarks.harness import counting_client, redis_server
 from benchmarks.measures import (
     Cost,
@@ -25,11 +26,14 @@ from benchmarks.measures import (
     round_trips,
     turns_per_second,
 )
+from benchmarks.peers import langchain_bytes, langchain_turns_per_second
+from benchmarks.scale import ScaleResult, scale
 from core.logs import configure_logging
 
 HEADER = "| measure | ours | baseline | ratio | target | status |\n|---|---|---|---|---|---|"
 THROUGHPUT_TARGET = 0.8
 MEMORY_TARGET = 1.2
+SCALE_TARGET = 1.5  # p99 at the largest size within 1.5x of the smallest: flat, on a shared box
 ROUND_TRIPS_TARGET = 2
 
 
@@ -39,17 +43,27 @@ class Size:
     concurrencies: tuple[int, ...]
     sessions: int
     messages_per_session: int
+    scale_sizes: tuple[int, ...]
+    scale_samples: int
+    front_chats: tuple[int, ...]
+    front_updates_per_chat: int | None = None  # None: 20 per row, spread over its chats
 
 
 SIZES = {
-    "tiny": Size(turns=20, concurrencies=(1, 10), sessions=5, messages_per_session=10),
+    "tiny": Size(
+        turns=20, concurrencies=(1, 10), sessions=5, messages_per_session=10,
+        scale_sizes=(50, 200), scale_samples=20, front_chats=(1, 5),
+        front_updates_per_chat=1,
+    ),
     "default": Size(
-        turns=2000, concurrencies=(1, 10, 100), sessions=1000, messages_per_session=100
+        turns=2000, concurrencies=(1, 10, 100), sessions=1000, messages_per_session=100,
+        scale_sizes=(1_000, 10_000, 100_000), scale_samples=300, front_chats=(1, 200),
     ),
     "full": Size(
-        turns=10_000, concurrencies=(1, 10, 100), sessions=10_000, messages_per_session=100
+        turns=10_000, concurrencies=(1, 10, 100), sessions=10_000, messages_per_session=100,
+        scale_sizes=(1_000, 10_000, 100_000), scale_samples=1000, front_chats=(1, 200),
     ),
-}
+}  # fmt: skip
 
 
 def status(is_met: bool) -> str:
@@ -71,26 +85,98 @@ def round_trip_rows(costs: dict[str, Cost]) -> list[str]:
     return rows
 
 
-def throughput_row(users: int, ours: float, raw: float) -> str:
+def throughput_rows(users: int, ours: float, raw: float, langchain: float) -> list[str]:
     ratio = ours / raw
     verdict = status(ratio >= THROUGHPUT_TARGET)
-    return (
+    return [
         f"| turns/s, {users} concurrent users (baseline: raw redis-py loop) | {ours:,.0f} "
-        f"| {raw:,.0f} | {ratio:.2f} | ≥ {THROUGHPUT_TARGET} | {verdict} |"
-    )
+        f"| {raw:,.0f} | {ratio:.2f} | ≥ {THROUGHPUT_TARGET} | {verdict} |",
+        f"| turns/s, {users} concurrent users (baseline: LangChain RedisChatMessageHistory) "
+        f"| {ours:,.0f} | {langchain:,.0f} | {ours / langchain:.2f} | > 1 "
+        f"| {status(ours > langchain)} |",
+    ]
 
 
-def memory_row(memory: Memory) -> str:
+def memory_rows(memory: Memory, langchain_stored: int) -> list[str]:
     ours = memory.ours_bytes / memory.content_bytes
     original = memory.original_bytes / memory.content_bytes
-    return (
-        f"| stored bytes per content byte, {memory.messages:,} messages "
-        f"(baseline: original layout) | {ours:.2f} | {original:.2f} | {ours / original:.2f} "
-        f"| ≤ {MEMORY_TARGET} | {status(ours <= MEMORY_TARGET)} |"
-    )
+    langchain = langchain_stored / memory.content_bytes
+    label = f"stored bytes per content byte, {memory.messages:,} messages"
+    return [
+        f"| {label} (baseline: original layout) | {ours:.2f} | {original:.2f} "
+        f"| {ours / original:.2f} | ≤ {MEMORY_TARGET} | {status(ours <= MEMORY_TARGET)} |",
+        f"| {label} (baseline: LangChain's list of JSON) | {ours:.2f} | {langchain:.2f} "
+        f"| {ours / langchain:.2f} | < 1 | {status(ours < langchain)} |",
+    ]
 
 
-async def measure(url: str, size: Size) -> list[str]:
+FRONT_TARGET_MS = 20.0
+
+
+def front_rows(rows: list[FrontOverhead]) -> list[str]:
+    """Update to final message, ours against a bare python-telegram-bot handler."""
+    lines = []
+    for row in rows:
+        setup = (
+            f"edit interval {row.edit_interval:g} s, rate limiter on"
+            if row.rate_limiter
+            else f"edit interval {row.edit_interval:g} s, no rate limiter"
+        )
+        lines.append(
+            f"| Telegram update → final message, p99 ms, {row.chats} concurrent chats ({setup}; "
+            f"baseline: bare PTB handler; p50 {row.ours_p50_ms:.1f} vs {row.baseline_p50_ms:.1f}; "
+            f"{row.ours_per_second:,.1f} vs {row.baseline_per_second:,.1f} updates/s) "
+            f"| {row.ours_p99_ms:,.1f} | {row.baseline_p99_ms:,.1f} "
+            f"| +{row.added_p99_ms:,.1f} ms | < +{FRONT_TARGET_MS:g} ms "
+            f"| {status(row.added_p99_ms < FRONT_TARGET_MS)} |"
+        )
+    return lines
+
+
+SCALE_OPERATIONS = {
+    "sessions_command": "/sessions",
+    "switch_command": "/switch",
+    "turn": "plain turn",
+    "health": "active-session count (/api/sessions/health, before its 5 s reuse)",
+    "ping": "Redis ping (/health): a control",
+}
+
+
+def scale_rows(result: ScaleResult) -> list[str]:
+    """p99 at the largest size against p99 at the smallest, from the same growing database."""
+    first, last = result.steps[0], result.steps[-1]
+    rows = []
+    for name, label in SCALE_OPERATIONS.items():
+        small, large = getattr(first, name), getattr(last, name)
+        ratio = large.p99_ms / small.p99_ms
+        target, verdict = ("flat", status(ratio <= SCALE_TARGET)) if name != "ping" else ("—", "—")
+        rows.append(
+            f"| {label}: p99 ms at {last.sessions:,} sessions (baseline: at {first.sessions:,}; "
+            f"p50 {small.p50_ms:.2f} → {large.p50_ms:.2f}) | {large.p99_ms:.2f} "
+            f"| {small.p99_ms:.2f} | {ratio:.2f} | {target} | {verdict} |"
+        )
+    return rows
+
+
+def scale_table(result: ScaleResult) -> str:
+    lines = [
+        "| sessions (users) | /sessions p50/p99 | /switch p50/p99 | turn p50/p99 "
+        "| count p50/p99 | ping p50/p99 | used_memory | populated in |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for step in result.steps:
+        cells = [
+            f"{getattr(step, name).p50_ms:.2f} / {getattr(step, name).p99_ms:.2f}"
+            for name in SCALE_OPERATIONS
+        ]
+        lines.append(
+            f"| {step.sessions:,} ({step.users:,}) | {' | '.join(cells)} "
+            f"| {step.used_memory_bytes / 1e6:.1f} MB | {step.populate_seconds:.1f} s |"
+        )
+    return "\n".join(lines)
+
+
+async def measure_chat_path(url: str, size: Size) -> list[str]:
     client = counting_client(url)
     observer = aioredis.Redis.from_url(url, decode_responses=True)
     try:
@@ -99,13 +185,23 @@ async def measure(url: str, size: Size) -> list[str]:
             turns_each = max(1, size.turns // users)
             ours = await turns_per_second(client, users, turns_each)
             raw = await raw_turns_per_second(client, users, turns_each)
-            rows.append(throughput_row(users, ours, raw))
-        sessions, per_session = size.sessions, size.messages_per_session
-        rows.append(memory_row(await memory_per_message(observer, sessions, per_session)))
+            langchain = await langchain_turns_per_second(url, users, turns_each)
+            rows += throughput_rows(users, ours, raw, langchain)
     finally:
         await client.aclose()
         await observer.aclose()
     return rows
+
+
+async def measure_memory(url: str, size: Size) -> list[str]:
+    """On a Redis of its own: client buffers left by the throughput runs would skew it."""
+    observer = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        sessions, per_session = size.sessions, size.messages_per_session
+        memory = await memory_per_message(observer, sessions, per_session)
+        return memory_rows(memory, await langchain_bytes(url, sessions, per_session))
+    finally:
+        await observer.aclose()
 
 
 def _first_field(path: str, prefix: str) -> str | None:
@@ -140,7 +236,10 @@ def commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
-def report(rows: list[str], size_name: str) -> str:
+NOTES_MARKER = "<!-- Written by hand below this line; `make bench` keeps it. -->"
+
+
+def report(rows: list[str], scaled: ScaleResult, size_name: str, notes: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""# Benchmarks
 
@@ -155,9 +254,39 @@ in the same run, on a redis-server the benchmark starts itself, with a model tha
 
 Round trips are socket writes of our Redis client (a pipeline counts once); commands come from
 `INFO commandstats`. The raw loop calls the same two Lua scripts per turn straight from redis-py,
-without the chat service around them. The original layout is the first design's: a hash per
-message plus a list of message ids per session.
-"""
+without the chat service around them (no streaming, no context for a model, no metrics).
+LangChain's `RedisChatMessageHistory` (langchain-community) does per turn what its
+`RunnableWithMessageHistory` does: read the history, then add the question and the answer (5
+round trips, run in the default thread pool; a new conversation every 20 turns, so it never reads
+more than our 40-message context). Memory is measured on a Redis of its own, as `used_memory`
+deltas for the same conversations in each layout; the original layout is the first design's (a
+hash per message plus a list of ids). The Telegram rows run the real front in webhook mode
+against the fake Bot API in a child process, from the update put on the queue to the fake's
+receipt of the message showing the whole answer; the baseline is a python-telegram-bot handler
+that sends the same reply with one `sendMessage` and no core. With the shipped edit interval the
+final text waits for the chat's next edit slot, so that row measures the interval; the row
+without interval and rate limiter measures the processing.
+
+## Scale: one database grown to {scaled.steps[-1].sessions:,} sessions
+
+Milliseconds; {scaled.samples} samples per operation at each size in each of {scaled.passes}
+passes, users drawn at random, each figure the median over the passes. The count is what
+`/api/sessions/health` asks Redis for (a merge of up to 60 HyperLogLogs); the endpoint reuses
+it for 5 s, so at most one such merge per process every 5 s. The ping is a control: nothing
+stored can slow it, so when it moves, the machine was busy.
+
+{scale_table(scaled)}
+
+{NOTES_MARKER}
+{notes}"""
+
+
+def kept_notes(output: Path | None) -> str:
+    """The hand-written part of an existing report (below NOTES_MARKER), if any."""
+    if output is None or not output.exists():
+        return ""
+    _, marker, notes = output.read_text().partition(NOTES_MARKER)
+    return notes.lstrip("\n") if marker else ""
 
 
 def main() -> None:
@@ -166,9 +295,19 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="also write the report there (markdown)")
     args = parser.parse_args()
     configure_logging(level="WARNING", log_format="console")
+    size = SIZES[args.size]
+    # Each part on a fresh redis-server: what one leaves behind must not weigh on the next.
     with redis_server() as url:
-        rows = asyncio.run(measure(url, SIZES[args.size]))
-    text = report(rows, args.size)
+        rows = asyncio.run(measure_chat_path(url, size))
+    with redis_server() as url:
+        rows += asyncio.run(measure_memory(url, size))
+    with redis_server() as url:
+        overhead = front_overhead(url, size.front_chats, size.front_updates_per_chat)
+        rows += front_rows(asyncio.run(overhead))
+    with redis_server() as url:
+        scaled = asyncio.run(scale(url, size.scale_sizes, size.scale_samples))
+    rows += scale_rows(scaled)
+    text = report(rows, scaled, args.size, kept_notes(args.output))
     print(text)
     if args.output:
         args.output.write_text(text)

@@ -269,9 +269,10 @@ class ReplyStream:
             return
         if not self._parts:  # the first message goes at once, and counts as the chat's edit
             self.pacer.edited(self.surface.pace_key)
-            await self._show(is_final=False)
-        elif self.pacer.claim(self.surface.pace_key):
-            await self._show(is_final=False)
+        elif not self.pacer.claim(self.surface.pace_key):
+            return
+        await self._show(is_final=False)
+        self.pacer.shown(self.surface.pace_key)
 
     async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
         """Deliver the whole text (plus `suffix` and the footer), retrying until it lands."""

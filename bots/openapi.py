@@ -148,7 +148,10 @@ def _paths() -> JSON:
         },
         "/health": {"get": _health_operation("Service health", "Health")},
         "/api/sessions/health": {
-            "get": _health_operation("Session service health and activity", "SessionsHealth")
+            "get": _health_operation(
+                "Session service health and activity (the count is at most 5 s old)",
+                "SessionsHealth",
+            )
         },
         "/api/openapi.json": {"get": {
             "summary": "This document", "security": [],

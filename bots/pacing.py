@@ -38,6 +38,11 @@ class ChatPacer:
         self._next_at[chat_id] = slot + self._interval
         await asyncio.sleep(slot - now)
 
+    def shown(self, chat_id: Hashable) -> None:
+        """A preview landed: the interval runs from now, so a slow Bot API is given fewer
+        edits, not one per word (a slot booked later stays where it is)."""
+        self.hold(chat_id, self._interval)
+
     def hold(self, chat_id: Hashable, seconds: float) -> None:
         self._next_at[chat_id] = max(self._next_at.get(chat_id, 0.0), time.monotonic() + seconds)
 

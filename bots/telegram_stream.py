@@ -172,9 +172,10 @@ class ReplyStream:
             return
         if not self._parts:  # the first message goes at once, and counts as the chat's edit
             self.pacer.edited(self.chat_id)
-            await self._show(is_final=False)
-        elif self.pacer.claim(self.chat_id):
-            await self._show(is_final=False)
+        elif not self.pacer.claim(self.chat_id):
+            return
+        await self._show(is_final=False)
+        self.pacer.shown(self.chat_id)
 
     async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
         """Deliver the whole text (plus `suffix` and a footer line), however long Telegram makes

@@ -17,6 +17,7 @@ from typing import Any
 
 import jwt
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.web_exceptions import NotAppKeyWarning
 from jwt.warnings import InsecureKeyLengthWarning
@@ -320,6 +321,24 @@ async def test_sessions_health_reports_active_sessions_and_their_window(
     assert body["redis"]["status"] == "up"
     assert body["sessions"]["windowSeconds"] == 1800
     assert 1 <= body["sessions"]["active"] <= 4  # a HyperLogLog estimate of 3
+
+
+async def test_sessions_health_counts_in_redis_at_most_once_per_interval(
+    serve_api: ServeApi, redis_client: aioredis.Redis
+) -> None:
+    api = await serve_api()
+    await create_session(api.client)
+    before = await pfcount_calls(redis_client)
+
+    answers = [await api.client.get("/api/sessions/health") for _ in range(20)]
+
+    assert {answer.json()["sessions"]["active"] for answer in answers} == {1}
+    assert await pfcount_calls(redis_client) - before == 1  # the other 19 reuse its count
+
+
+async def pfcount_calls(redis_client: aioredis.Redis) -> int:
+    stats = await redis_client.info("commandstats")
+    return int(stats.get("cmdstat_pfcount", {}).get("calls", 0))
 
 
 DESIGN_OPERATIONS = {

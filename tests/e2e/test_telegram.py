@@ -436,6 +436,31 @@ async def test_previews_of_a_streaming_answer_are_paced_by_the_edit_interval(
     assert min(gaps(previews)) >= PACING_TOLERANCE * EDIT_INTERVAL, gaps(previews)
 
 
+async def test_a_slow_bot_api_gets_fewer_previews_not_one_edit_per_word(
+    start_bot: StartBot,
+    alice: Person,
+    fake_telegram: FakeTelegram,
+    fake_openrouter: FakeOpenRouter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await start_bot()
+    slow = 1.5 * EDIT_INTERVAL  # each edit takes longer than the interval between edits
+    fake_telegram.slow_down("editMessageText", slow)
+    fake_openrouter.reply_text = " ".join(f"word{n}" for n in range(60))
+    fake_openrouter.deltas_per_reply = 60
+    trickle(monkeypatch, fake_openrouter, 0.02)
+
+    await alice.asks_model("talk", fake_openrouter.reply_text)
+
+    edits = sorted(
+        calls_in_chat(fake_telegram, "editMessageText", alice.chat_id), key=lambda c: c.at
+    )
+    assert len(edits) >= 2
+    # The interval runs from when an edit was answered, not from when it was sent.
+    idle = [later.at - (earlier.at + slow) for earlier, later in itertools.pairwise(edits)]
+    assert min(idle) >= PACING_TOLERANCE * EDIT_INTERVAL, idle
+
+
 async def test_the_final_edit_also_waits_for_the_edit_interval(
     start_bot: StartBot,
     alice: Person,

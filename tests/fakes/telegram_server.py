@@ -194,6 +194,7 @@ class FakeTelegram:
         self.bot_username = bot_username
         self.requires_escaping = requires_escaping  # see telegram_html: bare `&` and `>`
         self.calls: list[Call] = []
+        self._delays: dict[str, float] = {}
         self.chats: dict[int, dict[str, Any]] = {}  # every chat seen in an update
         self.webhook: Webhook | None = None
         self.callback_answers: dict[str, dict[str, Any]] = {}
@@ -290,6 +291,11 @@ class FakeTelegram:
     def rate_limit(self, method: str, retry_after: int = 1, *, times: int = 1) -> FakeTelegram:
         """Answer the next `times` calls of `method` with 429 and this retry_after."""
         self._faults.setdefault(method.lower(), deque()).extend([retry_after] * times)
+        return self
+
+    def slow_down(self, method: str, seconds: float) -> FakeTelegram:
+        """Answer every call of `method` `seconds` late, as a Bot API under load does."""
+        self._delays[method.lower()] = seconds
         return self
 
     def flood_control(
@@ -467,6 +473,8 @@ class FakeTelegram:
         self.calls.append(call)
         try:
             call.params = await _read_params(request)
+            if delay := self._delays.get(method.lower()):
+                await asyncio.sleep(delay)
             self._take_fault(method.lower())
             result = handler(call.params)
             if asyncio.iscoroutine(result):
