@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
@@ -22,7 +22,7 @@ import discord
 import structlog
 
 from bots.pacing import ChatPacer
-from bots.streaming import TypingHint
+from bots.streaming import PacedPreviews, TypingHint
 from bots.text_split import close_open_code_block, split_message
 from core.models import Message
 
@@ -233,7 +233,7 @@ class _Part:
 
 
 @dataclass
-class ReplyStream:
+class ReplyStream(PacedPreviews):
     """`async with ReplyStream(surface, pacer) as s: await s.add(d) ...; await s.finish()`."""
 
     surface: Surface
@@ -258,24 +258,19 @@ class ReplyStream:
         traceback: TracebackType | None,
     ) -> None:
         await self._typing.stop()
+        await self._drop_preview()
 
     @property
     def has_shown_anything(self) -> bool:
         return bool(self._parts)
 
-    async def add(self, delta: str) -> None:
-        self.text += delta
-        if not self.text.strip():
-            return
-        if not self._parts:  # the first message goes at once, and counts as the chat's edit
-            self.pacer.edited(self.surface.pace_key)
-        elif not self.pacer.claim(self.surface.pace_key):
-            return
-        await self._show(is_final=False)
-        self.pacer.shown(self.surface.pace_key)
+    @property
+    def _pace_key(self) -> Hashable:
+        return self.surface.pace_key
 
     async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
         """Deliver the whole text (plus `suffix` and the footer), retrying until it lands."""
+        await self._settle_preview()
         await self._typing.stop()
         self.text += suffix
         if not self.text.strip():

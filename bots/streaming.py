@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Protocol
 
 import structlog
 
+from bots.pacing import ChatPacer
 from core.commands import TurnReply
 from core.errors import ChatbridgeError, ModelStreamBroken
 from core.messages import describe, text
@@ -42,6 +43,58 @@ class TypingHint:
             with contextlib.suppress(Exception):  # a lost "typing" hint is harmless
                 await self._show()
             await asyncio.sleep(self._every)
+
+
+class PacedPreviews:
+    """Previews of a growing answer, at most one per edit interval, each sent in the background:
+    the model is read on while a preview is on its way (a slow chat platform slows only the
+    previews). A subclass has `text`, `pacer`, `has_shown_anything`, `_pace_key` and `_show`;
+    its `finish` starts with `_settle_preview()`, its `__aexit__` calls `_drop_preview()`.
+    """
+
+    text: str
+    pacer: ChatPacer
+    _preview: asyncio.Task[None] | None = None
+
+    @property
+    def has_shown_anything(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def _pace_key(self) -> Hashable:
+        raise NotImplementedError
+
+    async def _show(self, *, is_final: bool) -> None:
+        raise NotImplementedError
+
+    async def add(self, delta: str) -> None:
+        self.text += delta
+        if not self.text.strip() or (self._preview is not None and not self._preview.done()):
+            return  # the preview on its way is followed by one with the newer text
+        if self._preview is not None:
+            await self._preview  # a failed preview fails the answer here, as it would have inline
+        if not self.has_shown_anything:  # the first message goes at once: the chat's edit
+            self.pacer.edited(self._pace_key)
+        elif not self.pacer.claim(self._pace_key):
+            return
+        self._preview = asyncio.create_task(self._show_preview())
+
+    async def _show_preview(self) -> None:
+        await self._show(is_final=False)
+        self.pacer.shown(self._pace_key)
+
+    async def _settle_preview(self) -> None:
+        """Before the whole text: the preview on its way lands first (it may be the message)."""
+        if self._preview is not None:
+            await self._preview
+
+    async def _drop_preview(self) -> None:
+        """The answer is over, finished or not: no preview may outlive it."""
+        if self._preview is not None and not self._preview.done():
+            self._preview.cancel()
+        if self._preview is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # already reported
+                await self._preview
 
 
 class AnswerStream(Protocol):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -21,7 +21,7 @@ from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, RetryAfter
 
 from bots.pacing import ChatPacer
-from bots.streaming import TypingHint
+from bots.streaming import PacedPreviews, TypingHint
 from bots.telegram_render import plain_text, to_telegram_html, visible_length
 from bots.text_split import close_open_code_block, split_message
 
@@ -134,7 +134,7 @@ class _Part:
 
 
 @dataclass
-class ReplyStream:
+class ReplyStream(PacedPreviews):
     """`async with ReplyStream(...) as stream: await stream.add(d) ...; await stream.finish()`."""
 
     bot: Bot
@@ -161,25 +161,20 @@ class ReplyStream:
         traceback: TracebackType | None,
     ) -> None:
         await self._typing.stop()
+        await self._drop_preview()
 
     @property
     def has_shown_anything(self) -> bool:
         return bool(self._parts)
 
-    async def add(self, delta: str) -> None:
-        self.text += delta
-        if not self.text.strip():
-            return
-        if not self._parts:  # the first message goes at once, and counts as the chat's edit
-            self.pacer.edited(self.chat_id)
-        elif not self.pacer.claim(self.chat_id):
-            return
-        await self._show(is_final=False)
-        self.pacer.shown(self.chat_id)
+    @property
+    def _pace_key(self) -> Hashable:
+        return self.chat_id
 
     async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
         """Deliver the whole text (plus `suffix` and a footer line), however long Telegram makes
         us wait."""
+        await self._settle_preview()
         await self._typing.stop()
         self.text += suffix
         if footer_line and self.text.strip():
