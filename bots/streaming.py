@@ -45,6 +45,10 @@ class TypingHint:
             await asyncio.sleep(self._every)
 
 
+# Most answers of a fast model are complete by then; a slow one shows its first words after it.
+FIRST_PREVIEW_AFTER_SECONDS = 0.5
+
+
 class PacedPreviews:
     """Previews of a growing answer, at most one per edit interval, each sent in the background:
     the model is read on while a preview is on its way (a slow chat platform slows only the
@@ -55,6 +59,7 @@ class PacedPreviews:
     text: str
     pacer: ChatPacer
     _preview: asyncio.Task[None] | None = None
+    _is_preview_sending = False
 
     @property
     def has_shown_anything(self) -> bool:
@@ -73,20 +78,33 @@ class PacedPreviews:
             return  # the preview on its way is followed by one with the newer text
         if self._preview is not None:
             await self._preview  # a failed preview fails the answer here, as it would have inline
-        if not self.has_shown_anything:  # the first message goes at once: the chat's edit
-            self.pacer.edited(self._pace_key)
-        elif not self.pacer.claim(self._pace_key):
-            return
-        self._preview = asyncio.create_task(self._show_preview())
+        self._is_preview_sending = False
+        if not self.has_shown_anything:
+            self._preview = asyncio.create_task(self._show_first_preview())
+        elif self.pacer.claim(self._pace_key):
+            self._preview = asyncio.create_task(self._show_preview())
+
+    async def _show_first_preview(self) -> None:
+        """The first text waits a moment: an answer complete by then is sent whole, as one
+        message that never needs an edit (the chat's next edit slot can be a second away)."""
+        await asyncio.sleep(FIRST_PREVIEW_AFTER_SECONDS)
+        self.pacer.edited(self._pace_key)  # the first message counts as the chat's edit
+        await self._show_preview()
 
     async def _show_preview(self) -> None:
+        self._is_preview_sending = True
         await self._show(is_final=False)
         self.pacer.shown(self._pace_key)
 
     async def _settle_preview(self) -> None:
-        """Before the whole text: the preview on its way lands first (it may be the message)."""
-        if self._preview is not None:
-            await self._preview
+        """Before the whole text: a preview on its way lands first (it may be the message); one
+        still waiting for its moment is not needed any more."""
+        if self._preview is None:
+            return
+        if not self._is_preview_sending:
+            await self._drop_preview()
+            return
+        await self._preview
 
     async def _drop_preview(self) -> None:
         """The answer is over, finished or not: no preview may outlive it."""

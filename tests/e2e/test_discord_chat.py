@@ -474,14 +474,17 @@ async def test_a_server_error_on_the_final_edit_is_retried_until_the_text_arrive
     start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
 ) -> None:
     service = await start_bot()
-    fake_openrouter.deltas_per_reply = 1  # one preview, then the final edit is the only edit
+    # One preview (the first words, shown FIRST_PREVIEW_AFTER_SECONDS = 0.5 s in), then the rest
+    # 0.7 s in, before the next edit slot (0.5 + EDIT_INTERVAL): the final edit is the only edit.
+    fake_openrouter.deltas_per_reply = 2
+    fake_openrouter.stall(after_deltas=1, seconds=0.7)
     # 503 is not among the statuses discord.py retries itself: the front must.
     alice.fake.fail("PATCH", EDIT_ROUTE, status=503, message="503: Service Unavailable")
 
     (answer,) = await asks(alice, "hello")
 
     assert [c.status for c in alice.fake.calls_to("PATCH", EDIT_ROUTE)] == [503, 200]
-    assert answer.history[0] == "echo: hello" + PREVIEW_SUFFIX
+    assert answer.history[0].endswith(PREVIEW_SUFFIX)
     assert answer_text([answer]) == "echo: hello"
     assert [e["status"] for e in service.events("discord.final_retry")] == [503]
 

@@ -472,6 +472,8 @@ async def test_retry_answers_again_publicly_in_the_interaction_response_streamed
     await alice.command("new", {"title": "Greetings"})
     assert await chats(alice, "hello again") == "echo: hello again"
 
+    # Slow enough for a preview (the first one comes FIRST_PREVIEW_AFTER_SECONDS = 0.5 s in).
+    fake_openrouter.stall(after_deltas=1, seconds=1.0)
     interaction = alice.runs("retry")
     record = record_of(alice, interaction)
     answer = await alice.fake.wait_for(

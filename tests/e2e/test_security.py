@@ -267,12 +267,15 @@ async def drive_telegram(
     assert broken.status_code == 400
 
 
-async def drive_discord(person: Person) -> list[str]:
+async def drive_discord(person: Person, model: FakeOpenRouter) -> list[str]:
     """A DM, a slash command, a failed edit and a dropped gateway; returns interaction tokens."""
     assert await discord_asks(person, "hello discord") == "echo: hello discord"
     interaction = person.runs("sessions")
     listing = await person.answer_to(interaction)
     assert "hello discord" in listing.content
+    # A pause after the first words: they are shown (0.5 s in), and the rest comes before the
+    # next edit slot (0.5 + DISCORD_EDIT_INTERVAL): the whole text is the one edit, and fails.
+    model.stall(after_deltas=1, seconds=0.6)
     person.fake.fail("PATCH", EDIT_ROUTE, status=503, message="503: Service Unavailable")
     assert await discord_asks(person, "after a failed edit") == "echo: after a failed edit"
     await person.fake.drop_gateway()  # discord.py resumes: the token goes out again
@@ -307,7 +310,7 @@ async def test_a_debug_run_of_every_front_with_faults_writes_no_secret_to_any_ou
 
     jwts = await drive_the_http_api(http, service, fronts.openrouter)
     await drive_telegram(http, service, fronts.telegram)
-    interaction_tokens = await drive_discord(Person(fronts.discord))
+    interaction_tokens = await drive_discord(Person(fronts.discord), fronts.openrouter)
     fronts.openrouter.reject(401)
     terminal = await run_cli(
         "chat", "--user", "x", env=fronts.env(**variables),

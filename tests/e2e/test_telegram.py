@@ -395,7 +395,8 @@ async def test_an_answer_streams_typing_first_then_one_message_edited_to_the_who
     fake_openrouter.reply_text = "\n".join(lines)
     fake_openrouter.deltas_per_reply = 60
     fake_openrouter.slow_first_token(0.5)
-    trickle(monkeypatch, fake_openrouter, 0.01)
+    # 1.2 s of streaming: the first preview (after FIRST_PREVIEW_AFTER_SECONDS), then edits.
+    trickle(monkeypatch, fake_openrouter, 0.02)
     shown = "\n".join(line.replace("**", "") for line in lines)
 
     answer = await alice.asks_model("tell me about tides", shown)
@@ -436,6 +437,18 @@ async def test_previews_of_a_streaming_answer_are_paced_by_the_edit_interval(
     assert min(gaps(previews)) >= PACING_TOLERANCE * EDIT_INTERVAL, gaps(previews)
 
 
+async def test_an_answer_complete_before_the_first_preview_is_due_is_sent_whole_without_edits(
+    start_bot: StartBot, alice: Person, fake_telegram: FakeTelegram
+) -> None:
+    await start_bot()
+
+    answer = await alice.asks_model("quick one")
+
+    assert answer.edit_count == 0
+    assert answer.versions[0].visible_text == "echo: quick one"
+    assert calls_in_chat(fake_telegram, "editMessageText", alice.chat_id) == []
+
+
 async def test_a_slow_bot_api_gets_fewer_previews_not_one_edit_per_word(
     start_bot: StartBot,
     alice: Person,
@@ -472,8 +485,9 @@ async def test_the_final_edit_also_waits_for_the_edit_interval(
     fake_openrouter.reply_text = " ".join(f"word{n}" for n in range(10))
     fake_openrouter.deltas_per_reply = 10
     # The last delta comes after a pause: it is shown as a preview, and the end follows at once.
+    # (Slow enough that the first preview, FIRST_PREVIEW_AFTER_SECONDS in, comes before it.)
     fake_openrouter.stall(after_deltas=9, seconds=2 * EDIT_INTERVAL)
-    trickle(monkeypatch, fake_openrouter, 0.02)
+    trickle(monkeypatch, fake_openrouter, 0.08)
 
     await alice.asks_model("talk", fake_openrouter.reply_text)
 
