@@ -282,6 +282,7 @@ stored can slow it, so when it moves, the machine was busy.
 {scale_table(scaled)}
 
 {NOTES_MARKER}
+
 {notes}"""
 
 
