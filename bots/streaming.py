@@ -111,7 +111,8 @@ class PacedPreviews:
         if self._preview is not None and not self._preview.done():
             self._preview.cancel()
         if self._preview is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # already reported
+            # How the answer ended is what gets reported; a failed preview adds nothing to it.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._preview
 
 
