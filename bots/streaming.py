@@ -18,9 +18,16 @@ from core.models import Message
 
 log = structlog.get_logger(__name__)
 
+# A quick answer (most of a fast model's) is complete by then: shown whole, without a hint or an
+# edit. A slower one gets its "typing" hint, and its first words, from then on.
+TYPING_AFTER_SECONDS = 0.5
+FIRST_PREVIEW_AFTER_SECONDS = 0.5
+
 
 class TypingHint:
-    """Calls `show` every `every` seconds from `start()` until `stop()` or until `is_over()`."""
+    """Calls `show` every `every` seconds from TYPING_AFTER_SECONDS after `start()` until
+    `stop()` or until `is_over()`: an answer that is quick needs no hint, and each hint is a
+    request that counts against the platform's rate limits."""
 
     def __init__(
         self, show: Callable[[], Awaitable[object]], *, every: float, is_over: Callable[[], bool]
@@ -39,14 +46,11 @@ class TypingHint:
             self._task = None
 
     async def _keep_showing(self) -> None:
+        await asyncio.sleep(TYPING_AFTER_SECONDS)
         while not self._is_over():
             with contextlib.suppress(Exception):  # a lost "typing" hint is harmless
                 await self._show()
             await asyncio.sleep(self._every)
-
-
-# Most answers of a fast model are complete by then; a slow one shows its first words after it.
-FIRST_PREVIEW_AFTER_SECONDS = 0.5
 
 
 class PacedPreviews:

@@ -202,7 +202,8 @@ async def test_a_dm_is_answered_as_a_reply_after_typing_with_a_footer_and_the_tu
     start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
 ) -> None:
     service = await start_bot()
-    fake_openrouter.slow_first_token(0.3)  # the user waits: they should see "typing…"
+    # The user waits longer than TYPING_AFTER_SECONDS (0.5): they should see "typing…".
+    fake_openrouter.slow_first_token(0.8)
 
     (answer,) = await asks(alice, "when is high tide?", service=service)
 
