@@ -34,7 +34,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from benchmarks.measures import MODEL, WORDS, build
+from benchmarks.measures import MODEL, build, prose
 from core.activity import BUCKETS_PER_WINDOW, KEY_PREFIX, SHORTEST_BUCKET_SECONDS
 from core.backup import restore_lines
 from core.backup_format import FORMAT, VERSION
@@ -161,7 +161,7 @@ class _Texts:
 
 
 def _words(rng: random.Random, low: int, high: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+    return prose(rng, rng.randint(low, high))
 
 
 class _Activity:
