@@ -46,7 +46,7 @@ class Size:
     scale_sizes: tuple[int, ...]
     scale_samples: int
     front_chats: tuple[int, ...]
-    front_updates_per_chat: int | None = None  # None: 20 per row, spread over its chats
+    front_updates_per_chat: int | None = None  # None: 200 per row, spread over its chats
 
 
 SIZES = {
