@@ -11,6 +11,7 @@ the last second before the kill, and print what they measured (`pytest -s`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -167,6 +168,10 @@ async def test_a_sentinel_failover_during_traffic_loses_no_turn_acknowledged_bef
 # --- Cluster ----------------------------------------------------------------------------------
 
 
+# redis-py 8.1 drops the dead master's ClusterNode when it refreshes the slots without closing
+# the connection the server cut, so its socket is only closed by the garbage collector. That
+# leak is the client's, one socket per failover; the test collects it while the filter holds.
+@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
 async def test_a_cluster_master_failover_loses_no_turn_acknowledged_before_the_window(
     cluster_with_replicas: LocalCluster,
 ):
@@ -180,6 +185,7 @@ async def test_a_cluster_master_failover_loses_no_turn_acknowledged_before_the_w
         run = await fail_over_during_traffic(traffic, victim, promoted, probe_key)
     finally:
         await close_redis(client)
+        gc.collect()
 
     assert info(promoted, "replication")["role"] == "master"
     assert run.lost_beyond_the_window == []
