@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench chat clean
+.PHONY: run test lint format bench chat commander clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("chatbridge needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -34,5 +34,8 @@ format: $(STAMP)
 bench: $(STAMP)  ## performance figures into docs/benchmarks.md (SIZE=tiny|default|full)
 	$(BIN)/python -m benchmarks --size $(or $(SIZE),default) --output docs/benchmarks.md
 
+commander: $(STAMP)  ## Redis Commander (npm ci once; needs nodejs npm) on the service's Redis
+	$(BIN)/python -m bots.commander
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/commander/node_modules

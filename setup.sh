@@ -82,6 +82,8 @@ Done. Next:
        make run          # or: $VENV/bin/python -m bots
   3. Chat from this terminal:
        $VENV/bin/python -m bots chat --user me
+  4. Look into its Redis in a browser (Redis Commander; needs nodejs and npm):
+       make commander
   Tests: make test.  Everything in docker: set REDIS_PASSWORD, REDIS_COMMANDER_PASSWORD and
   API_TOKEN in .env, then docker compose up -d (Redis Commander on http://127.0.0.1:8081).
 EOF

@@ -89,6 +89,8 @@ async def serve(settings: Settings) -> None:
         # In the background: a chat platform that is down must not keep the rest from serving.
         fronts: list[asyncio.Task[None]] = []
         try:
+            if core.webhooks is not None:
+                core.webhooks.start()  # in the background: delivers while Redis answers
             await _listen(runner, settings)
             if telegram is not None:
                 fronts.append(asyncio.create_task(telegram.start_when_reachable()))
@@ -127,6 +129,9 @@ async def _stop_gracefully(
     await asyncio.gather(*fronts, return_exceptions=True)
     if telegram is not None:
         await telegram.stop()
+    if core.webhooks is not None:
+        # After the turns, whose events are in the stream: what is undelivered waits there.
+        await core.webhooks.stop()
     await runner.cleanup()
     log.info("service.stopped", interrupted_turns=interrupted)
 
@@ -193,9 +198,14 @@ def _configure_logging(settings: Settings, *, quiet: bool) -> None:
             settings.discord_bot_token,
             settings.api_token,
             settings.jwt_secret,
+            settings.webhook_secret,
         )
         if secret is not None
     ]
+    # Receiver URLs may carry credentials (user:password@, ?token=); they are logged redacted,
+    # and these parts never appear even by accident.
+    for url in settings.webhook_urls:
+        secrets += [urlsplit(url).password or "", urlsplit(url).query]
     # The terminal is for the conversation: only warnings and errors interrupt it.
     level = "WARNING" if quiet and settings.log_level in ("DEBUG", "INFO") else settings.log_level
     configure_logging(level=level, log_format=settings.log_format, secrets=secrets)

@@ -161,7 +161,7 @@ async def start_chat(request: web.Request) -> web.Response:
             for_turn=True,
         )  # fmt: skip
     except QuotaExceeded as error:
-        core.metrics.turn_ended_early(FRONT, error)  # a turn refused before it began
+        core.metrics.turn_ended_early(FRONT, error, body.user_id)  # refused before it began
         raise
     turn = core.chat.turn(
         body.initial_message,

@@ -1,4 +1,4 @@
-"""The aiohttp application: health, the REST API, its OpenAPI document, metrics.
+"""The aiohttp application: health, the REST API, its OpenAPI document, metrics, dashboard.
 
 One middleware turns every failure into the API's error JSON; another authenticates every
 `/api/` and `/metrics` request except the open ones (health and the OpenAPI document).
@@ -18,6 +18,7 @@ from bots.api_auth import Authenticator
 from bots.api_errors import CODE_BY_STATUS, ApiError, core_error_response, error_response
 from bots.api_routes import CORE, PRINCIPAL, respond, routes
 from bots.api_schema import Health, RedisStatus, SessionCounts, SessionsHealth
+from bots.dashboard import add_dashboard_routes
 from bots.openapi import openapi_document
 from bots.runtime import Core
 from bots.telegram_bot import TelegramFront
@@ -80,6 +81,7 @@ def build_app(core: Core, *, telegram: TelegramFront | None = None) -> web.Appli
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_get("/metrics", metrics)
     app.router.add_routes(routes)
+    add_dashboard_routes(app)  # /dashboard (public page) and /api/dashboard (full access)
     if telegram is not None and telegram.webhook_path is not None:
         app.router.add_post(telegram.webhook_path, telegram.webhook)
     return app

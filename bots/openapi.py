@@ -29,6 +29,7 @@ from bots.api_schema import (
     SessionsHealth,
     StartChat,
 )
+from bots.dashboard_schema import DashboardOut
 from core.session_keys import SESSION_ID_PATTERN
 from core.settings import Settings
 
@@ -37,6 +38,7 @@ REF = "#/components/schemas/{model}"
 REQUESTS: tuple[type[BaseModel], ...] = (CreateSession, StartChat, ChatMessage, AddMessage)
 RESPONSES: tuple[type[BaseModel], ...] = (
     SessionOut, SessionList, MessageOut, MessageList, ChatReply, ErrorOut, Health, SessionsHealth,
+    DashboardOut,
 )  # fmt: skip
 ERROR_TEXT = {
     400: "Malformed JSON",
@@ -157,6 +159,9 @@ def _paths() -> JSON:
             "summary": "This document", "security": [],
             "responses": {"200": {"description": "OpenAPI 3.1", "content": {
                 "application/json": {"schema": {"type": "object"}}}}}}},
+        "/api/dashboard": {"get": _operation(
+            "The dashboard's figures over the last hour and day, from every replica (the "
+            "service token when auth is on)", ok=(200, "DashboardOut"), errors=(401, 403, 503))},
         "/metrics": {"get": {
             "summary": "Prometheus metrics (the service token when auth is on)",
             "responses": {"200": {"description": "Prometheus text format", "content": {

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import structlog
 
+from core.analytics import AnalyticsFlusher, Tallies
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
 from core.embedded_redis import EmbeddedRedis, project_redis_conf, socket_of_running_service
+from core.events import event_publisher
 from core.metrics import Metrics
 from core.openrouter import OpenRouterClient
 from core.redis_connection import (
@@ -23,6 +25,7 @@ from core.redis_connection import (
 from core.session_limits import SessionLimits
 from core.session_store import SessionStore
 from core.settings import Settings
+from core.webhooks import Webhooks
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +42,10 @@ class Core:
     chat: ChatService
     commands: CommandHandler
     metrics: Metrics  # the one every part above counts into; GET /metrics serves it
+    # Writes what `metrics` tallies for the dashboard to Redis every few seconds.
+    analytics: AnalyticsFlusher | None = None
+    # Event delivery to WEBHOOK_URLS (None: off); only `serve` starts it.
+    webhooks: Webhooks | None = None
 
 
 @asynccontextmanager
@@ -52,10 +59,15 @@ async def open_core(settings: Settings, *, may_join_embedded: bool = False) -> A
         url = await _redis_url(settings, stack, may_join_embedded=may_join_embedded)
         redis = redis_from_settings(settings, url=url)
         stack.push_async_callback(close_redis, redis)
-        metrics = Metrics(models=(settings.default_model, *settings.fallback_models))
+        tallies = Tallies()
+        metrics = Metrics(models=(settings.default_model, *settings.fallback_models), tally=tallies)
         model = OpenRouterClient.from_settings(settings, metrics)
         stack.push_async_callback(model.aclose)
-        store = SessionStore(redis, SessionLimits.from_settings(settings), metrics)
+        events = event_publisher(redis, settings.webhook_urls)
+        store = SessionStore(redis, SessionLimits.from_settings(settings), metrics, events=events)
+        webhooks = Webhooks.from_settings(redis, events, settings)
+        if webhooks is not None:
+            stack.push_async_callback(webhooks.stop)  # before the Redis client closes
         chat = ChatService(
             store,
             model,
@@ -64,7 +76,13 @@ async def open_core(settings: Settings, *, may_join_embedded: bool = False) -> A
             ),
             metrics,
         )
-        yield Core(settings, redis, store, chat, CommandHandler(chat, metrics), metrics)
+        analytics = AnalyticsFlusher(redis, tallies)
+        # Entered after the Redis client, so its last flush runs before the client closes.
+        await stack.enter_async_context(analytics.running())
+        commands = CommandHandler(chat, metrics)
+        yield Core(
+            settings, redis, store, chat, commands, metrics, analytics=analytics, webhooks=webhooks
+        )
 
 
 async def _redis_url(

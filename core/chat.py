@@ -29,7 +29,8 @@ from core.errors import (
     SessionBusy,
     TurnInterrupted,
 )
-from core.metrics import UNKNOWN_FRONT, Metrics, ModelCall
+from core.events import EventPublisher, EventType, turn_completed, turn_failed
+from core.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, Metrics, ModelCall
 from core.models import Message, Session
 from core.openrouter import ChatMessage, CompletionDone, StreamEvent
 from core.session_store import SessionStore, TurnStart
@@ -71,12 +72,16 @@ class ChatService:
         model: ChatModel,
         settings: TurnSettings,
         metrics: Metrics | None = None,
+        *,
+        events: EventPublisher | None = None,
     ) -> None:
         self.store = store
         self.model = model
         self.settings = settings
         # By default the store's, so one Metrics object sees the turn and its Redis errors.
         self.metrics = metrics if metrics is not None else store.metrics
+        # Told how each turn ended (webhooks); by default the store's.
+        self.events = events if events is not None else store.events
         self._running = _RunningTurns()
         self._is_stopping = False
 
@@ -180,7 +185,7 @@ class Turn:
             self._start = await self._begin()
         except BaseException as error:
             # __aexit__ does not run when __aenter__ raises.
-            self._count(error)
+            await self._report(error)
             self._service._running.discard(self)
             raise
         structlog.contextvars.bind_contextvars(session=self._start.session.id)
@@ -206,7 +211,8 @@ class Turn:
                 # abandoned turn needs this extra one. The lock would expire anyway.
                 with contextlib.suppress(ChatbridgeError):
                     await self._service.store.release_lock(self.session.id, self._start.lock_token)
-            self._count(exc)  # a no-op unless the turn ended without an answer or a core error
+            # A no-op unless the turn ended without an answer or a core error.
+            await self._report(exc)
             structlog.contextvars.unbind_contextvars("session")
         finally:
             self._service._running.discard(self)
@@ -234,7 +240,7 @@ class Turn:
                 if isinstance(event, CompletionDone):
                     call.answered(event.model, event.usage)
                     await self._store_reply("".join(parts), event)
-                    self._count(None)
+                    await self._report(None)
                     _log_completed(event, call)
                     return
                 call.saw_text()
@@ -244,7 +250,7 @@ class Turn:
             # Refused unsent, or stopped by us: nothing to say about the model.
             if not isinstance(error, ModelCircuitOpen | TurnInterrupted):
                 call.failed()  # a no-op when the model answered and storing its answer failed
-            self._count(error)
+            await self._report(error)
             raise
 
     async def _next_event(
@@ -279,15 +285,37 @@ class Turn:
             raise RuntimeError("the turn has not stored its reply")
         return self.reply, self.session_after
 
-    def _count(self, ending: BaseException | None) -> None:
-        """Count the turn once: completed once its reply is stored, else by what ended it."""
-        if self._is_counted:
+    async def _report(self, ending: BaseException | None) -> None:
+        """Count the turn and publish how it ended, once (the reply, if any, is stored)."""
+        if not self._count(ending):
             return
+        if self.reply is not None and self.session_after is not None:
+            data = turn_completed(
+                self.session_after, front=self._front, model=self.reply.model or self.model,
+                usage=self.reply.usage,
+            )  # fmt: skip
+            await self._service.events.publish(EventType.TURN_COMPLETED, data)
+            return
+        session_id = self._start.session.id if self._start is not None else self._session_id
+        user_id = self._start.session.user_id if self._start is not None else self._user_id
+        code = _ending_code(ending)
+        data = turn_failed(session_id, user_id, front=self._front, error=code)
+        await self._service.events.publish(EventType.TURN_FAILED, data)
+
+    def _count(self, ending: BaseException | None) -> bool:
+        """Count the turn once: completed once its reply is stored, else by what ended it.
+
+        True the first time, when it counted."""
+        if self._is_counted:
+            return False
         self._is_counted = True
+        # The session's owner once known: a turn by session id (the HTTP API) names no user.
+        user_id = self._start.session.user_id if self._start is not None else self._user_id
         if self.reply is not None:
-            self._service.metrics.turn_completed(self._front)
+            self._service.metrics.turn_completed(self._front, user_id)
         else:
-            self._service.metrics.turn_ended_early(self._front, ending)
+            self._service.metrics.turn_ended_early(self._front, ending, user_id)
+        return True
 
     @property
     def _started(self) -> TurnStart:
@@ -350,6 +378,13 @@ class Turn:
         self.reply, self.session_after = await self._service.store.finish_turn(
             self._started, text, model=done.model, usage=done.usage, is_retry=self.is_retry
         )
+
+
+def _ending_code(ending: BaseException | None) -> str:
+    """How a turn without an answer ended: the core error's code, a bug, or abandoned."""
+    if isinstance(ending, ChatbridgeError):
+        return ending.code
+    return INTERNAL_ERROR if isinstance(ending, Exception) else ABANDONED
 
 
 def _log_completed(done: CompletionDone, call: ModelCall) -> None:

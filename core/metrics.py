@@ -7,6 +7,8 @@ memory: it never touches Redis.
 
 Every label has a bounded set of values — fronts, error codes, a few kinds, and model ids capped
 at MAX_MODEL_LABELS — never a user or a session, so the number of series stays small.
+An optional `Tally` (the dashboard's, core.analytics) is told the same events, plus the user
+of each turn for its active-user count.
 
     chatbridge_turns_total{front, outcome}                 completed | abandoned | an error code
     chatbridge_errors_total{front, kind}                   core error codes, turns and commands
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -68,6 +70,23 @@ RedisErrorKind = Literal["unavailable", "full", "other"]
 REDIS_ERROR_KINDS: Final[tuple[RedisErrorKind, ...]] = ("unavailable", "full", "other")
 
 
+class Tally(Protocol):
+    """A second sink for what Metrics counts, with the same bounded labels (the dashboard's
+    core.analytics.Tallies): in memory only, so counting into it costs the chat path nothing."""
+
+    def turn(self, front: str, outcome: str, user_id: str | None) -> None: ...
+
+    def error(self, kind: str) -> None: ...
+
+    def refusal(self, source: str) -> None: ...
+
+    def model_call(self, model: str, seconds: float, first_token_seconds: float | None) -> None: ...
+
+    def usage(
+        self, model: str, prompt_tokens: int, completion_tokens: int, cost: float | None
+    ) -> None: ...
+
+
 def front_of(user_id: str) -> str:
     """The front of a platform-qualified user id: `telegram:123` is telegram."""
     prefix, separator, _ = user_id.partition(":")
@@ -78,10 +97,16 @@ class Metrics:
     """The process's counters and histograms; `exposition()` is the body of GET /metrics."""
 
     def __init__(
-        self, registry: CollectorRegistry | None = None, *, models: Iterable[str] = ()
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        models: Iterable[str] = (),
+        tally: Tally | None = None,
     ) -> None:
-        """`models`: the configured ones, which keep their own label whatever users pick."""
+        """`models`: the configured ones, which keep their own label whatever users pick.
+        `tally`: also counts turns, errors, refusals, model calls and usage there."""
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._tally = tally
         self._model_labels = _CappedLabels(MAX_MODEL_LABELS, OTHER_MODEL, models)
         self._define_counters()
         self._define_histograms()
@@ -152,18 +177,26 @@ class Metrics:
         """Every metric in the Prometheus text format (see CONTENT_TYPE)."""
         return generate_latest(self.registry)
 
-    def turn_completed(self, front: str) -> None:
-        self._turns.labels(_front(front), COMPLETED).inc()
+    def turn_completed(self, front: str, user_id: str | None = None) -> None:
+        """`user_id` (never a label) counts the user as active in the tally, if any."""
+        self._count_turn(_front(front), COMPLETED, user_id)
 
-    def turn_ended_early(self, front: str, ending: BaseException | None) -> None:
+    def turn_ended_early(
+        self, front: str, ending: BaseException | None, user_id: str | None = None
+    ) -> None:
         """A turn that stored no reply: a core error, a bug, or abandoned (None, cancelled)."""
         front = _front(front)
         if isinstance(ending, Exception):
             kind = ending.code if isinstance(ending, ChatbridgeError) else INTERNAL_ERROR
-            self._turns.labels(front, kind).inc()
+            self._count_turn(front, kind, user_id)
             self._count_error(front, ending)
         else:
-            self._turns.labels(front, ABANDONED).inc()
+            self._count_turn(front, ABANDONED, user_id)
+
+    def _count_turn(self, front: str, outcome: str, user_id: str | None) -> None:
+        self._turns.labels(front, outcome).inc()
+        if self._tally is not None:
+            self._tally.turn(front, outcome, user_id)
 
     def command_failed(self, front: str, error: ChatbridgeError) -> None:
         self._count_error(_front(front), error)
@@ -177,6 +210,8 @@ class Metrics:
 
     def rate_limit_refused(self, source: RateLimitSource) -> None:
         self._rate_limit_refusals.labels(source).inc()
+        if self._tally is not None:
+            self._tally.refusal(source)
 
     def model_breaker_opened(self, model: str) -> None:
         self._breaker_opens.labels(self._model_labels(model)).inc()
@@ -191,6 +226,8 @@ class Metrics:
     def _count_error(self, front: str, error: Exception) -> None:
         kind = error.code if isinstance(error, ChatbridgeError) else INTERNAL_ERROR
         self._errors.labels(front, kind).inc()
+        if self._tally is not None:
+            self._tally.error(kind)
         for error_type, source in RATE_LIMIT_SOURCES:
             if isinstance(error, error_type):
                 self.rate_limit_refused(source)
@@ -203,6 +240,8 @@ class Metrics:
         self._latency.labels(label).observe(seconds)
         if first_token_seconds is not None:
             self._first_token.labels(label).observe(first_token_seconds)
+        if self._tally is not None:
+            self._tally.model_call(label, seconds, first_token_seconds)
 
     def count_usage(self, model: str, usage: Usage | None) -> None:
         if usage is None:
@@ -212,6 +251,8 @@ class Metrics:
         self._tokens.labels(label, "completion").inc(usage.completion_tokens)
         if usage.cost is not None and usage.cost >= 0:  # a counter only goes up
             self._cost.labels(label).inc(usage.cost)
+        if self._tally is not None:
+            self._tally.usage(label, usage.prompt_tokens, usage.completion_tokens, usage.cost)
 
 
 class ModelCall:

@@ -23,6 +23,13 @@ from core.errors import (
     SessionLimitReached,
     SessionNotFound,
 )
+from core.events import (
+    NO_EVENTS,
+    EventPublisher,
+    EventType,
+    session_created,
+    session_deleted,
+)
 from core.metrics import Metrics
 from core.models import Message, MessagePage, Role, Session, Usage, datetime_from_ms
 from core.redis_connection import RedisClient
@@ -67,11 +74,18 @@ class SessionStore:
     """The only code that reads or writes session data in Redis (besides core/backup.py)."""
 
     def __init__(
-        self, redis: RedisClient, limits: SessionLimits, metrics: Metrics | None = None
+        self,
+        redis: RedisClient,
+        limits: SessionLimits,
+        metrics: Metrics | None = None,
+        *,
+        events: EventPublisher = NO_EVENTS,
     ) -> None:
         self._redis = redis
         self.limits = limits
         self.metrics = metrics if metrics is not None else Metrics()
+        # Told of sessions created and deleted once the change is stored (webhooks).
+        self.events = events
         self.activity = SessionActivity(limits.ttl_seconds)
         self._scripts = LuaScripts(redis, self.activity, self.metrics)
         self._run = self._scripts.run
@@ -122,7 +136,13 @@ class SessionStore:
             raise refusal
         if reply[0] == "LIMIT":
             raise SessionLimitReached(limit=limits.max_sessions_per_user)
-        return session_from(reply[1:8])
+        for evicted_id in reply[8:]:  # SESSION_LIMIT_POLICY=evict_oldest made room
+            await self.events.publish(
+                EventType.SESSION_DELETED, session_deleted(str(evicted_id), user_id)
+            )
+        session = session_from(reply[1:8])
+        await self.events.publish(EventType.SESSION_CREATED, session_created(session))
+        return session
 
     async def get_session(self, session_id: str, *, owner: str | None = None) -> Session:
         reply = await self._run(
@@ -171,6 +191,9 @@ class SessionStore:
         )  # fmt: skip
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()
+        await self.events.publish(
+            EventType.SESSION_DELETED, session_deleted(session_id, str(reply[1]))
+        )
         return str(reply[2]) or None
 
     async def rename_session(
@@ -315,13 +338,14 @@ class SessionStore:
         else:
             assert user_id is not None  # noqa: S101  (checked at the top)
             anchor, tag = user_index_key(user_id), user_tag(user_id)
+        created_id = new_session_id(user_id) if user_id else ""
         reply = await self._run(
             "begin_turn",
             anchor,
             tag,
             user_id or "",
             session_id or "",
-            new_session_id(user_id) if user_id else "",
+            created_id,
             content or "",
             lock_token,
             lock_ttl_ms,
@@ -334,7 +358,10 @@ class SessionStore:
         )
         if refusal := self.limits.refusal(reply):
             raise refusal
-        return _turn_start(reply, lock_token)
+        start = _turn_start(reply, lock_token)
+        if start.session.id == created_id:  # the user had no session: the turn made one
+            await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
+        return start
 
     async def release_lock(self, session_id: str, lock_token: str) -> bool:
         return await self._lock(session_id, lock_token, 0)

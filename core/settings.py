@@ -22,6 +22,7 @@ Snowflake = Annotated[int, Field(gt=0, lt=2**64)]
 # HS256 wants a key as long as its hash (RFC 7518 §3.2); a bearer token, enough to resist guessing.
 SHORTEST_SECRET = {"jwt_secret": 32, "api_token": 16}
 MAX_RATE_LIMIT_MESSAGES = 1000
+SHORTEST_WEBHOOK_SECRET = 16
 CLUSTER_URL_SCHEMES = ("redis+cluster", "rediss+cluster")
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_URL_SCHEMES)
 DEFAULT_SENTINEL_PORT = 26379
@@ -102,6 +103,11 @@ class Settings(BaseSettings):
     # interrupted (their question kept for /retry). Below the orchestrator's kill timeout.
     shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=3600)
 
+    # Event webhooks (core/webhooks.py): receivers, the HMAC key, attempts before dead-letter.
+    webhook_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] | None = None
 
@@ -113,6 +119,7 @@ class Settings(BaseSettings):
         "discord_allowed_users",
         "discord_allowed_roles",
         "discord_shard_ids",
+        "webhook_urls",
         mode="before",
     )
     @classmethod
@@ -231,6 +238,31 @@ class Settings(BaseSettings):
     def _websocket_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                # Not the URL itself: it may carry a receiver's credentials.
+                raise ValueError("each URL must start with http:// or https:// and name a host")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a URL twice")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_signing_secret(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if value is None and info.data.get("webhook_urls"):
+            raise ValueError("is required with WEBHOOK_URLS: the key the requests are signed with")
+        if value is not None and len(value.get_secret_value()) < SHORTEST_WEBHOOK_SECRET:
+            raise ValueError(
+                f"must be at least {SHORTEST_WEBHOOK_SECRET} characters; a short one can be guessed"
+            )
         return value
 
     @field_validator("log_level", mode="before")

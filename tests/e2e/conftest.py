@@ -30,7 +30,7 @@ from tests.redis_process import RedisProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 CHATBRIDGE_PREFIXES = ("REDIS_", "OPENROUTER_", "TELEGRAM_", "DISCORD_", "HTTP_", "LOG_")
-CHATBRIDGE_PREFIXES += ("SESSION_", "MAX_", "RATE_LIMIT_")
+CHATBRIDGE_PREFIXES += ("SESSION_", "MAX_", "RATE_LIMIT_", "WEBHOOK_", "REDIS_COMMANDER_")
 CHATBRIDGE_NAMES = {"API_TOKEN", "JWT_SECRET", "DEFAULT_MODEL", "FALLBACK_MODELS", "SYSTEM_PROMPT"}
 CHATBRIDGE_NAMES |= {"DAILY_TOKEN_BUDGET"}
 # The terminal picks its language from these; tests choose it explicitly.
