@@ -224,11 +224,13 @@ class AnalyticsReader:
         minutes = [minute_key(m) for m in range(minute - HOUR_POINTS + 1, minute + 1)]
         hours = [hour_key(h) for h in range(hour - DAY_POINTS + 1, hour + 1)]
         pipe = self._redis.pipeline(transaction=False)
+        # PFCOUNT through execute_command: redis-py's Cluster pipeline refuses `pfcount()`
+        # outright, since its keys could span slots; ours share one hash tag, so one slot.
         for key in (*minutes, *hours):
             pipe.hgetall(key)
-            pipe.pfcount(users_key(key))
-        pipe.pfcount(*(users_key(key) for key in minutes))
-        pipe.pfcount(*(users_key(key) for key in hours))
+            pipe.execute_command("PFCOUNT", users_key(key))
+        pipe.execute_command("PFCOUNT", *(users_key(key) for key in minutes))
+        pipe.execute_command("PFCOUNT", *(users_key(key) for key in hours))
         replies = await pipe.execute()
         per_key, users_in_hour, users_in_day = replies[:-2], replies[-2], replies[-1]
         buckets = [(_text(per_key[i]), int(per_key[i + 1])) for i in range(0, len(per_key), 2)]

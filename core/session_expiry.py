@@ -73,6 +73,10 @@ class SessionExpiryListener:
                     await asyncio.wait_for(self.stopping.wait(), self._retry_seconds)
 
     async def _listen(self) -> None:
+        if isinstance(self._redis, RedisCluster):
+            # Until its first command a Cluster client knows no node: it would switch
+            # notifications on nowhere and subscribe to no primary, and hear nothing.
+            await self._redis.initialize()
         await self._enable_notifications()
         async with self._redis.keyspace_notifications() as notifications:
             await notifications.subscribe_keyevent("expired", db=_database(self._redis))
