@@ -191,6 +191,10 @@ class ReceiverDispatcher:
         # Continue from the cursor next time, so a long pending list is walked round by round.
         self._claim_cursor = str(reply[0])
         claimed: list[tuple[str, dict[str, str] | None]] = list(reply[1])
+        # Redis 7 drops pending entries trimmed from the stream (MAXLEN) and names them here;
+        # Redis 6.2 returns them among the claimed, without fields (see _attempt).
+        for stream_id in reply[2] if len(reply) > 2 else ():
+            log.warning("webhooks.event_trimmed", receiver=self.receiver, entry=str(stream_id))
         if not claimed:
             return []
         attempts = await self._attempt_numbers([stream_id for stream_id, _ in claimed])

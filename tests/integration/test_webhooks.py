@@ -294,6 +294,31 @@ async def test_an_event_is_dead_lettered_after_exactly_the_maximum_attempts(
     assert pending["pending"] == 0
 
 
+async def test_an_event_trimmed_from_the_stream_while_awaiting_its_retry_is_logged_and_dropped(
+    redis_client: aioredis.Redis, receiver: FakeWebhookReceiver, start_replica: StartReplica
+):
+    receiver.fail_always(503)
+    with capture_logs() as logs:
+        start_replica(redis_client, [receiver.url])
+        await publish_one(redis_client, receiver.url)
+        await until(lambda: receiver.requests, what="the first attempt")
+        event_id = receiver.requests[0].event_id
+        # What XADD MAXLEN does once enough newer events pile up behind a receiver that is down.
+        await redis_client.xtrim(EVENTS_STREAM_KEY, maxlen=0)
+        await until(
+            lambda: any(e["event"] == "webhooks.event_trimmed" for e in logs),
+            what="the trimmed event logged",
+        )
+    attempts = len(receiver.requests)
+    await asyncio.sleep(FAST.claim_idle + FAST.backoff_cap)  # time for any further attempt
+    assert len(receiver.requests) == attempts
+    assert {d.event_id for d in receiver.requests} == {event_id}
+    assert (await redis_client.xpending(EVENTS_STREAM_KEY, group_name(receiver.url)))[
+        "pending"
+    ] == 0
+    assert await dead_letters(redis_client) == []
+
+
 async def test_the_dead_letter_names_the_receiver_without_its_credentials(
     redis_client: aioredis.Redis, start_replica: StartReplica
 ):
