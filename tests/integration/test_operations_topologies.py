@@ -1,9 +1,10 @@
-"""The dashboard's counters and the webhooks on a Redis Cluster of three primaries.
+"""The dashboard's counters and the webhooks on a Redis Cluster and behind Sentinel.
 
-Session keys spread over the primaries by user tag, while the feature's own keys (events
-streams, expiry markers, dashboard counters) share one hash tag and so one primary. What a
-single server gives for free has to hold here too: an expiry on any primary is heard, the
-counters' MULTI/EXEC lands, and Redis memory is the sum of the primaries.
+On a Cluster, session keys spread over the primaries by user tag, while the feature's own keys
+(events streams, expiry markers, dashboard counters) share one hash tag and so one primary.
+What a single server gives for free has to hold here too: an expiry on any primary is heard,
+the counters' MULTI/EXEC lands, and Redis memory is the sum of the primaries. Behind Sentinel,
+the listener finds the master through the sentinels like every other connection.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from tests.integration.webhook_support import (
     replicas,
     run_turn,
 )
-from tests.redis_topologies import LocalCluster, admin, topology_settings
+from tests.redis_topologies import (
+    SENTINEL_MASTER,
+    LocalCluster,
+    SentinelSet,
+    admin,
+    topology_settings,
+)
 from tests.waiting import until
 
 
@@ -51,6 +58,14 @@ async def cluster_client(cluster: LocalCluster) -> AsyncIterator[RedisClient]:
     assert isinstance(client, RedisCluster)
     yield client
     await close_redis(client)
+
+
+@pytest.fixture
+async def sentinel_set(tmp_path: Path) -> AsyncIterator[SentinelSet]:
+    sentinels = SentinelSet(tmp_path, sentinels=1)
+    await asyncio.to_thread(sentinels.start)
+    yield sentinels
+    sentinels.stop()
 
 
 @pytest.fixture
@@ -154,3 +169,33 @@ async def test_turns_on_every_primary_are_delivered_and_counted_on_the_dashboard
     # Read a moment apart, so not equal to the byte; far above any single primary's figure.
     assert sum(used_by_each) * 0.9 < memory.used_bytes < sum(used_by_each) * 1.1
     assert memory.used_bytes > max(used_by_each) * 2
+
+
+async def test_behind_sentinel_an_expiry_on_the_master_is_reported(
+    sentinel_set: SentinelSet,
+    model_client: OpenRouterClient,
+    receiver: FakeWebhookReceiver,
+    start_replica: StartReplica,
+) -> None:
+    client = redis_from_settings(
+        topology_settings(
+            redis_sentinels=sentinel_set.addresses, redis_sentinel_master=SENTINEL_MASTER
+        )
+    )
+    replica = start_replica(client, [receiver.url], listens_for_expiry=True)
+    try:
+        assert replica.expiry is not None
+        await asyncio.wait_for(replica.expiry.listening.wait(), 5)
+        chat = chat_with_events(client, model_client, [receiver.url], SessionLimits(ttl_seconds=1))
+        session = await chat.store.create_session("cli:ana", default_model="m/x")
+        await until(
+            lambda: receiver.accepted_of_type("session.expired"), what="session.expired", within=8
+        )
+        with admin(sentinel_set.master) as master:  # set on the master the sentinels name
+            assert "x" in master.config_get("notify-keyspace-events")["notify-keyspace-events"]
+    finally:
+        await replica.stop()  # before its client closes
+        await close_redis(client)
+    assert [e["data"] for e in receiver.accepted_of_type("session.expired")] == [
+        {"sessionId": session.id}
+    ]
