@@ -25,31 +25,11 @@ from tests.integration.webhook_support import (
     FAST,
     StartReplica,
     chat_with_events,
-    listening_receiver,
-    replicas,
     run_turn,
 )
 from tests.redis_process import RedisProcess
 from tests.shipped_redis_conf import durable_redis
 from tests.waiting import until
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[FakeWebhookReceiver]:
-    async with listening_receiver() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def other_receiver() -> AsyncIterator[FakeWebhookReceiver]:
-    async with listening_receiver() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def start_replica() -> AsyncIterator[StartReplica]:
-    async with replicas() as start:
-        yield start
 
 
 async def publish(redis: aioredis.Redis, urls: list[str], count: int) -> None:

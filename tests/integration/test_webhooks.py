@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from itertools import pairwise
 
 import pytest
@@ -37,25 +36,12 @@ from tests.integration.webhook_support import (
     StartReplica,
     chat_with_events,
     listening_receiver,
-    replicas,
     run_turn,
 )
 from tests.waiting import until
 
 ANA = "telegram:42"
 ISO_MS_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[FakeWebhookReceiver]:
-    async with listening_receiver() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def start_replica() -> AsyncIterator[StartReplica]:
-    async with replicas() as start:
-        yield start
 
 
 async def dead_letters(redis: aioredis.Redis) -> list[dict[str, str]]:
