@@ -25,7 +25,9 @@ from tests.integration.webhook_support import (
     FAST,
     StartReplica,
     chat_with_events,
+    pending,
     run_turn,
+    wait_settled,
 )
 from tests.redis_process import RedisProcess
 from tests.shipped_redis_conf import durable_redis
@@ -38,19 +40,6 @@ async def publish(redis: aioredis.Redis, urls: list[str], count: int) -> None:
         await publisher.publish(
             EventType.SESSION_DELETED, {"sessionId": f"s{number}", "userId": "u"}
         )
-
-
-async def pending(redis: aioredis.Redis, url: str) -> int:
-    return int((await redis.xpending(EVENTS_STREAM_KEY, group_name(url)))["pending"])
-
-
-async def wait_settled(redis: aioredis.Redis, url: str) -> None:
-    """Until the receiver's group holds nothing pending (the last XACK follows the 2xx)."""
-    for _ in range(200):
-        if await pending(redis, url) == 0:
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail("entries still pending after 10 s")
 
 
 async def test_two_replicas_deliver_every_event_once_to_each_of_two_receivers(

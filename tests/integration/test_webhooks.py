@@ -37,6 +37,7 @@ from tests.integration.webhook_support import (
     chat_with_events,
     listening_receiver,
     run_turn,
+    wait_settled,
 )
 from tests.waiting import until
 
@@ -217,6 +218,7 @@ async def test_a_failing_receiver_gets_the_event_again_after_a_growing_backoff(
     # The receiver sees each attempt at least the backoff after the one before.
     waits = [later.received_at - earlier.received_at for earlier, later in pairwise(attempts)]
     assert all(wait >= backoff for wait, backoff in zip(waits, backoffs, strict=True))
+    await wait_settled(redis_client, receiver.url)  # the XACK follows the receiver's 2xx
     assert await redis_client.xpending(EVENTS_STREAM_KEY, group_name(receiver.url)) == {
         "pending": 0, "min": None, "max": None, "consumers": [],
     }  # fmt: skip

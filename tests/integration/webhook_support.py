@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import pytest
+
 from core.chat import ChatService, TurnSettings
-from core.events import RedisEventPublisher
+from core.events import EVENTS_STREAM_KEY, RedisEventPublisher, group_name
 from core.openrouter import OpenRouterClient
 from core.redis_connection import RedisClient
 from core.session_limits import SessionLimits
@@ -85,3 +88,16 @@ def chat_with_events(
 async def run_turn(chat: ChatService, text: str, user: str, **options: Any) -> str:
     async with chat.turn(text, user_id=user, **options) as turn:
         return "".join([delta async for delta in turn.deltas()])
+
+
+async def pending(redis: RedisClient, url: str) -> int:
+    return int((await redis.xpending(EVENTS_STREAM_KEY, group_name(url)))["pending"])
+
+
+async def wait_settled(redis: RedisClient, url: str) -> None:
+    """Until the receiver's group holds nothing pending (the last XACK follows the 2xx)."""
+    for _ in range(200):
+        if await pending(redis, url) == 0:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("entries still pending after 10 s")
