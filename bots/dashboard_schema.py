@@ -6,6 +6,7 @@ generated from these models too.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 from pydantic import Field
@@ -32,19 +33,7 @@ class PointOut(ApiModel):
 
     @classmethod
     def of(cls, point: Point) -> PointOut:
-        return cls(
-            start=_iso(point.start),
-            turns_by_front=point.turns_by_front,
-            active_users=point.active_users,
-            errors=point.errors,
-            refusals=point.refusals,
-            tokens=point.tokens,
-            cost_usd=point.cost_usd,
-            latency_p50=point.latency_p50,
-            latency_p95=point.latency_p95,
-            ttft_p50=point.ttft_p50,
-            ttft_p95=point.ttft_p95,
-        )
+        return cls(**asdict(point) | {"start": _iso(point.start)})
 
 
 class ModelOut(ApiModel):
@@ -60,17 +49,7 @@ class ModelOut(ApiModel):
 
     @classmethod
     def of(cls, figures: ModelFigures) -> ModelOut:
-        return cls(
-            model=figures.model,
-            calls=figures.calls,
-            latency_p50=figures.latency_p50,
-            latency_p95=figures.latency_p95,
-            ttft_p50=figures.ttft_p50,
-            ttft_p95=figures.ttft_p95,
-            prompt_tokens=figures.prompt_tokens,
-            completion_tokens=figures.completion_tokens,
-            cost_usd=figures.cost_usd,
-        )
+        return cls(**asdict(figures))
 
 
 class WindowOut(ApiModel):
