@@ -40,11 +40,12 @@ test-fast: $(UV)  ## unit and in-memory tests: no servers, no browser
 	$(SYNC) --extra embedded
 	$(BIN)/python -m pytest tests/unit
 
-lint: $(UV)  ## ruff, ruff format, mypy strict, import contracts
+lint: $(UV)  ## ruff, ruff format, mypy strict, import contracts (import-linter)
 	$(SYNC) --extra embedded
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(UV)
 	$(SYNC) --extra embedded
@@ -58,10 +59,10 @@ bench: $(UV)  ## performance figures into docs/benchmarks.md (SIZE=tiny|default|
 
 commander: install  ## Redis Commander (npm ci once) on the service's Redis
 	@PYTHON=$(PYTHON) tools/system-packages.sh commander
-	$(BIN)/python -m bots.commander
+	$(BIN)/python -m bots.ops.commander
 
 lock: $(UV)  ## re-resolve uv.lock: the newest releases pyproject.toml's ranges allow
 	$(UV) lock --upgrade
 
 clean:
-	rm -rf $(VENV) .uv .pytest_cache .mypy_cache .ruff_cache tools/commander/node_modules
+	rm -rf $(VENV) .uv .pytest_cache .mypy_cache .ruff_cache .import_linter_cache tools/commander/node_modules

@@ -28,7 +28,7 @@ from benchmarks.measures import (
 )
 from benchmarks.peers import langchain_bytes, langchain_turns_per_second
 from benchmarks.scale import ScaleResult, scale
-from core.logs import configure_logging
+from core.observability.logs import configure_logging
 
 HEADER = "| measure | ours | baseline | ratio | target | status |\n|---|---|---|---|---|---|"
 THROUGHPUT_TARGET = 0.8

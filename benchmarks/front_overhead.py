@@ -1,7 +1,7 @@
 """Front overhead: what the Telegram front adds between an update and the bot's final message.
 
 **What runs.** The real `TelegramFront`, in this process, on a core built as
-`bots.runtime.open_core` builds it but with `InstantModel` instead of OpenRouter, on the Redis
+`bots.runtime.open_services` builds it but with `InstantModel` instead of OpenRouter, on the Redis
 at `url`, with Settings given explicitly (no environment, no `.env`). It talks to the strict
 fake Bot API (`tests/fakes/telegram_server.py`) running in a child process: the fake parses
 every request's form and HTML (about 0.5 ms of CPU a request), and in our process (one loop,
@@ -66,16 +66,16 @@ from telegram.constants import ParseMode
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 from benchmarks.harness import REPLY, InstantModel
-from bots.runtime import Core
-from bots.telegram_bot import CONCURRENT_UPDATES, InOrderPerChat, TelegramApp, TelegramFront
-from bots.telegram_render import to_telegram_html
+from bots.runtime import Services
+from bots.telegram.front import CONCURRENT_UPDATES, InOrderPerChat, TelegramApp, TelegramFront
+from bots.telegram.render import to_telegram_html
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
-from core.metrics import Metrics
-from core.redis_connection import close_redis, redis_from_settings
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.observability.metrics import Metrics
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
 from core.settings import MAX_RATE_LIMIT_MESSAGES, Settings
+from core.storage.connection import close_redis, redis_from_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BOT_TOKEN = "123456:TEST-fake-telegram-token-abcdefghijk"  # noqa: S105  (the fake's, no secret)
@@ -250,7 +250,7 @@ async def _measure(
 async def _ours(
     redis_url: str, api_url: str, variant: Variant, per_chat: int
 ) -> AsyncIterator[TelegramApp]:
-    """The real front, on a core built as `open_core` builds it, with the instant model."""
+    """The real front, on services built as `open_services` builds them, with the instant model."""
     turns = per_chat + 1  # and the warm-up turn
     settings = _ExplicitSettings(
         redis_url=SecretStr(redis_url),
@@ -272,8 +272,8 @@ async def _ours(
             system_prompt=settings.system_prompt, default_model=settings.default_model
         )
         chat = ChatService(store, InstantModel(), turn_settings, metrics)
-        core = Core(settings, redis, store, chat, CommandHandler(chat, metrics), metrics)
-        front = TelegramFront(core, settings)
+        services = Services(settings, redis, store, chat, CommandHandler(chat, metrics), metrics)
+        front = TelegramFront(services, settings)
         if not variant.rate_limiter:
             front.app.bot._rate_limiter = None
         await front.start()

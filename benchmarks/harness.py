@@ -14,8 +14,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
-from core.models import Usage
-from core.openrouter import ChatMessage, CompletionDone, StreamEvent, TextDelta
+from core.conversation import Usage
+from core.llm.openrouter import ChatMessage, CompletionDone, StreamEvent, TextDelta
 
 REPLY = "A short answer from a model that takes no time at all to think."
 

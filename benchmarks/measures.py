@@ -13,14 +13,14 @@ from pydoc_data import topics as pydoc_topics
 import redis.asyncio as aioredis
 
 from benchmarks.harness import REPLY, CountingConnection, InstantModel, command_calls
-from core.activity import SessionActivity
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler, TurnReply
-from core.models import Role, Usage
-from core.redis_scripts import script_source
-from core.session_keys import new_session_id, session_key, user_index_key, user_tag
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.conversation import Role, Usage
+from core.observability.activity import SessionActivity
+from core.sessions.keys import new_session_id, session_key, user_index_key, user_tag
+from core.sessions.limits import SessionLimits
+from core.sessions.scripts import script_source
+from core.sessions.store import SessionStore
 
 MODEL = "openai/gpt-4o-mini"
 # Real English prose with code in it, as model answers are: the pydoc topics that ship with

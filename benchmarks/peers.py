@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from benchmarks.harness import REPLY
 from benchmarks.measures import MODEL, _message_text, _rate, _used_memory
 from core.chat import TurnSettings
-from core.session_limits import SessionLimits
+from core.sessions.limits import SessionLimits
 
 TTL_SECONDS = SessionLimits().ttl_seconds  # ours: every session key expires after this
 # Ours sends the model the last 40 messages; LangChain reads a history whole, so its users start

@@ -9,13 +9,13 @@ noise from the rest of the machine falls on all of them alike. Each size is meas
 passes a little apart, each after a warm-up; a percentile is the median of the passes'
 percentiles, so that one stalled pass does not decide it.
 
-Population goes through the restore path (core/backup.py: one pipelined `restore_session.lua`
+Population goes through the restore path (core/backup/lines.py: one pipelined `restore_session.lua`
 per session and `restore_user.lua` per user, BATCH_SIZE to a round trip), which writes the keys
 the chat path writes: the session hash and its message list, expiring SESSION_TTL after the
 session's last message, the owner's index and state hash, expiring with the owner's newest
 session. The one thing a restore leaves out, the activity record `/api/sessions/health` counts
-(core/activity.py), is written here as create_session and append_message would have: each
-session in the bucket of its creation and of each answer.
+(core/observability/activity.py), is written here as create_session and append_message would
+have: each session in the bucket of its creation and of each answer.
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from benchmarks.measures import MODEL, build, prose
-from core.activity import BUCKETS_PER_WINDOW, KEY_PREFIX, SHORTEST_BUCKET_SECONDS
-from core.backup import restore_lines
-from core.backup_format import FORMAT, VERSION
+from core.backup.format import FORMAT, VERSION
+from core.backup.lines import restore_lines
 from core.commands import CommandHandler, Reply, TurnReply
-from core.session_keys import new_session_id
-from core.session_limits import SessionLimits
-from core.session_store import TITLE_LENGTH
+from core.observability.activity import BUCKETS_PER_WINDOW, KEY_PREFIX, SHORTEST_BUCKET_SECONDS
+from core.sessions.keys import new_session_id
+from core.sessions.limits import SessionLimits
+from core.sessions.store import TITLE_LENGTH
 
 SIZES = (1_000, 10_000, 100_000)
 SAMPLES = 300

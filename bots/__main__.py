@@ -14,15 +14,15 @@ from urllib.parse import urlsplit
 import structlog
 from aiohttp import web
 
-from bots.backup_cli import backup, restore
-from bots.discord_bot import DiscordFront
-from bots.http_api import build_app
-from bots.runtime import Core, open_core
-from bots.telegram_bot import TelegramFront
+from bots.discord.front import DiscordFront
+from bots.http.app import build_app
+from bots.ops.backup_cli import backup, restore
+from bots.runtime import Services, open_services
+from bots.telegram.front import TelegramFront
 from bots.terminal import USER_NAME_PATTERN, Terminal
 from core.errors import ConfigError, InvalidBackup, StoreError
-from core.logs import configure_logging
 from core.messages import normalize_locale
+from core.observability.logs import configure_logging
 from core.settings import Settings, load_settings
 
 log = structlog.get_logger("bots")
@@ -76,12 +76,12 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with open_core(settings) as core:
-        await _warn_about_missing_parts(core)
-        telegram = TelegramFront(core, settings) if settings.telegram_bot_token else None
-        discord_front = DiscordFront(core, settings) if settings.discord_bot_token else None
+    async with open_services(settings) as services:
+        await _warn_about_missing_parts(services)
+        telegram = TelegramFront(services, settings) if settings.telegram_bot_token else None
+        discord_front = DiscordFront(services, settings) if settings.discord_bot_token else None
         runner = web.AppRunner(
-            build_app(core, telegram=telegram),
+            build_app(services, front_routes=telegram.http_routes() if telegram else ()),
             access_log=None,
             shutdown_timeout=RESPONSES_FINISH_SECONDS,
         )
@@ -89,8 +89,8 @@ async def serve(settings: Settings) -> None:
         # In the background: a chat platform that is down must not keep the rest from serving.
         fronts: list[asyncio.Task[None]] = []
         try:
-            if core.webhooks is not None:
-                core.webhooks.start()  # in the background: delivers while Redis answers
+            if services.webhooks is not None:
+                services.webhooks.start()  # in the background: delivers while Redis answers
             await _listen(runner, settings)
             if telegram is not None:
                 fronts.append(asyncio.create_task(telegram.start_when_reachable()))
@@ -100,11 +100,11 @@ async def serve(settings: Settings) -> None:
             log.info("service.started", http=f"http://{host}:{port}", **_adapter_report(settings))
             await stop.wait()
         finally:
-            await _stop_gracefully(core, runner, telegram, discord_front, fronts)
+            await _stop_gracefully(services, runner, telegram, discord_front, fronts)
 
 
 async def _stop_gracefully(
-    core: Core,
+    services: Services,
     runner: web.AppRunner,
     telegram: TelegramFront | None,
     discord_front: DiscordFront | None,
@@ -115,13 +115,13 @@ async def _stop_gracefully(
     The listening socket closes first, so a load balancer sends new requests to another
     replica; requests already here are served (a new turn among them is refused with 503).
     """
-    grace = core.settings.shutdown_grace_seconds
-    log.info("service.stopping", running_turns=core.chat.running_turns, grace_seconds=grace)
+    grace = services.settings.shutdown_grace_seconds
+    log.info("service.stopping", running_turns=services.chat.running_turns, grace_seconds=grace)
     for site in list(runner.sites):
         await site.stop()
     if telegram is not None:
         await telegram.stop_taking_updates()
-    interrupted = await core.chat.stop_turns(grace)
+    interrupted = await services.chat.stop_turns(grace)
     if discord_front is not None:
         await discord_front.stop()
     for task in fronts:
@@ -129,17 +129,17 @@ async def _stop_gracefully(
     await asyncio.gather(*fronts, return_exceptions=True)
     if telegram is not None:
         await telegram.stop()
-    if core.webhooks is not None:
+    if services.webhooks is not None:
         # After the turns, whose events are in the stream: what is undelivered waits there.
-        await core.webhooks.stop()
+        await services.webhooks.stop()
     await runner.cleanup()
     log.info("service.stopped", interrupted_turns=interrupted)
 
 
 async def chat(settings: Settings, user_name: str) -> None:
-    async with open_core(settings, may_join_embedded=True) as core:
+    async with open_services(settings, may_join_embedded=True) as services:
         locale = normalize_locale(os.environ.get("LC_ALL") or os.environ.get("LANG"))
-        await Terminal(core.commands, user_name, locale, sys.stdin, sys.stdout).run()
+        await Terminal(services.commands, user_name, locale, sys.stdin, sys.stdout).run()
 
 
 async def _listen(runner: web.AppRunner, settings: Settings) -> None:
@@ -152,12 +152,12 @@ async def _listen(runner: web.AppRunner, settings: Settings) -> None:
         ) from None
 
 
-async def _warn_about_missing_parts(core: Core) -> None:
+async def _warn_about_missing_parts(services: Services) -> None:
     """Start anyway, but say at once what will not work yet."""
-    if not core.chat.model.is_configured:
+    if not services.chat.model.is_configured:
         log.warning("model.not_configured", hint="set OPENROUTER_API_KEY to get answers")
     try:
-        await core.store.ping()
+        await services.store.ping()
     except StoreError as error:
         log.warning("redis.unavailable", reason=str(error), hint="serving 503 until it answers")
 

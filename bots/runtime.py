@@ -9,23 +9,23 @@ from pathlib import Path
 
 import structlog
 
-from core.analytics import AnalyticsFlusher, Tallies
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
-from core.embedded_redis import EmbeddedRedis, project_redis_conf, socket_of_running_service
-from core.events import event_publisher
-from core.metrics import Metrics
-from core.openrouter import OpenRouterClient
-from core.redis_connection import (
+from core.events.publisher import event_publisher
+from core.events.webhooks import Webhooks
+from core.llm.openrouter import OpenRouterClient
+from core.observability.analytics import AnalyticsFlusher, Tallies
+from core.observability.metrics import Metrics
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
+from core.settings import Settings
+from core.storage.connection import (
     RedisClient,
     close_redis,
     describe_redis,
     redis_from_settings,
 )
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
-from core.settings import Settings
-from core.webhooks import Webhooks
+from core.storage.embedded import EmbeddedRedis, project_redis_conf, socket_of_running_service
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +33,7 @@ EMBEDDED_DATA_DIR = Path("data")
 
 
 @dataclass(frozen=True, slots=True)
-class Core:
+class Services:
     """Everything the fronts share; built once per process."""
 
     settings: Settings
@@ -49,7 +49,9 @@ class Core:
 
 
 @asynccontextmanager
-async def open_core(settings: Settings, *, may_join_embedded: bool = False) -> AsyncIterator[Core]:
+async def open_services(
+    settings: Settings, *, may_join_embedded: bool = False
+) -> AsyncIterator[Services]:
     """The core on the configured Redis, else on an embedded one.
 
     `may_join_embedded`: use the embedded Redis of a service already running in this
@@ -80,7 +82,7 @@ async def open_core(settings: Settings, *, may_join_embedded: bool = False) -> A
         # Entered after the Redis client, so its last flush runs before the client closes.
         await stack.enter_async_context(analytics.running())
         commands = CommandHandler(chat, metrics)
-        yield Core(
+        yield Services(
             settings, redis, store, chat, commands, metrics, analytics=analytics, webhooks=webhooks
         )
 

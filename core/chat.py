@@ -20,6 +20,7 @@ from typing import Protocol
 
 import structlog
 
+from core.conversation import Message, Session
 from core.errors import (
     ChatbridgeError,
     ModelCircuitOpen,
@@ -29,11 +30,10 @@ from core.errors import (
     SessionBusy,
     TurnInterrupted,
 )
-from core.events import EventPublisher, EventType, turn_completed, turn_failed
-from core.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, Metrics, ModelCall
-from core.models import Message, Session
-from core.openrouter import ChatMessage, CompletionDone, StreamEvent
-from core.session_store import SessionStore, TurnStart
+from core.events.publisher import EventPublisher, EventType, turn_completed, turn_failed
+from core.llm.openrouter import ChatMessage, CompletionDone, StreamEvent
+from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, Metrics, ModelCall
+from core.sessions.store import SessionStore, TurnStart
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +43,7 @@ INTERRUPTED_TURNS_WAIT_SECONDS = 5.0
 
 
 class ChatModel(Protocol):
-    """What a turn needs from a model provider (core.openrouter.OpenRouterClient)."""
+    """What a turn needs from a model provider (core.llm.openrouter.OpenRouterClient)."""
 
     @property
     def is_configured(self) -> bool: ...

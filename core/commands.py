@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.chat import ChatService, Turn
+from core.conversation import Message, Role, Session
 from core.errors import ChatbridgeError, InvalidArgument, SessionNotFound, UnknownCommand
 from core.messages import describe, help_text, text
-from core.metrics import Metrics, front_of
-from core.models import Message, Role, Session
-from core.session_export import MEDIA_TYPE, export_session
-from core.session_keys import SESSION_ID_PATTERN
+from core.observability.metrics import Metrics, front_of
+from core.sessions.export import MEDIA_TYPE, export_session
+from core.sessions.keys import SESSION_ID_PATTERN
 
 HISTORY_DEFAULT = 10
 HISTORY_MAX = 50

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     default_model: str = "openai/gpt-4o-mini"
     fallback_models: Annotated[tuple[str, ...], NoDecode] = ()
     system_prompt: str = "You are a helpful assistant. Answer concisely."
-    # The model's circuit breaker (core/model_breaker.py), per process and per requested model:
+    # The model's circuit breaker (core/llm/breaker.py), per process and per requested model:
     # this many failed requests in a row (0: never) stop requests to it for the cooldown.
     model_breaker_failures: int = Field(default=5, ge=0, le=1000)
     model_breaker_cooldown: float = Field(default=30.0, gt=0, le=3600)
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # interrupted (their question kept for /retry). Below the orchestrator's kill timeout.
     shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=3600)
 
-    # Event webhooks (core/webhooks.py): receivers, the HMAC key, attempts before dead-letter.
+    # Event webhooks (core/events/webhooks.py): receivers, HMAC key, attempts before dead-letter.
     webhook_urls: Annotated[tuple[str, ...], NoDecode] = ()
     webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
     webhook_max_attempts: int = Field(default=8, ge=1)

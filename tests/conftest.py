@@ -13,10 +13,10 @@ from pydantic import SecretStr
 
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
-from core.openrouter import OpenRouterClient, RetryPolicy
-from core.redis_connection import RedisClient, close_redis, redis_from_settings
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.llm.openrouter import OpenRouterClient, RetryPolicy
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
+from core.storage.connection import RedisClient, close_redis, redis_from_settings
 from tests.redis_process import RedisProcess
 
 if TYPE_CHECKING:

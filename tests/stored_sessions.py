@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.session_keys import session_key, user_index_key, user_state_key, user_tag
+from core.sessions.keys import session_key, user_index_key, user_state_key, user_tag
 
 SESSION_FIELDS = ("userId", "title", "model", "createdAt", "updatedAt", "seq")
 SESSION_KEY = re.compile(

@@ -2,7 +2,7 @@
 
 Within `async with serving_api(...) as serve:`, each `await serve(**settings)` builds `Settings`
 (no developer variable and no `.env` leaks in), opens the core with `bots.runtime.open_core`,
-serves `bots.http_api.build_app` on 127.0.0.1 at a free port and returns a `RunningApi` whose
+serves `bots.http.app.build_app` on 127.0.0.1 at a free port and returns a `RunningApi` whose
 `client` is an `httpx.AsyncClient` bound to it. Every client, runner and core is closed when the
 block ends, last opened first closed. The fixtures live in tests/e2e/test_http_api.py, and
 so do the tests; below are the helpers they share (JSON shapes, error checks, SSE parsing).
@@ -24,8 +24,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bots.http_api import build_app
-from bots.runtime import Core, open_core
+from bots.http.app import build_app
+from bots.runtime import Services, open_services
 from core.settings import Settings
 from tests.fakes.openrouter_server import FAKE_API_KEY, FakeOpenRouter
 
@@ -50,12 +50,12 @@ class RunningApi:
 
     url: str
     client: httpx.AsyncClient
-    core: Core
+    services: Services
     runner: web.AppRunner
 
     @property
     def settings(self) -> Settings:
-        return self.core.settings
+        return self.services.settings
 
     async def stop(self) -> None:
         """Stop serving; in-flight handlers get SHUTDOWN_TIMEOUT to finish. Idempotent."""
@@ -116,8 +116,8 @@ async def serving_api(
 
         async def serve(*, redis_url: str = redis_url, **overrides: Any) -> RunningApi:
             settings = api_settings(redis_url=redis_url, fake=fake, **overrides)
-            core = await stack.enter_async_context(open_core(settings))
-            runner = web.AppRunner(build_app(core), shutdown_timeout=SHUTDOWN_TIMEOUT)
+            services = await stack.enter_async_context(open_services(settings))
+            runner = web.AppRunner(build_app(services), shutdown_timeout=SHUTDOWN_TIMEOUT)
             await runner.setup()
             stack.push_async_callback(stop_runner, runner)
             await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -125,7 +125,7 @@ async def serving_api(
             url = f"http://{host}:{port}"
             client = httpx.AsyncClient(base_url=url, timeout=CLIENT_TIMEOUT)
             await stack.enter_async_context(client)
-            return RunningApi(url=url, client=client, core=core, runner=runner)
+            return RunningApi(url=url, client=client, services=services, runner=runner)
 
         yield serve
 

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from core.models import Role, Usage
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.conversation import Role, Usage
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
 from tests.e2e.conftest import Completed, RunCli, StartService, child_env, service_env
 from tests.redis_process import RedisProcess, free_port
 

@@ -1,4 +1,4 @@
-"""`make commander` end to end: `python -m bots.commander` as a child process, a real Redis
+"""`make commander` end to end: `python -m bots.ops.commander` as a child process, a real Redis
 Commander (installed once per run from tools/commander's lock, as `make commander` does) and a
 real redis-server with a password, or the embedded Redis on its unix socket.
 
@@ -22,9 +22,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from bots.commander_install import install
-from core.embedded_redis import EmbeddedRedis, project_redis_conf, socket_of_running_service
-from core.redis_connection import close_redis, redis_from_settings
+from bots.ops.commander_install import install
+from core.storage.connection import close_redis, redis_from_settings
+from core.storage.embedded import EmbeddedRedis, project_redis_conf, socket_of_running_service
 from tests.e2e.conftest import Service, child_env
 from tests.redis_process import RedisProcess, free_port
 from tests.redis_topologies import SENTINEL_MASTER as MASTER
@@ -51,14 +51,14 @@ def redis_commander_installed() -> Path:
 async def start_commander(
     redis_commander_installed: Path, tmp_path: Path
 ) -> AsyncIterator[StartCommander]:
-    """Start `python -m bots.commander` and wait for its banner; stopped at teardown."""
+    """Start `python -m bots.ops.commander` and wait for its banner; stopped at teardown."""
     started: list[Service] = []
 
     async def start(env: Mapping[str, str], *, cwd: Path | None = None) -> Service:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bots.commander",
+            "bots.ops.commander",
             cwd=cwd or tmp_path,
             env=dict(env),
             stdin=asyncio.subprocess.DEVNULL,
@@ -323,7 +323,7 @@ async def test_without_node_it_says_what_to_install_and_exits_2(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bots.commander",
+        "bots.ops.commander",
         cwd=tmp_path,
         env=child_env(PATH=str(empty)),
         stdout=asyncio.subprocess.PIPE,
@@ -345,7 +345,7 @@ async def test_a_port_in_use_is_refused_naming_the_variable(
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bots.commander",
+            "bots.ops.commander",
             cwd=tmp_path,
             env=commander_env(port),
             stdout=asyncio.subprocess.PIPE,

@@ -157,8 +157,8 @@ async def test_the_dashboard_shows_the_figures_of_the_traffic_it_was_given(
 ) -> None:
     api = await serve_with_auth(serve_api)
     tokens = await generate_traffic(api, fake_openrouter)
-    assert api.core.analytics is not None
-    assert await api.core.analytics.flush()
+    assert api.services.analytics is not None
+    assert await api.services.analytics.flush()
 
     watched = await open_watched(browser, api.url)
     page = watched.page

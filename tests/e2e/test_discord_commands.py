@@ -32,8 +32,8 @@ from core.messages import (
     help_text,
     text,
 )
-from core.session_keys import session_key
-from core.session_store import SessionStore
+from core.sessions.keys import session_key
+from core.sessions.store import SessionStore
 from tests.e2e.conftest import Service
 from tests.e2e.discord_support import (
     CHANNEL,

@@ -20,7 +20,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from bots.openapi import openapi_document
+from bots.http.openapi import openapi_document
 from core.settings import Settings
 from tests.e2e.conftest import child_env
 from tests.fakes.openrouter_server import FakeOpenRouter

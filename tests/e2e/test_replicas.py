@@ -27,7 +27,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from core.session_keys import session_key, user_turns_key
+from core.sessions.keys import session_key, user_turns_key
 from tests.e2e.conftest import Service, StartService, service_env
 from tests.e2e.http_app import assert_error, create_session
 from tests.fakes.openrouter_server import FakeOpenRouter, RecordedRequest

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from bots.terminal import plain
 from core.messages import text
-from core.session_keys import user_index_key
+from core.sessions.keys import user_index_key
 from tests.e2e.conftest import Completed, RunCli, child_env
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.redis_process import RedisProcess

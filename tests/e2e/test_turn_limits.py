@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from bots.terminal import plain
 from core.messages import text
-from core.session_keys import user_tokens_key
+from core.sessions.keys import user_tokens_key
 from tests.e2e.conftest import RunCli, child_env
 from tests.e2e.http_app import RunningApi, ServeApi, assert_error, create_session
 from tests.fakes.openrouter_server import FakeOpenRouter

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from core.events import EVENTS_STREAM_KEY
+from core.events.publisher import EVENTS_STREAM_KEY
 from tests.e2e.conftest import StartService, service_env
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.fakes.webhook_receiver import FakeWebhookReceiver

@@ -1,6 +1,6 @@
 """A webhook receiver on 127.0.0.1 that checks every signature and can fail on purpose.
 
-It verifies each request with `core.webhook_signing.verify_signature`, the recipe
+It verifies each request with `core.events.signing.verify_signature`, the recipe
 docs/webhooks.md gives receivers, and records every request (accepted or not). Faults are
 queued and consumed one per request, in order:
 
@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from core.webhook_signing import (
+from core.events.signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,

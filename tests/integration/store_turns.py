@@ -13,16 +13,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.models import Usage
-from core.session_keys import (
+from core.conversation import Usage
+from core.sessions.keys import (
     session_key,
     user_index_key,
     user_state_key,
     user_tokens_key,
     user_turns_key,
 )
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore, TurnStart
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore, TurnStart
 
 MODEL = "test/model"
 DAY_MS = 86_400_000

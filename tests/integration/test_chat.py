@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from core.chat import ChatService, TurnSettings
+from core.conversation import Role
 from core.errors import (
     ModelNotConfigured,
     ModelRateLimited,
@@ -19,12 +20,11 @@ from core.errors import (
     SessionBusy,
     StoreUnavailable,
 )
-from core.models import Role
-from core.openrouter import OpenRouterClient
-from core.redis_connection import redis_from_settings
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.llm.openrouter import OpenRouterClient
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
 from core.settings import Settings
+from core.storage.connection import redis_from_settings
 from tests.fakes.openrouter_server import FAKE_API_KEY, FakeOpenRouter
 from tests.redis_process import RedisProcess
 

@@ -16,13 +16,13 @@ import pytest
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import SentinelManagedConnection
 
-from core.activity import KEY_PREFIX
 from core.errors import StoreUnavailable
-from core.redis_connection import RedisClient, close_redis, redis_from_settings
-from core.session_keys import user_index_key, user_tag
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.observability.activity import KEY_PREFIX
+from core.sessions.keys import user_index_key, user_tag
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
 from core.settings import Settings
+from core.storage.connection import RedisClient, close_redis, redis_from_settings
 from tests.integration.store_turns import MODEL, begin, store_turn
 from tests.redis_topologies import LocalCluster, admin
 

@@ -33,12 +33,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.commands import COMMANDS, TITLE_MAX_CHARS, CommandHandler, FileReply, Reply, TurnReply
+from core.conversation import Role
 from core.errors import ChatbridgeError
-from core.models import Role
-from core.redis_connection import RedisClient
-from core.session_keys import session_key, user_tag
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.sessions.keys import session_key, user_tag
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
+from core.storage.connection import RedisClient
 
 EXAMPLES = 200
 LIMITS = SessionLimits(

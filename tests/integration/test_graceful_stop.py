@@ -17,10 +17,10 @@ from pydantic import SecretStr
 
 from core.chat import ChatService, TurnSettings
 from core.errors import ServiceStopping, TurnInterrupted
-from core.model_breaker import ModelBreaker
-from core.openrouter import OpenRouterClient, RetryPolicy
-from core.session_keys import session_key
-from core.session_store import SessionStore
+from core.llm.breaker import ModelBreaker
+from core.llm.openrouter import OpenRouterClient, RetryPolicy
+from core.sessions.keys import session_key
+from core.sessions.store import SessionStore
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.waiting import until
 

@@ -26,10 +26,10 @@ from core.errors import (
     ModelTimeout,
     ModelUnavailable,
 )
-from core.metrics import Metrics
-from core.model_breaker import PROBE_WAIT_SECONDS, ModelBreaker
-from core.openrouter import OpenRouterClient, RetryPolicy
-from core.session_store import SessionStore
+from core.llm.breaker import PROBE_WAIT_SECONDS, ModelBreaker
+from core.llm.openrouter import OpenRouterClient, RetryPolicy
+from core.observability.metrics import Metrics
+from core.sessions.store import SessionStore
 from tests.fakes.clock import FakeClock
 from tests.fakes.openrouter_server import FAKE_API_KEY, FakeOpenRouter
 from tests.waiting import until

@@ -14,17 +14,17 @@ import asyncio
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from core.analytics import AnalyticsFlusher, Tallies
-from core.analytics_report import AnalyticsReader
 from core.chat import ChatService, TurnSettings
-from core.events import RedisEventPublisher
-from core.metrics import Metrics
-from core.openrouter import OpenRouterClient
-from core.redis_connection import RedisClient, close_redis, redis_from_settings
-from core.session_keys import user_index_key
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.events.publisher import RedisEventPublisher
+from core.llm.openrouter import OpenRouterClient
+from core.observability.analytics import AnalyticsFlusher, Tallies
+from core.observability.analytics_report import AnalyticsReader
+from core.observability.metrics import Metrics
+from core.sessions.keys import user_index_key
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
 from core.settings import Settings
+from core.storage.connection import RedisClient, close_redis, redis_from_settings
 from tests.fakes.webhook_receiver import FakeWebhookReceiver
 from tests.integration.webhook_support import StartReplica, chat_with_events, run_turn
 from tests.redis_topologies import LocalCluster, admin

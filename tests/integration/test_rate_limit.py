@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.errors import NothingToRetry, RateLimited
-from core.redis_connection import redis_from_settings
-from core.session_keys import user_turns_key
+from core.sessions.keys import user_turns_key
 from core.settings import Settings
+from core.storage.connection import redis_from_settings
 from tests.integration.store_turns import (
     MODEL,
     begin,

@@ -24,13 +24,13 @@ import redis.exceptions as redis_errors
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler, Reply, TurnReply
 from core.errors import ChatbridgeError, StoreUnavailable
+from core.llm.openrouter import OpenRouterClient
 from core.messages import describe
-from core.openrouter import OpenRouterClient
-from core.redis_connection import redis_from_settings
-from core.redis_scripts import script_source
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.sessions.limits import SessionLimits
+from core.sessions.scripts import script_source
+from core.sessions.store import SessionStore
 from core.settings import Settings
+from core.storage.connection import redis_from_settings
 from tests.redis_process import RedisProcess
 from tests.shipped_redis_conf import durable_redis
 from tests.stored_sessions import Census, census

@@ -16,14 +16,14 @@ import redis.asyncio as aioredis
 
 from core.chat import ChatService, TurnSettings
 from core.commands import CONFIRM, CommandHandler, Reply, TurnReply
+from core.conversation import Role
 from core.errors import ChatbridgeError, StoreFull, StoreUnavailable
+from core.llm.openrouter import OpenRouterClient
 from core.messages import describe, text
-from core.models import Role
-from core.openrouter import OpenRouterClient
-from core.redis_connection import redis_from_settings
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
 from core.settings import load_settings
+from core.storage.connection import redis_from_settings
 from tests.redis_process import RedisProcess
 from tests.shipped_redis_conf import durable_redis
 from tests.stored_sessions import census

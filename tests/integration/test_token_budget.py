@@ -9,10 +9,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.chat import ChatService, TurnSettings
+from core.conversation import Usage
 from core.errors import DailyBudgetExhausted, RateLimited
-from core.models import Usage
-from core.openrouter import OpenRouterClient
-from core.session_keys import user_tokens_key
+from core.llm.openrouter import OpenRouterClient
+from core.sessions.keys import user_tokens_key
 from tests.integration.store_turns import (
     DAY_MS,
     begin,

@@ -13,13 +13,13 @@ from redis.asyncio.connection import Connection
 
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler, Reply, TurnReply
+from core.conversation import Usage
 from core.errors import DailyBudgetExhausted, QuotaExceeded, RateLimited
+from core.llm.openrouter import OpenRouterClient
 from core.messages import ENGLISH, PORTUGUESE, describe
-from core.metrics import Metrics
-from core.models import Usage
-from core.openrouter import OpenRouterClient
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
+from core.observability.metrics import Metrics
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
 from tests.integration.store_turns import make_store, spend, store_turn, today
 from tests.redis_process import RedisProcess
 

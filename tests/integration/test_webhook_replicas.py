@@ -15,11 +15,11 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
-from core.events import EVENTS_STREAM_KEY, EventType, RedisEventPublisher, group_name
-from core.openrouter import OpenRouterClient
-from core.redis_connection import RedisClient, close_redis, redis_from_settings
-from core.session_limits import SessionLimits
+from core.events.publisher import EVENTS_STREAM_KEY, EventType, RedisEventPublisher, group_name
+from core.llm.openrouter import OpenRouterClient
+from core.sessions.limits import SessionLimits
 from core.settings import load_settings
+from core.storage.connection import RedisClient, close_redis, redis_from_settings
 from tests.fakes.webhook_receiver import FakeWebhookReceiver
 from tests.integration.webhook_support import (
     FAST,

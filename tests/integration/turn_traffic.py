@@ -15,9 +15,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from core.conversation import MessagePage
 from core.errors import SessionBusy, StoreUnavailable
-from core.models import MessagePage
-from core.session_store import SessionStore
+from core.sessions.store import SessionStore
 
 MODEL = "test/model"
 PAUSE_SECONDS = 0.002  # between a user's turns: a busy user, not a benchmark

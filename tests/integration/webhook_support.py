@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from core.chat import ChatService, TurnSettings
-from core.events import EVENTS_STREAM_KEY, RedisEventPublisher, group_name
-from core.openrouter import OpenRouterClient
-from core.redis_connection import RedisClient
-from core.session_limits import SessionLimits
-from core.session_store import SessionStore
-from core.webhooks import DeliveryTiming, Webhooks
+from core.events.publisher import EVENTS_STREAM_KEY, RedisEventPublisher, group_name
+from core.events.webhooks import DeliveryTiming, Webhooks
+from core.llm.openrouter import OpenRouterClient
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
+from core.storage.connection import RedisClient
 from tests.fakes.webhook_receiver import FakeWebhookReceiver
 
 SECRET = "test-webhook-secret-0123456789"

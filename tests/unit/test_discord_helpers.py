@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bots.discord_bot import _signature, _typed, _without_mention
-from bots.discord_stream import PART_LIMIT, discord_parts, footer
-from core.models import Message, Role, Usage
+from bots.discord.front import _signature, _typed, _without_mention
+from bots.discord.stream import PART_LIMIT, discord_parts, footer
+from core.conversation import Message, Role, Usage
 
 OURS = [
     {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ConfigError
-from core.redis_connection import describe_redis
 from core.settings import Settings, load_settings
+from core.storage.connection import describe_redis
 
 
 @pytest.fixture(autouse=True)

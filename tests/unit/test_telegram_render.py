@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bots.telegram_render import plain_text, to_telegram_html, visible_length
+from bots.telegram.render import plain_text, to_telegram_html, visible_length
 from core.messages import _TEXTS, help_text
 
 # Exactly the tags and attributes the renderer may emit, all from Telegram's supported list.

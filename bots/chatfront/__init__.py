@@ -1,0 +1,1 @@
+"""What the chat fronts share: reply streaming, pacing, message splitting."""

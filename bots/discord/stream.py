@@ -1,0 +1,327 @@
+"""Showing a growing answer in Discord: one message at the first text, then paced edits.
+
+Where the answer goes is a `Surface`: a channel (a reply to the user's message) or an
+interaction (its deferred "thinking…" response, then follow-ups). Edits are paced per channel
+(DISCORD_EDIT_INTERVAL; Discord allows about five per five seconds). discord.py waits out
+429s itself; a preview it still fails to deliver is skipped, the final text is retried until
+it lands. Past 2000 characters the answer continues in further messages, split at paragraph or
+code-block boundaries; a small footer line under the last one names the model and the usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+import discord
+import structlog
+
+from bots.chatfront.pacing import ChatPacer
+from bots.chatfront.streaming import PacedPreviews, TypingHint
+from bots.chatfront.text_split import close_open_code_block, split_message
+from core.conversation import Message
+
+log = structlog.get_logger(__name__)
+
+MESSAGE_LIMIT = 2000
+# Parts are cut this much short so that a preview's closing fence and " …" still fit.
+PREVIEW_ROOM = 16
+PART_LIMIT = MESSAGE_LIMIT - PREVIEW_ROOM
+TYPING_EVERY_SECONDS = 8.0  # Discord shows "typing" for 10 s
+FINAL_ATTEMPTS = 5
+FINAL_RETRY_SECONDS = 2.0
+# Never ping anyone because a model or a user wrote "@everyone" or "<@id>"; a reply may notify
+# the user it answers.
+NO_PINGS = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True)
+
+T = TypeVar("T")
+Sent = discord.Message  # InteractionMessage and WebhookMessage are Messages too
+
+
+class Surface(Protocol):
+    """Where an answer's messages go."""
+
+    @property
+    def pace_key(self) -> int:
+        """What edit pacing is counted per: the channel."""
+        ...
+
+    async def send(
+        self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
+    ) -> Sent: ...
+
+    async def edit(self, message: Sent, content: str) -> None: ...
+
+    async def send_private(self, content: str) -> None:
+        """A notice only the user should see, where the platform allows it."""
+        ...
+
+    async def show_typing(self) -> None: ...
+
+
+@dataclass
+class ChannelSurface:
+    """Messages in a channel, the first replying to the user's message."""
+
+    channel: discord.abc.Messageable
+    channel_id: int
+    reply_to: discord.Message | None = None
+    _has_sent: bool = False
+
+    @property
+    def pace_key(self) -> int:
+        return self.channel_id
+
+    async def send(
+        self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
+    ) -> Sent:
+        reference: Any = None  # not a reply
+        if self.reply_to is not None and not self._has_sent:
+            reference = self.reply_to.to_reference(fail_if_not_exists=False)
+        sent: Sent = await self.channel.send(
+            content,
+            reference=reference,
+            allowed_mentions=NO_PINGS,
+            view=_view_or_missing(view),
+            file=_or_missing(file),
+        )
+        self._has_sent = True
+        return sent
+
+    async def edit(self, message: Sent, content: str) -> None:
+        await message.edit(content=content)
+
+    async def send_private(self, content: str) -> None:
+        await send_text(self, content)  # a channel has no private messages
+
+    async def show_typing(self) -> None:
+        await self.channel.typing()
+
+
+@dataclass
+class InteractionSurface:
+    """An interaction's response, then follow-ups.
+
+    The first text answers the interaction; if it was deferred, it replaces "thinking…"; with
+    `replaces_message` (a click), it replaces the message that was clicked, buttons and all.
+    """
+
+    interaction: discord.Interaction[discord.Client]
+    ephemeral: bool = False
+    replaces_message: bool = False
+    _has_sent: bool = False
+
+    @property
+    def pace_key(self) -> int:
+        return self.interaction.channel_id or self.interaction.id
+
+    async def send(
+        self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
+    ) -> Sent:
+        if not self.interaction.response.is_done():
+            return await self._respond(content, view, file)
+        if not self._has_sent:
+            self._has_sent = True
+            return await self.interaction.edit_original_response(
+                content=content, allowed_mentions=NO_PINGS, view=view,
+                attachments=[file] if file is not None else discord.utils.MISSING,
+            )  # fmt: skip
+        followup: Sent = await self.interaction.followup.send(
+            content,
+            ephemeral=self.ephemeral,
+            wait=True,
+            allowed_mentions=NO_PINGS,
+            view=_view_or_missing(view),
+            file=_or_missing(file),
+        )
+        return followup
+
+    async def _respond(
+        self, content: str, view: discord.ui.View | None, file: discord.File | None
+    ) -> Sent:
+        response = self.interaction.response
+        if self.replaces_message:
+            callback = await response.edit_message(
+                content=content, view=view, allowed_mentions=NO_PINGS,
+                attachments=[file] if file is not None else discord.utils.MISSING,
+            )  # fmt: skip
+        else:
+            callback = await response.send_message(
+                content,
+                ephemeral=self.ephemeral,
+                allowed_mentions=NO_PINGS,
+                view=_view_or_missing(view),
+                file=_or_missing(file),
+            )
+        self._has_sent = True
+        if callback is not None and isinstance(callback.resource, discord.InteractionMessage):
+            return callback.resource
+        return await self.interaction.original_response()
+
+    async def edit(self, message: Sent, content: str) -> None:
+        await message.edit(content=content)
+
+    async def send_private(self, content: str) -> None:
+        """A public "thinking…" that ends in an error is taken back; the error goes privately."""
+        if self.ephemeral or self._has_sent or not self.interaction.response.is_done():
+            await send_text(replace(self, ephemeral=True), content)
+            return
+        with contextlib.suppress(discord.NotFound):
+            await self.interaction.delete_original_response()
+        self._has_sent = True  # what follows are follow-ups
+        await send_text(replace(self, ephemeral=True), content)
+
+    async def show_typing(self) -> None:
+        return None  # a deferred interaction already shows "thinking…"
+
+
+def _view_or_missing(view: discord.ui.View | None) -> Any:
+    """discord.py's "leave as is": `view=None` would remove a message's components."""
+    return view if view is not None else discord.utils.MISSING
+
+
+def _or_missing(file: discord.File | None) -> Any:
+    return file if file is not None else discord.utils.MISSING
+
+
+def discord_parts(markdown: str) -> list[str]:
+    """Parts of at most PART_LIMIT characters (Discord counts code points, as `len` does)."""
+    return [part for part in split_message(markdown, PART_LIMIT) if part.strip()]
+
+
+def footer(reply: Message | None) -> str:
+    """`-# model · 12 → 345 tokens`: Discord's small text, under the answer."""
+    if reply is None or reply.model is None:
+        return ""
+    line = f"-# {reply.model}"
+    if reply.usage is not None:
+        line += f" · {reply.usage.prompt_tokens} → {reply.usage.completion_tokens} tokens"
+    return line
+
+
+async def send_file(surface: Surface, caption: str, *, filename: str, content: bytes) -> Sent:
+    """A document as an attachment under its caption, retried like a final text."""
+
+    def attempt() -> Awaitable[Sent]:
+        # A File is read as it is sent: every attempt needs a new one.
+        return surface.send(caption, file=discord.File(io.BytesIO(content), filename=filename))
+
+    return await until_delivered(attempt)
+
+
+async def send_text(
+    surface: Surface, markdown: str, *, view: discord.ui.View | None = None
+) -> list[Sent]:
+    """A finished reply, split past the limit; `view` (buttons, a menu) under the last part."""
+    parts = discord_parts(markdown) or ["…"]
+    sent = []
+    for index, part in enumerate(parts):
+        part_view = view if index == len(parts) - 1 else None
+        sent.append(await until_delivered(lambda p=part, v=part_view: surface.send(p, view=v)))  # type: ignore[misc]
+    return sent
+
+
+@dataclass
+class _Part:
+    message: Sent
+    shown: str
+
+
+@dataclass
+class ReplyStream(PacedPreviews):
+    """`async with ReplyStream(surface, pacer) as s: await s.add(d) ...; await s.finish()`."""
+
+    surface: Surface
+    pacer: ChatPacer
+    text: str = ""
+    _parts: list[_Part] = field(default_factory=list)
+    _typing: TypingHint = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._typing = TypingHint(
+            self.surface.show_typing, every=TYPING_EVERY_SECONDS, is_over=lambda: bool(self._parts)
+        )
+
+    async def __aenter__(self) -> ReplyStream:
+        self._typing.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._typing.stop()
+        await self._drop_preview()
+
+    @property
+    def has_shown_anything(self) -> bool:
+        return bool(self._parts)
+
+    @property
+    def _pace_key(self) -> Hashable:
+        return self.surface.pace_key
+
+    async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
+        """Deliver the whole text (plus `suffix` and the footer), retrying until it lands."""
+        await self._settle_preview()
+        await self._typing.stop()
+        self.text += suffix
+        if not self.text.strip():
+            return
+        if footer_line:
+            self.text = close_open_code_block(self.text) + "\n" + footer_line
+        if self._parts:  # an edit: it waits its turn like the previews did
+            await self.pacer.wait_for_slot(self.surface.pace_key)
+        else:
+            self.pacer.edited(self.surface.pace_key)
+        await self._show(is_final=True)
+
+    async def _show(self, *, is_final: bool) -> None:
+        parts = discord_parts(self.text)
+        for index, part in enumerate(parts):
+            is_preview = not is_final and index == len(parts) - 1
+            shown = close_open_code_block(part) + " …" if is_preview else part
+            if is_final:
+                await until_delivered(lambda i=index, s=shown: self._show_part(i, s))  # type: ignore[misc]
+                continue
+            try:
+                await self._show_part(index, shown)
+            except discord.HTTPException as error:
+                if not _is_worth_retrying(error):
+                    raise
+                log.warning("discord.preview_skipped", status=error.status)
+                return  # harmless: the final text follows
+
+    async def _show_part(self, index: int, shown: str) -> None:
+        if index < len(self._parts):
+            part = self._parts[index]
+            if part.shown != shown:
+                await self.surface.edit(part.message, shown)
+                part.shown = shown
+        else:
+            self._parts.append(_Part(await self.surface.send(shown), shown))
+
+
+def _is_worth_retrying(error: discord.HTTPException) -> bool:
+    """Rate limits and Discord's own failures pass; a refused message would be refused again."""
+    return error.status == 429 or error.status >= 500
+
+
+async def until_delivered(attempt: Callable[[], Awaitable[T]]) -> T:
+    """A final text must not be lost: retry what discord.py gave up on after its own retries."""
+    for number in range(1, FINAL_ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except discord.HTTPException as error:
+            if number == FINAL_ATTEMPTS or not _is_worth_retrying(error):
+                raise
+            log.warning("discord.final_retry", status=error.status, attempt=number)
+            await asyncio.sleep(FINAL_RETRY_SECONDS * number)
+    raise AssertionError("unreachable: the last attempt returns or raises")

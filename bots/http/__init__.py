@@ -1,0 +1,1 @@
+"""The HTTP server: health, the REST API, its OpenAPI document, metrics, dashboard."""

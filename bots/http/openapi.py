@@ -1,0 +1,270 @@
+"""The OpenAPI 3.1 document at /api/openapi.json, generated from the models that validate.
+
+Limits that come from settings (MAX_MESSAGE_LENGTH) are written into the document when the app
+is built, so the document always states the limits the server enforces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from bots.http.dashboard_schema import DashboardOut
+from bots.http.schema import (
+    OFFSET_MAX,
+    PAGE_LIMIT_MAX,
+    USER_ID_MAX_CHARS,
+    USER_ID_PATTERN,
+    AddMessage,
+    ChatMessage,
+    ChatReply,
+    CreateSession,
+    ErrorOut,
+    Health,
+    MessageList,
+    MessageOut,
+    SessionList,
+    SessionOut,
+    SessionsHealth,
+    StartChat,
+)
+from core.sessions.keys import SESSION_ID_PATTERN
+from core.settings import Settings
+
+JSON = dict[str, Any]
+REF = "#/components/schemas/{model}"
+REQUESTS: tuple[type[BaseModel], ...] = (CreateSession, StartChat, ChatMessage, AddMessage)
+RESPONSES: tuple[type[BaseModel], ...] = (
+    SessionOut, SessionList, MessageOut, MessageList, ChatReply, ErrorOut, Health, SessionsHealth,
+    DashboardOut,
+)  # fmt: skip
+ERROR_TEXT = {
+    400: "Malformed JSON",
+    401: "Missing, malformed or expired token",
+    403: "A user's token acting for another user",
+    404: "No such session (or another user's)",
+    409: "Session limit reached, session busy, or nothing to retry",
+    413: "Request body over 64 KiB",
+    422: "Body or query of the wrong shape, or a message too long or empty",
+    429: "The user's rate limit (RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW) or daily token "
+    "budget is reached, or the model provider is rate limiting: retry after Retry-After",
+    502: "The model failed or its answer was cut off",
+    503: "Redis or the model is unavailable (Retry-After when the model's circuit breaker is "
+    "open), or the service is shutting down",
+    504: "The model took too long",
+}
+SESSION_ERRORS = (401, 404, 503)
+BODY_ERRORS = (400, 401, 413, 422, 503)
+MODEL_ERRORS = (409, 429, 502, 504)
+RETRY_AFTER = {
+    "description": "Whole seconds to wait before trying again",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def openapi_document(settings: Settings) -> JSON:
+    schemas = _component_schemas(settings.max_message_length)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "chatbridge",
+            "version": "1.0.0",
+            "description": "Chat sessions in Redis with per-user limits, answered by LLMs.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API_TOKEN (full access), or an HS256 JWT whose `sub` is "
+                    "the userId (that user's sessions only). Not required when the server "
+                    "runs without API_TOKEN and JWT_SECRET (loopback only).",
+                }
+            },
+        },
+        "security": [{"bearer": []}] if settings.api_token or settings.jwt_secret else [],
+    }
+
+
+def _component_schemas(max_message_length: int) -> JSON:
+    pairs = [(m, "validation") for m in REQUESTS] + [(m, "serialization") for m in RESPONSES]
+    _, top = models_json_schema(pairs, ref_template=REF, by_alias=True)  # type: ignore[arg-type]
+    schemas: JSON = top["$defs"]
+    for model, field in (("StartChat", "initialMessage"), ("ChatMessage", "message")):
+        schemas[model]["properties"][field]["maxLength"] = max_message_length
+    schemas["AddMessage"]["properties"]["content"]["description"] = (
+        f"at most {max_message_length} characters, except for role assistant"
+    )
+    return schemas
+
+
+def _paths() -> JSON:
+    session = _path_parameter(
+        "sessionId", {"type": "string", "pattern": SESSION_ID_PATTERN.pattern}
+    )
+    user = _path_parameter(
+        "userId",
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": USER_ID_MAX_CHARS,
+            "pattern": USER_ID_PATTERN,
+        },
+    )
+    return {
+        "/api/sessions": {"post": _operation(
+            "Create a session", body="CreateSession", ok=(201, "SessionOut"),
+            errors=(*BODY_ERRORS, 403, 409))},
+        "/api/sessions/{sessionId}": {
+            "parameters": [session],
+            "get": _operation("Get a session", ok=(200, "SessionOut"), errors=SESSION_ERRORS),
+            "delete": _operation("Delete a session", ok=(204, None), errors=SESSION_ERRORS),
+        },
+        "/api/users/{userId}/sessions": {
+            "parameters": [user],
+            "get": _operation("A user's sessions, most recent activity first",
+                              ok=(200, "SessionList"), errors=(401, 403, 422, 503)),
+        },
+        "/api/chat/session/start": {"post": _operation(
+            "Create a session and answer its first message", body="StartChat",
+            ok=(201, "ChatReply"), errors=(*BODY_ERRORS, *MODEL_ERRORS, 403))},
+        "/api/sessions/{sessionId}/export": {
+            "parameters": [session],
+            "get": _export_operation(),
+        },
+        "/api/chat/session": {"post": _chat_operation()},
+        "/api/chat/session/{sessionId}/history": {
+            "parameters": [session],
+            "get": _page_operation("A session's history, oldest first", default_limit=20),
+        },
+        "/api/sessions/{sessionId}/messages": {
+            "parameters": [session],
+            "get": _page_operation("A session's messages, oldest first", default_limit=50),
+            "post": _operation("Store a message without asking the model", body="AddMessage",
+                               ok=(201, "MessageOut"), errors=(*BODY_ERRORS, 404)),
+        },
+        "/health": {"get": _health_operation("Service health", "Health")},
+        "/api/sessions/health": {
+            "get": _health_operation(
+                "Session service health and activity (the count is at most 5 s old)",
+                "SessionsHealth",
+            )
+        },
+        "/api/openapi.json": {"get": {
+            "summary": "This document", "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.1", "content": {
+                "application/json": {"schema": {"type": "object"}}}}}}},
+        "/api/dashboard": {"get": _operation(
+            "The dashboard's figures over the last hour and day, from every replica (the "
+            "service token when auth is on)", ok=(200, "DashboardOut"), errors=(401, 403, 503))},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics (the service token when auth is on)",
+            "responses": {"200": {"description": "Prometheus text format", "content": {
+                "text/plain": {"schema": {"type": "string"}}}}, **_errors((401, 403))}}},
+    }  # fmt: skip
+
+
+def _operation(
+    summary: str, *, ok: tuple[int, str | None], errors: tuple[int, ...], body: str | None = None
+) -> JSON:
+    status, schema = ok
+    success: JSON = {"description": "Success"}
+    if schema is not None:
+        success["content"] = {"application/json": {"schema": _ref(schema)}}
+    operation: JSON = {"summary": summary, "responses": {str(status): success, **_errors(errors)}}
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    return operation
+
+
+def _chat_operation() -> JSON:
+    operation = _operation(
+        "One turn in a session",
+        body="ChatMessage",
+        ok=(200, "ChatReply"),
+        errors=(*BODY_ERRORS, *MODEL_ERRORS, 404),
+    )
+    operation["responses"]["200"]["content"]["text/event-stream"] = {
+        "schema": {"type": "string"},
+        "description": "With stream: true. Events: `delta` ({text}) per piece of the answer, "
+        "then `done` (a ChatReply) or `error` ({error: {code, message}}).",
+    }
+    return operation
+
+
+def _export_operation() -> JSON:
+    operation = _operation(
+        "The session as a Markdown file (labels in the Accept-Language: en or pt-BR)",
+        ok=(200, None),
+        errors=SESSION_ERRORS,
+    )
+    operation["responses"]["200"].update(
+        {
+            "description": "The title, model and times, then every message with its speaker",
+            "headers": {
+                "Content-Disposition": {
+                    "description": 'attachment; filename="chatbridge-<title>-<day>.md"',
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": {"text/markdown": {"schema": {"type": "string"}}},
+        }
+    )
+    return operation
+
+
+def _page_operation(summary: str, *, default_limit: int) -> JSON:
+    operation = _operation(summary, ok=(200, "MessageList"), errors=(*SESSION_ERRORS, 422))
+    operation["parameters"] = [
+        _query_parameter("limit", {"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX,
+                                   "default": default_limit}),
+        _query_parameter("offset", {"type": "integer", "minimum": 0, "maximum": OFFSET_MAX,
+                                    "default": 0}),
+    ]  # fmt: skip
+    return operation
+
+
+def _health_operation(summary: str, schema: str) -> JSON:
+    body = {"content": {"application/json": {"schema": _ref(schema)}}}
+    return {
+        "summary": summary,
+        "security": [],
+        "responses": {
+            "200": {"description": "Redis answers", **body},
+            "503": {"description": "Redis is down", **body},
+        },
+    }
+
+
+def _errors(statuses: tuple[int, ...]) -> JSON:
+    content = {"application/json": {"schema": _ref("ErrorOut")}}
+    responses: JSON = {
+        str(status): {"description": ERROR_TEXT[status], "content": content}
+        for status in sorted(set(statuses))
+    }
+    if "429" in responses:
+        responses["429"]["headers"] = {"Retry-After": RETRY_AFTER}
+    if "503" in responses:
+        responses["503"]["headers"] = {"Retry-After": {**RETRY_AFTER, "required": False}}
+    return responses
+
+
+def _path_parameter(name: str, schema: JSON) -> JSON:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query_parameter(name: str, schema: JSON) -> JSON:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _ref(name: str) -> JSON:
+    return {"$ref": REF.format(model=name)}

@@ -1,0 +1,303 @@
+"""The REST endpoints of the original design, on the same core the chat fronts use."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from bots.http.auth import Principal
+from bots.http.errors import ApiError, core_error_response, sse_error_event
+from bots.http.schema import (
+    AddMessage,
+    ChatMessage,
+    ChatReply,
+    CreateSession,
+    MessageList,
+    MessageOut,
+    Page,
+    SessionList,
+    SessionOut,
+    StartChat,
+    TextDeltaEvent,
+    UserPath,
+)
+from bots.runtime import Services
+from core.chat import Turn
+from core.conversation import Role
+from core.errors import (
+    ChatbridgeError,
+    EmptyMessage,
+    ModelNotConfigured,
+    QuotaExceeded,
+    ServiceStopping,
+)
+from core.messages import normalize_locale
+from core.sessions.export import MEDIA_TYPE, export_session
+
+log = structlog.get_logger(__name__)
+
+SERVICES = web.AppKey("services", Services)
+PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
+FRONT = "http"  # the front label of this API's turns in the metrics
+HISTORY_DEFAULT_LIMIT = 20
+MESSAGES_DEFAULT_LIMIT = 50
+
+Body = TypeVar("Body", bound=BaseModel)
+# What a pattern means, instead of the regular expression pydantic would quote.
+PATTERN_RULES = {
+    "message": "must not be blank",
+    "initialMessage": "must not be blank",
+    "content": "must not be blank",
+    "modelId": "must be a model id like openai/gpt-4o-mini",
+    "model": "must be a model id like openai/gpt-4o-mini",
+    "userId": "must be printable text without '/', and not '.' or '..'",
+    "user_id": "must be printable text without '/', and not '.' or '..'",
+}
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    """Create a session for a user (409 at MAX_SESSIONS_PER_USER)."""
+    body = await read_json(request, CreateSession)
+    principal_of(request).require_user(body.user_id)
+    services = request.app[SERVICES]
+    session = await services.store.create_session(
+        body.user_id,
+        title=body.title,
+        model=body.model or "",
+        default_model=services.settings.default_model,
+    )
+    return respond(SessionOut.of(session), status=201)
+
+
+@routes.get("/api/sessions/{session_id:[0-9a-f]{32}}")
+async def get_session(request: web.Request) -> web.Response:
+    session = await request.app[SERVICES].store.get_session(
+        request.match_info["session_id"], owner=principal_of(request).owner
+    )
+    return respond(SessionOut.of(session))
+
+
+@routes.delete("/api/sessions/{session_id:[0-9a-f]{32}}")
+async def delete_session(request: web.Request) -> web.Response:
+    await request.app[SERVICES].store.delete_session(
+        request.match_info["session_id"], owner=principal_of(request).owner
+    )
+    return web.Response(status=204)
+
+
+@routes.get("/api/users/{user_id}/sessions")
+async def list_user_sessions(request: web.Request) -> web.Response:
+    """The user's sessions, most recent activity first."""
+    user_id = _validated(UserPath, {"user_id": request.match_info["user_id"]}).user_id
+    principal_of(request).require_user(user_id)
+    listing = await request.app[SERVICES].store.list_sessions(user_id)
+    return respond(SessionList(sessions=[SessionOut.of(s) for s in listing.sessions]))
+
+
+@routes.post("/api/sessions/{session_id:[0-9a-f]{32}}/messages")
+async def add_message(request: web.Request) -> web.Response:
+    """Store a message without asking the model (imports, system notes)."""
+    body = await read_json(request, AddMessage)
+    if not body.content.strip():  # the store lets the model's empty answers through, not ours
+        raise EmptyMessage()
+    message = await request.app[SERVICES].store.append_message(
+        request.match_info["session_id"],
+        Role(body.role),
+        body.content,
+        owner=principal_of(request).owner,
+        model=body.model,
+    )
+    return respond(MessageOut.of(message), status=201)
+
+
+@routes.get("/api/sessions/{session_id:[0-9a-f]{32}}/messages")
+async def list_messages(request: web.Request) -> web.Response:
+    return await _page_of_messages(request, MESSAGES_DEFAULT_LIMIT)
+
+
+@routes.get("/api/sessions/{session_id:[0-9a-f]{32}}/export")
+async def export(request: web.Request) -> web.Response:
+    """The session as a Markdown file to download; labels in the Accept-Language."""
+    store, owner = request.app[SERVICES].store, principal_of(request).owner
+    session = await store.get_session(request.match_info["session_id"], owner=owner)
+    locale = normalize_locale(request.headers.get("Accept-Language"))
+    exported = await export_session(store, session, owner=owner, locale=locale)
+    return web.Response(
+        text=exported.markdown,
+        content_type=MEDIA_TYPE,
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{exported.filename}"'},
+    )
+
+
+@routes.get("/api/chat/session/{session_id:[0-9a-f]{32}}/history")
+async def history(request: web.Request) -> web.Response:
+    return await _page_of_messages(request, HISTORY_DEFAULT_LIMIT)
+
+
+@routes.post("/api/chat/session/start")
+async def start_chat(request: web.Request) -> web.Response:
+    """Create a session and answer its first message in one call (429 at a user's limit)."""
+    body = await read_json(request, StartChat)
+    principal_of(request).require_user(body.user_id)
+    services = request.app[SERVICES]
+    # Refuse what would fail anyway before creating anything.
+    services.store.check_content(body.initial_message)
+    if not services.chat.model.is_configured:
+        raise ModelNotConfigured()
+    if services.chat.is_stopping:
+        raise ServiceStopping()
+    try:
+        # Refused here too (same round trip) when the turn would be: no empty session is left.
+        session = await services.store.create_session(
+            body.user_id, title=body.title, default_model=services.settings.default_model,
+            for_turn=True,
+        )  # fmt: skip
+    except QuotaExceeded as error:
+        services.metrics.turn_ended_early(FRONT, error, body.user_id)  # refused before it began
+        raise
+    turn = services.chat.turn(
+        body.initial_message,
+        user_id=body.user_id,
+        session_id=session.id,
+        model=body.model_id,
+        front=FRONT,
+    )
+    try:
+        return respond(await _complete(turn), status=201)
+    except ChatbridgeError as error:
+        # The session and the message are kept (for a retry): say where they are.
+        response = core_error_response(error)
+        response.headers["Location"] = f"/api/sessions/{session.id}"
+        return response
+
+
+@routes.post("/api/chat/session")
+async def chat(request: web.Request) -> web.StreamResponse:
+    """One turn in a session; Server-Sent Events when `stream` is true."""
+    body = await read_json(request, ChatMessage)
+    turn = request.app[SERVICES].chat.turn(
+        body.message,
+        user_id=principal_of(request).owner,
+        session_id=body.session_id,
+        model=body.model_id,
+        front=FRONT,
+    )
+    if body.stream:
+        return await _stream(request, turn)
+    return respond(await _complete(turn))
+
+
+async def _complete(turn: Turn) -> ChatReply:
+    async with turn:
+        async for _ in turn.deltas():
+            pass
+    return _chat_reply(turn)
+
+
+async def _stream(request: web.Request, turn: Turn) -> web.StreamResponse:
+    """Errors before the first byte are ordinary JSON errors; after it, an `error` event."""
+    async with turn:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        writer = _EventWriter(response)
+        try:
+            async for text in turn.deltas():
+                await writer.send("delta", TextDeltaEvent(text=text))
+        except ChatbridgeError as error:
+            await writer.send_raw(sse_error_event(error))
+            return response
+        await writer.send("done", _chat_reply(turn))
+    await writer.close()
+    return response
+
+
+def _chat_reply(turn: Turn) -> ChatReply:
+    message, session = turn.outcome()
+    return ChatReply(session=SessionOut.of(session), reply=MessageOut.of(message))
+
+
+class _EventWriter:
+    """Writes SSE events; once the client has gone, keeps quiet so the answer is still stored."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self._response = response
+        self._is_client_gone = False
+
+    async def send(self, event: str, data: BaseModel) -> None:
+        payload = data.model_dump_json(by_alias=True)
+        await self.send_raw(f"event: {event}\ndata: {payload}\n\n".encode())
+
+    async def close(self) -> None:
+        if not self._is_client_gone:
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await self._response.write_eof()
+
+    async def send_raw(self, chunk: bytes) -> None:
+        if self._is_client_gone:
+            return
+        try:
+            await self._response.write(chunk)
+        except (ConnectionResetError, RuntimeError):
+            self._is_client_gone = True
+            log.info("http.stream_client_gone")
+
+
+async def _page_of_messages(request: web.Request, default_limit: int) -> web.Response:
+    page = _validated(
+        Page,
+        {
+            "limit": request.query.get("limit", str(default_limit)),
+            "offset": request.query.get("offset", "0"),
+        },
+    )
+    messages = await request.app[SERVICES].store.read_messages(
+        request.match_info["session_id"],
+        owner=principal_of(request).owner,
+        offset=page.offset,
+        limit=page.limit,
+    )
+    return respond(MessageList.of(messages))
+
+
+# --- request and response helpers ------------------------------------------------------------
+
+
+async def read_json(request: web.Request, model: type[Body]) -> Body:
+    """The body as `model`: 400 for malformed JSON, 422 for the wrong shape."""
+    raw = await request.read()  # past client_max_size aiohttp refuses with 413 before this returns
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
+    return _validated(model, data)
+
+
+def _validated(model: type[Body], data: object) -> Body:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        what = first["msg"]
+        if first["type"] == "string_pattern_mismatch":
+            what = PATTERN_RULES.get(str(first["loc"][-1]), "has characters that are not allowed")
+        raise ApiError(422, "validation_error", f"{where}: {what}") from None
+
+
+def respond(body: BaseModel, *, status: int = 200, exclude_none: bool = False) -> web.Response:
+    text = body.model_dump_json(by_alias=True, exclude_none=exclude_none)
+    return web.Response(text=text, status=status, content_type="application/json")
+
+
+def principal_of(request: web.Request) -> Principal:
+    return request[PRINCIPAL]

@@ -1,0 +1,190 @@
+"""The HTTP API's JSON shapes: pydantic models that validate requests and describe responses.
+
+Field names are snake_case here and camelCase on the wire (the original design's API). The
+OpenAPI document (bots/http/openapi.py) is generated from these same models.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic.alias_generators import to_camel
+
+from core.commands import MODEL_ID_MAX_CHARS, MODEL_ID_PATTERN, TITLE_MAX_CHARS
+from core.conversation import Message, MessagePage, Session, Usage, iso_utc
+
+USER_ID_MAX_CHARS = 128
+PAGE_LIMIT_MAX = 100
+
+# Printable (user ids end up in logs and keys), and usable in /api/users/{userId}/sessions.
+USER_ID_PATTERN = r"^(?!\.\.?$)[^\x00-\x1f\x7f/]+$"
+OFFSET_MAX = 1_000_000_000
+
+UserId = Annotated[str, Field(min_length=1, max_length=USER_ID_MAX_CHARS, pattern=USER_ID_PATTERN)]
+ModelId = Annotated[str, Field(max_length=MODEL_ID_MAX_CHARS, pattern=MODEL_ID_PATTERN.pattern)]
+Title = Annotated[str, Field(max_length=TITLE_MAX_CHARS)]
+# Not blank: at least one character that Python's str.strip() would keep.
+Text = Annotated[str, Field(min_length=1, pattern=r"[^\s\x1c-\x1f\x85]")]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        regex_engine="python-re",  # USER_ID_PATTERN needs a look-ahead
+    )
+
+
+# --- requests --------------------------------------------------------------------------------
+
+
+class CreateSession(ApiModel):
+    user_id: UserId
+    title: Title = ""
+    model: ModelId | None = None
+
+
+class StartChat(ApiModel):
+    user_id: UserId
+    title: Title = ""
+    model_id: ModelId | None = None
+    initial_message: Text
+
+
+class ChatMessage(ApiModel):
+    session_id: str
+    message: Text
+    model_id: ModelId | None = None
+    stream: StrictBool = False
+
+
+class AddMessage(ApiModel):
+    role: Literal["user", "assistant", "system"]
+    content: Text
+    model: ModelId | None = None
+
+
+class UserPath(ApiModel):
+    user_id: UserId
+
+
+class Page(ApiModel):
+    limit: int = Field(ge=1, le=PAGE_LIMIT_MAX)
+    offset: int = Field(default=0, ge=0, le=OFFSET_MAX)
+
+
+# --- responses -------------------------------------------------------------------------------
+
+
+class UsageOut(ApiModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float | None
+
+    @classmethod
+    def of(cls, usage: Usage | None) -> UsageOut | None:
+        if usage is None:
+            return None
+        return cls(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            cost=usage.cost,
+        )
+
+
+class MessageOut(ApiModel):
+    id: str
+    role: Literal["user", "assistant", "system"]
+    content: str
+    model: str | None
+    timestamp: str = Field(description="ISO 8601, UTC")
+    usage: UsageOut | None = Field(description="token usage of an assistant message")
+
+    @classmethod
+    def of(cls, message: Message) -> MessageOut:
+        return cls(
+            id=message.id,
+            role=message.role.value,
+            content=message.content,
+            model=message.model,
+            timestamp=iso_utc(message.timestamp),
+            usage=UsageOut.of(message.usage),
+        )
+
+
+class SessionOut(ApiModel):
+    id: str
+    user_id: str
+    title: str = Field(description="empty until named by /new or by its first message")
+    model: str
+    created_at: str = Field(description="ISO 8601, UTC")
+    updated_at: str = Field(description="ISO 8601, UTC")
+    message_count: int
+
+    @classmethod
+    def of(cls, session: Session) -> SessionOut:
+        return cls(
+            id=session.id,
+            user_id=session.user_id,
+            title=session.title,
+            model=session.model,
+            created_at=iso_utc(session.created_at),
+            updated_at=iso_utc(session.updated_at),
+            message_count=session.message_count,
+        )
+
+
+class SessionList(ApiModel):
+    sessions: list[SessionOut]
+
+
+class MessageList(ApiModel):
+    messages: list[MessageOut]
+    total: int
+
+    @classmethod
+    def of(cls, page: MessagePage) -> MessageList:
+        return cls(messages=[MessageOut.of(m) for m in page.messages], total=page.total)
+
+
+class ChatReply(ApiModel):
+    session: SessionOut
+    reply: MessageOut
+
+
+class TextDeltaEvent(ApiModel):
+    text: str
+
+
+class ErrorBody(ApiModel):
+    code: str
+    message: str
+
+
+class ErrorOut(ApiModel):
+    error: ErrorBody
+
+
+class RedisStatus(ApiModel):
+    status: Literal["up", "down"]
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class Health(ApiModel):
+    status: Literal["ok", "unavailable"]
+    redis: RedisStatus
+
+
+class SessionCounts(ApiModel):
+    active: int = Field(description="sessions with activity within the window (about ±1%)")
+    window_seconds: int
+
+
+class SessionsHealth(Health):
+    sessions: SessionCounts | None = None

@@ -1,0 +1,1 @@
+"""Operator tools: backup and restore, Redis Commander."""

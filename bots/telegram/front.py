@@ -1,0 +1,344 @@
+"""The Telegram front: python-telegram-bot in the service's own event loop.
+
+Only translation lives here: who spoke (a `telegram:<id>` user), in which chat and language,
+and how a core reply looks in Telegram (HTML, split messages, inline buttons, streamed edits).
+Long polling by default; with TELEGRAM_WEBHOOK_URL, updates arrive through the aiohttp server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Awaitable
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from telegram import (
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+    User,
+)
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseUpdateProcessor,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from bots.chatfront.pacing import ChatPacer, InOrder
+from bots.chatfront.streaming import stream_turn
+from bots.runtime import Services
+from bots.telegram.stream import ReplyStream, send_document, send_text
+from core.commands import Choice, FileReply, Reply, TurnReply
+from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, text
+from core.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  (a header name)
+DISMISS = "noop"  # callback data of a button that only closes its keyboard
+ALLOWED_UPDATES = ["message", "callback_query"]
+CONCURRENT_UPDATES = 64
+START_RETRY_FIRST_SECONDS = 1.0
+START_RETRY_MAX_SECONDS = 60.0
+TelegramApp = Application[Any, Any, Any, Any, Any, Any]
+
+
+class InOrderPerChat(BaseUpdateProcessor):
+    """Chats in parallel, each chat's updates one after the other."""
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._order = InOrder()
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        chat = update.effective_chat if isinstance(update, Update) else None
+        if chat is None:
+            await coroutine
+            return
+        async with self._order.turn_of(chat.id):
+            await coroutine
+
+    async def initialize(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        return None
+
+
+class TelegramFront:
+    def __init__(self, services: Services, settings: Settings) -> None:
+        if settings.telegram_bot_token is None:
+            raise ValueError("the Telegram front needs TELEGRAM_BOT_TOKEN")
+        self._services = services
+        self._token = settings.telegram_bot_token.get_secret_value()
+        self._webhook_url = settings.telegram_webhook_url
+        self._webhook_secret = _webhook_secret(settings, self._token)
+        self._allowed = {entry.lower().lstrip("@") for entry in settings.telegram_allowed_users}
+        self._pacer = ChatPacer(settings.telegram_edit_interval)
+        self._is_stopping = False
+        self.app = self._build(settings)
+        # Its 429s are ours to handle (previews skipped, final text retried): not errors.
+        logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
+
+    def _build(self, settings: Settings) -> TelegramApp:
+        builder = (
+            ApplicationBuilder()
+            .token(self._token)
+            .base_url(settings.telegram_api_base_url)
+            .rate_limiter(AIORateLimiter())
+            .concurrent_updates(InOrderPerChat(CONCURRENT_UPDATES))
+        )
+        if self._webhook_url:
+            builder = builder.updater(None)
+        app = builder.build()
+        app.add_handler(CallbackQueryHandler(self._on_button))
+        app.add_handler(MessageHandler(filters.TEXT, self._on_text))
+        app.add_handler(MessageHandler(~filters.TEXT & ~filters.StatusUpdate.ALL, self._on_other))
+        app.add_error_handler(self._on_error)
+        return app
+
+    def http_routes(self) -> list[web.RouteDef]:
+        """What the HTTP server serves for this front: the webhook, in webhook mode."""
+        if not self._webhook_url:
+            return []
+        return [web.post(urlsplit(self._webhook_url).path or "/", self.webhook)]
+
+    async def start(self) -> None:
+        await self.app.initialize()
+        await self._register_commands()
+        if self._webhook_url:
+            await self.app.bot.set_webhook(
+                self._webhook_url,
+                secret_token=self._webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        elif self.app.updater is not None:
+            await self.app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        await self.app.start()
+        log.info("telegram.started", bot=self.app.bot.username, webhook=bool(self._webhook_url))
+
+    async def start_when_reachable(self) -> None:
+        """Start, retrying while the Bot API cannot be reached; a refused token ends it."""
+        delay = START_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await self.start()
+            except InvalidToken:
+                log.error("telegram.token_refused", hint="check TELEGRAM_BOT_TOKEN")  # noqa: TRY400  (expected: no traceback)
+                return
+            except (NetworkError, RetryAfter) as error:
+                log.warning("telegram.unreachable", reason=str(error), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, START_RETRY_MAX_SECONDS)
+            else:
+                return
+
+    async def stop_taking_updates(self) -> None:
+        """The service is stopping: long polling fetches no more (Telegram keeps the rest for
+        the next poller), and the webhook answers 503 so Telegram delivers again later."""
+        self._is_stopping = True
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+
+    async def stop(self) -> None:
+        """Stop once the updates taken are handled (python-telegram-bot waits for them)."""
+        if self.app.updater is not None and self.app.updater.running:
+            await self.app.updater.stop()
+        if self.app.running:
+            await self.app.stop()
+        with contextlib.suppress(RuntimeError):  # never initialized: nothing to shut down
+            await self.app.shutdown()
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """POSTs from Telegram, authenticated by the secret token set with setWebhook."""
+        given = request.headers.get(WEBHOOK_SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self._webhook_secret.encode()):
+            return web.json_response(
+                {"error": {"code": "forbidden", "message": "Bad secret."}}, status=403
+            )
+        if self._is_stopping:
+            return web.json_response(
+                {"error": {"code": "service_stopping", "message": "Shutting down; send later."}},
+                status=503,
+            )
+        update = await self._update_in(request)
+        if update is None:
+            return web.json_response(
+                {"error": {"code": "bad_request", "message": "Not an Update object."}},
+                status=400,
+            )
+        await self.app.update_queue.put(update)
+        return web.Response(status=200)
+
+    async def _update_in(self, request: web.Request) -> Update | None:
+        """The posted Update, or None for a body that is not one (Telegram never sends such)."""
+        try:
+            data = await request.json()
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                return None
+            # python-telegram-bot reads fields without checking their types.
+            return Update.de_json(data, self.app.bot)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    async def _register_commands(self) -> None:
+        for language, code in ((ENGLISH, None), (PORTUGUESE, "pt")):
+            commands = [
+                BotCommand(name, about) for name, about in COMMAND_DESCRIPTIONS[language].items()
+            ]
+            await self.app.bot.set_my_commands(commands, language_code=code)
+
+    # --- handlers ------------------------------------------------------------------------------
+
+    async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Plain text and commands: to the core, if the message is for us and they may talk."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or message.text is None:
+            return
+        if not self._is_for_us(message) or not await self._may_talk(message, user):
+            return
+        self._bind(user, message.chat_id)
+        said = self._without_mention(message.text)
+        outcome = await self._services.commands.handle(_user_id(user), said, locale=_locale(user))
+        if isinstance(outcome, TurnReply):
+            await self._stream(outcome, message, user)
+        else:
+            await self._reply(outcome, message.chat_id, reply_to=message.message_id)
+
+    async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A tap on a choice: run its command as if typed, then close the keyboard."""
+        query, user = update.callback_query, update.effective_user
+        if query is None or user is None:
+            return
+        await query.answer()
+        message = query.message
+        if not isinstance(message, Message):
+            return
+        with contextlib.suppress(BadRequest):  # already closed by an earlier tap
+            await message.edit_reply_markup(None)
+        if query.data in (None, DISMISS) or not await self._may_talk(message, user):
+            return
+        self._bind(user, message.chat_id)
+        outcome = await self._services.commands.handle(
+            _user_id(user), query.data, locale=_locale(user)
+        )
+        if isinstance(outcome, TurnReply):
+            await self._stream(outcome, message, user)
+        else:
+            await self._reply(outcome, message.chat_id)
+
+    async def _on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Stickers, photos, voice: a short polite answer, where we were addressed."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None or not self._is_for_us(message):
+            return
+        if await self._may_talk(message, user):
+            await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_text"),
+                            reply_to=message.message_id)  # fmt: skip
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log with the traceback; tell the user something went wrong, never leave them waiting."""
+        log.error("telegram.handler_failed", exc_info=context.error)
+        if isinstance(update, Update) and update.effective_chat is not None:
+            locale = _locale(update.effective_user)
+            try:
+                await send_text(self.app.bot, update.effective_chat.id, text(locale, "unexpected"))
+            except Exception:
+                log.exception("telegram.error_reply_failed")
+
+    # --- replies -------------------------------------------------------------------------------
+
+    async def _reply(
+        self, reply: Reply | FileReply, chat_id: int, *, reply_to: int | None = None
+    ) -> None:
+        if isinstance(reply, FileReply):
+            await send_document(
+                self.app.bot, chat_id, reply.content, filename=reply.filename,
+                caption=reply.caption, reply_to=reply_to,
+            )  # fmt: skip
+            return
+        markup = _keyboard(reply.choices) if reply.choices else None
+        await send_text(self.app.bot, chat_id, reply.text, reply_to=reply_to, markup=markup)
+
+    async def _stream(self, reply: TurnReply, message: Message, user: User) -> None:
+        async def say(said: str) -> None:
+            await send_text(self.app.bot, message.chat_id, said, reply_to=message.message_id)
+
+        stream = ReplyStream(
+            self.app.bot, message.chat_id, self._pacer, reply_to=message.message_id
+        )
+        async with stream:
+            await stream_turn(reply, stream, _locale(user), say=say)
+
+    # --- who may talk, and when we are addressed ------------------------------------------------
+
+    def _is_for_us(self, message: Message) -> bool:
+        """In private chats, always; in groups, commands, mentions and replies to us."""
+        if message.chat.type == "private":
+            return True
+        username = (self.app.bot.username or "").lower()
+        said = (message.text or message.caption or "").lower()
+        if said.startswith("/"):
+            command = said.split()[0]
+            return "@" not in command or command.endswith("@" + username)
+        if username and "@" + username in said:
+            return True
+        replied = message.reply_to_message
+        return bool(replied and replied.from_user and replied.from_user.id == self.app.bot.id)
+
+    async def _may_talk(self, message: Message, user: User) -> bool:
+        if not self._allowed:
+            return True
+        if str(user.id) in self._allowed or (user.username or "").lower() in self._allowed:
+            return True
+        log.info("telegram.refused_user", user=_user_id(user))
+        await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_allowed"),
+                        reply_to=message.message_id)  # fmt: skip
+        return False
+
+    def _without_mention(self, said: str) -> str:
+        username = self.app.bot.username
+        if username and not said.startswith("/"):
+            said = re.sub(re.escape("@" + username), "", said, flags=re.IGNORECASE).strip()
+        return said
+
+    @staticmethod
+    def _bind(user: User, chat_id: int) -> None:
+        structlog.contextvars.bind_contextvars(
+            platform="telegram", user=_user_id(user), chat=chat_id
+        )
+
+
+def _user_id(user: User) -> str:
+    return f"telegram:{user.id}"
+
+
+def _locale(user: User | None) -> str:
+    return user.language_code or ENGLISH if user else ENGLISH
+
+
+def _keyboard(choices: tuple[Choice, ...]) -> InlineKeyboardMarkup:
+    rows = [[InlineKeyboardButton(c.label, callback_data=c.command or DISMISS)] for c in choices]
+    return InlineKeyboardMarkup(rows)
+
+
+def _webhook_secret(settings: Settings, token: str) -> str:
+    """TELEGRAM_WEBHOOK_SECRET, else one derived from the token (the same on every replica)."""
+    if settings.telegram_webhook_secret is not None:
+        return settings.telegram_webhook_secret.get_secret_value()
+    return hashlib.sha256(b"chatbridge-webhook:" + token.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Every session as JSON lines, and back."""

@@ -1,0 +1,1 @@
+"""Events about sessions and turns: the stream they go to, expiry notices, webhooks."""

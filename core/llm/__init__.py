@@ -1,0 +1,1 @@
+"""The model provider: OpenRouter's client and its circuit breaker."""

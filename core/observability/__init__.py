@@ -1,0 +1,1 @@
+"""What the service tells about itself: logs, metrics, dashboard analytics, activity."""

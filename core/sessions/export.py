@@ -1,0 +1,100 @@
+"""A session as a Markdown document: `/export` on every front, GET /api/sessions/{id}/export.
+
+    # Tides
+
+    Model `openai/gpt-4o-mini` · started 2026-01-31 12:00 UTC · last activity … · 2 messages
+
+    ---
+
+    ### You · 2026-01-31 12:00:03 UTC
+
+    How do tides work?
+
+    ### Assistant · 2026-01-31 12:00:05 UTC · openai/gpt-4o-mini · 212 tokens
+
+    Mostly the Moon's gravity …
+
+Labels follow the user's language; messages are written as they were sent (they are Markdown
+already, as models write it). The file name is ASCII, safe in any header or file system.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from core.conversation import Message, Role, Session
+from core.messages import text
+from core.sessions.store import SessionStore
+
+MEDIA_TYPE = "text/markdown"
+SLUG_MAX_CHARS = 40
+SPEAKER_KEYS = {Role.USER: "you", Role.ASSISTANT: "assistant", Role.SYSTEM: "system"}
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedSession:
+    session: Session
+    filename: str
+    markdown: str
+    message_count: int
+
+
+async def export_session(
+    store: SessionStore, session: Session, *, owner: str | None, locale: str
+) -> ExportedSession:
+    """The session with every message it holds (at most MAX_MESSAGES_PER_SESSION)."""
+    page = await store.read_messages(
+        session.id, owner=owner, limit=store.limits.max_messages_per_session
+    )
+    return ExportedSession(
+        session=session,
+        filename=export_filename(session),
+        markdown=session_markdown(session, page.messages, locale),
+        message_count=len(page.messages),
+    )
+
+
+def session_markdown(session: Session, messages: tuple[Message, ...], locale: str) -> str:
+    details = text(
+        locale,
+        "export_details",
+        model=session.model,
+        created=_moment(session.created_at, seconds=False),
+        updated=_moment(session.updated_at, seconds=False),
+        count=len(messages),
+    )
+    parts = [f"# {session.title or text(locale, 'untitled')}", details, "---"]
+    parts += [_message(message, locale) for message in messages]
+    if not messages:
+        parts.append(f"_{text(locale, 'history_empty')}_")
+    return "\n\n".join(parts) + "\n"
+
+
+def export_filename(session: Session) -> str:
+    """`chatbridge-tides-2026-01-31.md`: the title in ASCII, then the day of the last activity."""
+    folded = unicodedata.normalize("NFKD", session.title).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")[:SLUG_MAX_CHARS].strip("-")
+    day = session.updated_at.astimezone(UTC).strftime("%Y-%m-%d")
+    return f"chatbridge-{slug or 'conversation'}-{day}.md"
+
+
+def _message(message: Message, locale: str) -> str:
+    heading = f"### {text(locale, SPEAKER_KEYS[message.role])} · {_moment(message.timestamp)}"
+    if message.role is Role.ASSISTANT and message.model:
+        tokens = message.usage.total_tokens if message.usage else "?"
+        heading += " · " + text(locale, "reply_footer", model=message.model, tokens=tokens)
+    return f"{heading}\n\n{_closed(message.content)}"
+
+
+def _closed(content: str) -> str:
+    """A code block left open (a cut answer) would swallow the messages after it: close it."""
+    fences = [line for line in content.splitlines() if line.lstrip().startswith("```")]
+    return content + "\n```" if len(fences) % 2 else content
+
+
+def _moment(moment: datetime, *, seconds: bool = True) -> str:
+    shown = "%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC"
+    return moment.astimezone(UTC).strftime(shown)

@@ -1,0 +1,411 @@
+"""Sessions and their messages in Redis.
+
+Every operation is one Lua script (one round trip), so every limit is enforced atomically in
+Redis however many replicas and tasks write at once. The layout and its reasons are in
+docs/data-model.md; key names come from core.sessions.keys, the limits from
+core.sessions.limits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+
+from core.conversation import Message, MessagePage, Role, Session, Usage, datetime_from_ms
+from core.errors import (
+    EmptyMessage,
+    MessageTooLong,
+    NothingToRetry,
+    SessionBusy,
+    SessionLimitReached,
+    SessionNotFound,
+)
+from core.events.publisher import (
+    NO_EVENTS,
+    EventPublisher,
+    EventType,
+    session_created,
+    session_deleted,
+)
+from core.observability.activity import SessionActivity
+from core.observability.metrics import Metrics
+from core.sessions.codec import (
+    ROLE_CODES,
+    context_from,
+    message_from,
+    message_id,
+    session_from,
+    usage_args,
+)
+from core.sessions.keys import (
+    new_session_id,
+    session_key,
+    tag_of_session,
+    user_index_key,
+    user_tag,
+)
+from core.sessions.limits import SessionLimits
+from core.sessions.scripts import LuaScripts
+from core.storage.connection import RedisClient
+
+TITLE_LENGTH = 60
+
+
+@dataclass(frozen=True, slots=True)
+class SessionList:
+    sessions: tuple[Session, ...]
+    active_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """What the first round trip of a turn returns: the session, locked, and its context."""
+
+    session: Session
+    user_seq: int
+    context: tuple[tuple[Role, str], ...]  # (role, content), oldest first
+    lock_token: str
+
+
+class SessionStore:
+    """The only code that reads or writes session data in Redis (besides core/backup/lines.py)."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        limits: SessionLimits,
+        metrics: Metrics | None = None,
+        *,
+        events: EventPublisher = NO_EVENTS,
+    ) -> None:
+        self._redis = redis
+        self.limits = limits
+        self.metrics = metrics if metrics is not None else Metrics()
+        # Told of sessions created and deleted once the change is stored (webhooks).
+        self.events = events
+        self.activity = SessionActivity(limits.ttl_seconds)
+        self._scripts = LuaScripts(redis, self.activity, self.metrics)
+        self._run = self._scripts.run
+
+    async def ping(self) -> float:
+        """Round-trip latency to Redis in milliseconds (on a cluster: to its slowest master)."""
+        started = time.perf_counter()
+        if isinstance(self._redis, RedisCluster):
+            # Every master at once: the cluster is up only when all of its slots are served.
+            await self._scripts.translate(self._redis.ping(target_nodes=RedisCluster.PRIMARIES))
+        else:
+            await self._scripts.translate(self._redis.ping())
+        return (time.perf_counter() - started) * 1000
+
+    async def active_session_count(self) -> int:
+        """Sessions that stored a message or were created within SESSION_TTL (about ±1%)."""
+        return int(await self._scripts.translate(self.activity.count(self._redis)))
+
+    async def create_session(
+        self,
+        user_id: str,
+        *,
+        title: str = "",
+        model: str = "",
+        default_model: str,
+        for_turn: bool = False,
+    ) -> Session:
+        """A new, active session; `for_turn`: refused when a turn could not start now."""
+        session_id = new_session_id(user_id)
+        limits = self.limits
+        turn_limits = limits.turn_limit_args() if for_turn else (0, 0, 0)
+        reply = await self._run(
+            "create_session",
+            user_index_key(user_id),
+            user_tag(user_id),
+            user_id,
+            session_id,
+            title,
+            model,
+            default_model,
+            limits.ttl_seconds,
+            limits.max_sessions_per_user,
+            limits.policy.value,
+            *turn_limits,
+            active_session=session_id,
+        )
+        if refusal := limits.refusal(reply):
+            raise refusal
+        if reply[0] == "LIMIT":
+            raise SessionLimitReached(limit=limits.max_sessions_per_user)
+        for evicted_id in reply[8:]:  # SESSION_LIMIT_POLICY=evict_oldest made room
+            await self.events.publish(
+                EventType.SESSION_DELETED, session_deleted(str(evicted_id), user_id)
+            )
+        session = session_from(reply[1:8])
+        await self.events.publish(EventType.SESSION_CREATED, session_created(session))
+        return session
+
+    async def get_session(self, session_id: str, *, owner: str | None = None) -> Session:
+        reply = await self._run(
+            "get_session",
+            session_key(session_id),
+            tag_of_session(session_id),
+            session_id,
+            owner or "",
+            self.limits.ttl_seconds,
+        )
+        return _session_or_not_found(reply)
+
+    async def active_session(self, user_id: str) -> Session | None:
+        """The user's active session (or their most recent one), refreshing its expiry."""
+        reply = await self._run(
+            "get_session", user_index_key(user_id), user_tag(user_id), "", user_id,
+            self.limits.ttl_seconds,
+        )  # fmt: skip
+        return None if reply[0] == "NOT_FOUND" else session_from(reply[1:])
+
+    async def list_sessions(self, user_id: str) -> SessionList:
+        reply = await self._run(
+            "list_sessions", user_index_key(user_id), user_tag(user_id), user_id,
+            self.limits.ttl_seconds,
+        )  # fmt: skip
+        rows = reply[1:]
+        sessions = tuple(
+            session_from([rows[i], user_id, *rows[i + 1 : i + 6]]) for i in range(0, len(rows), 6)
+        )
+        return SessionList(sessions=sessions, active_id=reply[0] or None)
+
+    async def switch_session(self, user_id: str, session_id: str) -> Session:
+        if tag_of_session(session_id) != user_tag(user_id):
+            raise SessionNotFound()
+        reply = await self._run(
+            "switch_session", user_index_key(user_id), user_tag(user_id), user_id, session_id,
+            self.limits.ttl_seconds,
+        )  # fmt: skip
+        return _session_or_not_found(reply)
+
+    async def delete_session(self, session_id: str, *, owner: str | None = None) -> str | None:
+        """Delete a session; returns the owner's new active session id, if any remains."""
+        reply = await self._run(
+            "delete_session", session_key(session_id), tag_of_session(session_id), session_id,
+            owner or "",
+        )  # fmt: skip
+        if reply[0] == "NOT_FOUND":
+            raise SessionNotFound()
+        await self.events.publish(
+            EventType.SESSION_DELETED, session_deleted(session_id, str(reply[1]))
+        )
+        return str(reply[2]) or None
+
+    async def rename_session(
+        self, session_id: str, title: str, *, owner: str | None = None
+    ) -> Session:
+        return await self._update(session_id, owner, "title", title)
+
+    async def set_user_model(self, user_id: str, model: str) -> str | None:
+        """The user's model for new sessions, applied to the active one; returns its id."""
+        reply = await self._run(
+            "set_model", user_index_key(user_id), user_tag(user_id), user_id, model,
+            self.limits.ttl_seconds,
+        )  # fmt: skip
+        return str(reply) or None
+
+    async def append_message(
+        self,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        owner: str | None = None,
+        model: str | None = None,
+        usage: Usage | None = None,
+        lock_token: str = "",
+        replaces_after_seq: int = 0,
+    ) -> Message:
+        """Store one message; user-written content is held to MAX_MESSAGE_LENGTH."""
+        if role is not Role.ASSISTANT:
+            self.check_content(content)
+        message, _ = await self._append(
+            session_id, role, content, owner=owner, model=model, usage=usage,
+            lock_token=lock_token, replaces_after_seq=replaces_after_seq,
+        )  # fmt: skip
+        return message
+
+    async def finish_turn(
+        self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
+    ) -> tuple[Message, Session]:
+        """The turn's second round trip: store the answer, count its tokens, release the lock."""
+        charged = start.session.user_id if self.limits.daily_token_budget > 0 else ""
+        message, count = await self._append(
+            start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
+            lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
+            charged_user=charged,
+        )  # fmt: skip
+        session = replace(start.session, updated_at=message.timestamp, message_count=count)
+        return message, session
+
+    async def _append(
+        self,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        owner: str | None,
+        model: str | None,
+        usage: Usage | None,
+        lock_token: str,
+        replaces_after_seq: int,
+        charged_user: str = "",
+    ) -> tuple[Message, int]:
+        reply = await self._run(
+            "append_message",
+            session_key(session_id),
+            tag_of_session(session_id),
+            session_id,
+            owner or "",
+            ROLE_CODES[role],
+            content,
+            model or "",
+            *usage_args(usage),
+            self.limits.ttl_seconds,
+            self.limits.max_messages_per_session,
+            lock_token,
+            replaces_after_seq,
+            charged_user,
+            active_session=session_id,
+        )
+        if reply[0] == "NOT_FOUND":
+            raise SessionNotFound()
+        seq, timestamp_ms, count = int(reply[1]), int(reply[2]), int(reply[3])
+        message = Message(
+            id=message_id(session_id, seq),
+            role=role,
+            content=content,
+            model=model,
+            timestamp=datetime_from_ms(timestamp_ms),
+            usage=usage,
+        )
+        return message, count
+
+    async def read_messages(
+        self, session_id: str, *, owner: str | None = None, offset: int = 0, limit: int = 50
+    ) -> MessagePage:
+        """Messages oldest first, `offset` from the oldest held, and how many are held."""
+        return await self._read(session_id, owner, max(offset, 0), max(limit, 0))
+
+    async def recent_messages(
+        self, session_id: str, count: int, *, owner: str | None = None
+    ) -> MessagePage:
+        """The newest `count` messages, oldest first."""
+        return await self._read(session_id, owner, -count, count)
+
+    async def _read(
+        self, session_id: str, owner: str | None, start: int, limit: int
+    ) -> MessagePage:
+        reply = await self._run(
+            "read_messages", session_key(session_id), tag_of_session(session_id), session_id,
+            owner or "", start, limit, self.limits.ttl_seconds,
+        )  # fmt: skip
+        if reply[0] == "NOT_FOUND":
+            raise SessionNotFound()
+        messages = tuple(message_from(session_id, raw) for raw in reply[2:])
+        return MessagePage(messages=messages, total=int(reply[1]))
+
+    async def begin_turn(
+        self,
+        user_id: str | None,
+        content: str | None,
+        *,
+        session_id: str | None,
+        lock_token: str,
+        lock_ttl_ms: int,
+        context_size: int,
+        default_model: str,
+    ) -> TurnStart:
+        """Lock the session and store the user's message (None: /retry the last one).
+
+        With no session id, the user's active session is used, or created when they have none.
+        Raises SessionBusy when another turn holds the lock, and RateLimited or
+        DailyBudgetExhausted (nothing stored) when the session's owner may not start a turn now.
+        """
+        if user_id is None and session_id is None:
+            raise ValueError("a turn needs a user, a session, or both")
+        if content is not None:
+            self.check_content(content)
+        if session_id is not None:
+            anchor, tag = session_key(session_id), tag_of_session(session_id)
+            if user_id is not None and tag != user_tag(user_id):
+                raise SessionNotFound()
+        else:
+            assert user_id is not None  # noqa: S101  (checked at the top)
+            anchor, tag = user_index_key(user_id), user_tag(user_id)
+        created_id = new_session_id(user_id) if user_id else ""
+        reply = await self._run(
+            "begin_turn",
+            anchor,
+            tag,
+            user_id or "",
+            session_id or "",
+            created_id,
+            content or "",
+            lock_token,
+            lock_ttl_ms,
+            self.limits.ttl_seconds,
+            self.limits.max_messages_per_session,
+            context_size,
+            default_model,
+            TITLE_LENGTH,
+            *self.limits.turn_limit_args(),
+        )
+        if refusal := self.limits.refusal(reply):
+            raise refusal
+        start = _turn_start(reply, lock_token)
+        if start.session.id == created_id:  # the user had no session: the turn made one
+            await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
+        return start
+
+    async def release_lock(self, session_id: str, lock_token: str) -> bool:
+        return await self._lock(session_id, lock_token, 0)
+
+    async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
+        return await self._lock(session_id, lock_token, ttl_ms)
+
+    def check_content(self, content: str) -> None:
+        """Refuse empty or over-long user content before anything is stored."""
+        if not content.strip():
+            raise EmptyMessage()
+        if len(content) > self.limits.max_message_length:
+            raise MessageTooLong(length=len(content), limit=self.limits.max_message_length)
+
+    async def _lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
+        reply = await self._run(
+            "lock", session_key(session_id, ":lock"), tag_of_session(session_id), lock_token, ttl_ms
+        )
+        return bool(reply)
+
+    async def _update(self, session_id: str, owner: str | None, field: str, value: str) -> Session:
+        reply = await self._run(
+            "update_session", session_key(session_id), tag_of_session(session_id), session_id,
+            owner or "", self.limits.ttl_seconds, field, value,
+        )  # fmt: skip
+        return _session_or_not_found(reply)
+
+
+def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
+    status = reply[0]
+    if status == "NOT_FOUND":
+        raise SessionNotFound()
+    if status == "BUSY":
+        raise SessionBusy()
+    if status == "NOTHING_TO_RETRY":
+        raise NothingToRetry()
+    session = session_from(reply[1:8])
+    context = context_from(reply[9])
+    return TurnStart(
+        session=session, user_seq=int(reply[8]), context=context, lock_token=lock_token
+    )
+
+
+def _session_or_not_found(reply: list[Any]) -> Session:
+    if reply[0] == "NOT_FOUND":
+        raise SessionNotFound()
+    return session_from(reply[1:])

@@ -1,0 +1,1 @@
+"""The Redis client (single, Sentinel, Cluster) and the embedded redis-server."""
