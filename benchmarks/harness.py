@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
 from core.conversation import Usage
-from core.llm.openrouter import ChatMessage, CompletionDone, StreamEvent, TextDelta
+from core.llm.wire import ChatMessage, CompletionDone, StreamEvent, TextDelta
 
 REPLY = "A short answer from a model that takes no time at all to think."
 

@@ -31,7 +31,7 @@ from core.errors import (
     TurnInterrupted,
 )
 from core.events.publisher import EventPublisher, EventType, turn_completed, turn_failed
-from core.llm.openrouter import ChatMessage, CompletionDone, StreamEvent
+from core.llm.wire import ChatMessage, CompletionDone, StreamEvent
 from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, Metrics, ModelCall
 from core.sessions.store import SessionStore, TurnStart
 

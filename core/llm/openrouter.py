@@ -1,5 +1,7 @@
 """The OpenRouter chat completions client: one pooled HTTP client, retries, SSE streaming.
 
+What goes over the wire, and how replies and failures are read, is in wire.py.
+
 Every failure leaves this module as a `core.errors.ModelError`:
 
     ModelNotConfigured   no API key; raised before any request
@@ -19,76 +21,43 @@ Error texts are the errors' own defaults: no key and no upstream body ever reach
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import random
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from email.utils import mktime_tz, parsedate_tz
-from typing import Any, NamedTuple, TypeVar
+from typing import TypeVar
 
 import httpx
 import structlog
 from pydantic import SecretStr
 
-from core.conversation import Usage
-from core.errors import (
-    ModelError,
-    ModelNotConfigured,
-    ModelRateLimited,
-    ModelRejected,
-    ModelStreamBroken,
-    ModelTimeout,
-    ModelUnavailable,
-)
+from core.errors import ModelError, ModelNotConfigured, ModelUnavailable
 from core.llm.breaker import Attempt, ModelBreaker
+from core.llm.wire import (
+    ChatMessage,
+    Completion,
+    CompletionDone,
+    JSONObject,
+    Retryable,
+    StreamEvent,
+    StreamReader,
+    completion_from,
+    error_for_code,
+    json_object,
+    response_error,
+    transport_failure,
+)
 from core.observability.metrics import Metrics
 from core.settings import Settings
 
 COMPLETIONS_PATH = "/chat/completions"
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 logger = structlog.get_logger(__name__)
 # Backoff jitter only spreads clients apart; it needs no cryptographic quality.
 _jitter = random.Random()  # noqa: S311
 
 T = TypeVar("T")
-JSONObject = dict[str, Any]
 # The response, the reader's remaining events, and its first event (already pulled).
 _OpenedStream = tuple[httpx.Response, AsyncGenerator["StreamEvent", None], "StreamEvent"]
-
-
-class ChatMessage(NamedTuple):
-    """One message of a model's context (a tuple: a turn builds up to 40 of them)."""
-
-    role: str  # "system" | "user" | "assistant"
-    content: str
-
-
-@dataclass(frozen=True, slots=True)
-class TextDelta:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class CompletionDone:
-    """Always the last event of a successful stream."""
-
-    model: str  # the model that actually answered, which may be a fallback
-    usage: Usage | None
-    finish_reason: str | None
-
-
-StreamEvent = TextDelta | CompletionDone
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    text: str
-    model: str
-    usage: Usage | None
-    finish_reason: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +66,6 @@ class RetryPolicy:
     base_delay: float = 0.5  # seconds; exponential backoff with full jitter, capped
     max_delay: float = 8.0
     max_retry_after: float = 30.0  # a longer Retry-After is not waited for
-
-
-@dataclass(eq=False)  # eq=False keeps the exception hashable, as tracebacks expect
-class _Retryable(Exception):  # an internal signal: it never leaves this module
-    """A failed attempt that another attempt may fix; `error` is raised if none is left."""
-
-    error: ModelError
-    status: int | None = None
-    retry_after: float | None = None
 
 
 class OpenRouterClient:
@@ -218,7 +178,7 @@ class OpenRouterClient:
             admitted = self.breaker.admit(model)
             try:
                 return await _reporting_failures(admitted, attempt_once), admitted
-            except _Retryable as failure:
+            except Retryable as failure:
                 if attempt == attempts:
                     raise failure.error from failure.__cause__
                 delay = round(self._delay(attempt, failure.retry_after), 3)
@@ -240,27 +200,27 @@ class OpenRouterClient:
         try:
             response = await self._http.post(COMPLETIONS_PATH, json=body)
         except httpx.HTTPError as exc:
-            raise _transport_failure(exc) from exc
+            raise transport_failure(exc) from exc
         if not response.is_success:
-            raise _response_error(response, self._retry.max_retry_after)
-        payload = _json_object(response.text)
+            raise response_error(response, self._retry.max_retry_after)
+        payload = json_object(response.text)
         if payload is None:
-            raise _Retryable(ModelUnavailable(), status=response.status_code)
+            raise Retryable(ModelUnavailable(), status=response.status_code)
         if "error" in payload:
-            raise _error_for_code(payload["error"])
-        return _completion_from(payload, model)
+            raise error_for_code(payload["error"])
+        return completion_from(payload, model)
 
     async def _open_stream(self, body: JSONObject, model: str) -> _OpenedStream:
         request = self._http.build_request("POST", COMPLETIONS_PATH, json=body)
         try:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise _transport_failure(exc) from exc
+            raise transport_failure(exc) from exc
         if not response.is_success:
             await response.aclose()
-            raise _response_error(response, self._retry.max_retry_after)
+            raise response_error(response, self._retry.max_retry_after)
         try:
-            events = _StreamReader(response, model).events()
+            events = StreamReader(response, model).events()
             # Pulling the first event here keeps every pre-text failure inside the retries.
             first = await anext(events)
         except BaseException:
@@ -273,7 +233,7 @@ async def _reporting_failures(admitted: Attempt, attempt_once: Callable[[], Awai
     """One request; if it fails, the breaker is told how."""
     try:
         return await attempt_once()
-    except _Retryable:
+    except Retryable:
         admitted.failed()
         raise
     except ModelError as error:
@@ -282,163 +242,3 @@ async def _reporting_failures(admitted: Attempt, attempt_once: Callable[[], Awai
     except BaseException:
         admitted.released()  # cancelled, or a bug: nothing learned about the provider
         raise
-
-
-class _StreamReader:
-    """Turns one SSE response into StreamEvents, remembering the text for partial_text."""
-
-    def __init__(self, response: httpx.Response, model: str) -> None:
-        self._response = response
-        self._parts: list[str] = []
-        self._model = model
-        self._usage: Usage | None = None
-        self._finish_reason: str | None = None
-
-    async def events(self) -> AsyncGenerator[StreamEvent, None]:
-        is_done = False
-        try:
-            async for data in _sse_data(self._response.aiter_lines()):
-                if data == "[DONE]":
-                    is_done = True
-                    break
-                delta = self._handle(data)
-                if delta is not None:
-                    yield delta
-        except httpx.TimeoutException as exc:
-            raise self._cut_off(ModelTimeout()) from exc
-        except httpx.HTTPError as exc:
-            raise self._cut_off(_Retryable(ModelUnavailable())) from exc
-        if not is_done and self._finish_reason is None:
-            raise self._cut_off(_Retryable(ModelUnavailable()))
-        yield CompletionDone(self._model, self._usage, self._finish_reason)
-
-    def _handle(self, data: str) -> TextDelta | None:
-        chunk = _json_object(data)
-        if chunk is None:
-            raise self._cut_off(ModelStreamBroken())
-        if "error" in chunk:
-            raise self._cut_off(_error_for_code(chunk["error"]))
-        self._model = _text(chunk.get("model")) or self._model
-        self._usage = _usage_from(chunk.get("usage")) or self._usage
-        choice = _first_choice(chunk)
-        finish_reason = _text(choice.get("finish_reason"))
-        if finish_reason == "error":
-            raise self._cut_off(ModelStreamBroken())
-        self._finish_reason = finish_reason or self._finish_reason
-        delta = choice.get("delta")
-        content = _text(delta.get("content")) if isinstance(delta, dict) else None
-        if content is None:
-            return None
-        self._parts.append(content)
-        return TextDelta(content)
-
-    def _cut_off(self, before_any_text: Exception) -> Exception:
-        """Once text went out, every failure is a broken stream carrying that text."""
-        if self._parts:
-            return ModelStreamBroken(partial_text="".join(self._parts))
-        return before_any_text
-
-
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The data of each SSE event; comments (`: OPENROUTER PROCESSING`) and other fields dropped."""
-    buffer: list[str] = []
-    async for line in lines:
-        if line.startswith("data:"):
-            buffer.append(line.removeprefix("data:").removeprefix(" "))
-        elif not line and buffer:
-            yield "\n".join(buffer)
-            buffer = []
-
-
-def _transport_failure(exc: httpx.HTTPError) -> Exception:
-    # A connect failure never reached the model, so trying again is cheap. A read timeout
-    # means the model may still be generating (and billing): waiting again rarely helps.
-    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-        return _Retryable(ModelTimeout())
-    if isinstance(exc, httpx.TimeoutException):
-        return ModelTimeout()
-    if isinstance(exc, httpx.TransportError):
-        return _Retryable(ModelUnavailable())
-    return ModelUnavailable()
-
-
-def _response_error(response: httpx.Response, max_retry_after: float) -> Exception:
-    retry_after = _parse_retry_after(response.headers.get("Retry-After"))
-    return _status_error(response.status_code, retry_after, max_retry_after)
-
-
-def _status_error(
-    status: int, retry_after: float | None = None, cap: float = math.inf
-) -> Exception:
-    if status not in RETRYABLE_STATUSES:
-        return ModelRejected(status=status) if 400 <= status < 500 else ModelUnavailable()
-    final: ModelError = ModelUnavailable()
-    if status == 429:
-        final = ModelRateLimited(retry_after=retry_after)
-    elif status == 408:
-        final = ModelTimeout()
-    if retry_after is not None and retry_after > cap:
-        return final
-    return _Retryable(final, status, retry_after)
-
-
-def _error_for_code(error: object) -> Exception:
-    """An in-body error object; OpenRouter uses HTTP codes there, but sometimes strings."""
-    code = error.get("code") if isinstance(error, dict) else None
-    if isinstance(code, int) and not isinstance(code, bool):
-        return _status_error(code)
-    return ModelStreamBroken()
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds, from either of its forms: delay-seconds or an HTTP date."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        parsed = parsedate_tz(value)
-        if parsed is None:
-            return None
-        seconds = mktime_tz(parsed) - time.time()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _json_object(text: str) -> JSONObject | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _first_choice(payload: JSONObject) -> JSONObject:
-    choices = payload.get("choices")
-    first = choices[0] if isinstance(choices, list) and choices else None
-    return first if isinstance(first, dict) else {}
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _usage_from(value: object) -> Usage | None:
-    if not isinstance(value, dict):
-        return None
-    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        return None
-    cost = value.get("cost")
-    has_cost = isinstance(cost, int | float) and not isinstance(cost, bool)
-    return Usage(prompt, completion, cost if has_cost else None)
-
-
-def _completion_from(payload: JSONObject, requested_model: str) -> Completion:
-    choice = _first_choice(payload)
-    finish_reason = _text(choice.get("finish_reason"))
-    if finish_reason == "error":
-        raise _Retryable(ModelUnavailable())
-    message = choice.get("message")
-    content = _text(message.get("content")) if isinstance(message, dict) else None
-    model = _text(payload.get("model")) or requested_model
-    return Completion(content or "", model, _usage_from(payload.get("usage")), finish_reason)

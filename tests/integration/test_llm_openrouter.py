@@ -22,15 +22,8 @@ from core.errors import (
     ModelTimeout,
     ModelUnavailable,
 )
-from core.llm.openrouter import (
-    ChatMessage,
-    Completion,
-    CompletionDone,
-    OpenRouterClient,
-    RetryPolicy,
-    StreamEvent,
-    TextDelta,
-)
+from core.llm.openrouter import OpenRouterClient, RetryPolicy
+from core.llm.wire import ChatMessage, Completion, CompletionDone, StreamEvent, TextDelta
 from core.settings import Settings
 from tests.fakes.openrouter_server import FAKE_API_KEY, FakeOpenRouter
 

@@ -1,0 +1,234 @@
+"""OpenRouter's wire format: what a model call takes and gives, and how replies are read.
+
+A call takes `ChatMessage`s; a streamed reply is `TextDelta`s then one `CompletionDone`; a whole
+reply is a `Completion`. Reading turns OpenRouter's SSE chunks, JSON bodies and error statuses
+into those values or into `core.errors.ModelError`s; a failure another attempt may fix comes
+out as `Retryable`, which the client (openrouter.py) retries and never lets out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from email.utils import mktime_tz, parsedate_tz
+from typing import Any, NamedTuple
+
+import httpx
+
+from core.conversation import Usage
+from core.errors import (
+    ModelError,
+    ModelRateLimited,
+    ModelRejected,
+    ModelStreamBroken,
+    ModelTimeout,
+    ModelUnavailable,
+)
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+JSONObject = dict[str, Any]
+
+
+class ChatMessage(NamedTuple):
+    """One message of a model's context (a tuple: a turn builds up to 40 of them)."""
+
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionDone:
+    """Always the last event of a successful stream."""
+
+    model: str  # the model that actually answered, which may be a fallback
+    usage: Usage | None
+    finish_reason: str | None
+
+
+StreamEvent = TextDelta | CompletionDone
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    model: str
+    usage: Usage | None
+    finish_reason: str | None
+
+
+@dataclass(eq=False)  # eq=False keeps the exception hashable, as tracebacks expect
+class Retryable(Exception):  # a signal between reader and client: it never leaves core.llm
+    """A failed attempt that another attempt may fix; `error` is raised if none is left."""
+
+    error: ModelError
+    status: int | None = None
+    retry_after: float | None = None
+
+
+class StreamReader:
+    """Turns one SSE response into StreamEvents, remembering the text for partial_text."""
+
+    def __init__(self, response: httpx.Response, model: str) -> None:
+        self._response = response
+        self._parts: list[str] = []
+        self._model = model
+        self._usage: Usage | None = None
+        self._finish_reason: str | None = None
+
+    async def events(self) -> AsyncGenerator[StreamEvent, None]:
+        is_done = False
+        try:
+            async for data in _sse_data(self._response.aiter_lines()):
+                if data == "[DONE]":
+                    is_done = True
+                    break
+                delta = self._handle(data)
+                if delta is not None:
+                    yield delta
+        except httpx.TimeoutException as exc:
+            raise self._cut_off(ModelTimeout()) from exc
+        except httpx.HTTPError as exc:
+            raise self._cut_off(Retryable(ModelUnavailable())) from exc
+        if not is_done and self._finish_reason is None:
+            raise self._cut_off(Retryable(ModelUnavailable()))
+        yield CompletionDone(self._model, self._usage, self._finish_reason)
+
+    def _handle(self, data: str) -> TextDelta | None:
+        chunk = json_object(data)
+        if chunk is None:
+            raise self._cut_off(ModelStreamBroken())
+        if "error" in chunk:
+            raise self._cut_off(error_for_code(chunk["error"]))
+        self._model = _text(chunk.get("model")) or self._model
+        self._usage = _usage_from(chunk.get("usage")) or self._usage
+        choice = _first_choice(chunk)
+        finish_reason = _text(choice.get("finish_reason"))
+        if finish_reason == "error":
+            raise self._cut_off(ModelStreamBroken())
+        self._finish_reason = finish_reason or self._finish_reason
+        delta = choice.get("delta")
+        content = _text(delta.get("content")) if isinstance(delta, dict) else None
+        if content is None:
+            return None
+        self._parts.append(content)
+        return TextDelta(content)
+
+    def _cut_off(self, before_any_text: Exception) -> Exception:
+        """Once text went out, every failure is a broken stream carrying that text."""
+        if self._parts:
+            return ModelStreamBroken(partial_text="".join(self._parts))
+        return before_any_text
+
+
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The data of each SSE event; comments (`: OPENROUTER PROCESSING`) and other fields dropped."""
+    buffer: list[str] = []
+    async for line in lines:
+        if line.startswith("data:"):
+            buffer.append(line.removeprefix("data:").removeprefix(" "))
+        elif not line and buffer:
+            yield "\n".join(buffer)
+            buffer = []
+
+
+def transport_failure(exc: httpx.HTTPError) -> Exception:
+    # A connect failure never reached the model, so trying again is cheap. A read timeout
+    # means the model may still be generating (and billing): waiting again rarely helps.
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return Retryable(ModelTimeout())
+    if isinstance(exc, httpx.TimeoutException):
+        return ModelTimeout()
+    if isinstance(exc, httpx.TransportError):
+        return Retryable(ModelUnavailable())
+    return ModelUnavailable()
+
+
+def response_error(response: httpx.Response, max_retry_after: float) -> Exception:
+    retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+    return _status_error(response.status_code, retry_after, max_retry_after)
+
+
+def _status_error(
+    status: int, retry_after: float | None = None, cap: float = math.inf
+) -> Exception:
+    if status not in RETRYABLE_STATUSES:
+        return ModelRejected(status=status) if 400 <= status < 500 else ModelUnavailable()
+    final: ModelError = ModelUnavailable()
+    if status == 429:
+        final = ModelRateLimited(retry_after=retry_after)
+    elif status == 408:
+        final = ModelTimeout()
+    if retry_after is not None and retry_after > cap:
+        return final
+    return Retryable(final, status, retry_after)
+
+
+def error_for_code(error: object) -> Exception:
+    """An in-body error object; OpenRouter uses HTTP codes there, but sometimes strings."""
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, int) and not isinstance(code, bool):
+        return _status_error(code)
+    return ModelStreamBroken()
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds, from either of its forms: delay-seconds or an HTTP date."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        parsed = parsedate_tz(value)
+        if parsed is None:
+            return None
+        seconds = mktime_tz(parsed) - time.time()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def json_object(text: str) -> JSONObject | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _first_choice(payload: JSONObject) -> JSONObject:
+    choices = payload.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    return first if isinstance(first, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _usage_from(value: object) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    cost = value.get("cost")
+    has_cost = isinstance(cost, int | float) and not isinstance(cost, bool)
+    return Usage(prompt, completion, cost if has_cost else None)
+
+
+def completion_from(payload: JSONObject, requested_model: str) -> Completion:
+    choice = _first_choice(payload)
+    finish_reason = _text(choice.get("finish_reason"))
+    if finish_reason == "error":
+        raise Retryable(ModelUnavailable())
+    message = choice.get("message")
+    content = _text(message.get("content")) if isinstance(message, dict) else None
+    model = _text(payload.get("model")) or requested_model
+    return Completion(content or "", model, _usage_from(payload.get("usage")), finish_reason)
