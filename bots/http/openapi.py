@@ -107,6 +107,10 @@ def _paths() -> JSON:
     session = _path_parameter(
         "sessionId", {"type": "string", "pattern": SESSION_ID_PATTERN.pattern}
     )
+    return {**_session_paths(session), **_chat_paths(session), **_service_paths()}
+
+
+def _session_paths(session: JSON) -> JSON:
     user = _path_parameter(
         "userId",
         {
@@ -130,17 +134,9 @@ def _paths() -> JSON:
             "get": _operation("A user's sessions, most recent activity first",
                               ok=(200, "SessionList"), errors=(401, 403, 422, 503)),
         },
-        "/api/chat/session/start": {"post": _operation(
-            "Create a session and answer its first message", body="StartChat",
-            ok=(201, "ChatReply"), errors=(*BODY_ERRORS, *MODEL_ERRORS, 403))},
         "/api/sessions/{sessionId}/export": {
             "parameters": [session],
             "get": _export_operation(),
-        },
-        "/api/chat/session": {"post": _chat_operation()},
-        "/api/chat/session/{sessionId}/history": {
-            "parameters": [session],
-            "get": _page_operation("A session's history, oldest first", default_limit=20),
         },
         "/api/sessions/{sessionId}/messages": {
             "parameters": [session],
@@ -148,6 +144,24 @@ def _paths() -> JSON:
             "post": _operation("Store a message without asking the model", body="AddMessage",
                                ok=(201, "MessageOut"), errors=(*BODY_ERRORS, 404)),
         },
+    }  # fmt: skip
+
+
+def _chat_paths(session: JSON) -> JSON:
+    return {
+        "/api/chat/session/start": {"post": _operation(
+            "Create a session and answer its first message", body="StartChat",
+            ok=(201, "ChatReply"), errors=(*BODY_ERRORS, *MODEL_ERRORS, 403))},
+        "/api/chat/session": {"post": _chat_operation()},
+        "/api/chat/session/{sessionId}/history": {
+            "parameters": [session],
+            "get": _page_operation("A session's history, oldest first", default_limit=20),
+        },
+    }  # fmt: skip
+
+
+def _service_paths() -> JSON:
+    return {
         "/health": {"get": _health_operation("Service health", "Health")},
         "/api/sessions/health": {
             "get": _health_operation(

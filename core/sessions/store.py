@@ -327,17 +327,9 @@ class SessionStore:
         Raises SessionBusy when another turn holds the lock, and RateLimited or
         DailyBudgetExhausted (nothing stored) when the session's owner may not start a turn now.
         """
-        if user_id is None and session_id is None:
-            raise ValueError("a turn needs a user, a session, or both")
         if content is not None:
             self.check_content(content)
-        if session_id is not None:
-            anchor, tag = session_key(session_id), tag_of_session(session_id)
-            if user_id is not None and tag != user_tag(user_id):
-                raise SessionNotFound()
-        else:
-            assert user_id is not None  # noqa: S101  (checked at the top)
-            anchor, tag = user_index_key(user_id), user_tag(user_id)
+        anchor, tag = _turn_anchor(user_id, session_id)
         created_id = new_session_id(user_id) if user_id else ""
         reply = await self._run(
             "begin_turn",
@@ -388,6 +380,19 @@ class SessionStore:
             owner or "", self.limits.ttl_seconds, field, value,
         )  # fmt: skip
         return _session_or_not_found(reply)
+
+
+def _turn_anchor(user_id: str | None, session_id: str | None) -> tuple[str, str]:
+    """The key a turn's script starts from, and its hash tag: the session's, else the user's
+    index (their active session, or a new one)."""
+    if session_id is not None:
+        tag = tag_of_session(session_id)
+        if user_id is not None and tag != user_tag(user_id):
+            raise SessionNotFound()
+        return session_key(session_id), tag
+    if user_id is None:
+        raise ValueError("a turn needs a user, a session, or both")
+    return user_index_key(user_id), user_tag(user_id)
 
 
 def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
