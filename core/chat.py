@@ -16,11 +16,11 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import structlog
 
-from core.conversation import Message, Session
+from core.conversation import Message, Session, Usage
 from core.errors import (
     ChatbridgeError,
     ModelCircuitOpen,
@@ -33,7 +33,7 @@ from core.errors import (
 from core.events.publisher import EventPublisher, EventType, turn_completed, turn_failed
 from core.llm.wire import ChatMessage, CompletionDone, StreamEvent
 from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, Metrics, ModelCall
-from core.sessions.store import SessionStore, TurnStart
+from core.sessions.store import TurnStart
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +53,41 @@ class ChatModel(Protocol):
     ) -> AsyncIterator[StreamEvent]: ...
 
 
+class TurnStore(Protocol):
+    """What a turn needs from the session store (core.sessions.store.SessionStore): a turn is
+    two round trips, begin and finish, around the model call, and a lock it keeps alive."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def events(self) -> EventPublisher: ...
+
+    async def begin_turn(
+        self,
+        user_id: str | None,
+        content: str | None,
+        *,
+        session_id: str | None,
+        lock_token: str,
+        lock_ttl_ms: int,
+        context_size: int,
+        default_model: str,
+    ) -> TurnStart: ...
+
+    async def finish_turn(
+        self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
+    ) -> tuple[Message, Session]: ...
+
+    async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool: ...
+
+    async def release_lock(self, session_id: str, lock_token: str) -> bool: ...
+
+
+# The store a ChatService was built on: the commands need all of SessionStore, a turn only this.
+TurnStoreT_co = TypeVar("TurnStoreT_co", bound=TurnStore, covariant=True)
+
+
 @dataclass(frozen=True, slots=True)
 class TurnSettings:
     system_prompt: str
@@ -63,19 +98,19 @@ class TurnSettings:
     context_characters: int = 24_000
 
 
-class ChatService:
+class ChatService(Generic[TurnStoreT_co]):
     """Builds turns; one instance serves every front."""
 
     def __init__(
         self,
-        store: SessionStore,
+        store: TurnStoreT_co,
         model: ChatModel,
         settings: TurnSettings,
         metrics: Metrics | None = None,
         *,
         events: EventPublisher | None = None,
     ) -> None:
-        self.store = store
+        self._store = store
         self.model = model
         self.settings = settings
         # By default the store's, so one Metrics object sees the turn and its Redis errors.
@@ -84,6 +119,10 @@ class ChatService:
         self.events = events if events is not None else store.events
         self._running = _RunningTurns()
         self._is_stopping = False
+
+    @property
+    def store(self) -> TurnStoreT_co:
+        return self._store
 
     @property
     def running_turns(self) -> int:
@@ -143,7 +182,7 @@ class Turn:
 
     def __init__(
         self,
-        service: ChatService,
+        service: ChatService[TurnStore],
         user_id: str | None,
         session_id: str | None,
         *,
