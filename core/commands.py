@@ -11,7 +11,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from core.chat import ChatService, Turn
+from core.chat import ChatService
 from core.conversation import Message, Role, Session
 from core.errors import ChatbridgeError, InvalidArgument, SessionNotFound, UnknownCommand
 from core.messages import describe, help_text, text
@@ -19,6 +19,7 @@ from core.observability.metrics import Metrics, front_of
 from core.sessions.export import MEDIA_TYPE, export_session
 from core.sessions.keys import SESSION_ID_PATTERN
 from core.sessions.store import SessionStore
+from core.turn import Turn
 
 HISTORY_DEFAULT = 10
 HISTORY_MAX = 50
