@@ -1,41 +1,22 @@
-"""One chat turn: store the user's message, ask the model, store its answer.
+"""The chat service: builds turns on a store and a model, and stops them when the service stops.
 
-A turn costs two Redis round trips (begin and finish) around the model call, holds the
-session's lock in between so turns of one session never interleave, and leaves the session
-as it was — with the user's message kept for /retry — when the model fails, its stream is
-cut (the partial text is never stored), its circuit breaker refuses the call, or the service
-stops before the answer is complete (`ChatService.stop_turns`).
+The service depends on two ports, `ChatModel` (core.llm.openrouter.OpenRouterClient) and
+`TurnStore` (core.sessions.store.SessionStore); what one turn does is in core/turn.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import secrets
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-import structlog
-
-from core.conversation import Message, Session
-from core.errors import (
-    ChatbridgeError,
-    ModelCircuitOpen,
-    ModelNotConfigured,
-    ModelStreamBroken,
-    ServiceStopping,
-    SessionBusy,
-    TurnInterrupted,
-)
-from core.events.publisher import EventPublisher, EventType, turn_completed, turn_failed
-from core.llm.wire import ChatMessage, CompletionDone, StreamEvent
-from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, Metrics, ModelCall
-from core.sessions.store import SessionStore, TurnStart
-
-log = structlog.get_logger(__name__)
+from core.conversation import Message, Session, Usage
+from core.events.publisher import EventPublisher
+from core.llm.wire import ChatMessage, StreamEvent
+from core.observability.metrics import UNKNOWN_FRONT, Metrics
+from core.sessions.store import TurnStart
+from core.turn import Turn
 
 # After the grace period, how long interrupted turns get to end (each ends at its next read
 # from the model; one still busy in its front's code is left to the front's own shutdown).
@@ -53,6 +34,41 @@ class ChatModel(Protocol):
     ) -> AsyncIterator[StreamEvent]: ...
 
 
+class TurnStore(Protocol):
+    """What a turn needs from the session store (core.sessions.store.SessionStore): a turn is
+    two round trips, begin and finish, around the model call, and a lock it keeps alive."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def events(self) -> EventPublisher: ...
+
+    async def begin_turn(
+        self,
+        user_id: str | None,
+        content: str | None,
+        *,
+        session_id: str | None,
+        lock_token: str,
+        lock_ttl_ms: int,
+        context_size: int,
+        default_model: str,
+    ) -> TurnStart: ...
+
+    async def finish_turn(
+        self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
+    ) -> tuple[Message, Session]: ...
+
+    async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool: ...
+
+    async def release_lock(self, session_id: str, lock_token: str) -> bool: ...
+
+
+# The store a ChatService was built on: the commands need all of SessionStore, a turn only this.
+TurnStoreT_co = TypeVar("TurnStoreT_co", bound=TurnStore, covariant=True)
+
+
 @dataclass(frozen=True, slots=True)
 class TurnSettings:
     system_prompt: str
@@ -63,19 +79,19 @@ class TurnSettings:
     context_characters: int = 24_000
 
 
-class ChatService:
+class ChatService(Generic[TurnStoreT_co]):
     """Builds turns; one instance serves every front."""
 
     def __init__(
         self,
-        store: SessionStore,
+        store: TurnStoreT_co,
         model: ChatModel,
         settings: TurnSettings,
         metrics: Metrics | None = None,
         *,
         events: EventPublisher | None = None,
     ) -> None:
-        self.store = store
+        self._store = store
         self.model = model
         self.settings = settings
         # By default the store's, so one Metrics object sees the turn and its Redis errors.
@@ -84,6 +100,10 @@ class ChatService:
         self.events = events if events is not None else store.events
         self._running = _RunningTurns()
         self._is_stopping = False
+
+    @property
+    def store(self) -> TurnStoreT_co:
+        return self._store
 
     @property
     def running_turns(self) -> int:
@@ -136,264 +156,6 @@ class ChatService:
     ) -> Turn:
         """Answer the session's last user message again, replacing the answer it had."""
         return Turn(self, user_id, session_id, text=None, model=model, front=front)
-
-
-class Turn:
-    """Use as `async with service.turn(...) as turn: async for text in turn.deltas(): ...`."""
-
-    def __init__(
-        self,
-        service: ChatService,
-        user_id: str | None,
-        session_id: str | None,
-        *,
-        text: str | None,
-        model: str | None,
-        front: str = UNKNOWN_FRONT,
-    ) -> None:
-        self._service = service
-        self._user_id = user_id
-        self._session_id = session_id
-        self._text = text
-        self._model_override = model
-        self._front = front
-        self._is_counted = False
-        self._start: TurnStart | None = None
-        self._lock_keeper: asyncio.Task[None] | None = None
-        self._stream: AsyncGenerator[str, None] | None = None
-        self._reading_task: asyncio.Task[object] | None = None  # while waiting for the model
-        self._is_interrupted = False
-        self._has_cancelled_read = False
-        self.reply: Message | None = None
-        self.session_after: Session | None = None  # the session once the reply is stored
-
-    @property
-    def session(self) -> Session:
-        return self._started.session
-
-    @property
-    def is_retry(self) -> bool:
-        return self._text is None
-
-    @property
-    def model(self) -> str:
-        return self._model_override or self.session.model or self._service.settings.default_model
-
-    async def __aenter__(self) -> Turn:
-        self._service._running.add(self)
-        try:
-            self._start = await self._begin()
-        except BaseException as error:
-            # __aexit__ does not run when __aenter__ raises.
-            await self._report(error)
-            self._service._running.discard(self)
-            raise
-        structlog.contextvars.bind_contextvars(session=self._start.session.id)
-        self._lock_keeper = asyncio.create_task(self._keep_lock())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self._stream is not None:
-            # A consumer that stops early must not leave the model's HTTP stream open.
-            await self._stream.aclose()
-        if self._lock_keeper is not None:
-            self._lock_keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lock_keeper
-        try:
-            if self._start is not None and self.reply is None:
-                # The stored reply releases the lock in the same round trip; only a failed or
-                # abandoned turn needs this extra one. The lock would expire anyway.
-                with contextlib.suppress(ChatbridgeError):
-                    await self._service.store.release_lock(self.session.id, self._start.lock_token)
-            # A no-op unless the turn ended without an answer or a core error.
-            await self._report(exc)
-            structlog.contextvars.unbind_contextvars("session")
-        finally:
-            self._service._running.discard(self)
-
-    def interrupt(self) -> None:
-        """End the turn at its next read from the model (at once if it is waiting for one)."""
-        self._is_interrupted = True
-        if self._reading_task is not None and not self._has_cancelled_read:
-            self._has_cancelled_read = True
-            self._reading_task.cancel()
-
-    def deltas(self) -> AsyncIterator[str]:
-        """The model's answer as it arrives; stored as one message once complete."""
-        self._stream = self._stream_answer()
-        return self._stream
-
-    async def _stream_answer(self) -> AsyncGenerator[str, None]:
-        # Timed here, around the model call itself, so every front gets the same numbers.
-        call = self._service.metrics.model_call(self.model)
-        parts: list[str] = []
-        events = aiter(self._service.model.stream(self._context(), model=self.model))
-        try:
-            while True:
-                event = await self._next_event(events, parts)
-                if isinstance(event, CompletionDone):
-                    call.answered(event.model, event.usage)
-                    await self._store_reply("".join(parts), event)
-                    await self._report(None)
-                    _log_completed(event, call)
-                    return
-                call.saw_text()
-                parts.append(event.text)
-                yield event.text
-        except ChatbridgeError as error:
-            # Refused unsent, or stopped by us: nothing to say about the model.
-            if not isinstance(error, ModelCircuitOpen | TurnInterrupted):
-                call.failed()  # a no-op when the model answered and storing its answer failed
-            await self._report(error)
-            raise
-
-    async def _next_event(
-        self, events: AsyncIterator[StreamEvent], parts: list[str]
-    ) -> StreamEvent:
-        """The model's next event; ModelStreamBroken if its stream ends without the final one,
-        TurnInterrupted once `interrupt()` is called."""
-        if self._is_interrupted:
-            raise TurnInterrupted(partial_text="".join(parts))
-        # How asyncio.timeout() ends a wait, without its cost on every delta: interrupt()
-        # cancels this read only, and the cancellation becomes TurnInterrupted here.
-        self._reading_task = asyncio.current_task()
-        try:
-            return await anext(events)
-        except StopAsyncIteration:
-            raise ModelStreamBroken(partial_text="".join(parts)) from None
-        except asyncio.CancelledError:
-            if not self._has_cancelled_read or self._uncancel() > 0:
-                raise  # cancelled by someone else too: theirs to handle
-            raise TurnInterrupted(partial_text="".join(parts)) from None
-        finally:
-            self._reading_task = None
-
-    def _uncancel(self) -> int:
-        """Take back interrupt()'s cancellation; the count of cancellations still pending."""
-        task = asyncio.current_task()
-        return task.uncancel() if task is not None else 0
-
-    def outcome(self) -> tuple[Message, Session]:
-        """The stored reply and the session after it, once `deltas()` has run to its end."""
-        if self.reply is None or self.session_after is None:
-            raise RuntimeError("the turn has not stored its reply")
-        return self.reply, self.session_after
-
-    async def _report(self, ending: BaseException | None) -> None:
-        """Count the turn and publish how it ended, once (the reply, if any, is stored)."""
-        if not self._count(ending):
-            return
-        if self.reply is not None and self.session_after is not None:
-            data = turn_completed(
-                self.session_after, front=self._front, model=self.reply.model or self.model,
-                usage=self.reply.usage,
-            )  # fmt: skip
-            await self._service.events.publish(EventType.TURN_COMPLETED, data)
-            return
-        session_id = self._start.session.id if self._start is not None else self._session_id
-        user_id = self._start.session.user_id if self._start is not None else self._user_id
-        code = _ending_code(ending)
-        data = turn_failed(session_id, user_id, front=self._front, error=code)
-        await self._service.events.publish(EventType.TURN_FAILED, data)
-
-    def _count(self, ending: BaseException | None) -> bool:
-        """Count the turn once: completed once its reply is stored, else by what ended it.
-
-        True the first time, when it counted."""
-        if self._is_counted:
-            return False
-        self._is_counted = True
-        # The session's owner once known: a turn by session id (the HTTP API) names no user.
-        user_id = self._start.session.user_id if self._start is not None else self._user_id
-        if self.reply is not None:
-            self._service.metrics.turn_completed(self._front, user_id)
-        else:
-            self._service.metrics.turn_ended_early(self._front, ending, user_id)
-        return True
-
-    @property
-    def _started(self) -> TurnStart:
-        if self._start is None:
-            raise RuntimeError("use the turn inside `async with`")
-        return self._start
-
-    async def _begin(self) -> TurnStart:
-        if not self._service.model.is_configured:
-            raise ModelNotConfigured()
-        return await self._begin_when_free()
-
-    async def _begin_when_free(self) -> TurnStart:
-        settings = self._service.settings
-        deadline = time.monotonic() + settings.lock_wait_seconds
-        delay = 0.05
-        while True:
-            if self._service.is_stopping:
-                raise ServiceStopping()
-            try:
-                return await self._service.store.begin_turn(
-                    self._user_id,
-                    self._text,
-                    session_id=self._session_id,
-                    lock_token=secrets.token_hex(12),
-                    lock_ttl_ms=settings.lock_ttl_ms,
-                    context_size=settings.context_messages,
-                    default_model=settings.default_model,
-                )
-            except SessionBusy:
-                if time.monotonic() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
-
-    async def _keep_lock(self) -> None:
-        """Extend the lock while a long answer streams, so it only expires if we died."""
-        ttl_ms = self._service.settings.lock_ttl_ms
-        while True:
-            await asyncio.sleep(ttl_ms / 3000)
-            with contextlib.suppress(ChatbridgeError):
-                await self._service.store.extend_lock(
-                    self.session.id, self._started.lock_token, ttl_ms
-                )
-
-    def _context(self) -> list[ChatMessage]:
-        """System prompt plus the newest messages that fit the character budget."""
-        budget = self._service.settings.context_characters
-        kept: list[ChatMessage] = []
-        for role, content in reversed(self._started.context):
-            budget -= len(content)
-            if budget < 0 and kept:
-                break
-            kept.append(ChatMessage(role, content))  # a Role is its own value: a str
-        kept.reverse()
-        system = self._service.settings.system_prompt
-        return [ChatMessage(role="system", content=system), *kept] if system else kept
-
-    async def _store_reply(self, text: str, done: CompletionDone) -> None:
-        self.reply, self.session_after = await self._service.store.finish_turn(
-            self._started, text, model=done.model, usage=done.usage, is_retry=self.is_retry
-        )
-
-
-def _ending_code(ending: BaseException | None) -> str:
-    """How a turn without an answer ended: the core error's code, a bug, or abandoned."""
-    if isinstance(ending, ChatbridgeError):
-        return ending.code
-    return INTERNAL_ERROR if isinstance(ending, Exception) else ABANDONED
-
-
-def _log_completed(done: CompletionDone, call: ModelCall) -> None:
-    log.info(
-        "turn.completed",
-        model=done.model,
-        seconds=round(call.elapsed(), 3),
-        completion_tokens=done.usage.completion_tokens if done.usage else None,
-    )
 
 
 class _RunningTurns:

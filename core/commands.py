@@ -11,13 +11,15 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from core.chat import ChatService, Turn
+from core.chat import ChatService
 from core.conversation import Message, Role, Session
 from core.errors import ChatbridgeError, InvalidArgument, SessionNotFound, UnknownCommand
 from core.messages import describe, help_text, text
 from core.observability.metrics import Metrics, front_of
 from core.sessions.export import MEDIA_TYPE, export_session
 from core.sessions.keys import SESSION_ID_PATTERN
+from core.sessions.store import SessionStore
+from core.turn import Turn
 
 HISTORY_DEFAULT = 10
 HISTORY_MAX = 50
@@ -86,7 +88,7 @@ def parse_command(message: str) -> tuple[str, str] | None:
 class CommandHandler:
     """Executes commands and plain messages on behalf of a user."""
 
-    def __init__(self, chat: ChatService, metrics: Metrics | None = None) -> None:
+    def __init__(self, chat: ChatService[SessionStore], metrics: Metrics | None = None) -> None:
         self.chat = chat
         self.store = chat.store
         self.metrics = metrics if metrics is not None else chat.metrics

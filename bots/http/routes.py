@@ -27,7 +27,6 @@ from bots.http.schema import (
     UserPath,
 )
 from bots.runtime import Services
-from core.chat import Turn
 from core.conversation import Role
 from core.errors import (
     ChatbridgeError,
@@ -38,6 +37,7 @@ from core.errors import (
 )
 from core.messages import normalize_locale
 from core.sessions.export import MEDIA_TYPE, export_session
+from core.turn import Turn
 
 log = structlog.get_logger(__name__)
 

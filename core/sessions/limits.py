@@ -10,7 +10,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import DailyBudgetExhausted, QuotaExceeded, RateLimited
+from core.errors import (
+    DailyBudgetExhausted,
+    EmptyMessage,
+    MessageTooLong,
+    QuotaExceeded,
+    RateLimited,
+)
 from core.settings import SessionLimitPolicy, Settings
 
 
@@ -37,6 +43,13 @@ class SessionLimits:
             rate_limit_window_seconds=settings.rate_limit_window,
             daily_token_budget=settings.daily_token_budget or 0,
         )
+
+    def check_content(self, content: str) -> None:
+        """Refuse empty user content, or content over MAX_MESSAGE_LENGTH characters."""
+        if not content.strip():
+            raise EmptyMessage()
+        if len(content) > self.max_message_length:
+            raise MessageTooLong(length=len(content), limit=self.max_message_length)
 
     def turn_limit_args(self) -> tuple[int, int, int]:
         """What the scripts take to enforce the per-user turn limits: (limit, window ms, budget)."""

@@ -16,8 +16,6 @@ from redis.asyncio.cluster import RedisCluster
 
 from core.conversation import Message, MessagePage, Role, Session, Usage, datetime_from_ms
 from core.errors import (
-    EmptyMessage,
-    MessageTooLong,
     NothingToRetry,
     SessionBusy,
     SessionLimitReached,
@@ -363,10 +361,7 @@ class SessionStore:
 
     def check_content(self, content: str) -> None:
         """Refuse empty or over-long user content before anything is stored."""
-        if not content.strip():
-            raise EmptyMessage()
-        if len(content) > self.limits.max_message_length:
-            raise MessageTooLong(length=len(content), limit=self.limits.max_message_length)
+        self.limits.check_content(content)
 
     async def _lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
         reply = await self._run(

@@ -1,0 +1,282 @@
+"""An in-memory `TurnStore` (core.chat): sessions, messages and locks in dicts, so the turn and
+command logic can be tested without Redis.
+
+A turn sees here what SessionStore gives it (core/sessions/store.py, lua/begin_turn.lua and
+lua/append_message.lua):
+
+- `begin_turn` refuses content by the store's rule (SessionLimits.check_content); finds the
+  session: by id (SessionNotFound when it is gone or another user's), else the user's active
+  one, created with the user's model (or the default) when they have none; takes its lock
+  (SessionBusy while another token holds it); stores the user's message, titling an untitled
+  session with its first line; and returns the session, the user message's sequence number,
+  the newest `context_size` messages oldest first, and the lock token.
+- A /retry (content None) stores nothing: its context ends at the newest user message, and it
+  is NothingToRetry, with nothing created and the lock let go, when there is none.
+- `finish_turn` releases the turn's lock (even when the session is gone: SessionNotFound then),
+  drops on /retry the answers after the user's message, and stores the answer with its model
+  and usage.
+- `extend_lock` and `release_lock` act only for the token holding the lock.
+
+Left to tests/integration, on the real store: expiry (a lock here lasts until it is released),
+the rate limit, the token budget and the session limit. The few reads the commands make are
+here too, so a command test can get past its argument checks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from core.conversation import Message, MessagePage, Role, Session, Usage, datetime_from_ms
+from core.errors import NothingToRetry, SessionBusy, SessionNotFound
+from core.events.publisher import NO_EVENTS, EventPublisher, EventType, session_created
+from core.observability.metrics import Metrics
+from core.sessions.codec import message_id
+from core.sessions.keys import new_session_id
+from core.sessions.limits import SessionLimits
+from core.sessions.store import TITLE_LENGTH, SessionList, TurnStart
+
+
+@dataclass(slots=True)
+class _StoredSession:
+    id: str
+    user_id: str
+    model: str
+    created_at: datetime
+    updated_at: datetime
+    recency: int  # higher: used more recently (the store's "most recent first")
+    title: str = ""
+    last_seq: int = 0
+    messages: list[Message] = field(default_factory=list)
+
+    def value(self) -> Session:
+        return Session(
+            self.id, self.user_id, self.title, self.model, self.created_at, self.updated_at,
+            len(self.messages),
+        )  # fmt: skip
+
+
+class InMemoryTurnStore:
+    """Sessions, messages and turn locks of one test, in memory."""
+
+    def __init__(
+        self,
+        limits: SessionLimits | None = None,
+        metrics: Metrics | None = None,
+        *,
+        events: EventPublisher = NO_EVENTS,
+    ) -> None:
+        self.limits = limits if limits is not None else SessionLimits()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.events = events
+        self.locks: dict[str, str] = {}  # session id: the token of the turn holding its lock
+        self.busy_refusals = 0  # turns refused with SessionBusy
+        self.lock_extensions = 0
+        self._sessions: dict[str, _StoredSession] = {}
+        self._active: dict[str, str] = {}  # user id: their active session's id
+        self._user_models: dict[str, str] = {}  # user id: their /model choice
+        self._recency = itertools.count(1)
+
+    def check_content(self, content: str) -> None:
+        self.limits.check_content(content)
+
+    async def begin_turn(
+        self,
+        user_id: str | None,
+        content: str | None,
+        *,
+        session_id: str | None,
+        lock_token: str,
+        lock_ttl_ms: int,
+        context_size: int,
+        default_model: str,
+    ) -> TurnStart:
+        if user_id is None and session_id is None:
+            raise ValueError("a turn needs a user, a session, or both")
+        if content is not None:
+            self.check_content(content)
+        stored, is_created = self._session_of_turn(user_id, session_id, content, default_model)
+        if stored.id in self.locks:
+            self.busy_refusals += 1
+            raise SessionBusy()
+        self.locks[stored.id] = lock_token
+        window = stored.messages[-context_size:]
+        now = _now()
+        if content is None:
+            user_seq, context = self._retry_context(stored, window)
+        else:
+            user_seq, context = self._store_question(stored, content, window, context_size, now)
+        self._touch(stored, now)
+        self._active[stored.user_id] = stored.id
+        start = TurnStart(
+            stored.value(), user_seq, tuple((m.role, m.content) for m in context), lock_token
+        )
+        if is_created:
+            await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
+        return start
+
+    async def finish_turn(
+        self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
+    ) -> tuple[Message, Session]:
+        await self.release_lock(start.session.id, start.lock_token)
+        stored = self._owned(start.session.id, owner=None)
+        while (
+            is_retry and stored.messages and _is_answer_after(stored.messages[-1], start.user_seq)
+        ):
+            stored.messages.pop()
+        now = _now()
+        message = self._append(stored, Role.ASSISTANT, reply, model=model, usage=usage, now=now)
+        self._touch(stored, now)
+        session = replace(
+            start.session, updated_at=message.timestamp, message_count=len(stored.messages)
+        )
+        return message, session
+
+    async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
+        if self.locks.get(session_id) != lock_token:
+            return False
+        self.lock_extensions += 1
+        return True
+
+    async def release_lock(self, session_id: str, lock_token: str) -> bool:
+        if self.locks.get(session_id) != lock_token:
+            return False
+        del self.locks[session_id]
+        return True
+
+    # What the commands read (core/commands.py), as SessionStore answers it.
+
+    async def active_session(self, user_id: str) -> Session | None:
+        stored = self._active_of(user_id)
+        return stored.value() if stored is not None else None
+
+    async def list_sessions(self, user_id: str) -> SessionList:
+        mine = [stored for stored in self._sessions.values() if stored.user_id == user_id]
+        mine.sort(key=lambda stored: stored.recency, reverse=True)
+        return SessionList(tuple(s.value() for s in mine), self._active.get(user_id))
+
+    async def switch_session(self, user_id: str, session_id: str) -> Session:
+        stored = self._owned(session_id, owner=user_id)
+        self._active[user_id] = stored.id
+        return stored.value()
+
+    async def get_session(self, session_id: str, *, owner: str | None = None) -> Session:
+        return self._owned(session_id, owner).value()
+
+    async def recent_messages(
+        self, session_id: str, count: int, *, owner: str | None = None
+    ) -> MessagePage:
+        stored = self._owned(session_id, owner)
+        newest = stored.messages[-count:] if count > 0 else []
+        return MessagePage(tuple(newest), total=len(stored.messages))
+
+    async def set_user_model(self, user_id: str, model: str) -> str | None:
+        self._user_models[user_id] = model
+        stored = self._active_of(user_id)
+        if stored is None:
+            return None
+        stored.model = model
+        return stored.id
+
+    # For the tests' own checks.
+
+    def conversation(self, session_id: str) -> list[tuple[str, str]]:
+        """The session's messages as (role, content), oldest first."""
+        return [(m.role.value, m.content) for m in self._owned(session_id, None).messages]
+
+    def _session_of_turn(
+        self, user_id: str | None, session_id: str | None, content: str | None, model: str
+    ) -> tuple[_StoredSession, bool]:
+        """The turn's session, and whether the turn created it."""
+        if session_id is not None:
+            return self._owned(session_id, user_id), False
+        assert user_id is not None  # begin_turn checked that one is given
+        active = self._active_of(user_id)
+        if active is not None:
+            return active, False
+        if content is None:  # nothing to answer again: create nothing
+            raise NothingToRetry()
+        return self._create(user_id, self._user_models.get(user_id, model)), True
+
+    def _retry_context(
+        self, stored: _StoredSession, window: list[Message]
+    ) -> tuple[int, list[Message]]:
+        """The newest user message's seq, and the window up to and including it."""
+        users = [index for index, message in enumerate(window) if message.role is Role.USER]
+        if not users:
+            del self.locks[stored.id]
+            raise NothingToRetry()
+        return _seq_of(window[users[-1]]), window[: users[-1] + 1]
+
+    def _store_question(
+        self,
+        stored: _StoredSession,
+        content: str,
+        window: list[Message],
+        context_size: int,
+        now: datetime,
+    ) -> tuple[int, list[Message]]:
+        message = self._append(stored, Role.USER, content, model=None, usage=None, now=now)
+        context = [*window, message]
+        if len(context) > context_size:
+            context.pop(0)
+        if not stored.title:
+            stored.title = content.lstrip().split("\n", 1)[0][:TITLE_LENGTH]
+        return _seq_of(message), context
+
+    def _append(
+        self,
+        stored: _StoredSession,
+        role: Role,
+        content: str,
+        *,
+        model: str | None,
+        usage: Usage | None,
+        now: datetime,
+    ) -> Message:
+        stored.last_seq += 1
+        message = Message(message_id(stored.id, stored.last_seq), role, content, model, now, usage)
+        stored.messages.append(message)
+        del stored.messages[: -self.limits.max_messages_per_session]
+        return message
+
+    def _touch(self, stored: _StoredSession, now: datetime) -> None:
+        """Used now: updated, and the user's most recent session."""
+        stored.updated_at = now
+        stored.recency = next(self._recency)
+
+    def _create(self, user_id: str, model: str) -> _StoredSession:
+        now = _now()
+        stored = _StoredSession(
+            new_session_id(user_id), user_id, model, now, now, next(self._recency)
+        )
+        self._sessions[stored.id] = stored
+        self._active[user_id] = stored.id
+        return stored
+
+    def _active_of(self, user_id: str) -> _StoredSession | None:
+        # Nothing expires or is deleted here, so a user's active session is always there.
+        return self._sessions.get(self._active.get(user_id, ""))
+
+    def _owned(self, session_id: str, owner: str | None) -> _StoredSession:
+        """The session; SessionNotFound when it is gone or not `owner`'s (None: anyone's)."""
+        stored = self._sessions.get(session_id)
+        if stored is None or (owner is not None and stored.user_id != owner):
+            raise SessionNotFound()
+        return stored
+
+
+def _seq_of(message: Message) -> int:
+    return int(message.id.rsplit("-", 1)[1])
+
+
+def _is_answer_after(message: Message, seq: int) -> bool:
+    """What a /retry replaces: an answer stored after the question it answers again."""
+    return message.role is Role.ASSISTANT and _seq_of(message) > seq
+
+
+def _now() -> datetime:
+    """Milliseconds, as the store's Redis TIME stamps them."""
+    return datetime_from_ms(time.time_ns() // 1_000_000)
