@@ -35,7 +35,7 @@ class StartFailures:
     """How one platform's client says why it did not start."""
 
     platform: str  # names the log events: "telegram" logs `telegram.unreachable`
-    token_setting: str  # the setting the `token_refused` hint sends the operator to
+    refusal_hint: str  # what `token_refused` tells the operator: the setting to check
     token_refused: tuple[type[BaseException], ...]
     unreachable: tuple[type[BaseException], ...]
 
@@ -66,9 +66,7 @@ async def start_when_reachable(
         try:
             await attempt()
         except failures.token_refused:
-            log.error(  # noqa: TRY400  (expected: no traceback)
-                f"{failures.platform}.token_refused", hint=f"check {failures.token_setting}"
-            )
+            log.error(f"{failures.platform}.token_refused", hint=failures.refusal_hint)  # noqa: TRY400  (expected: no traceback)
             return
         except failures.unreachable as error:
             delay = next(delays)

@@ -29,7 +29,7 @@ class Unreachable(Exception):
 
 FAILURES = StartFailures(
     platform="telegram",
-    token_setting="TELEGRAM_BOT_TOKEN",
+    refusal_hint="check TELEGRAM_BOT_TOKEN",
     token_refused=(TokenRefused,),
     unreachable=(Unreachable,),
 )
