@@ -25,7 +25,9 @@ from discord.app_commands import locale_str
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from bots.chatfront.access import AllowList, Platform
 from bots.chatfront.pacing import ChatPacer, InOrder, RunningHandlers
+from bots.chatfront.startup import StartFailures, start_when_reachable
 from bots.chatfront.streaming import stream_turn
 from bots.discord.stream import (
     ChannelSurface,
@@ -59,8 +61,6 @@ AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices, each at most 100 ch
 CHOICE_NAME_LIMIT = 100
 MENU_LIMIT = 25
 LOCALES_REMEMBERED = 10_000
-START_RETRY_FIRST_SECONDS = 1.0
-START_RETRY_MAX_SECONDS = 60.0
 HANDLERS_FINISH_SECONDS = 5.0  # on stop, for handlers to deliver their last message
 CONTENT_INTENT_HINT = (
     "enable 'Message Content Intent' in the Discord Developer Portal: Applications → your bot → "
@@ -71,6 +71,13 @@ CONTENT_INTENT_HINT = (
 COMMAND_BUTTON = "cb:run:"
 DISMISS_BUTTON = "cb:dismiss"
 COMMAND_MENU = "cb:menu"
+DISCORD = Platform("discord")
+START_FAILURES = StartFailures(
+    platform=DISCORD.name,
+    refusal_hint="check DISCORD_BOT_TOKEN",
+    token_refused=(discord.LoginFailure,),
+    unreachable=(aiohttp.ClientError, OSError, discord.DiscordServerError),
+)
 
 
 class DiscordFront:
@@ -80,8 +87,9 @@ class DiscordFront:
         self._services = services
         self._settings = settings
         self._token = settings.discord_bot_token.get_secret_value()
-        self._allowed_users = {entry.lower() for entry in settings.discord_allowed_users}
-        self._allowed_roles = {entry.lower() for entry in settings.discord_allowed_roles}
+        self._allowed = AllowList(
+            DISCORD, settings.discord_allowed_users, settings.discord_allowed_roles
+        )
         self._channels = set(settings.discord_channel_ids)
         self._pacer = ChatPacer(settings.discord_edit_interval)
         self._order = InOrder()
@@ -95,25 +103,12 @@ class DiscordFront:
     async def run(self) -> None:
         """Connect and serve until `stop()`; a bad token or a lasting refusal ends it, logged."""
         _point_discord_py_at(self._settings)
-        delay = START_RETRY_FIRST_SECONDS
-        while not self._stopping:
-            try:
-                await self.client.start(self._token)
-            except discord.LoginFailure:
-                log.error("discord.token_refused", hint="check DISCORD_BOT_TOKEN")  # noqa: TRY400  (expected: no traceback)
-                return
-            except discord.PrivilegedIntentsRequired:
-                log.error("discord.message_content_intent_missing", hint=CONTENT_INTENT_HINT)  # noqa: TRY400
-                await self.client.close()
-                self.client = self._build_client(message_content=False)
-            except (aiohttp.ClientError, OSError, discord.DiscordServerError) as error:
-                log.warning("discord.unreachable", reason=str(error) or repr(error), retry_in=delay)
-                await self.client.close()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, START_RETRY_MAX_SECONDS)
-                self.client = self._build_client(message_content=self._has_content_intent)
-            else:
-                return
+        await start_when_reachable(
+            self._connect,
+            START_FAILURES,
+            after_unreachable=self._close_client,
+            is_stopping=lambda: self._stopping,
+        )
 
     async def stop(self) -> None:
         """Let handlers at work finish (the core has stopped their turns), then disconnect."""
@@ -121,9 +116,22 @@ class DiscordFront:
         await self._handlers.finish_within(HANDLERS_FINISH_SECONDS)
         await self.client.close()
 
-    @property
-    def _has_content_intent(self) -> bool:
-        return self.client.intents.message_content
+    async def _connect(self) -> None:
+        """Serve on a client until it closes; refused the Message Content intent, at once again
+        on one without it."""
+        if self.client.is_closed():  # by a failed attempt: a discord.py client starts only once
+            self.client = self._build_client(message_content=self.client.intents.message_content)
+        try:
+            await self.client.start(self._token)
+        except discord.PrivilegedIntentsRequired:
+            log.error("discord.message_content_intent_missing", hint=CONTENT_INTENT_HINT)  # noqa: TRY400
+            await self.client.close()
+            self.client = self._build_client(message_content=False)
+            if not self._stopping:
+                await self.client.start(self._token)
+
+    async def _close_client(self) -> None:
+        await self.client.close()
 
     def _build_client(self, *, message_content: bool) -> discord.Client:
         intents = discord.Intents.none()
@@ -371,17 +379,8 @@ class DiscordFront:
 
         Roles are only known in a guild: in DMs, only DISCORD_ALLOWED_USERS lets a user in.
         """
-        if not self._allowed_users and not self._allowed_roles:
-            return True
-        if str(user.id) in self._allowed_users or user.name.lower() in self._allowed_users:
-            return True
-        roles = user.roles if isinstance(user, discord.Member) else []
-        if any(
-            str(r.id) in self._allowed_roles or r.name.lower() in self._allowed_roles for r in roles
-        ):
-            return True
-        log.info("discord.refused_user", user=_user_id(user))
-        return False
+        roles = user.roles if isinstance(user, discord.Member) else ()
+        return self._allowed.admits(user.id, user.name, roles)
 
     def _interaction_locale(self, interaction: Interaction) -> str:
         """The user's client language; remembered for their plain messages, which carry none."""
@@ -402,9 +401,7 @@ class DiscordFront:
 
     @staticmethod
     def _bind(user: discord.abc.User, channel_id: int | None) -> None:
-        structlog.contextvars.bind_contextvars(
-            platform="discord", user=_user_id(user), chat=channel_id
-        )
+        DISCORD.bind(user.id, channel_id)
 
 
 # --- discord.py's client, commands and components ------------------------------------------------
@@ -713,4 +710,4 @@ def _shortened(label: str, limit: int) -> str:
 
 
 def _user_id(user: discord.abc.User) -> str:
-    return f"discord:{user.id}"
+    return DISCORD.user_id(user.id)
