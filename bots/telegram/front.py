@@ -7,7 +7,6 @@ Long polling by default; with TELEGRAM_WEBHOOK_URL, updates arrive through the a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -39,7 +38,9 @@ from telegram.ext import (
     filters,
 )
 
+from bots.chatfront.access import AllowList, Platform
 from bots.chatfront.pacing import ChatPacer, InOrder
+from bots.chatfront.startup import StartFailures, start_when_reachable
 from bots.chatfront.streaming import stream_turn
 from bots.runtime import Services
 from bots.telegram.stream import ReplyStream, send_document, send_text
@@ -53,8 +54,13 @@ WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  (a head
 DISMISS = "noop"  # callback data of a button that only closes its keyboard
 ALLOWED_UPDATES = ["message", "callback_query"]
 CONCURRENT_UPDATES = 64
-START_RETRY_FIRST_SECONDS = 1.0
-START_RETRY_MAX_SECONDS = 60.0
+TELEGRAM = Platform("telegram")
+START_FAILURES = StartFailures(
+    platform=TELEGRAM.name,
+    refusal_hint="check TELEGRAM_BOT_TOKEN",
+    token_refused=(InvalidToken,),
+    unreachable=(NetworkError, RetryAfter),
+)
 TelegramApp = Application[Any, Any, Any, Any, Any, Any]
 
 
@@ -88,7 +94,10 @@ class TelegramFront:
         self._token = settings.telegram_bot_token.get_secret_value()
         self._webhook_url = settings.telegram_webhook_url
         self._webhook_secret = _webhook_secret(settings, self._token)
-        self._allowed = {entry.lower().lstrip("@") for entry in settings.telegram_allowed_users}
+        # Usernames may be listed as Telegram shows them, with their "@".
+        self._allowed = AllowList(
+            TELEGRAM, (entry.lstrip("@") for entry in settings.telegram_allowed_users)
+        )
         self._pacer = ChatPacer(settings.telegram_edit_interval)
         self._is_stopping = False
         self.app = self._build(settings)
@@ -134,19 +143,7 @@ class TelegramFront:
 
     async def start_when_reachable(self) -> None:
         """Start, retrying while the Bot API cannot be reached; a refused token ends it."""
-        delay = START_RETRY_FIRST_SECONDS
-        while True:
-            try:
-                await self.start()
-            except InvalidToken:
-                log.error("telegram.token_refused", hint="check TELEGRAM_BOT_TOKEN")  # noqa: TRY400  (expected: no traceback)
-                return
-            except (NetworkError, RetryAfter) as error:
-                log.warning("telegram.unreachable", reason=str(error), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, START_RETRY_MAX_SECONDS)
-            else:
-                return
+        await start_when_reachable(self.start, START_FAILURES)
 
     async def stop_taking_updates(self) -> None:
         """The service is stopping: long polling fetches no more (Telegram keeps the rest for
@@ -212,9 +209,11 @@ class TelegramFront:
             return
         if not self._is_for_us(message) or not await self._may_talk(message, user):
             return
-        self._bind(user, message.chat_id)
+        TELEGRAM.bind(user.id, message.chat_id)
         said = self._without_mention(message.text)
-        outcome = await self._services.commands.handle(_user_id(user), said, locale=_locale(user))
+        outcome = await self._services.commands.handle(
+            TELEGRAM.user_id(user.id), said, locale=_locale(user)
+        )
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
         else:
@@ -233,9 +232,9 @@ class TelegramFront:
             await message.edit_reply_markup(None)
         if query.data in (None, DISMISS) or not await self._may_talk(message, user):
             return
-        self._bind(user, message.chat_id)
+        TELEGRAM.bind(user.id, message.chat_id)
         outcome = await self._services.commands.handle(
-            _user_id(user), query.data, locale=_locale(user)
+            TELEGRAM.user_id(user.id), query.data, locale=_locale(user)
         )
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
@@ -302,11 +301,8 @@ class TelegramFront:
         return bool(replied and replied.from_user and replied.from_user.id == self.app.bot.id)
 
     async def _may_talk(self, message: Message, user: User) -> bool:
-        if not self._allowed:
+        if self._allowed.admits(user.id, user.username):
             return True
-        if str(user.id) in self._allowed or (user.username or "").lower() in self._allowed:
-            return True
-        log.info("telegram.refused_user", user=_user_id(user))
         await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_allowed"),
                         reply_to=message.message_id)  # fmt: skip
         return False
@@ -316,16 +312,6 @@ class TelegramFront:
         if username and not said.startswith("/"):
             said = re.sub(re.escape("@" + username), "", said, flags=re.IGNORECASE).strip()
         return said
-
-    @staticmethod
-    def _bind(user: User, chat_id: int) -> None:
-        structlog.contextvars.bind_contextvars(
-            platform="telegram", user=_user_id(user), chat=chat_id
-        )
-
-
-def _user_id(user: User) -> str:
-    return f"telegram:{user.id}"
 
 
 def _locale(user: User | None) -> str:

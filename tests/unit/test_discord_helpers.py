@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bots.discord.front import _signature, _typed, _without_mention
+from bots.discord.commands import _signature, _typed
+from bots.discord.front import _without_mention
 from bots.discord.stream import PART_LIMIT, discord_parts, footer
 from core.conversation import Message, Role, Usage
 
