@@ -36,7 +36,8 @@ RUN groupadd --system --gid 10001 chatbridge \
 COPY --from=builder /opt/venv /opt/venv
 
 # The app's source beside redis.conf, run from /app: `python -m bots` imports /app/core and
-# /app/bots first, so the layout matches a checkout (core/storage/embedded.py finds ../redis.conf).
+# /app/bots first, so the layout matches a checkout (core/storage/embedded.py finds redis.conf
+# two folders up from itself).
 WORKDIR /app
 COPY redis.conf pyproject.toml ./
 COPY core/ core/
