@@ -160,6 +160,9 @@ class ReplyStream(ABC, Generic[Handle, PlatformError]):
     def has_shown_anything(self) -> bool:
         return bool(self._parts)
 
+    async def started(self) -> None:
+        return None  # the "typing" hint, from __aenter__, is all a chat shows before the text
+
     async def add(self, delta: str) -> None:
         self.text += delta
         if not self.text.strip() or (self._preview is not None and not self._preview.done()):

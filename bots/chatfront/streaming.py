@@ -1,7 +1,8 @@
-"""What streaming an answer into a chat looks like on every chat platform: a "typing" hint while
-nothing is shown yet, and one turn streamed with the same endings (cut off, failed, empty).
+"""What streaming an answer looks like on every front: one turn streamed with the same endings
+(cut off, failed, empty), and on a chat platform a "typing" hint while nothing is shown yet.
 
-`bots/chatfront/reply_stream.py` is the chat platforms' `AnswerStream`.
+`bots/chatfront/reply_stream.py` is the `AnswerStream` of the chat platforms; the terminal has
+its own, which prints the text as it arrives.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ class AnswerStream(Protocol):
         """Whether an ending would be shown under something: else it is said on its own."""
         ...
 
+    async def started(self) -> None:
+        """The turn is under way: the model is being asked."""
+        ...
+
     async def add(self, delta: str) -> None: ...
 
     async def finish(self, *, footer_line: str = "") -> None:
@@ -85,6 +90,7 @@ async def stream_turn(
     *,
     say: Callable[[str], Awaitable[object]],
     footer: Callable[[Message | None], str] = lambda _: "",
+    is_failure_logged: bool = True,
 ) -> None:
     """Stream the turn's answer into `stream`; `say` tells what `stream` has nowhere to show.
 
@@ -93,13 +99,15 @@ async def stream_turn(
     """
     try:
         async with reply.turn as turn:
+            await stream.started()
             async for delta in turn.deltas():
                 await stream.add(delta)
     except ModelStreamBroken:
         await stream.cut_off(text(locale, "reply_incomplete"))
         return
     except ChatbridgeError as error:
-        log.warning("turn.failed", code=error.code, reason=str(error))
+        if is_failure_logged:
+            log.warning("turn.failed", code=error.code, reason=str(error))
         if stream.has_shown_anything:
             await stream.fail(describe(error, locale))
         else:

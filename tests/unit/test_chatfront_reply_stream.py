@@ -7,11 +7,11 @@ chat's requests fail when the test says so.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
-from types import TracebackType
 
 import pytest
+from structlog.testing import capture_logs
 
 from bots.chatfront.pacing import ChatPacer
 from bots.chatfront.reply_stream import ReplyStream, RetryPolicy, until_delivered
@@ -20,6 +20,7 @@ from core.commands import TurnReply
 from core.conversation import Message, Role
 from core.errors import ModelStreamBroken, ModelUnavailable, StoreUnavailable
 from core.messages import describe, text
+from tests.fakes.turn import InMemoryTurn
 
 PART_LIMIT = 10
 ATTEMPTS = 3
@@ -322,47 +323,6 @@ async def test_until_delivered_returns_what_the_attempt_returned_after_a_retry()
 # --- stream_turn's endings ------------------------------------------------------------------
 
 
-class InMemoryTurn:
-    """A turn that yields `deltas`, waits for `before_ending` if given, then raises `ending`
-    (or completes with `reply`)."""
-
-    def __init__(
-        self,
-        deltas: list[str],
-        *,
-        ending: Exception | None = None,
-        before_ending: asyncio.Event | None = None,
-        fails_to_start: Exception | None = None,
-        reply: Message | None = None,
-    ) -> None:
-        self._deltas, self._ending, self._before_ending = deltas, ending, before_ending
-        self._fails_to_start = fails_to_start
-        self._reply = reply
-        self.reply: Message | None = None
-
-    async def __aenter__(self) -> InMemoryTurn:
-        if self._fails_to_start is not None:
-            raise self._fails_to_start
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        return None
-
-    async def deltas(self) -> AsyncIterator[str]:
-        for delta in self._deltas:
-            yield delta
-        if self._before_ending is not None:
-            await self._before_ending.wait()
-        if self._ending is not None:
-            raise self._ending
-        self.reply = self._reply
-
-
 class Said:
     """What a front said on its own, outside the stream."""
 
@@ -436,3 +396,16 @@ async def test_a_complete_answer_gets_the_footer_of_its_stored_reply():
 
     assert footers == [reply]
     assert chat.shown == ["Tides\n-# m"]
+
+
+@pytest.mark.parametrize("is_failure_logged", [True, False])
+async def test_a_failed_turn_is_logged_unless_the_front_says_it_only_on_screen(
+    is_failure_logged: bool,
+):
+    turn = InMemoryTurn([], fails_to_start=StoreUnavailable())
+
+    with capture_logs() as logs:
+        await run_turn(turn, InMemoryChat(), is_failure_logged=is_failure_logged)
+
+    failures = [entry for entry in logs if entry["event"] == "turn.failed"]
+    assert len(failures) == (1 if is_failure_logged else 0)
