@@ -15,7 +15,6 @@ from typing import TextIO
 import structlog
 
 from bots.chatfront.streaming import stream_turn
-from core.chat import Turn
 from core.commands import CommandHandler, FileReply, Reply, TurnReply, parse_number
 from core.conversation import Message
 from core.messages import text
@@ -92,16 +91,16 @@ class Terminal:
             answer,
             self._locale,
             say=self._say,
-            footer=lambda message: self._footer(message, reply.turn),
+            footer=lambda message: self._footer(message, reply),
             is_failure_logged=False,  # said on screen; a log line would interrupt the conversation
         )
 
     async def _say(self, sentence: str) -> None:
         self._write(sentence + "\n")
 
-    def _footer(self, message: Message | None, turn: Turn) -> str:
+    def _footer(self, message: Message | None, reply: TurnReply) -> str:
         tokens = message.usage.total_tokens if message and message.usage else "?"
-        model = message.model if message else turn.model
+        model = message.model if message else reply.turn.model
         return text(self._locale, "reply_footer", model=model, tokens=tokens)
 
     async def _read(self, prompt: str) -> str | None:
