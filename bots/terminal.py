@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 import structlog
 
+from bots.chatfront.streaming import stream_turn
 from core.commands import CommandHandler, FileReply, Reply, TurnReply, parse_number
-from core.errors import ChatbridgeError, ModelStreamBroken
-from core.messages import describe, text
+from core.conversation import Message
+from core.messages import text
 
 USER_NAME_PATTERN = re.compile(r"^[\w.\-@]{1,64}$")
 EXIT_WORDS = {"/quit", "/exit"}
@@ -83,22 +85,23 @@ class Terminal:
                 await self._answer(command)
 
     async def _stream(self, reply: TurnReply) -> None:
-        try:
-            async with reply.turn as turn:
-                self._write(text(self._locale, "prompt_assistant"))
-                async for delta in turn.deltas():
-                    self._write(delta)
-        except ModelStreamBroken:
-            self._write("\n" + text(self._locale, "reply_incomplete") + "\n")
-            return
-        except ChatbridgeError as error:
-            self._write(describe(error, self._locale) + "\n")
-            return
-        message = turn.reply
+        answer = _PrintedAnswer(self._write, text(self._locale, "prompt_assistant"))
+        await stream_turn(
+            reply,
+            answer,
+            self._locale,
+            say=self._say,
+            footer=lambda message: self._footer(message, reply),
+            is_failure_logged=False,  # said on screen; a log line would interrupt the conversation
+        )
+
+    async def _say(self, sentence: str) -> None:
+        self._write(sentence + "\n")
+
+    def _footer(self, message: Message | None, reply: TurnReply) -> str:
         tokens = message.usage.total_tokens if message and message.usage else "?"
-        model = message.model if message else turn.model
-        footer = text(self._locale, "reply_footer", model=model, tokens=tokens)
-        self._write(f"\n  [{footer}]\n")
+        model = message.model if message else reply.turn.model
+        return text(self._locale, "reply_footer", model=model, tokens=tokens)
 
     async def _read(self, prompt: str) -> str | None:
         """The next line, or None at end of input (and at every read after it)."""
@@ -125,6 +128,35 @@ class Terminal:
     def _write(self, chunk: str) -> None:
         self._out.write(chunk)
         self._out.flush()
+
+
+class _PrintedAnswer:
+    """An answer printed as it arrives, after the assistant's prompt."""
+
+    def __init__(self, write: Callable[[str], None], prompt: str) -> None:
+        self._write, self._prompt = write, prompt
+        self._is_prompt_shown = False
+
+    @property
+    def has_shown_anything(self) -> bool:
+        # Once the prompt is out, however the answer ends is printed after it.
+        return self._is_prompt_shown
+
+    async def started(self) -> None:
+        self._write(self._prompt)
+        self._is_prompt_shown = True
+
+    async def add(self, delta: str) -> None:
+        self._write(delta)
+
+    async def finish(self, *, footer_line: str = "") -> None:
+        self._write(f"\n  [{footer_line}]\n")
+
+    async def cut_off(self, notice: str) -> None:
+        self._write("\n" + notice + "\n")
+
+    async def fail(self, reason: str) -> None:
+        self._write(reason + "\n")
 
 
 def _saved(document: FileReply, folder: Path) -> Path:

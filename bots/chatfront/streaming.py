@@ -1,16 +1,19 @@
-"""What streaming an answer into a chat looks like on every chat platform: a "typing" hint while
-nothing is shown yet, and one turn streamed with the same endings (cut off, failed, empty)."""
+"""What streaming an answer looks like on every front: one turn streamed with the same endings
+(cut off, failed, empty), and on a chat platform a "typing" hint while nothing is shown yet.
+
+`bots/chatfront/reply_stream.py` is the `AnswerStream` of the chat platforms; the terminal has
+its own, which prints the text as it arrives.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
 
-from bots.chatfront.pacing import ChatPacer
 from core.commands import TurnReply
 from core.conversation import Message
 from core.errors import ChatbridgeError, ModelStreamBroken
@@ -53,82 +56,31 @@ class TypingHint:
             await asyncio.sleep(self._every)
 
 
-class PacedPreviews:
-    """Previews of a growing answer, at most one per edit interval, each sent in the background:
-    the model is read on while a preview is on its way (a slow chat platform slows only the
-    previews). A subclass has `text`, `pacer`, `has_shown_anything`, `_pace_key` and `_show`;
-    its `finish` starts with `_settle_preview()`, its `__aexit__` calls `_drop_preview()`.
-    """
-
-    text: str
-    pacer: ChatPacer
-    _preview: asyncio.Task[None] | None = None
-    _is_preview_sending = False
+class AnswerStream(Protocol):
+    """A front's growing answer: its text as it arrives, then how the answer ended."""
 
     @property
     def has_shown_anything(self) -> bool:
-        raise NotImplementedError
+        """Whether an ending would be shown under something: else it is said on its own."""
+        ...
 
-    @property
-    def _pace_key(self) -> Hashable:
-        raise NotImplementedError
-
-    async def _show(self, *, is_final: bool) -> None:
-        raise NotImplementedError
-
-    async def add(self, delta: str) -> None:
-        self.text += delta
-        if not self.text.strip() or (self._preview is not None and not self._preview.done()):
-            return  # the preview on its way is followed by one with the newer text
-        if self._preview is not None:
-            await self._preview  # a failed preview fails the answer here, as it would have inline
-        self._is_preview_sending = False
-        if not self.has_shown_anything:
-            self._preview = asyncio.create_task(self._show_first_preview())
-        elif self.pacer.claim(self._pace_key):
-            self._preview = asyncio.create_task(self._show_preview())
-
-    async def _show_first_preview(self) -> None:
-        """The first text waits a moment: an answer complete by then is sent whole, as one
-        message that never needs an edit (the chat's next edit slot can be a second away)."""
-        await asyncio.sleep(FIRST_PREVIEW_AFTER_SECONDS)
-        self.pacer.edited(self._pace_key)  # the first message counts as the chat's edit
-        await self._show_preview()
-
-    async def _show_preview(self) -> None:
-        self._is_preview_sending = True
-        await self._show(is_final=False)
-        self.pacer.shown(self._pace_key)
-
-    async def _settle_preview(self) -> None:
-        """Before the whole text: a preview on its way lands first (it may be the message); one
-        still waiting for its moment is not needed any more."""
-        if self._preview is None:
-            return
-        if not self._is_preview_sending:
-            await self._drop_preview()
-            return
-        await self._preview
-
-    async def _drop_preview(self) -> None:
-        """The answer is over, finished or not: no preview may outlive it."""
-        if self._preview is not None and not self._preview.done():
-            self._preview.cancel()
-        if self._preview is not None:
-            # How the answer ended is what gets reported; a failed preview adds nothing to it.
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._preview
-
-
-class AnswerStream(Protocol):
-    """A platform's growing answer: previews as text arrives, then the whole text."""
-
-    @property
-    def has_shown_anything(self) -> bool: ...
+    async def started(self) -> None:
+        """The turn is under way: the model is being asked."""
+        ...
 
     async def add(self, delta: str) -> None: ...
 
-    async def finish(self, suffix: str = "", *, footer_line: str = "") -> None: ...
+    async def finish(self, *, footer_line: str = "") -> None:
+        """The answer is complete; `footer_line` (may be empty) goes under it."""
+        ...
+
+    async def cut_off(self, notice: str) -> None:
+        """The model's stream broke off: what was shown stays, followed by `notice`."""
+        ...
+
+    async def fail(self, reason: str) -> None:
+        """An error ended the answer after something was shown: `reason` goes under it."""
+        ...
 
 
 async def stream_turn(
@@ -138,6 +90,7 @@ async def stream_turn(
     *,
     say: Callable[[str], Awaitable[object]],
     footer: Callable[[Message | None], str] = lambda _: "",
+    is_failure_logged: bool = True,
 ) -> None:
     """Stream the turn's answer into `stream`; `say` tells what `stream` has nowhere to show.
 
@@ -146,15 +99,17 @@ async def stream_turn(
     """
     try:
         async with reply.turn as turn:
+            await stream.started()
             async for delta in turn.deltas():
                 await stream.add(delta)
     except ModelStreamBroken:
-        await stream.finish("\n\n" + text(locale, "reply_incomplete"))
+        await stream.cut_off(text(locale, "reply_incomplete"))
         return
     except ChatbridgeError as error:
-        log.warning("turn.failed", code=error.code, reason=str(error))
+        if is_failure_logged:
+            log.warning("turn.failed", code=error.code, reason=str(error))
         if stream.has_shown_anything:
-            await stream.finish("\n\n⚠️ " + describe(error, locale))
+            await stream.fail(describe(error, locale))
         else:
             await say(describe(error, locale))
         return

@@ -10,27 +10,24 @@ code-block boundaries; a small footer line under the last one names the model an
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field, replace
-from types import TracebackType
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 import discord
 import structlog
 
+from bots.chatfront import reply_stream
 from bots.chatfront.pacing import ChatPacer
-from bots.chatfront.streaming import PacedPreviews, TypingHint
-from bots.chatfront.text_split import close_open_code_block, split_message
+from bots.chatfront.reply_stream import PREVIEW_ROOM, RetryPolicy
+from bots.chatfront.text_split import split_message
 from core.conversation import Message
 
 log = structlog.get_logger(__name__)
 
 MESSAGE_LIMIT = 2000
-# Parts are cut this much short so that a preview's closing fence and " …" still fit.
-PREVIEW_ROOM = 16
 PART_LIMIT = MESSAGE_LIMIT - PREVIEW_ROOM
 TYPING_EVERY_SECONDS = 8.0  # Discord shows "typing" for 10 s
 FINAL_ATTEMPTS = 5
@@ -226,102 +223,54 @@ async def send_text(
     return sent
 
 
-@dataclass
-class _Part:
-    message: Sent
-    shown: str
+class DiscordRetries(RetryPolicy[discord.HTTPException]):
+    """What discord.py gave up on after its own retries: rate limits and Discord's own failures
+    are tried again, later each time; a refused message would be refused again."""
+
+    error_type = discord.HTTPException
+    attempts = FINAL_ATTEMPTS
+
+    def is_retryable(self, error: discord.HTTPException) -> bool:
+        return error.status == 429 or error.status >= 500
+
+    def seconds_before_retry(self, error: discord.HTTPException, attempt: int) -> float:
+        return FINAL_RETRY_SECONDS * attempt
+
+    def note_retry(self, error: discord.HTTPException, attempt: int, seconds: float) -> None:
+        log.warning("discord.final_retry", status=error.status, attempt=attempt)
 
 
-@dataclass
-class ReplyStream(PacedPreviews):
+RETRIES = DiscordRetries()
+
+
+async def until_delivered(attempt: Callable[[], Awaitable[T]]) -> T:
+    """A final text must not be lost: retry what discord.py gave up on after its own retries."""
+    return await reply_stream.until_delivered(attempt, RETRIES)
+
+
+class ReplyStream(reply_stream.ReplyStream[Sent, discord.HTTPException]):
     """`async with ReplyStream(surface, pacer) as s: await s.add(d) ...; await s.finish()`."""
 
-    surface: Surface
-    pacer: ChatPacer
-    text: str = ""
-    _parts: list[_Part] = field(default_factory=list)
-    _typing: TypingHint = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._typing = TypingHint(
-            self.surface.show_typing, every=TYPING_EVERY_SECONDS, is_over=lambda: bool(self._parts)
-        )
-
-    async def __aenter__(self) -> ReplyStream:
-        self._typing.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self._typing.stop()
-        await self._drop_preview()
-
-    @property
-    def has_shown_anything(self) -> bool:
-        return bool(self._parts)
+    def __init__(self, surface: Surface, pacer: ChatPacer) -> None:
+        self.surface = surface
+        super().__init__(pacer, typing_every=TYPING_EVERY_SECONDS, retries=RETRIES)
 
     @property
     def _pace_key(self) -> Hashable:
         return self.surface.pace_key
 
-    async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
-        """Deliver the whole text (plus `suffix` and the footer), retrying until it lands."""
-        await self._settle_preview()
-        await self._typing.stop()
-        self.text += suffix
-        if not self.text.strip():
-            return
-        if footer_line:
-            self.text = close_open_code_block(self.text) + "\n" + footer_line
-        if self._parts:  # an edit: it waits its turn like the previews did
-            await self.pacer.wait_for_slot(self.surface.pace_key)
-        else:
-            self.pacer.edited(self.surface.pace_key)
-        await self._show(is_final=True)
+    def _parts_of(self, text: str) -> list[str]:
+        return discord_parts(text)
 
-    async def _show(self, *, is_final: bool) -> None:
-        parts = discord_parts(self.text)
-        for index, part in enumerate(parts):
-            is_preview = not is_final and index == len(parts) - 1
-            shown = close_open_code_block(part) + " …" if is_preview else part
-            if is_final:
-                await until_delivered(lambda i=index, s=shown: self._show_part(i, s))  # type: ignore[misc]
-                continue
-            try:
-                await self._show_part(index, shown)
-            except discord.HTTPException as error:
-                if not _is_worth_retrying(error):
-                    raise
-                log.warning("discord.preview_skipped", status=error.status)
-                return  # harmless: the final text follows
+    async def _send(self, text: str) -> Sent:
+        return await self.surface.send(text)
 
-    async def _show_part(self, index: int, shown: str) -> None:
-        if index < len(self._parts):
-            part = self._parts[index]
-            if part.shown != shown:
-                await self.surface.edit(part.message, shown)
-                part.shown = shown
-        else:
-            self._parts.append(_Part(await self.surface.send(shown), shown))
+    async def _edit(self, handle: Sent, text: str) -> None:
+        await self.surface.edit(handle, text)
 
+    async def _show_typing(self) -> None:
+        await self.surface.show_typing()
 
-def _is_worth_retrying(error: discord.HTTPException) -> bool:
-    """Rate limits and Discord's own failures pass; a refused message would be refused again."""
-    return error.status == 429 or error.status >= 500
-
-
-async def until_delivered(attempt: Callable[[], Awaitable[T]]) -> T:
-    """A final text must not be lost: retry what discord.py gave up on after its own retries."""
-    for number in range(1, FINAL_ATTEMPTS + 1):
-        try:
-            return await attempt()
-        except discord.HTTPException as error:
-            if number == FINAL_ATTEMPTS or not _is_worth_retrying(error):
-                raise
-            log.warning("discord.final_retry", status=error.status, attempt=number)
-            await asyncio.sleep(FINAL_RETRY_SECONDS * number)
-    raise AssertionError("unreachable: the last attempt returns or raises")
+    def _part_failed(self, error: discord.HTTPException, *, is_final: bool) -> None:
+        if not is_final:
+            log.warning("discord.preview_skipped", status=error.status)

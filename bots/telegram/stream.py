@@ -9,27 +9,24 @@ rejects the markup, the plain text goes instead.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
-from types import TracebackType
+from functools import partial
 
 import structlog
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, RetryAfter
 
+from bots.chatfront import reply_stream
 from bots.chatfront.pacing import ChatPacer
-from bots.chatfront.streaming import PacedPreviews, TypingHint
-from bots.chatfront.text_split import close_open_code_block, split_message
+from bots.chatfront.reply_stream import PREVIEW_ROOM, RetryPolicy, until_delivered
+from bots.chatfront.text_split import split_message
 from bots.telegram.render import plain_text, to_telegram_html, visible_length
 
 log = structlog.get_logger(__name__)
 
 MESSAGE_LIMIT = 4096
-# Parts are cut this much short so that a preview's closing fence and " …" still fit.
-PREVIEW_ROOM = 16
 PART_LIMIT = MESSAGE_LIMIT - PREVIEW_ROOM
 TYPING_EVERY_SECONDS = 4.0  # Telegram shows "typing" for 5 s
 FINAL_ATTEMPTS = 6
@@ -55,6 +52,25 @@ def seconds_of(retry_after: int | float | dt.timedelta) -> float:
     if isinstance(retry_after, dt.timedelta):
         return retry_after.total_seconds()
     return float(retry_after)
+
+
+class FloodControl(RetryPolicy[RetryAfter]):
+    """Telegram's 429 says how long to wait: waited out, FINAL_ATTEMPTS tries in all."""
+
+    error_type = RetryAfter
+    attempts = FINAL_ATTEMPTS
+
+    def is_retryable(self, error: RetryAfter) -> bool:
+        return True
+
+    def seconds_before_retry(self, error: RetryAfter, attempt: int) -> float:
+        return seconds_of(error.retry_after)
+
+    def note_retry(self, error: RetryAfter, attempt: int, seconds: float) -> None:
+        log.warning("telegram.flood_wait", seconds=seconds, attempt=attempt)
+
+
+FLOOD_CONTROL = FloodControl()
 
 
 async def deliver(action: Deliver, markdown: str) -> Message | bool | None:
@@ -88,7 +104,7 @@ async def send_text(
     for index, part in enumerate(parts):
         is_last = index == len(parts) - 1
         send = _sender(bot, chat_id, reply_to, markup if is_last else None)
-        message = await _until_delivered(lambda send=send, part=part: deliver(send, part))  # type: ignore[misc]
+        message = await until_delivered(partial(deliver, send, part), FLOOD_CONTROL)
         if isinstance(message, Message):
             sent.append(message)
     return sent
@@ -111,7 +127,7 @@ async def send_document(
             reply_parameters=_replying_to(reply_to),
         )  # fmt: skip
 
-    sent = await _until_delivered(lambda: deliver(send, caption))
+    sent = await until_delivered(partial(deliver, send, caption), FLOOD_CONTROL)
     return sent if isinstance(sent, Message) else None
 
 
@@ -127,113 +143,44 @@ def _sender(
     return send
 
 
-@dataclass
-class _Part:
-    message_id: int
-    shown: str
+class ReplyStream(reply_stream.ReplyStream[int, RetryAfter]):
+    """`async with ReplyStream(...) as stream: await stream.add(d) ...; await stream.finish()`.
 
+    A part is known by its message id.
+    """
 
-@dataclass
-class ReplyStream(PacedPreviews):
-    """`async with ReplyStream(...) as stream: await stream.add(d) ...; await stream.finish()`."""
-
-    bot: Bot
-    chat_id: int
-    pacer: ChatPacer
-    reply_to: int | None = None
-    text: str = ""
-    _parts: list[_Part] = field(default_factory=list)
-    _typing: TypingHint = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._typing = TypingHint(
-            self._send_typing, every=TYPING_EVERY_SECONDS, is_over=lambda: bool(self._parts)
-        )
-
-    async def __aenter__(self) -> ReplyStream:
-        self._typing.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
+    def __init__(
+        self, bot: Bot, chat_id: int, pacer: ChatPacer, reply_to: int | None = None
     ) -> None:
-        await self._typing.stop()
-        await self._drop_preview()
-
-    @property
-    def has_shown_anything(self) -> bool:
-        return bool(self._parts)
+        self.bot, self.chat_id, self.reply_to = bot, chat_id, reply_to
+        super().__init__(pacer, typing_every=TYPING_EVERY_SECONDS, retries=FLOOD_CONTROL)
 
     @property
     def _pace_key(self) -> Hashable:
         return self.chat_id
 
-    async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
-        """Deliver the whole text (plus `suffix` and a footer line), however long Telegram makes
-        us wait."""
-        await self._settle_preview()
-        await self._typing.stop()
-        self.text += suffix
-        if footer_line and self.text.strip():
-            self.text = close_open_code_block(self.text) + "\n" + footer_line
-        if self.text.strip():
-            if self._parts:  # an edit: it waits its turn like the previews did
-                await self.pacer.wait_for_slot(self.chat_id)
-            else:
-                self.pacer.edited(self.chat_id)
-            await self._show(is_final=True)
+    def _parts_of(self, text: str) -> list[str]:
+        return telegram_parts(text)
 
-    async def _show(self, *, is_final: bool) -> None:
-        parts = telegram_parts(self.text)
-        for index, part in enumerate(parts):
-            is_preview = not is_final and index == len(parts) - 1
-            shown = close_open_code_block(part) + " …" if is_preview else part
-            try:
-                await self._show_part(index, shown, is_final=is_final)
-            except RetryAfter as error:
-                self.pacer.hold(self.chat_id, seconds_of(error.retry_after))
-                if is_final:
-                    raise  # _until_delivered already waited as long as it should
-                return  # a skipped preview is harmless: the final text follows
+    async def _send(self, text: str) -> int | None:
+        reply_to = self.reply_to if not self._parts else None
+        sent = await deliver(_sender(self.bot, self.chat_id, reply_to, None), text)
+        return sent.message_id if isinstance(sent, Message) else None
 
-    async def _show_part(self, index: int, shown: str, *, is_final: bool) -> None:
-        if index < len(self._parts) and self._parts[index].shown == shown:
-            return
-        if index < len(self._parts):
-            action = self._edit_action(self._parts[index].message_id)
-        else:
-            action = self._send_action()
-        if is_final:
-            result = await _until_delivered(lambda: deliver(action, shown))
-        else:
-            result = await deliver(action, shown)
-        if isinstance(result, Message) and index >= len(self._parts):
-            self._parts.append(_Part(result.message_id, shown))
-        elif index < len(self._parts):
-            self._parts[index].shown = shown
+    async def _edit(self, handle: int, text: str) -> None:
+        async def edit(shown: str, mode: ParseMode | None) -> Message | bool:
+            return await self.bot.edit_message_text(
+                shown, chat_id=self.chat_id, message_id=handle, parse_mode=mode
+            )
 
-    async def _send_typing(self) -> None:
+        await deliver(edit, text)
+
+    async def _show_typing(self) -> None:
         await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
 
-    def _send_action(self) -> Deliver:
-        async def send(text: str, mode: ParseMode | None) -> Message:
-            reply_to = self.reply_to if not self._parts else None
-            return await self.bot.send_message(
-                self.chat_id, text, parse_mode=mode, reply_parameters=_replying_to(reply_to)
-            )
-
-        return send
-
-    def _edit_action(self, message_id: int) -> Deliver:
-        async def edit(text: str, mode: ParseMode | None) -> Message | bool:
-            return await self.bot.edit_message_text(
-                text, chat_id=self.chat_id, message_id=message_id, parse_mode=mode
-            )
-
-        return edit
+    def _part_failed(self, error: RetryAfter, *, is_final: bool) -> None:
+        # No edit in this chat before Telegram allows one: the next preview would fail too.
+        self.pacer.hold(self.chat_id, seconds_of(error.retry_after))
 
 
 def _replying_to(message_id: int | None) -> ReplyParameters | None:
@@ -241,19 +188,3 @@ def _replying_to(message_id: int | None) -> ReplyParameters | None:
     if message_id is None:
         return None
     return ReplyParameters(message_id, allow_sending_without_reply=True)
-
-
-async def _until_delivered(
-    attempt: Callable[[], Awaitable[Message | bool | None]],
-) -> Message | bool | None:
-    """Retry through flood control: a final text must not be lost to a 429."""
-    for number in range(1, FINAL_ATTEMPTS + 1):
-        try:
-            return await attempt()
-        except RetryAfter as error:
-            if number == FINAL_ATTEMPTS:
-                raise
-            wait = seconds_of(error.retry_after)
-            log.warning("telegram.flood_wait", seconds=wait, attempt=number)
-            await asyncio.sleep(wait)
-    raise AssertionError("unreachable: the last attempt returns or raises")
