@@ -24,7 +24,16 @@ from core.observability.analytics_report import (
 SECONDS = "seconds, interpolated within a LATENCY_BUCKETS bucket; null without calls"
 
 
-class PointOut(ApiModel):
+class LatenciesOut(ApiModel):
+    """Model latency and time to first token, where the figures give them."""
+
+    latency_p50: float | None = Field(description=SECONDS)
+    latency_p95: float | None = Field(description=SECONDS)
+    ttft_p50: float | None = Field(description="time to first token, " + SECONDS)
+    ttft_p95: float | None = Field(description="time to first token, " + SECONDS)
+
+
+class PointOut(LatenciesOut):
     start: str = Field(description="ISO 8601, UTC: the minute (or hour) this point covers")
     turns_by_front: dict[str, int]
     active_users: int = Field(description="distinct users with a turn (HyperLogLog, ±1%)")
@@ -32,23 +41,15 @@ class PointOut(ApiModel):
     refusals: int
     tokens: int
     cost_usd: float
-    latency_p50: float | None = Field(description=SECONDS)
-    latency_p95: float | None = Field(description=SECONDS)
-    ttft_p50: float | None = Field(description="time to first token, " + SECONDS)
-    ttft_p95: float | None = Field(description="time to first token, " + SECONDS)
 
     @classmethod
     def of(cls, point: Point) -> PointOut:
         return cls(**asdict(point) | {"start": _iso(point.start)})
 
 
-class ModelOut(ApiModel):
+class ModelOut(LatenciesOut):
     model: str
     calls: int
-    latency_p50: float | None = Field(description=SECONDS)
-    latency_p95: float | None = Field(description=SECONDS)
-    ttft_p50: float | None = Field(description="time to first token, " + SECONDS)
-    ttft_p95: float | None = Field(description="time to first token, " + SECONDS)
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
