@@ -31,10 +31,12 @@ run: install  ## start the service (embedded Redis unless REDIS_URL or REDIS_HOS
 chat: install  ## talk from this terminal: make chat NAME=me
 	$(BIN)/python -m bots chat --user $(or $(NAME),me)
 
+# Three workers on two cores: most tests wait on sockets and child processes. A file's tests
+# stay on one worker (--dist loadfile), as its module-scoped services expect.
 test: $(UV)  ## the whole suite, against a redis-server it starts itself
 	@PYTHON=$(PYTHON) tools/system-packages.sh test
 	$(SYNC) --extra embedded
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 test-fast: $(UV)  ## unit and in-memory tests: no servers, no browser
 	$(SYNC) --extra embedded
