@@ -276,10 +276,15 @@ class ReceiverDispatcher:
             return
         backoff = self._timing.backoff(entry.attempt)
         # Claimable (idle >= claim_idle) once `backoff` has passed; JUSTID counts no attempt.
-        await self._redis.xclaim(
+        claimed = await self._redis.xclaim(
             EVENTS_STREAM_KEY, self.group, self._consumer, 0, [entry.stream_id],
             idle=_ms(self._timing.claim_idle - backoff), justid=True,
         )  # fmt: skip
+        if not claimed:
+            # Trimmed from the stream while this attempt was in flight: Redis 7 has just dropped
+            # it from the pending list, so no later claim will name it.
+            log.warning("webhooks.event_trimmed", receiver=self.receiver, entry=entry.stream_id)
+            return
         log.warning(
             "webhooks.attempt_failed", receiver=self.receiver, event_id=entry.fields.get("id"),
             attempt=entry.attempt, reason=failure, retry_in=backoff,

@@ -17,6 +17,7 @@ import asyncio
 import json
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,7 @@ class FakeWebhookReceiver:
         self.requests: list[Delivery] = []
         self._faults: deque[_Fault] = deque()
         self._always: _Fault | None = None
+        self._before_answer: deque[Callable[[], Awaitable[object]]] = deque()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -103,6 +105,10 @@ class FakeWebhookReceiver:
 
     def fail_always(self, status: int = 500) -> None:
         self._always = _Fault("status", status=status)
+
+    def before_next_answer(self, action: Callable[[], Awaitable[object]]) -> None:
+        """Run `action` once, after the next request arrives and before it is answered."""
+        self._before_answer.append(action)
 
     def heal(self) -> None:
         self._always = None
@@ -137,6 +143,8 @@ class FakeWebhookReceiver:
                 received_at=time.monotonic(),
             )
         )
+        if self._before_answer:
+            await self._before_answer.popleft()()
         if fault is not None and fault.kind == "slow":
             await asyncio.sleep(fault.seconds)  # cancelled when the sender gives up
         if fault is not None and fault.kind == "drop":

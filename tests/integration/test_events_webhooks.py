@@ -307,6 +307,28 @@ async def test_an_event_trimmed_from_the_stream_while_awaiting_its_retry_is_logg
     assert await dead_letters(redis_client) == []
 
 
+async def test_an_event_trimmed_while_its_attempt_is_in_flight_is_logged_and_dropped(
+    redis_client: aioredis.Redis, receiver: FakeWebhookReceiver, start_replica: StartReplica
+):
+    # Trimmed between the request and its 503: the sender's XCLAIM for the retry finds it gone
+    # (Redis 7 drops it from the pending list there, so no later XAUTOCLAIM names it).
+    receiver.fail(503)
+    receiver.before_next_answer(lambda: redis_client.xtrim(EVENTS_STREAM_KEY, maxlen=0))
+    with capture_logs() as logs:
+        start_replica(redis_client, [receiver.url])
+        await publish_one(redis_client, receiver.url)
+        await until(
+            lambda: any(e["event"] == "webhooks.event_trimmed" for e in logs),
+            what="the trimmed event logged",
+        )
+    await asyncio.sleep(FAST.claim_idle + FAST.backoff_cap)  # time for any further attempt
+    assert len(receiver.requests) == 1
+    assert (await redis_client.xpending(EVENTS_STREAM_KEY, group_name(receiver.url)))[
+        "pending"
+    ] == 0
+    assert await dead_letters(redis_client) == []
+
+
 async def test_the_dead_letter_names_the_receiver_without_its_credentials(
     redis_client: aioredis.Redis, start_replica: StartReplica
 ):

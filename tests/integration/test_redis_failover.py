@@ -169,12 +169,14 @@ async def test_a_sentinel_failover_during_traffic_loses_no_turn_acknowledged_bef
 
 
 # redis-py 8.1 drops the dead master's ClusterNode when it refreshes the slots without closing
-# the connection the server cut, so its socket is only closed by the garbage collector. That
-# leak is the client's, one socket per failover; the test collects it while the filters hold.
-# Which of the two warns (the socket, or asyncio's StreamWriter around it) depends on the order
+# the connections the server cut, so they are only closed by the garbage collector. That leak
+# is the client's, once per failover; the test collects it while the filters hold. What warns
+# (redis-py's Connection, asyncio's StreamWriter or transport, the socket) depends on the order
 # the collector finds them in.
 @pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
 @pytest.mark.filterwarnings("ignore:unclosed <StreamWriter:ResourceWarning")
+@pytest.mark.filterwarnings("ignore:unclosed transport <_SelectorSocketTransport:ResourceWarning")
+@pytest.mark.filterwarnings("ignore:unclosed Connection <redis.asyncio.connection:ResourceWarning")
 async def test_a_cluster_master_failover_loses_no_turn_acknowledged_before_the_window(
     cluster_with_replicas: LocalCluster,
 ):
