@@ -53,7 +53,11 @@ elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
 else
     sudo=(unable)
 fi
-if [[ ${sudo[0]:-} == unable ]] || ! command -v apt-get >/dev/null 2>&1; then
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "make $purpose needs these (Debian names), from your package manager: ${missing[*]}" >&2
+    exit 1
+fi
+if [[ ${sudo[0]:-} == unable ]]; then
     echo "make $purpose needs system packages; install them, then run it again: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
 fi
