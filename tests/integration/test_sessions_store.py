@@ -329,6 +329,15 @@ async def test_user_state_keys_have_a_ttl(store: SessionStore, redis_client: aio
     assert 0 < await redis_client.ttl(user_state_key("cli:ana")) <= 3600
 
 
+async def test_deleting_the_active_session_leaves_the_users_state_with_an_expiry(
+    store: SessionStore, redis_client: aioredis.Redis
+):
+    kept = await store.create_session("cli:ana", default_model=MODEL)
+    doomed = await store.create_session("cli:ana", default_model=MODEL)
+    assert await store.delete_session(doomed.id, owner="cli:ana") == kept.id
+    assert 0 < await redis_client.ttl(user_state_key("cli:ana")) <= 3600
+
+
 async def test_sessions_made_in_one_millisecond_still_list_newest_first(store: SessionStore):
     made = [await store.create_session("cli:ana", default_model=MODEL) for _ in range(5)]
     listed = (await store.list_sessions("cli:ana")).sessions

@@ -8,6 +8,13 @@ if not uid then return {'NOT_FOUND'} end
 delete_session_keys(sid)
 redis.call('ZREM', user_key(uid, ':sessions'), sid)
 if redis.call('HGET', user_key(uid), 'active') == sid then
-  redis.call('HDEL', user_key(uid), 'active')
+  -- Set over the field, not deleted first: a hash that HDEL empties is gone, and writing it
+  -- anew would leave the user's state without an expiry.
+  local live = live_sessions(uid)
+  if live[1] then
+    redis.call('HSET', user_key(uid), 'active', live[1])
+  else
+    redis.call('HDEL', user_key(uid), 'active')
+  end
 end
 return {'OK', uid, resolve_active(uid) or ''}
