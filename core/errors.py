@@ -18,6 +18,7 @@ password or a raw upstream body.
     ├── SessionLimitReached          MAX_SESSIONS_PER_USER with SESSION_LIMIT_POLICY=reject
     ├── NothingToRetry               /retry with no user message in the session
     ├── SessionBusy                  another turn held the session's lock for too long
+    ├── TurnLockLost                 the turn lost its session to another writer: answer not stored
     ├── QuotaExceeded                a per-user allowance is used up (retry_after whole seconds)
     │   ├── RateLimited              RATE_LIMIT_MESSAGES turns in the last RATE_LIMIT_WINDOW seconds
     │   └── DailyBudgetExhausted     DAILY_TOKEN_BUDGET tokens spent today (UTC)
@@ -123,6 +124,22 @@ class NothingToRetry(ChatbridgeError):
 class SessionBusy(ChatbridgeError):
     code = "session_busy"
     default_text = "This session is still answering a previous message."
+
+
+class TurnLockLost(ChatbridgeError):
+    """The turn no longer holds its session (its lock lapsed and another turn took the session,
+    or wrote to it): its answer is not stored, so turns never interleave; /retry answers again.
+
+    `partial_text` is what the user was shown of the answer that was not stored."""
+
+    code = "turn_lock_lost"
+    default_text = (
+        "The session was taken over before the answer was stored; the answer was not saved."
+    )
+
+    def __init__(self, *, partial_text: str = "") -> None:
+        super().__init__()
+        self.partial_text = partial_text
 
 
 class QuotaExceeded(ChatbridgeError):

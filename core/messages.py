@@ -106,6 +106,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Delete one with /delete to start another.",
         "nothing_to_retry": "There is no message of yours to answer again here.",
         "session_busy": "I'm still answering your previous message. Try again in a moment.",
+        "turn_lock_lost": "This answer was not saved: the conversation moved on without it "
+        "(another message took over while I was answering). Use /retry to answer again.",
         "quota_exceeded": "You've reached a usage limit. Try again in {wait}.",
         "rate_limited": "You're sending messages too fast: at most {limit} messages in {window}. "
         "Try again in {wait}.",
@@ -182,6 +184,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Apague uma com /delete para começar outra.",
         "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
         "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
+        "turn_lock_lost": "Esta resposta não foi salva: a conversa seguiu sem ela "
+        "(outra mensagem assumiu enquanto eu respondia). Use /retry para responder de novo.",
         "quota_exceeded": "Você atingiu um limite de uso. Tente de novo em {wait}.",
         "rate_limited": "Você está mandando mensagens rápido demais: no máximo {limit} mensagens "
         "em {window}. Tente de novo em {wait}.",

@@ -235,6 +235,9 @@ class Turn:
         settings = self._service.settings
         deadline = time.monotonic() + settings.lock_wait_seconds
         delay = 0.05
+        # One token for the whole turn, every attempt included: it names the turn, so a
+        # repeated first round trip (a retry after a lost reply) answers the turn it began.
+        token = secrets.token_hex(12)
         while True:
             if self._service.is_stopping:
                 raise ServiceStopping()
@@ -243,7 +246,7 @@ class Turn:
                     self._user_id,
                     self._text,
                     session_id=self._session_id,
-                    lock_token=secrets.token_hex(12),
+                    lock_token=token,
                     lock_ttl_ms=settings.lock_ttl_ms,
                     context_size=settings.context_messages,
                     default_model=settings.default_model,

@@ -8,6 +8,7 @@ core.sessions.limits.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +21,7 @@ from core.errors import (
     SessionBusy,
     SessionLimitReached,
     SessionNotFound,
+    TurnLockLost,
 )
 from core.events.publisher import (
     NO_EVENTS,
@@ -185,7 +187,7 @@ class SessionStore:
         """Delete a session; returns the owner's new active session id, if any remains."""
         reply = await self._run(
             "delete_session", session_key(session_id), tag_of_session(session_id), session_id,
-            owner or "",
+            owner or "", new_call_id(),
         )  # fmt: skip
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()
@@ -225,6 +227,7 @@ class SessionStore:
         message, _ = await self._append(
             session_id, role, content, owner=owner, model=model, usage=usage,
             lock_token=lock_token, replaces_after_seq=replaces_after_seq,
+            call_id=lock_token or new_call_id(),
         )  # fmt: skip
         return message
 
@@ -236,7 +239,7 @@ class SessionStore:
         message, count = await self._append(
             start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
             lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
-            charged_user=charged,
+            charged_user=charged, call_id=start.lock_token,
         )  # fmt: skip
         session = replace(start.session, updated_at=message.timestamp, message_count=count)
         return message, session
@@ -252,6 +255,7 @@ class SessionStore:
         usage: Usage | None,
         lock_token: str,
         replaces_after_seq: int,
+        call_id: str,
         charged_user: str = "",
     ) -> tuple[Message, int]:
         reply = await self._run(
@@ -269,6 +273,7 @@ class SessionStore:
             lock_token,
             replaces_after_seq,
             charged_user,
+            call_id,
             active_session=session_id,
         )
         if reply[0] == "NOT_FOUND":
@@ -324,6 +329,7 @@ class SessionStore:
         With no session id, the user's active session is used, or created when they have none.
         Raises SessionBusy when another turn holds the lock, and RateLimited or
         DailyBudgetExhausted (nothing stored) when the session's owner may not start a turn now.
+        `lock_token` names the turn: called again with it, this answers the turn it began.
         """
         if content is not None:
             self.check_content(content)
@@ -377,6 +383,12 @@ class SessionStore:
         return _session_or_not_found(reply)
 
 
+def new_call_id() -> str:
+    """The id of one logical call: redis-py's retries repeat it, a new action gets another
+    (the scripts keep what a call did under it: docs/data-model.md, "Repeated calls")."""
+    return secrets.token_hex(12)
+
+
 def _turn_anchor(user_id: str | None, session_id: str | None) -> tuple[str, str]:
     """The key a turn's script starts from, and its hash tag: the session's, else the user's
     index (their active session, or a new one)."""
@@ -398,6 +410,8 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
         raise SessionBusy()
     if status == "NOTHING_TO_RETRY":
         raise NothingToRetry()
+    if status == "LOCK_LOST":
+        raise TurnLockLost()
     session = session_from(reply[1:8])
     context = context_from(reply[9])
     return TurnStart(

@@ -16,6 +16,9 @@ lua/append_message.lua):
   drops on /retry the answers after the user's message, and stores the answer with its model
   and usage.
 - `extend_lock` and `release_lock` act only for the token holding the lock.
+- The lock token names the turn (lua/lib.lua, "Repeated calls"): `begin_turn` called again
+  with a token it began answers that same turn, storing nothing more (TurnLockLost if the
+  turn no longer holds its session), and `finish_turn` called again answers the stored reply.
 
 Left to tests/integration, on the real store: expiry (a lock here lasts until it is released),
 the rate limit, the token budget and the session limit. The few reads the commands make are
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from core.conversation import Message, MessagePage, Role, Session, Usage, datetime_from_ms
-from core.errors import NothingToRetry, SessionBusy, SessionNotFound
+from core.errors import NothingToRetry, SessionBusy, SessionNotFound, TurnLockLost
 from core.events.publisher import NO_EVENTS, EventPublisher, EventType, session_created
 from core.observability.metrics import Metrics
 from core.sessions.codec import message_id
@@ -58,6 +61,16 @@ class _StoredSession:
         )  # fmt: skip
 
 
+@dataclass(slots=True)
+class _TurnRecord:
+    """What the store keeps of a turn under its lock token: how it began (and the session's
+    last seq then), and its stored reply once it has one."""
+
+    start: TurnStart
+    seq_at_begin: int
+    outcome: tuple[Message, Session] | None = None
+
+
 class InMemoryTurnStore:
     """Sessions, messages and turn locks of one test, in memory."""
 
@@ -74,6 +87,8 @@ class InMemoryTurnStore:
         self.locks: dict[str, str] = {}  # session id: the token of the turn holding its lock
         self.busy_refusals = 0  # turns refused with SessionBusy
         self.lock_extensions = 0
+        self.begin_tokens: list[str] = []  # the lock token of every begin_turn call, in order
+        self._turns: dict[str, _TurnRecord] = {}  # by lock token
         self._sessions: dict[str, _StoredSession] = {}
         self._active: dict[str, str] = {}  # user id: their active session's id
         self._user_models: dict[str, str] = {}  # user id: their /model choice
@@ -97,6 +112,9 @@ class InMemoryTurnStore:
             raise ValueError("a turn needs a user, a session, or both")
         if content is not None:
             self.check_content(content)
+        self.begin_tokens.append(lock_token)
+        if (begun := self._turns.get(lock_token)) is not None:
+            return self._begun_again(begun)
         stored, is_created = self._session_of_turn(user_id, session_id, content, default_model)
         if stored.id in self.locks:
             self.busy_refusals += 1
@@ -113,6 +131,7 @@ class InMemoryTurnStore:
         start = TurnStart(
             stored.value(), user_seq, tuple((m.role, m.content) for m in context), lock_token
         )
+        self._turns[lock_token] = _TurnRecord(start, stored.last_seq)
         if is_created:
             await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
         return start
@@ -120,6 +139,9 @@ class InMemoryTurnStore:
     async def finish_turn(
         self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
     ) -> tuple[Message, Session]:
+        record = self._turns.get(start.lock_token)
+        if record is not None and record.outcome is not None:
+            return record.outcome  # a repeat: the reply it stored
         await self.release_lock(start.session.id, start.lock_token)
         stored = self._owned(start.session.id, owner=None)
         while (
@@ -132,6 +154,8 @@ class InMemoryTurnStore:
         session = replace(
             start.session, updated_at=message.timestamp, message_count=len(stored.messages)
         )
+        if record is not None:
+            record.outcome = (message, session)
         return message, session
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
@@ -145,6 +169,13 @@ class InMemoryTurnStore:
             return False
         del self.locks[session_id]
         return True
+
+    def _begun_again(self, begun: _TurnRecord) -> TurnStart:
+        """A repeat of a turn's begin_turn: the turn it began, while it still holds its session."""
+        session_id, token = begun.start.session.id, begun.start.lock_token
+        if self.locks.get(session_id) != token:
+            raise TurnLockLost()
+        return begun.start
 
     # What the commands read (core/commands.py), as SessionStore answers it.
 

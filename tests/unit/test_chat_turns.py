@@ -312,6 +312,22 @@ async def test_a_busy_session_is_waited_for_then_the_turn_proceeds(
     ]
 
 
+async def test_a_turn_waiting_for_a_busy_session_asks_again_under_its_one_lock_token(
+    chat: ChatService[InMemoryTurnStore], store: InMemoryTurnStore
+):
+    session_id = await hold_the_session(store)
+    waiting = asyncio.create_task(run_turn(chat, "me next"))
+    await until(lambda: store.busy_refusals >= 2, what="the turn refused twice")
+    await store.release_lock(session_id, OTHER_REPLICA)
+    assert await waiting == "echo: me next"
+
+    # The token names the turn: a repeated first round trip (a retry after a lost reply)
+    # must find the turn it began, not start another.
+    attempts = store.begin_tokens[1:]  # after the holder's
+    assert len(attempts) >= 3
+    assert len(set(attempts)) == 1
+
+
 async def test_a_session_held_past_lock_wait_seconds_answers_busy_after_trying_again(
     chat: ChatService[InMemoryTurnStore], model: ScriptedModel, store: InMemoryTurnStore
 ):

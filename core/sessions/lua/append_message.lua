@@ -1,4 +1,7 @@
--- Stores one message; the second round trip of a chat turn also releases the turn's lock.
+-- Stores one message: a turn's answer (the turn's second round trip, which also releases its
+-- lock) or a message added through the HTTP API. Keyed by a call id (for a turn's answer, the
+-- turn's lock token): run again with it (a retry after a lost reply) it answers what it did,
+-- storing and charging nothing more.
 -- KEYS[1] session:{tag}:<sid>
 -- ARGV[1] tag  [2] sid  [3] expected owner ('' = any)  [4] role: 'u' | 'a' | 's'  [5] content
 -- ARGV[6] model ('' = none)  [7] prompt tokens ('' = no usage)  [8] completion tokens
@@ -6,8 +9,11 @@
 -- ARGV[12] lock token to release ('' = none)  [13] replace the assistant replies after this seq (0 = none)
 -- ARGV[14] the user whose spending of today the usage's tokens add to ('' = nobody), counted
 --          even when the session is gone by now: the model did the work (DAILY_TOKEN_BUDGET)
+-- ARGV[15] call id ('' = none: a repeat would store again)
 -- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'}
-local sid, role = ARGV[2], ARGV[4]
+local sid, role, call = ARGV[2], ARGV[4], ARGV[15] or ''
+local kept = kept_reply(call)
+if kept then return kept end
 local lock = session_key(sid, ':lock')
 if ARGV[12] ~= '' and redis.call('GET', lock) == ARGV[12] then redis.call('DEL', lock) end
 local now = now_ms()
@@ -16,7 +22,7 @@ if ARGV[14] ~= '' and ARGV[7] ~= '' then
 end
 
 local uid = owner_of(sid, ARGV[3])
-if not uid then return {'NOT_FOUND'} end
+if not uid then return keep_reply(call, {'NOT_FOUND'}) end
 
 local messages = session_key(sid, ':messages')
 local replace_after = tonumber(ARGV[13])
@@ -43,4 +49,4 @@ local seq = push_message(sid, entry, tonumber(ARGV[11]))
 redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)
 touch(sid, uid, tonumber(ARGV[10]))
-return {'OK', seq, now, redis.call('LLEN', messages), uid}
+return keep_reply(call, {'OK', seq, now, redis.call('LLEN', messages), uid})

@@ -1,8 +1,12 @@
 -- Deletes a session; when it was the active one, the most recent remaining becomes active.
+-- Keyed by a call id: run again with it (a retry after a lost reply) it answers what it did
+-- instead of 'not found'.
 -- KEYS[1] session:{tag}:<sid>
--- ARGV[1] tag  [2] sid  [3] expected owner ('' = any)
+-- ARGV[1] tag  [2] sid  [3] expected owner ('' = any)  [4] call id
 -- Returns {'OK', uid, new active sid or ''} or {'NOT_FOUND'}
-local sid = ARGV[2]
+local sid, call = ARGV[2], ARGV[4] or ''
+local kept = kept_reply(call)
+if kept then return kept end
 local uid = owner_of(sid, ARGV[3])
 if not uid then return {'NOT_FOUND'} end
 delete_session_keys(sid)
@@ -17,4 +21,4 @@ if redis.call('HGET', user_key(uid), 'active') == sid then
     redis.call('HDEL', user_key(uid), 'active')
   end
 end
-return {'OK', uid, resolve_active(uid) or ''}
+return keep_reply(call, {'OK', uid, resolve_active(uid) or ''})
