@@ -234,7 +234,10 @@ class SessionStore:
     async def finish_turn(
         self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
     ) -> tuple[Message, Session]:
-        """The turn's second round trip: store the answer, count its tokens, release the lock."""
+        """The turn's second round trip: store the answer, count its tokens, release the lock.
+
+        TurnLockLost (nothing stored, the tokens still counted) when the turn no longer holds
+        its session: its lock lapsed and another turn took it, or wrote to the session."""
         charged = start.session.user_id if self.limits.daily_token_budget > 0 else ""
         message, count = await self._append(
             start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
@@ -278,6 +281,8 @@ class SessionStore:
         )
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()
+        if reply[0] == "LOCK_LOST":
+            raise TurnLockLost()
         seq, timestamp_ms, count = int(reply[1]), int(reply[2]), int(reply[3])
         message = Message(
             id=message_id(session_id, seq),
@@ -363,6 +368,8 @@ class SessionStore:
         return await self._lock(session_id, lock_token, 0)
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
+        """Keep the turn's lock `ttl_ms` more (taking back a lapsed one nobody wrote after);
+        False once the turn no longer holds its session."""
         return await self._lock(session_id, lock_token, ttl_ms)
 
     def check_content(self, content: str) -> None:
@@ -371,8 +378,9 @@ class SessionStore:
 
     async def _lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
         reply = await self._run(
-            "lock", session_key(session_id, ":lock"), tag_of_session(session_id), lock_token, ttl_ms
-        )
+            "lock", session_key(session_id, ":lock"), tag_of_session(session_id), lock_token,
+            ttl_ms, session_id,
+        )  # fmt: skip
         return bool(reply)
 
     async def _update(self, session_id: str, owner: str | None, field: str, value: str) -> Session:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, help_text, text
@@ -744,6 +745,31 @@ async def test_a_cut_stream_shows_the_partial_text_and_the_retry_notice(
 
     assert "/retry" in answer.visible_text
     assert len(alice.bot_messages()) == 1
+
+
+async def test_an_answer_whose_session_was_taken_over_stays_shown_and_says_it_was_not_saved(
+    start_bot: StartBot,
+    alice: Person,
+    fake_openrouter: FakeOpenRouter,
+    redis_client: aioredis.Redis,
+) -> None:
+    await start_bot()
+    fake_openrouter.reply_text = "aaaa bbbb cccc dddd"
+    gate = asyncio.Event()
+    fake_openrouter.pause(gate, after_deltas=2)
+    before = len(alice.bot_messages())
+    alice.says("talk")
+    await alice.fake.wait_for(lambda: fake_openrouter.requests, what="the model asked")
+    [lock] = [key async for key in redis_client.scan_iter(match="session:*:lock")]
+    await redis_client.set(lock, "a-turn-of-another-replica", px=30_000)  # the lock lapsed
+    gate.set()
+
+    answer = await alice.next_message(before, what="the answer")
+    notice = text(ENGLISH, "turn_lock_lost")
+    await alice.shows(answer, "aaaa bbbb cccc dddd\n\n⚠️ " + notice)
+    assert "/retry" in notice
+    [messages] = [key async for key in redis_client.scan_iter(match="session:*:messages")]
+    assert await redis_client.llen(messages) == 1  # the question only
 
 
 async def test_an_unexpected_telegram_refusal_is_answered_with_the_went_wrong_sentence(
