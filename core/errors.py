@@ -34,6 +34,7 @@ password or a raw upstream body.
         ├── ModelUnavailable         5xx or connection failures after our retries
         │   └── ModelCircuitOpen     the model failed repeatedly: not asked for retry_after seconds
         ├── ModelTimeout             no answer in time
+        │   └── TurnTimeout          the answer went on past TURN_TIMEOUT (keep-alives included)
         └── ModelStreamBroken        the stream ended early or carried an error chunk
 """
 
@@ -252,6 +253,21 @@ class ModelCircuitOpen(ModelUnavailable):
 class ModelTimeout(ModelError):
     code = "model_timeout"
     default_text = "The model took too long to answer."
+
+
+class TurnTimeout(ModelTimeout):
+    """The whole answer took longer than TURN_TIMEOUT (`seconds`), however busy the stream
+    looked: ended like a cut stream, its question kept, `partial_text` not stored."""
+
+    code = "turn_timeout"
+    default_text = (
+        "The answer took longer than {seconds:g} s and was stopped; the question is kept."
+    )
+
+    def __init__(self, *, seconds: float, partial_text: str = "") -> None:
+        super().__init__(None, seconds=seconds)
+        self.seconds = seconds
+        self.partial_text = partial_text
 
 
 class ModelStreamBroken(ModelError):

@@ -13,6 +13,7 @@ from core.errors import (
     ModelRateLimited,
     QuotaExceeded,
     RateLimited,
+    TurnTimeout,
 )
 
 ENGLISH = "en"
@@ -130,6 +131,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_circuit_open": "The AI model keeps failing, so I'm letting it rest for a moment. "
         "Your message is saved: try /retry in {wait}.",
         "model_timeout": "The AI model took too long to answer. Try /retry.",
+        "turn_timeout": "The answer took longer than {limit}, so I stopped it; it was not saved. "
+        "Your message is kept: use /retry to ask again.",
         "model_stream_broken": "The answer was cut off. Use /retry to ask again.",
         "model_error": "The AI model could not answer. Try /retry.",
         "seconds": "{n} s",
@@ -208,6 +211,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_circuit_open": "O modelo de IA continua falhando, então vou deixá-lo descansar "
         "um pouco. Sua mensagem está guardada: tente /retry em {wait}.",
         "model_timeout": "O modelo de IA demorou demais para responder. Tente /retry.",
+        "turn_timeout": "A resposta passou de {limit}, então eu a interrompi; ela não foi salva. "
+        "Sua mensagem está guardada: use /retry para perguntar de novo.",
         "model_stream_broken": "A resposta foi interrompida. Use /retry para perguntar de novo.",
         "model_error": "O modelo de IA não conseguiu responder. Tente /retry.",
         "seconds": "{n} s",
@@ -247,6 +252,8 @@ def describe(error: ChatbridgeError, locale: str) -> str:
         params["wait"] = duration(locale, error.retry_after)
     if isinstance(error, RateLimited):
         params["window"] = duration(locale, error.window_seconds, is_exact=True)
+    if isinstance(error, TurnTimeout):
+        params["limit"] = duration(locale, error.seconds, is_exact=True)
     catalogue = _TEXTS[normalize_locale(locale)]
     template = catalogue.get(error.code, catalogue["unexpected"])
     return template.format(**params)

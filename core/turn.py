@@ -3,9 +3,10 @@
 A turn costs two Redis round trips (begin and finish) around the model call, holds the
 session's lock in between so turns of one session never interleave, and leaves the session
 as it was — with the user's message kept for /retry — when the model fails, its stream is
-cut (the partial text is never stored), its circuit breaker refuses the call, the service
-stops before the answer is complete (`ChatService.stop_turns`), or the turn loses its session
-to another writer (TurnLockLost: its lock lapsed, and the answer is fenced out).
+cut (the partial text is never stored), its circuit breaker refuses the call, the answer goes
+on past TURN_TIMEOUT (TurnTimeout), the service stops before the answer is complete
+(`ChatService.stop_turns`), or the turn loses its session to another writer (TurnLockLost: its
+lock lapsed, and the answer is fenced out).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from core.errors import (
     SessionBusy,
     TurnInterrupted,
     TurnLockLost,
+    TurnTimeout,
 )
 from core.events.publisher import EventType, turn_completed, turn_failed
 from core.llm.wire import ChatMessage, CompletionDone, StreamEvent
@@ -150,10 +152,16 @@ class Turn:
         call = self._service.metrics.model_call(self.model)
         parts: list[str] = []
         events = aiter(self._service.model.stream(self._context(), model=self.model))
+        # TURN_TIMEOUT bounds the whole answer: keep-alive comments reset the client's read
+        # timeout and the keeper would hold the lock for as long as they come.
+        deadline = asyncio.get_running_loop().call_later(
+            self._service.settings.turn_timeout_seconds, self._end_early, self._timed_out
+        )
         try:
             while True:
                 event = await self._next_event(events, parts)
                 if isinstance(event, CompletionDone):
+                    deadline.cancel()
                     call.answered(event.model, event.usage)
                     await self._store_reply("".join(parts), event)
                     await self._report(None)
@@ -167,6 +175,11 @@ class Turn:
                 call.failed()  # a no-op when the model answered and storing its answer failed
             await self._report(error)
             raise
+        finally:
+            deadline.cancel()
+
+    def _timed_out(self, shown: str) -> TurnTimeout:
+        return TurnTimeout(seconds=self._service.settings.turn_timeout_seconds, partial_text=shown)
 
     async def _next_event(
         self, events: AsyncIterator[StreamEvent], parts: list[str]

@@ -16,7 +16,13 @@ import structlog
 
 from core.commands import TurnReply
 from core.conversation import Message
-from core.errors import ChatbridgeError, ModelStreamBroken, TurnInterrupted, TurnLockLost
+from core.errors import (
+    ChatbridgeError,
+    ModelStreamBroken,
+    TurnInterrupted,
+    TurnLockLost,
+    TurnTimeout,
+)
 from core.messages import describe, text
 
 log = structlog.get_logger(__name__)
@@ -122,4 +128,6 @@ async def stream_turn(
 def _ended_mid_answer(error: ChatbridgeError) -> bool:
     """Whether the turn was ended after text arrived: that text stays, even when the front had
     not shown it yet (a quick answer waits for its first preview), with the reason under it."""
-    return isinstance(error, TurnInterrupted | TurnLockLost) and bool(error.partial_text)
+    if isinstance(error, TurnInterrupted | TurnLockLost | TurnTimeout):
+        return bool(error.partial_text)
+    return False

@@ -53,7 +53,7 @@ ERROR_TEXT = {
     502: "The model failed or its answer was cut off",
     503: "Redis or the model is unavailable (Retry-After when the model's circuit breaker is "
     "open), or the service is shutting down",
-    504: "The model took too long",
+    504: "The model took too long, or its answer went on past TURN_TIMEOUT",
 }
 SESSION_ERRORS = (401, 404, 503)
 BODY_ERRORS = (400, 401, 413, 422, 503)

@@ -466,6 +466,39 @@ async def test_a_streamed_answer_whose_session_was_taken_over_ends_with_an_error
     assert plain.status_code == 200, plain.text
 
 
+async def test_an_answer_past_turn_timeout_ends_with_a_turn_timeout_event_keeping_the_question(
+    serve_api: ServeApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    api = await serve_api(turn_timeout=0.5)
+    session = await create_session(api.client)
+    fake_openrouter.keep_alive_forever(after_deltas=1)
+
+    response = await api.client.post(
+        "/api/chat/session",
+        json={"sessionId": session["id"], "message": "A long question", "stream": True},
+    )
+
+    assert response.status_code == 200, response.text
+    events = sse_events(response)
+    assert [name for name, _ in events] == ["delta", "error"]
+    assert events[-1][1]["error"]["code"] == "turn_timeout"
+    assert_nothing_leaks(response.text)
+    fake_openrouter.keep_alive_forever(after_deltas=1)
+    plain = await api.client.post(
+        "/api/chat/session", json={"sessionId": session["id"], "message": "Another"}
+    )
+    assert_error(plain, 504, "turn_timeout")
+    stored = await all_messages(api.client, session["id"])
+    assert [(m["role"], m["content"]) for m in stored["messages"]] == [
+        ("user", "A long question"),
+        ("user", "Another"),
+    ]  # each question kept for a retry, nothing of the answers, no lock left
+    answered = await api.client.post(
+        "/api/chat/session", json={"sessionId": session["id"], "message": "Quick"}
+    )
+    assert answered.json()["reply"]["content"] == "echo: Quick"
+
+
 async def test_a_model_failure_before_any_text_of_a_stream_is_an_error_event(
     api: RunningApi, fake_openrouter: FakeOpenRouter
 ) -> None:

@@ -24,7 +24,8 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, help_text, text
+from core.errors import TurnTimeout
+from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, describe, help_text, text
 from tests.e2e.conftest import Service
 from tests.fakes import telegram_server
 from tests.fakes.openrouter_server import FakeOpenRouter
@@ -770,6 +771,20 @@ async def test_an_answer_whose_session_was_taken_over_stays_shown_and_says_it_wa
     assert "/retry" in notice
     [messages] = [key async for key in redis_client.scan_iter(match="session:*:messages")]
     assert await redis_client.llen(messages) == 1  # the question only
+
+
+async def test_an_answer_past_turn_timeout_stays_shown_and_says_it_was_stopped(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot(TURN_TIMEOUT="1")
+    fake_openrouter.reply_text = "aaaa bbbb cccc dddd"
+    fake_openrouter.keep_alive_forever(after_deltas=2)
+    notice = describe(TurnTimeout(seconds=1), ENGLISH)
+
+    await alice.asks_model("talk", "aaaa bbbb \n\n⚠️ " + notice)
+
+    assert "/retry" in notice
+    assert len(alice.bot_messages()) == 1
 
 
 async def test_an_unexpected_telegram_refusal_is_answered_with_the_went_wrong_sentence(

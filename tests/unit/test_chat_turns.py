@@ -29,6 +29,7 @@ from core.errors import (
     SessionNotFound,
     TurnInterrupted,
     TurnLockLost,
+    TurnTimeout,
 )
 from core.events.publisher import EventType
 from core.observability.metrics import Metrics
@@ -37,6 +38,7 @@ from tests.fakes.chat_model import (
     ScriptedModel,
     answer,
     cut_off,
+    endless,
     failure,
     held,
 )
@@ -432,6 +434,28 @@ async def test_a_lapsed_lock_nobody_took_is_taken_back_and_the_answer_stored(
     assert await first == "kept"
     assert await history(store) == [("user", "first"), ("assistant", "kept")]
     assert store.locks == {}
+
+
+# --- TURN_TIMEOUT -----------------------------------------------------------------------------
+
+
+async def test_an_answer_past_turn_timeout_ends_like_a_cut_stream_keeping_the_question(
+    chat: ChatService[InMemoryTurnStore],
+    model: ScriptedModel,
+    store: InMemoryTurnStore,
+    metrics: Metrics,
+):
+    model.then(endless("partial "))
+    seen: list[str] = []
+    with pytest.raises(TurnTimeout) as timed_out:
+        await collect(with_settings(chat, turn_timeout_seconds=0.05), "too long", seen)
+    assert timed_out.value.partial_text == "partial " == "".join(seen)
+    assert timed_out.value.seconds == 0.05
+    assert await history(store) == [("user", "too long")]
+    assert store.locks == {}
+    assert model.open_streams == 0
+    assert turns_counted(metrics) == turns_counted(metrics, "turn_timeout") == 1
+    assert await run_turn(chat, "next") == "echo: next"
 
 
 # --- stopping the service ---------------------------------------------------------------------
