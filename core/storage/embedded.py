@@ -9,12 +9,17 @@ staying in the foreground so that we can supervise it.
 One data directory belongs to one service: an ``flock`` on ``embedded.lock`` proves that no other
 live service supervises it, and a PING on the socket catches a redis-server left behind by a
 service that was killed. Two servers appending to one AOF would corrupt it.
+
+A server loading a large AOF answers LOADING for as long as the load takes: that is waited for,
+its progress logged, and only a server that dies, stops answering or stops progressing for the
+start timeout counts as failed to start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import os
 import re
@@ -46,6 +51,8 @@ STABLE_UPTIME = 30.0
 POLL_INTERVAL = 0.05
 PROBE_TIMEOUT = 1.0
 VERSION_TIMEOUT = 5.0
+# How often a load that takes a while is reported (the first report comes at once).
+LOADING_LOG_INTERVAL = 5.0
 LOG_TAIL_LINES = 12
 LOG_TAIL_BYTES = 8192
 NO_REDIS_SERVER = (
@@ -150,7 +157,7 @@ class EmbeddedRedis:
         await self.stop()
 
     async def start(self) -> None:
-        """Spawn the server, wait until it answers PING, then supervise it."""
+        """Spawn the server, wait until it answers with its data loaded, then supervise it."""
         if self._lock_fd is not None:
             raise RuntimeError("this EmbeddedRedis is already started")
         self._check_socket_path_length()
@@ -293,23 +300,26 @@ class EmbeddedRedis:
 
     async def _wait_until_ready(self, process: asyncio.subprocess.Process) -> None:
         client = _probe_client(self.socket_path)
-        deadline = asyncio.get_running_loop().time() + self._startup_timeout
+        clock = asyncio.get_running_loop()
+        # The start timeout counts from the spawn, and again from each step of a load: a large
+        # AOF takes as long as it takes, a server that stops answering or progressing does not.
+        load = _LoadProgress(progressed_at=clock.time())
         try:
-            while asyncio.get_running_loop().time() < deadline:
+            while clock.time() < load.progressed_at + self._startup_timeout:
                 if process.returncode is not None:
                     raise ConfigError(
-                        f"redis-server exited with code {process.returncode} while starting; "
-                        f"its log ends with:\n{await self._log_tail()}"
+                        f"redis-server exited with code {process.returncode} while starting"
+                        f"{load.so_far()}; its log ends with:\n{await self._log_tail()}"
                     )
-                with contextlib.suppress(RedisError):
-                    await client.ping()
+                if await _is_ready(client, load):
                     return
                 await asyncio.sleep(POLL_INTERVAL)
         finally:
             await client.aclose()
         raise ConfigError(
-            f"redis-server did not answer PING within {self._startup_timeout:g} s; "
-            f"its log ends with:\n{await self._log_tail()}"
+            f"redis-server did not answer, nor get further loading its data, within "
+            f"{self._startup_timeout:g} s{load.so_far()}; its log ends with:\n"
+            f"{await self._log_tail()}"
         )
 
     async def _log_tail(self) -> str:
@@ -355,6 +365,62 @@ class EmbeddedRedis:
         return False
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Loading:
+    """One INFO persistence read of a server loading its data."""
+
+    loaded_bytes: int
+    total_bytes: int
+    loaded_perc: float
+    eta_seconds: int
+
+
+@dataclasses.dataclass(slots=True)
+class _LoadProgress:
+    """How far a server loading its data has got, and when it last got further."""
+
+    progressed_at: float
+    last: _Loading | None = None
+    logged_at: float | None = None
+
+    def observe(self, loading: _Loading, now: float) -> None:
+        """Take one read while loading: progress when more bytes are loaded than before."""
+        if self.last is not None and loading.loaded_bytes <= self.last.loaded_bytes:
+            return
+        self.progressed_at, self.last = now, loading
+        if self.logged_at is None or now - self.logged_at >= LOADING_LOG_INTERVAL:
+            self.logged_at = now
+            log.info("redis.embedded_loading", **dataclasses.asdict(loading))
+
+    def so_far(self) -> str:
+        """For a failure's message: how far the load had got, if one was seen."""
+        if self.last is None:
+            return ""
+        return f", having loaded {self.last.loaded_perc:g} % of its data"
+
+
+async def _is_ready(client: Redis, load: _LoadProgress) -> bool:
+    """True once the server answers and has loaded its data; until then its progress goes to
+    `load`. Asked with INFO, which Redis answers while loading: a LOADING error would make
+    redis-py drop the connection, and a new one takes several of a busy load's pauses."""
+    try:
+        info = await client.info("persistence")
+    except RedisError:
+        return False  # not listening yet, or not answering
+    if not int(info.get("loading", 0)):
+        return True
+    load.observe(
+        _Loading(
+            loaded_bytes=int(info.get("loading_loaded_bytes", 0)),
+            total_bytes=int(info.get("loading_total_bytes", 0)),
+            loaded_perc=float(info.get("loading_loaded_perc", 0.0)),
+            eta_seconds=int(info.get("loading_eta_seconds", 0)),
+        ),
+        asyncio.get_running_loop().time(),
+    )
+    return False
+
+
 def _probe_client(socket_path: Path) -> Redis:
     # No retries: the callers poll, and a probe must answer fast.
     return Redis(
@@ -362,6 +428,8 @@ def _probe_client(socket_path: Path) -> Redis:
         socket_connect_timeout=PROBE_TIMEOUT,
         socket_timeout=PROBE_TIMEOUT,
         retry=Retry(NoBackoff(), 0),
+        # No CLIENT SETINFO on connecting: a loading server answers it only at its next pause.
+        driver_info=None,
     )
 
 
