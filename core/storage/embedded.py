@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fcntl
 import os
 import re
@@ -29,13 +28,9 @@ from pathlib import Path
 from types import TracebackType
 
 import structlog
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.errors import ConfigError
+from core.storage.redis_probe import LoadProgress, describe_server_on, is_ready, probe_client
 
 SOCKET_NAME = "redis.sock"
 LOG_NAME = "redis.log"
@@ -49,10 +44,7 @@ RESTART_BACKOFF_MAX = 10.0
 # A server that ran this long before dying counts as healthy: its next restart is fast again.
 STABLE_UPTIME = 30.0
 POLL_INTERVAL = 0.05
-PROBE_TIMEOUT = 1.0
 VERSION_TIMEOUT = 5.0
-# How often a load that takes a while is reported (the first report comes at once).
-LOADING_LOG_INTERVAL = 5.0
 LOG_TAIL_LINES = 12
 LOG_TAIL_BYTES = 8192
 NO_REDIS_SERVER = (
@@ -250,7 +242,7 @@ class EmbeddedRedis:
     async def _refuse_orphan_server(self) -> None:
         # We hold the lock, so whatever answers here lost its service (killed with SIGKILL?).
         # Starting anyway would unlink its socket and leave two servers writing one AOF.
-        server = await _describe_server_on(self.socket_path)
+        server = await describe_server_on(self.socket_path)
         if server is not None:
             raise ConfigError(
                 f"{server} is still serving {self.socket_path} with no service supervising it "
@@ -299,11 +291,11 @@ class EmbeddedRedis:
             raise
 
     async def _wait_until_ready(self, process: asyncio.subprocess.Process) -> None:
-        client = _probe_client(self.socket_path)
+        client = probe_client(self.socket_path)
         clock = asyncio.get_running_loop()
         # The start timeout counts from the spawn, and again from each step of a load: a large
         # AOF takes as long as it takes, a server that stops answering or progressing does not.
-        load = _LoadProgress(progressed_at=clock.time())
+        load = LoadProgress(progressed_at=clock.time())
         try:
             while clock.time() < load.progressed_at + self._startup_timeout:
                 if process.returncode is not None:
@@ -311,7 +303,7 @@ class EmbeddedRedis:
                         f"redis-server exited with code {process.returncode} while starting"
                         f"{load.so_far()}; its log ends with:\n{await self._log_tail()}"
                     )
-                if await _is_ready(client, load):
+                if await is_ready(client, load):
                     return
                 await asyncio.sleep(POLL_INTERVAL)
         finally:
@@ -363,90 +355,6 @@ class EmbeddedRedis:
             return True
         log.error("redis.embedded_restart_failed", error=failure, after_seconds=delay)
         return False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Loading:
-    """One INFO persistence read of a server loading its data."""
-
-    loaded_bytes: int
-    total_bytes: int
-    loaded_perc: float
-    eta_seconds: int
-
-
-@dataclasses.dataclass(slots=True)
-class _LoadProgress:
-    """How far a server loading its data has got, and when it last got further."""
-
-    progressed_at: float
-    last: _Loading | None = None
-    logged_at: float | None = None
-
-    def observe(self, loading: _Loading, now: float) -> None:
-        """Take one read while loading: progress when more bytes are loaded than before."""
-        if self.last is not None and loading.loaded_bytes <= self.last.loaded_bytes:
-            return
-        self.progressed_at, self.last = now, loading
-        if self.logged_at is None or now - self.logged_at >= LOADING_LOG_INTERVAL:
-            self.logged_at = now
-            log.info("redis.embedded_loading", **dataclasses.asdict(loading))
-
-    def so_far(self) -> str:
-        """For a failure's message: how far the load had got, if one was seen."""
-        if self.last is None:
-            return ""
-        return f", having loaded {self.last.loaded_perc:g} % of its data"
-
-
-async def _is_ready(client: Redis, load: _LoadProgress) -> bool:
-    """True once the server answers and has loaded its data; until then its progress goes to
-    `load`. Asked with INFO, which Redis answers while loading: a LOADING error would make
-    redis-py drop the connection, and a new one takes several of a busy load's pauses."""
-    try:
-        info = await client.info("persistence")
-    except RedisError:
-        return False  # not listening yet, or not answering
-    if not int(info.get("loading", 0)):
-        return True
-    load.observe(
-        _Loading(
-            loaded_bytes=int(info.get("loading_loaded_bytes", 0)),
-            total_bytes=int(info.get("loading_total_bytes", 0)),
-            loaded_perc=float(info.get("loading_loaded_perc", 0.0)),
-            eta_seconds=int(info.get("loading_eta_seconds", 0)),
-        ),
-        asyncio.get_running_loop().time(),
-    )
-    return False
-
-
-def _probe_client(socket_path: Path) -> Redis:
-    # No retries: the callers poll, and a probe must answer fast.
-    return Redis(
-        unix_socket_path=str(socket_path),
-        socket_connect_timeout=PROBE_TIMEOUT,
-        socket_timeout=PROBE_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-        # No CLIENT SETINFO on connecting: a loading server answers it only at its next pause.
-        driver_info=None,
-    )
-
-
-async def _describe_server_on(socket_path: Path) -> str | None:
-    """Who answers on socket_path, or None when nothing listens there."""
-    client = _probe_client(socket_path)
-    try:
-        info = await client.info("server")
-    except BusyLoadingError:
-        return "a redis-server still loading its data"
-    except RedisConnectionError:
-        return None  # no socket, or one left by a dead server (Redis replaces it)
-    except RedisError:
-        return "a process that accepts connections but does not answer like Redis"
-    finally:
-        await client.aclose()
-    return f"redis-server {info.get('redis_version', '?')} (pid {info.get('process_id', '?')})"
 
 
 async def _terminate(process: asyncio.subprocess.Process) -> None:
