@@ -11,6 +11,7 @@ Every failure leaves this module as a `core.errors.ModelError`:
                          5xx, a connection lost once the request went out, an unreadable reply
     ModelTimeout         connect or pool timeouts after the retries; 408 or a read timeout at once
     ModelStreamBroken    the stream was cut, or carried an error chunk, after text was yielded
+    ModelEmptyAnswer     the answer ended without any text (or only whitespace): never retried
     ModelCircuitOpen     the model's circuit breaker is open: raised before any request
 
 Only failures before the request could reach the model are retried (wire.py says which):

@@ -10,7 +10,7 @@ Only what cannot have reached the model is `Retryable`: a connection that was ne
 request (RETRYABLE_STATUSES). Once the request went out, the model may be generating, and
 OpenRouter bills what it generates, so a connection lost after that (a read or write error, a
 reset, the peer closing) and anything read from a 200 (an in-body error, an error chunk, a cut
-stream) fail at once.
+or empty stream) fail at once.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import httpx
 
 from core.conversation import Usage
 from core.errors import (
+    ModelEmptyAnswer,
     ModelError,
     ModelRateLimited,
     ModelRejected,
@@ -114,6 +115,9 @@ class StreamReader:
             raise self._cut_off(ModelUnavailable()) from exc
         if not is_done and self._finish_reason is None:
             raise self._cut_off(ModelUnavailable())
+        if _is_blank(self._parts):
+            # A failure the breaker counts, never retried (the model had the request).
+            raise ModelEmptyAnswer
         yield CompletionDone(self._model, self._usage, self._finish_reason)
 
     def _handle(self, data: str) -> TextDelta | None:
@@ -235,6 +239,11 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _is_blank(parts: list[str]) -> bool:
+    """No text at all, or only whitespace: an answer as useless as none, never stored."""
+    return all(part.isspace() for part in parts)
+
+
 def _usage_from(value: object) -> Usage | None:
     if not isinstance(value, dict):
         return None
@@ -253,5 +262,7 @@ def completion_from(payload: JSONObject, requested_model: str) -> Completion:
         raise ModelUnavailable  # a 200: the model had the request, so not retried
     message = choice.get("message")
     content = _text(message.get("content")) if isinstance(message, dict) else None
+    if content is None or _is_blank([content]):
+        raise ModelEmptyAnswer
     model = _text(payload.get("model")) or requested_model
-    return Completion(content or "", model, _usage_from(payload.get("usage")), finish_reason)
+    return Completion(content, model, _usage_from(payload.get("usage")), finish_reason)

@@ -140,6 +140,11 @@ class FakeOpenRouter:
         """
         return self._queue(_Fault("drop", is_reset=is_reset), times)
 
+    def empty_answer(self, *, times: int = 1) -> FakeOpenRouter:
+        """A 200 with no text: a stream of a processing comment then `data: [DONE]` alone (no
+        delta, no finish reason); a whole reply whose message content is empty."""
+        return self._queue(_Fault("empty"), times)
+
     def hold(self, gate: asyncio.Event, *, times: int = 1) -> FakeOpenRouter:
         """Wait until `gate` is set before sending the response headers, then answer."""
         return self._queue(_Fault("hold", gate=gate), times)
@@ -185,7 +190,7 @@ class FakeOpenRouter:
         model = _answering_model(body, is_primary_down=fault.kind == "primary_fails")
         if model is None:
             return _error_response(502, "The primary model is down and no fallback was given")
-        text = self._reply_for(body["messages"])
+        text = "" if fault.kind == "empty" else self._reply_for(body["messages"])
         if body.get("stream") is True:
             return await self._stream(request, model, text, body, fault)
         return await self._whole(request, model, text, body, fault)
@@ -219,6 +224,10 @@ class FakeOpenRouter:
         )
         await response.prepare(request)
         await response.write(PROCESSING_COMMENT)
+        if fault.kind == "empty":
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
         pieces = _split(text, self.deltas_per_reply)
         for index in range(len(pieces) + 1):
             if fault.kind == "stall" and index == fault.after_deltas:

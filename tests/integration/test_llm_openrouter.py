@@ -14,6 +14,8 @@ from structlog.testing import capture_logs
 
 from core.conversation import Usage
 from core.errors import (
+    ModelCircuitOpen,
+    ModelEmptyAnswer,
     ModelError,
     ModelNotConfigured,
     ModelRateLimited,
@@ -22,6 +24,7 @@ from core.errors import (
     ModelTimeout,
     ModelUnavailable,
 )
+from core.llm.breaker import ModelBreaker
 from core.llm.openrouter import OpenRouterClient, RetryPolicy
 from core.llm.wire import ChatMessage, Completion, CompletionDone, StreamEvent, TextDelta
 from core.settings import Settings
@@ -533,6 +536,46 @@ async def test_error_in_a_whole_reply_is_not_retried_and_fails_as_its_code_says(
         await client.complete(MESSAGES, model=MODEL)
 
     assert len(fake_openrouter.requests) == 1
+
+
+# Empty answers
+
+EMPTY_ANSWERS: dict[str, Callable[[FakeOpenRouter], object]] = {
+    "done_alone": lambda fake: fake.empty_answer(times=FAST_RETRY.attempts),
+    "finish_reason_alone": lambda fake: setattr(fake, "reply_text", ""),
+    "whitespace_only": lambda fake: setattr(fake, "reply_text", " \n\t \n"),
+}
+
+
+@both_modes
+@pytest.mark.parametrize("answer", EMPTY_ANSWERS)
+async def test_an_answer_without_text_is_an_empty_answer_and_not_retried(
+    fake_openrouter: FakeOpenRouter, client: OpenRouterClient, answer: str, is_streaming: bool
+) -> None:
+    EMPTY_ANSWERS[answer](fake_openrouter)
+
+    with pytest.raises(ModelEmptyAnswer):
+        await reply_text(client, is_streaming=is_streaming)
+
+    assert len(fake_openrouter.requests) == 1  # the model had the request: asking again bills
+
+
+@both_modes
+async def test_empty_answers_count_as_failures_for_the_models_breaker(
+    fake_openrouter: FakeOpenRouter, is_streaming: bool
+) -> None:
+    breaker = ModelBreaker(failures=2, cooldown=60)
+    fake_openrouter.empty_answer(times=3)
+
+    async with open_client(fake_openrouter.base_url, breaker=breaker) as client:
+        for _ in range(2):
+            with pytest.raises(ModelEmptyAnswer):
+                await reply_text(client, is_streaming=is_streaming)
+        assert breaker.state(MODEL) == "open"
+        with pytest.raises(ModelCircuitOpen):
+            await reply_text(client, is_streaming=is_streaming)
+
+    assert len(fake_openrouter.requests) == 2
 
 
 async def test_leaving_a_stream_early_releases_the_connection(

@@ -19,6 +19,7 @@ from core.chat import ChatService, TurnSettings
 from core.errors import (
     ChatbridgeError,
     ModelCircuitOpen,
+    ModelEmptyAnswer,
     ModelError,
     ModelRateLimited,
     ModelRejected,
@@ -162,6 +163,7 @@ STORMS = {
     "error chunk": Storm(
         lambda fake: fake.error_chunk(after_deltas=1, times=STORM), ModelStreamBroken
     ),
+    "empty answer": Storm(lambda fake: fake.empty_answer(times=STORM), ModelEmptyAnswer),
 }
 
 
@@ -326,6 +328,7 @@ FAULTS: dict[str, Callable[[FakeOpenRouter, ModelBreaker], object]] = {
     "cut stream": lambda fake, _: fake.cut_stream(after_deltas=2),
     "stall after text": lambda fake, _: fake.stall(after_deltas=2, seconds=5),
     "error chunk after text": lambda fake, _: fake.error_chunk(after_deltas=2),
+    "empty answer": lambda fake, _: fake.empty_answer(),
     "breaker open": open_the_breaker,
 }
 
