@@ -129,6 +129,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Your message is saved: try /retry in {wait}.",
         "model_timeout": "The AI model took too long to answer. Try /retry.",
         "model_stream_broken": "The answer was cut off. Use /retry to ask again.",
+        "model_empty_answer": "The AI model sent an empty answer. "
+        "Your message is saved: try /retry.",
         "model_error": "The AI model could not answer. Try /retry.",
         "seconds": "{n} s",
         "minutes": "{n} min",
@@ -205,6 +207,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "um pouco. Sua mensagem está guardada: tente /retry em {wait}.",
         "model_timeout": "O modelo de IA demorou demais para responder. Tente /retry.",
         "model_stream_broken": "A resposta foi interrompida. Use /retry para perguntar de novo.",
+        "model_empty_answer": "O modelo de IA enviou uma resposta vazia. "
+        "Sua mensagem está guardada: tente /retry.",
         "model_error": "O modelo de IA não conseguiu responder. Tente /retry.",
         "seconds": "{n} s",
         "minutes": "{n} min",
