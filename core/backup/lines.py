@@ -22,6 +22,7 @@ expiry instant the backup recorded, and what would have expired by now is skippe
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -43,13 +44,16 @@ from core.backup.format import (
 )
 from core.errors import InvalidBackup
 from core.sessions.batches import REDIS_ERRORS, ScriptBatches
-from core.sessions.keys import SESSION_ID_PATTERN, session_key, user_state_key, user_tag
+from core.sessions.keys import SESSION_ID_PATTERN, STATE, session_key, user_state_key, user_tag
 from core.sessions.scripts import store_error
 from core.storage.connection import RedisClient
 
 BATCH_SIZE = 200
 SESSION_KEYS = "session:*"
-USER_KEYS = "user:*"
+USER_KEYS = f"user:{STATE}:{{*"
+USER_STATE_KEY = re.compile(
+    rf"user:{STATE}:\{{(?P<tag>[0-9a-f]{{4}})\}}:(?P<user_id>.+)", re.DOTALL
+)
 SCRIPT_NAMES = ("backup_session", "backup_user", "restore_session", "restore_user")
 
 
@@ -109,11 +113,10 @@ def _session_id_in(key: str) -> str | None:
 
 
 def _user_in(key: str) -> tuple[str, str] | None:
-    """(tag, userId) of a user state hash key `user:{T}:<userId>`; None for any other hash."""
-    head, _, user_id = key.partition("}:")
-    tag = head.removeprefix("user:{")
-    if head.startswith("user:{") and user_id and user_tag(user_id) == tag:
-        return tag, user_id
+    """(tag, userId) of a user state hash key `user:state:{T}:<userId>`; None for any other."""
+    found = USER_STATE_KEY.fullmatch(key)
+    if found and user_tag(found["user_id"]) == found["tag"]:
+        return found["tag"], found["user_id"]
     return None
 
 
