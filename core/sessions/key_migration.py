@@ -14,12 +14,12 @@ of its name say which kind it is:
 where `<rest>` is the name after `user:{T}:`, and the user id found must have the tag T.
 Session keys kept their names (a session id is 32 hex digits: nothing can follow it unseen).
 
-Every process runs this when it starts (bots/runtime.py). It walks with SCAN (never KEYS) on
-every primary, BATCH_SIZE keys at a time: one round trip reads their types, one moves them
-(`migrate_user_key.lua`, one script per key: atomic, in the key's slot). A key moved is gone
-from its old name, so processes migrating at once, or a migration run twice, move each key
-once; a key already at its new name (written by a process of this version first) is merged
-with it, never overwritten.
+Every process runs this when it starts (bots/runtime.py), and `chatbridge migrate-keys` on
+demand. It walks with SCAN (never KEYS) on every primary, BATCH_SIZE keys at a time: one round
+trip reads their types, one moves them (`migrate_user_key.lua`, one script per key: atomic, in
+the key's slot). A key moved is gone from its old name, so processes migrating at once, or a
+migration run twice, move each key once; a key already at its new name (written by a process
+of this version first) is merged with it, never overwritten.
 """
 
 from __future__ import annotations
