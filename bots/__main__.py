@@ -1,5 +1,6 @@
 """The composition root: `python -m bots` serves; `python -m bots chat --user NAME` talks here;
-`python -m bots backup FILE` and `python -m bots restore FILE` copy every session out and back."""
+`python -m bots backup FILE` and `python -m bots restore FILE` copy every session out and back;
+`python -m bots migrate-keys` moves keys of the first layout (as every start does)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from aiohttp import web
 from bots.discord.front import DiscordFront
 from bots.http.app import build_app
 from bots.ops.backup_cli import backup, restore
+from bots.ops.key_migration_cli import migrate_keys
 from bots.runtime import Services, open_services
 from bots.telegram.front import TelegramFront
 from bots.terminal import USER_NAME_PATTERN, Terminal
@@ -45,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command in ("backup", "restore"):
             _configure_logging(settings, quiet=True)
             print(f"chatbridge: {asyncio.run(_backup_command(settings, args))}", file=sys.stderr)
+        elif args.command == "migrate-keys":
+            _configure_logging(settings, quiet=True)
+            print(f"chatbridge: {asyncio.run(migrate_keys(settings))}", file=sys.stderr)
         else:
             _require_auth_off_loopback(settings)
             _configure_logging(settings, quiet=False)
@@ -237,6 +242,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--fresh-ttl",
         action="store_true",
         help="restored sessions live SESSION_TTL from now, not until their recorded expiry",
+    )
+    commands.add_parser(
+        "migrate-keys",
+        help="move user keys of the first layout to today's names (every start does it too)",
     )
     return parser.parse_args(argv)
 

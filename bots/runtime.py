@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -11,11 +13,13 @@ import structlog
 
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
+from core.errors import StoreError
 from core.events.publisher import event_publisher
 from core.events.webhooks import Webhooks
 from core.llm.openrouter import OpenRouterClient
 from core.observability.analytics import AnalyticsFlusher, Tallies
 from core.observability.metrics import Metrics
+from core.sessions.key_migration import KeyMigrationReport, migrate_until_done, migrate_user_keys
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
 from core.settings import Settings
@@ -46,6 +50,9 @@ class Services:
     analytics: AnalyticsFlusher | None = None
     # Event delivery to WEBHOOK_URLS (None: off); only `serve` starts it.
     webhooks: Webhooks | None = None
+    # What moving keys of the first layout did at start (None: Redis did not answer, and a
+    # background task keeps trying).
+    key_migration: KeyMigrationReport | None = None
 
 
 @asynccontextmanager
@@ -61,6 +68,7 @@ async def open_services(
         url = await _redis_url(settings, stack, may_join_embedded=may_join_embedded)
         redis = redis_from_settings(settings, url=url)
         stack.push_async_callback(close_redis, redis)
+        key_migration = await _migrate_user_keys(redis, settings, stack)
         tallies = Tallies()
         metrics = Metrics(models=(settings.default_model, *settings.fallback_models), tally=tallies)
         model = OpenRouterClient.from_settings(settings, metrics)
@@ -85,8 +93,32 @@ async def open_services(
         await stack.enter_async_context(analytics.running())
         commands = CommandHandler(chat, metrics)
         yield Services(
-            settings, redis, store, chat, commands, metrics, analytics=analytics, webhooks=webhooks
-        )
+            settings, redis, store, chat, commands, metrics, analytics=analytics,
+            webhooks=webhooks, key_migration=key_migration,
+        )  # fmt: skip
+
+
+async def _migrate_user_keys(
+    redis: RedisClient, settings: Settings, stack: AsyncExitStack
+) -> KeyMigrationReport | None:
+    """Keys of the first layout moved before anything is served (core/sessions/key_migration.py).
+
+    When Redis does not answer, the process starts anyway (serving 503 until it does) and a
+    background task moves them once it answers.
+    """
+    try:
+        return await migrate_user_keys(redis, ttl_seconds=settings.session_ttl)
+    except StoreError as error:
+        log.info("keys.migration_postponed", reason=str(error))
+    later = asyncio.create_task(migrate_until_done(redis, ttl_seconds=settings.session_ttl))
+    stack.push_async_callback(_cancelled, later)  # before the Redis client closes
+    return None
+
+
+async def _cancelled(task: asyncio.Task[KeyMigrationReport]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _redis_url(

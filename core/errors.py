@@ -35,7 +35,8 @@ password or a raw upstream body.
         │   └── ModelCircuitOpen     the model failed repeatedly: not asked for retry_after seconds
         ├── ModelTimeout             no answer in time
         │   └── TurnTimeout          the answer went on past TURN_TIMEOUT (keep-alives included)
-        └── ModelStreamBroken        the stream ended early or carried an error chunk
+        ├── ModelStreamBroken        the stream ended early or carried an error chunk
+        └── ModelEmptyAnswer         the answer ended with no text (whitespace only counts as none)
 """
 
 from __future__ import annotations
@@ -277,3 +278,13 @@ class ModelStreamBroken(ModelError):
     def __init__(self, *, partial_text: str = "") -> None:
         super().__init__()
         self.partial_text = partial_text
+
+
+class ModelEmptyAnswer(ModelError):
+    """The model's answer ended properly ([DONE] or a finish reason) without any text.
+
+    Whitespace alone counts as no text: stored, it would be as useless in every later context.
+    """
+
+    code = "model_empty_answer"
+    default_text = "The model sent an empty answer."

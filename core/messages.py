@@ -134,6 +134,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "turn_timeout": "The answer took longer than {limit}, so I stopped it; it was not saved. "
         "Your message is kept: use /retry to ask again.",
         "model_stream_broken": "The answer was cut off. Use /retry to ask again.",
+        "model_empty_answer": "The AI model sent an empty answer. "
+        "Your message is saved: try /retry.",
         "model_error": "The AI model could not answer. Try /retry.",
         "seconds": "{n} s",
         "minutes": "{n} min",
@@ -214,6 +216,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "turn_timeout": "A resposta passou de {limit}, então eu a interrompi; ela não foi salva. "
         "Sua mensagem está guardada: use /retry para perguntar de novo.",
         "model_stream_broken": "A resposta foi interrompida. Use /retry para perguntar de novo.",
+        "model_empty_answer": "O modelo de IA enviou uma resposta vazia. "
+        "Sua mensagem está guardada: tente /retry.",
         "model_error": "O modelo de IA não conseguiu responder. Tente /retry.",
         "seconds": "{n} s",
         "minutes": "{n} min",

@@ -22,7 +22,7 @@ SESSION_FIELDS = ("userId", "title", "model", "createdAt", "updatedAt", "seq")
 SESSION_KEY = re.compile(
     r"^session:\{(?P<tag>[0-9a-f]{4})\}:(?P<sid>[0-9a-f]{32})(?P<suffix>:.+)?$"
 )
-INDEX_KEY = re.compile(r"^user:\{[0-9a-f]{4}\}:(?P<uid>.+):sessions$")
+INDEX_KEY = re.compile(r"user:sessions:\{[0-9a-f]{4}\}:(?P<uid>.+)", re.DOTALL)
 ROLE_NAMES = {"u": "user", "a": "assistant", "s": "system"}
 
 
@@ -63,7 +63,7 @@ async def census(redis: aioredis.Redis) -> Census:
     async for key in redis.scan_iter(match="session:*", count=1000):
         if match := SESSION_KEY.match(key):
             suffixes.setdefault(match["sid"], set()).add(match["suffix"] or "")
-    async for key in redis.scan_iter(match="user:*:sessions", count=1000):
+    async for key in redis.scan_iter(match="user:sessions:{*", count=1000):
         indexes.append(key)
     found = Census()
     for session_id, kinds in suffixes.items():
@@ -75,7 +75,7 @@ async def census(redis: aioredis.Redis) -> Census:
         if session is not None:
             found.sessions[session_id] = session
     for index in indexes:
-        match = INDEX_KEY.match(index)
+        match = INDEX_KEY.fullmatch(index)
         assert match is not None, index
         for session_id in await redis.zrange(index, 0, -1):
             if session_id not in found.sessions:

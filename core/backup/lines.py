@@ -22,11 +22,10 @@ expiry instant the backup recorded, and what would have expired by now is skippe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import re
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-import redis.exceptions as redis_errors
 
 from core.backup.format import (
     FORMAT,
@@ -44,73 +43,21 @@ from core.backup.format import (
     stored_entry,
 )
 from core.errors import InvalidBackup
-from core.sessions.keys import SESSION_ID_PATTERN, session_key, user_state_key, user_tag
-from core.sessions.scripts import script_source, store_error
+from core.sessions.batches import REDIS_ERRORS, ScriptBatches
+from core.sessions.keys import SESSION_ID_PATTERN, STATE, session_key, user_state_key, user_tag
+from core.sessions.scripts import store_error
 from core.storage.connection import RedisClient
 
 BATCH_SIZE = 200
 SESSION_KEYS = "session:*"
-USER_KEYS = "user:*"
-REDIS_ERRORS = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ResponseError,
-    redis_errors.ClusterError,
-    redis_errors.RedisClusterException,
+USER_KEYS = f"user:{STATE}:{{*"
+USER_STATE_KEY = re.compile(
+    rf"user:{STATE}:\{{(?P<tag>[0-9a-f]{{4}})\}}:(?P<user_id>.+)", re.DOTALL
 )
 SCRIPT_NAMES = ("backup_session", "backup_user", "restore_session", "restore_user")
 
 
 # --- the lines -----------------------------------------------------------------------------
-
-
-# --- Redis ---------------------------------------------------------------------------------------
-
-
-class _Scripts:
-    """The four backup scripts, run in pipelined batches (one round trip per batch)."""
-
-    def __init__(self, redis: RedisClient) -> None:
-        self._redis = redis
-        self.by_name = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
-
-    async def run_batch(self, calls: Sequence[tuple[str, str, Sequence[str | int]]]) -> list[Any]:
-        """One reply per (script, key, args); a Redis that lost its scripts gets them again.
-
-        Every script here only reads or is idempotent, so running a batch twice is harmless.
-        """
-        if not calls:
-            return []
-        try:
-            for attempt in (1, 2):
-                results = await self._pipeline(calls)
-                missing = any(isinstance(r, redis_errors.NoScriptError) for r in results)
-                if missing and attempt == 1:
-                    for name in {name for name, _, _ in calls}:
-                        await self._redis.script_load(self.by_name[name].script)
-                    continue
-                for result in results:
-                    if isinstance(result, Exception):
-                        raise result
-                return results
-        except REDIS_ERRORS as exc:
-            raise store_error(exc) from exc
-        raise AssertionError("unreachable: the second attempt returns or raises")
-
-    async def _pipeline(self, calls: Sequence[tuple[str, str, Sequence[str | int]]]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for name, key, args in calls:
-                # A raw command: redis-py's cluster pipeline refuses .evalsha() (see
-                # core/sessions/scripts.py); on a cluster the batch is split by node.
-                pipe.execute_command("EVALSHA", self.by_name[name].sha, 1, key, *args)
-            return list(await pipe.execute(raise_on_error=False))
-
-    async def server_time_ms(self) -> int:
-        try:
-            seconds, microseconds = await self._redis.time()
-        except REDIS_ERRORS as exc:
-            raise store_error(exc) from exc
-        return int(seconds) * 1000 + int(microseconds) // 1000
 
 
 # --- backup ---------------------------------------------------------------------------------
@@ -119,7 +66,7 @@ class _Scripts:
 async def backup_lines(redis: RedisClient, counts: Counts | None = None) -> AsyncIterator[str]:
     """The backup, line by line: a header, every session, every user state, an end line."""
     counts = counts if counts is not None else Counts()
-    scripts = _Scripts(redis)
+    scripts = ScriptBatches(redis, SCRIPT_NAMES)
     yield line_of(Header(format=FORMAT, version=VERSION, created_at=await scripts.server_time_ms()))
     async for batch in _scanned(redis, SESSION_KEYS):
         ids = [sid for key in batch if (sid := _session_id_in(key)) is not None]
@@ -166,11 +113,10 @@ def _session_id_in(key: str) -> str | None:
 
 
 def _user_in(key: str) -> tuple[str, str] | None:
-    """(tag, userId) of a user state hash key `user:{T}:<userId>`; None for any other hash."""
-    head, _, user_id = key.partition("}:")
-    tag = head.removeprefix("user:{")
-    if head.startswith("user:{") and user_id and user_tag(user_id) == tag:
-        return tag, user_id
+    """(tag, userId) of a user state hash key `user:state:{T}:<userId>`; None for any other."""
+    found = USER_STATE_KEY.fullmatch(key)
+    if found and user_tag(found["user_id"]) == found["tag"]:
+        return found["tag"], found["user_id"]
     return None
 
 
@@ -234,7 +180,7 @@ async def restore_lines(
     Raises InvalidBackup naming the first bad line; the lines before it are restored, nothing
     of it or after it is. Check a file with `dry_run` first to write nothing at all.
     """
-    writer = _Writer(_Scripts(redis), ttl_seconds, fresh_ttl, source, dry_run)
+    writer = _Writer(ScriptBatches(redis, SCRIPT_NAMES), ttl_seconds, fresh_ttl, source, dry_run)
     seen = Counts()
     end: EndRecord | None = None
     number = 0
@@ -260,7 +206,7 @@ class _Writer:
     """Writes validated lines BATCH_SIZE at a time, one pipeline of scripts per batch."""
 
     def __init__(
-        self, scripts: _Scripts, ttl_seconds: int, fresh_ttl: bool, source: str, dry_run: bool
+        self, scripts: ScriptBatches, ttl_seconds: int, fresh_ttl: bool, source: str, dry_run: bool
     ) -> None:
         self._scripts = scripts
         self._ttl_seconds = ttl_seconds

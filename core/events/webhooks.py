@@ -205,11 +205,19 @@ class ReceiverDispatcher:
 
     async def _attempt_numbers(self, stream_ids: Sequence[str]) -> dict[str, int]:
         """Each claimed entry's delivery counter: the number of the attempt about to start."""
-        pending = await self._redis.xpending_range(
-            EVENTS_STREAM_KEY, self.group, min=stream_ids[0], max=stream_ids[-1],
-            count=len(stream_ids) + MAX_IN_FLIGHT, consumername=self._consumer,
-        )  # fmt: skip
-        return {str(row["message_id"]): int(row["times_delivered"]) for row in pending}
+        # One exact range per id, pipelined (one round trip): a single range from the first id
+        # to the last would also hold every entry between them still backing off, crowding
+        # claimed ones out of its count.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream_id in stream_ids:
+                pipe.xpending_range(
+                    EVENTS_STREAM_KEY, self.group, min=stream_id, max=stream_id, count=1,
+                    consumername=self._consumer,
+                )  # fmt: skip
+            replies: list[list[dict[str, Any]]] = await pipe.execute()
+        return {
+            str(row["message_id"]): int(row["times_delivered"]) for rows in replies for row in rows
+        }
 
     async def _read_new(self, count: int, *, may_block: bool) -> list[_Entry]:
         if count <= 0:

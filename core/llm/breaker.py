@@ -12,11 +12,11 @@ Every HTTP request to the model (each retry included) asks `admit()` first, and 
 ended on the `Attempt` it got back. A success is a whole answer (a stream's last event): it
 resets the count, and closes the circuit whatever its state (the provider answered). A
 provider's fault is a failure: 5xx, 429, timeouts, connection errors, unreadable or cut streams
-(cut after some text too). A 4xx refusal of one request's content, or a request cancelled or
-left early, says nothing about the provider and counts neither way. While open, `admit()`
-raises ModelCircuitOpen at once with the seconds left, and no request is made; in half-open,
-one probe request is let through and the others are refused until it ends, or until its first
-text arrives (which closes the circuit, so a long answer keeps no one waiting).
+(cut after some text too), empty answers. A 4xx refusal of one request's content, or a request
+cancelled or left early, says nothing about the provider and counts neither way. While open,
+`admit()` raises ModelCircuitOpen at once with the seconds left, and no request is made; in
+half-open, one probe request is let through and the others are refused until it ends, or until
+its first text arrives (which closes the circuit, so a long answer keeps no one waiting).
 
 State lives in this process only (see docs/reliability.md): each replica learns on its own, so
 at most replicas x MODEL_BREAKER_FAILURES requests reach a failing provider before every

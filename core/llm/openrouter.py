@@ -7,10 +7,15 @@ Every failure leaves this module as a `core.errors.ModelError`:
     ModelNotConfigured   no API key; raised before any request
     ModelRejected        400/401/402/403/404 (any other 4xx too): never retried
     ModelRateLimited     429 after the retries, or at once when Retry-After exceeds the cap
-    ModelUnavailable     5xx, connection failures, unreadable replies, after the retries
-    ModelTimeout         408 or connect timeouts after the retries; a read timeout at once
+    ModelUnavailable     502/503 or a connection never made, after the retries; at once: other
+                         5xx, a connection lost once the request went out, an unreadable reply
+    ModelTimeout         connect or pool timeouts after the retries; 408 or a read timeout at once
     ModelStreamBroken    the stream was cut, or carried an error chunk, after text was yielded
+    ModelEmptyAnswer     the answer ended without any text (or only whitespace): never retried
     ModelCircuitOpen     the model's circuit breaker is open: raised before any request
+
+Only failures before the request could reach the model are retried (wire.py says which):
+once it went out, the model may be generating, and billing, whatever happens to our socket.
 
 Every request (each retry too) is admitted by the model's circuit breaker and reports to it
 how it ended (core.llm.breaker), so a failing provider stops getting requests for a while.
@@ -127,7 +132,7 @@ class OpenRouterClient:
     async def stream(
         self, messages: Sequence[ChatMessage], *, model: str
     ) -> AsyncGenerator[StreamEvent, None]:
-        """The reply as TextDeltas, then one CompletionDone; retried only before the first."""
+        """The reply as TextDeltas, then one CompletionDone; retried only if unsent (wire.py)."""
         if not self._is_configured:
             raise ModelNotConfigured
         body = self._body(messages, model, stream=True)
@@ -205,7 +210,7 @@ class OpenRouterClient:
             raise response_error(response, self._retry.max_retry_after)
         payload = json_object(response.text)
         if payload is None:
-            raise Retryable(ModelUnavailable(), status=response.status_code)
+            raise ModelUnavailable  # the model had the request: not retried
         if "error" in payload:
             raise error_for_code(payload["error"])
         return completion_from(payload, model)

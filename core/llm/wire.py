@@ -4,6 +4,13 @@ A call takes `ChatMessage`s; a streamed reply is `TextDelta`s then one `Completi
 reply is a `Completion`. Reading turns OpenRouter's SSE chunks, JSON bodies and error statuses
 into those values or into `core.errors.ModelError`s; a failure another attempt may fix comes
 out as `Retryable`, which the client (openrouter.py) retries and never lets out.
+
+Only what cannot have reached the model is `Retryable`: a connection that was never made
+(connect errors and timeouts, a pool timeout) and the statuses that say no model took the
+request (RETRYABLE_STATUSES). Once the request went out, the model may be generating, and
+OpenRouter bills what it generates, so a connection lost after that (a read or write error, a
+reset, the peer closing) and anything read from a 200 (an in-body error, an error chunk, a cut
+or empty stream) fail at once.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import httpx
 
 from core.conversation import Usage
 from core.errors import (
+    ModelEmptyAnswer,
     ModelError,
     ModelRateLimited,
     ModelRejected,
@@ -28,7 +36,13 @@ from core.errors import (
     ModelUnavailable,
 )
 
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Statuses that say no model started on the request, so asking again costs nothing: 429 rate
+# limited, 502 the chosen model is down, 503 no provider can take it (OpenRouter answers with
+# an error status only while no model has started; once one has, the status is 200 and errors
+# come in the body). Not 408, 500 or 504, though statuses too: a timeout, or an internal error
+# we cannot place, may come after a model spent time and tokens on the request, and the same
+# request would most likely fail the same way, after as long a wait.
+RETRYABLE_STATUSES = frozenset({429, 502, 503})
 
 JSONObject = dict[str, Any]
 
@@ -97,9 +111,13 @@ class StreamReader:
         except httpx.TimeoutException as exc:
             raise self._cut_off(ModelTimeout()) from exc
         except httpx.HTTPError as exc:
-            raise self._cut_off(Retryable(ModelUnavailable())) from exc
+            # The answer had begun: the model has the request. Never retried (see the top).
+            raise self._cut_off(ModelUnavailable()) from exc
         if not is_done and self._finish_reason is None:
-            raise self._cut_off(Retryable(ModelUnavailable()))
+            raise self._cut_off(ModelUnavailable())
+        if _is_blank(self._parts):
+            # A failure the breaker counts, never retried (the model had the request).
+            raise ModelEmptyAnswer
         yield CompletionDone(self._model, self._usage, self._finish_reason)
 
     def _handle(self, data: str) -> TextDelta | None:
@@ -141,14 +159,17 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
 
 
 def transport_failure(exc: httpx.HTTPError) -> Exception:
-    # A connect failure never reached the model, so trying again is cheap. A read timeout
-    # means the model may still be generating (and billing): waiting again rarely helps.
+    # Retried only when no byte of the request can have left: a connection never made (or
+    # never taken from the pool) reached nobody. Every other failure may come after the
+    # request was sent, whole or in part (a read, write or close error, a reset, the peer
+    # closing before it answered), and the model may be generating (and billing) already;
+    # a read timeout says so most of all, and waiting again rarely helps.
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
         return Retryable(ModelTimeout())
+    if isinstance(exc, httpx.ConnectError):
+        return Retryable(ModelUnavailable())
     if isinstance(exc, httpx.TimeoutException):
         return ModelTimeout()
-    if isinstance(exc, httpx.TransportError):
-        return Retryable(ModelUnavailable())
     return ModelUnavailable()
 
 
@@ -157,26 +178,32 @@ def response_error(response: httpx.Response, max_retry_after: float) -> Exceptio
     return _status_error(response.status_code, retry_after, max_retry_after)
 
 
-def _status_error(
-    status: int, retry_after: float | None = None, cap: float = math.inf
-) -> Exception:
-    if status not in RETRYABLE_STATUSES:
-        return ModelRejected(status=status) if 400 <= status < 500 else ModelUnavailable()
-    final: ModelError = ModelUnavailable()
-    if status == 429:
-        final = ModelRateLimited(retry_after=retry_after)
-    elif status == 408:
-        final = ModelTimeout()
-    if retry_after is not None and retry_after > cap:
+def _status_error(status: int, retry_after: float | None, cap: float) -> Exception:
+    final = _error_for_status(status, retry_after)
+    if status not in RETRYABLE_STATUSES or (retry_after is not None and retry_after > cap):
         return final
     return Retryable(final, status, retry_after)
 
 
-def error_for_code(error: object) -> Exception:
-    """An in-body error object; OpenRouter uses HTTP codes there, but sometimes strings."""
+def _error_for_status(status: int, retry_after: float | None = None) -> ModelError:
+    if status == 429:
+        return ModelRateLimited(retry_after=retry_after)
+    if status == 408:
+        return ModelTimeout()
+    if 400 <= status < 500:
+        return ModelRejected(status=status)
+    return ModelUnavailable()
+
+
+def error_for_code(error: object) -> ModelError:
+    """An in-body error object; OpenRouter uses HTTP codes there, but sometimes strings.
+
+    Never retried: OpenRouter puts an error in the body only once the model had started on
+    the request (the status was already 200).
+    """
     code = error.get("code") if isinstance(error, dict) else None
     if isinstance(code, int) and not isinstance(code, bool):
-        return _status_error(code)
+        return _error_for_status(code)
     return ModelStreamBroken()
 
 
@@ -212,6 +239,11 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _is_blank(parts: list[str]) -> bool:
+    """No text at all, or only whitespace: an answer as useless as none, never stored."""
+    return all(part.isspace() for part in parts)
+
+
 def _usage_from(value: object) -> Usage | None:
     if not isinstance(value, dict):
         return None
@@ -227,8 +259,10 @@ def completion_from(payload: JSONObject, requested_model: str) -> Completion:
     choice = _first_choice(payload)
     finish_reason = _text(choice.get("finish_reason"))
     if finish_reason == "error":
-        raise Retryable(ModelUnavailable())
+        raise ModelUnavailable  # a 200: the model had the request, so not retried
     message = choice.get("message")
     content = _text(message.get("content")) if isinstance(message, dict) else None
+    if content is None or _is_blank([content]):
+        raise ModelEmptyAnswer
     model = _text(payload.get("model")) or requested_model
-    return Completion(content or "", model, _usage_from(payload.get("usage")), finish_reason)
+    return Completion(content, model, _usage_from(payload.get("usage")), finish_reason)

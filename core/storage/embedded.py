@@ -9,6 +9,10 @@ staying in the foreground so that we can supervise it.
 One data directory belongs to one service: an ``flock`` on ``embedded.lock`` proves that no other
 live service supervises it, and a PING on the socket catches a redis-server left behind by a
 service that was killed. Two servers appending to one AOF would corrupt it.
+
+A server loading a large AOF answers LOADING for as long as the load takes: that is waited for,
+its progress logged, and only a server that dies, stops answering or stops progressing for the
+start timeout counts as failed to start.
 """
 
 from __future__ import annotations
@@ -24,13 +28,9 @@ from pathlib import Path
 from types import TracebackType
 
 import structlog
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import BusyLoadingError, RedisError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core.errors import ConfigError
+from core.storage.redis_probe import LoadProgress, describe_server_on, is_ready, probe_client
 
 SOCKET_NAME = "redis.sock"
 LOG_NAME = "redis.log"
@@ -44,7 +44,6 @@ RESTART_BACKOFF_MAX = 10.0
 # A server that ran this long before dying counts as healthy: its next restart is fast again.
 STABLE_UPTIME = 30.0
 POLL_INTERVAL = 0.05
-PROBE_TIMEOUT = 1.0
 VERSION_TIMEOUT = 5.0
 LOG_TAIL_LINES = 12
 LOG_TAIL_BYTES = 8192
@@ -150,7 +149,7 @@ class EmbeddedRedis:
         await self.stop()
 
     async def start(self) -> None:
-        """Spawn the server, wait until it answers PING, then supervise it."""
+        """Spawn the server, wait until it answers with its data loaded, then supervise it."""
         if self._lock_fd is not None:
             raise RuntimeError("this EmbeddedRedis is already started")
         self._check_socket_path_length()
@@ -243,7 +242,7 @@ class EmbeddedRedis:
     async def _refuse_orphan_server(self) -> None:
         # We hold the lock, so whatever answers here lost its service (killed with SIGKILL?).
         # Starting anyway would unlink its socket and leave two servers writing one AOF.
-        server = await _describe_server_on(self.socket_path)
+        server = await describe_server_on(self.socket_path)
         if server is not None:
             raise ConfigError(
                 f"{server} is still serving {self.socket_path} with no service supervising it "
@@ -292,24 +291,27 @@ class EmbeddedRedis:
             raise
 
     async def _wait_until_ready(self, process: asyncio.subprocess.Process) -> None:
-        client = _probe_client(self.socket_path)
-        deadline = asyncio.get_running_loop().time() + self._startup_timeout
+        client = probe_client(self.socket_path)
+        clock = asyncio.get_running_loop()
+        # The start timeout counts from the spawn, and again from each step of a load: a large
+        # AOF takes as long as it takes, a server that stops answering or progressing does not.
+        load = LoadProgress(progressed_at=clock.time())
         try:
-            while asyncio.get_running_loop().time() < deadline:
+            while clock.time() < load.progressed_at + self._startup_timeout:
                 if process.returncode is not None:
                     raise ConfigError(
-                        f"redis-server exited with code {process.returncode} while starting; "
-                        f"its log ends with:\n{await self._log_tail()}"
+                        f"redis-server exited with code {process.returncode} while starting"
+                        f"{load.so_far()}; its log ends with:\n{await self._log_tail()}"
                     )
-                with contextlib.suppress(RedisError):
-                    await client.ping()
+                if await is_ready(client, load):
                     return
                 await asyncio.sleep(POLL_INTERVAL)
         finally:
             await client.aclose()
         raise ConfigError(
-            f"redis-server did not answer PING within {self._startup_timeout:g} s; "
-            f"its log ends with:\n{await self._log_tail()}"
+            f"redis-server did not answer, nor get further loading its data, within "
+            f"{self._startup_timeout:g} s{load.so_far()}; its log ends with:\n"
+            f"{await self._log_tail()}"
         )
 
     async def _log_tail(self) -> str:
@@ -353,32 +355,6 @@ class EmbeddedRedis:
             return True
         log.error("redis.embedded_restart_failed", error=failure, after_seconds=delay)
         return False
-
-
-def _probe_client(socket_path: Path) -> Redis:
-    # No retries: the callers poll, and a probe must answer fast.
-    return Redis(
-        unix_socket_path=str(socket_path),
-        socket_connect_timeout=PROBE_TIMEOUT,
-        socket_timeout=PROBE_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
-async def _describe_server_on(socket_path: Path) -> str | None:
-    """Who answers on socket_path, or None when nothing listens there."""
-    client = _probe_client(socket_path)
-    try:
-        info = await client.info("server")
-    except BusyLoadingError:
-        return "a redis-server still loading its data"
-    except RedisConnectionError:
-        return None  # no socket, or one left by a dead server (Redis replaces it)
-    except RedisError:
-        return "a process that accepts connections but does not answer like Redis"
-    finally:
-        await client.aclose()
-    return f"redis-server {info.get('redis_version', '?')} (pid {info.get('process_id', '?')})"
 
 
 async def _terminate(process: asyncio.subprocess.Process) -> None:

@@ -499,6 +499,34 @@ async def test_an_answer_past_turn_timeout_ends_with_a_turn_timeout_event_keepin
     assert answered.json()["reply"]["content"] == "echo: Quick"
 
 
+async def test_an_empty_answer_is_a_502_model_empty_answer_and_an_error_event_storing_nothing(
+    api: RunningApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    session = await create_session(api.client)
+    fake_openrouter.empty_answer(times=2)  # `data: [DONE]` with no delta, twice
+
+    plain = await api.client.post(
+        "/api/chat/session", json={"sessionId": session["id"], "message": "Say nothing"}
+    )
+    streamed = await api.client.post(
+        "/api/chat/session",
+        json={"sessionId": session["id"], "message": "Again", "stream": True},
+    )
+
+    assert_error(plain, 502, "model_empty_answer")
+    assert streamed.status_code == 200, streamed.text
+    events = sse_events(streamed)
+    assert [name for name, _ in events] == ["error"]
+    assert events[0][1]["error"]["code"] == "model_empty_answer"
+    assert events[0][1]["error"]["message"]
+    stored = await all_messages(api.client, session["id"])
+    assert [(m["role"], m["content"]) for m in stored["messages"]] == [
+        ("user", "Say nothing"),
+        ("user", "Again"),
+    ]  # both questions kept for /retry; no empty answer between them
+    assert len(fake_openrouter.requests) == 2  # one each: never retried
+
+
 async def test_a_model_failure_before_any_text_of_a_stream_is_an_error_event(
     api: RunningApi, fake_openrouter: FakeOpenRouter
 ) -> None:

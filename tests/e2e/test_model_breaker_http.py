@@ -44,7 +44,7 @@ async def test_an_open_breaker_answers_503_with_retry_after_and_sends_nothing_up
     api: RunningApi, fake_openrouter: FakeOpenRouter
 ) -> None:
     session = await create_session(api.client)
-    fake_openrouter.server_error(500, times=STORM)
+    fake_openrouter.server_error(502, times=STORM)
 
     tripping = await say(api, session["id"], "first")
     assert len(fake_openrouter.requests) == FAILURES

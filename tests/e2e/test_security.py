@@ -227,7 +227,7 @@ async def drive_the_http_api(
         headers=bearer(ana),
     )
     assert refused.status_code == 502, refused.text
-    fake_openrouter.server_error(500, times=3)  # every retry fails
+    fake_openrouter.server_error(502, times=3)  # every retry fails
     failed = await http.post(
         f"{url}/api/chat/session",
         json={"sessionId": session_id, "message": "y"},

@@ -733,6 +733,22 @@ async def test_a_model_outage_says_unavailable_and_retry_answers_later(
     assert answered.visible_text == "echo: hello"
 
 
+async def test_an_empty_answer_is_told_and_retry_answers_the_kept_question(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    fake_openrouter.empty_answer()  # `data: [DONE]` with no delta
+
+    failed = await alice.asks("hello")
+    await alice.shows(failed, text(ENGLISH, "model_empty_answer"))
+    answered = await alice.asks_model("/retry", "echo: hello")
+
+    assert answered.visible_text == "echo: hello"
+    assert len(fake_openrouter.requests) == 2  # the empty one was not retried by itself
+    context = fake_openrouter.requests[-1].body["messages"]
+    assert [m["role"] for m in context if m["role"] != "system"] == ["user"]  # no empty answer
+
+
 async def test_a_cut_stream_shows_the_partial_text_and_the_retry_notice(
     start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
 ) -> None:

@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import json
 import math
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -52,6 +54,7 @@ class _Fault:
     code: int | str = 502
     message: str = DEFAULT_ERROR_CHUNK_MESSAGE
     gate: asyncio.Event | None = None
+    is_reset: bool = False
 
 
 class FakeOpenRouter:
@@ -131,6 +134,18 @@ class FakeOpenRouter:
         fault = _Fault("error_chunk", after_deltas=after_deltas, code=code, message=message)
         return self._queue(fault, times)
 
+    def drop_after_request(self, *, is_reset: bool = False, times: int = 1) -> FakeOpenRouter:
+        """Read the whole request, then close the connection without a byte of answer.
+
+        With `is_reset`, a TCP reset (RST) instead of an orderly close (FIN).
+        """
+        return self._queue(_Fault("drop", is_reset=is_reset), times)
+
+    def empty_answer(self, *, times: int = 1) -> FakeOpenRouter:
+        """A 200 with no text: a stream of a processing comment then `data: [DONE]` alone (no
+        delta, no finish reason); a whole reply whose message content is empty."""
+        return self._queue(_Fault("empty"), times)
+
     def hold(self, gate: asyncio.Event, *, times: int = 1) -> FakeOpenRouter:
         """Wait until `gate` is set before sending the response headers, then answer."""
         return self._queue(_Fault("hold", gate=gate), times)
@@ -176,6 +191,9 @@ class FakeOpenRouter:
     async def _respond(
         self, request: web.Request, body: dict[str, Any], fault: _Fault
     ) -> web.StreamResponse:
+        if fault.kind == "drop":
+            _drop_connection(request, is_reset=fault.is_reset)
+            return web.Response()
         if fault.kind == "rate_limit":
             return _rate_limited(fault)
         if fault.kind == "error":
@@ -187,7 +205,7 @@ class FakeOpenRouter:
         model = _answering_model(body, is_primary_down=fault.kind == "primary_fails")
         if model is None:
             return _error_response(502, "The primary model is down and no fallback was given")
-        text = self._reply_for(body["messages"])
+        text = "" if fault.kind == "empty" else self._reply_for(body["messages"])
         if body.get("stream") is True:
             return await self._stream(request, model, text, body, fault)
         return await self._whole(request, model, text, body, fault)
@@ -221,6 +239,10 @@ class FakeOpenRouter:
         )
         await response.prepare(request)
         await response.write(PROCESSING_COMMENT)
+        if fault.kind == "empty":
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+            return response
         pieces = _split(text, self.deltas_per_reply)
         for index in range(len(pieces) + 1):
             if fault.kind == "stall" and index == fault.after_deltas:
@@ -376,12 +398,19 @@ async def _keep_alive_until(response: web.StreamResponse, fault: _Fault) -> None
             await asyncio.wait_for(fault.gate.wait(), fault.seconds)
 
 
-def _drop_connection(request: web.Request) -> None:
+def _drop_connection(request: web.Request, *, is_reset: bool = False) -> None:
     # close() flushes what was already written, then ends the TCP stream mid-body: the
     # client sees the deltas so far and then an incomplete chunked response.
     transport = request.transport
     assert transport is not None
-    transport.close()
+    if not is_reset:
+        transport.close()
+        return
+    # SO_LINGER on, with a zero timeout: closing sends RST, and the client's read fails with
+    # ECONNRESET instead of seeing an orderly end of stream.
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 @pytest.fixture

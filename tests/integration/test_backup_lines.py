@@ -19,7 +19,13 @@ from core.backup.format import Counts, message_record, stored_entry
 from core.backup.lines import BATCH_SIZE, backup_lines, restore_lines
 from core.conversation import Role, Usage
 from core.errors import InvalidBackup
-from core.sessions.keys import new_session_id, session_key, user_index_key, user_state_key
+from core.sessions.keys import (
+    new_session_id,
+    session_key,
+    user_index_key,
+    user_state_key,
+    user_tag,
+)
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
 
@@ -204,6 +210,35 @@ async def test_a_deleted_session_comes_back_and_the_users_active_session_stays(
     assert (after[tides], after[messages]) == (before[tides], before[messages])
     assert after[user_index_key(ANA)] == before[user_index_key(ANA)]
     assert after[user_state_key(ANA)]["active"] == populated["empty"]
+
+
+async def test_a_backup_written_before_the_key_layout_changed_restores_into_todays_names(
+    store: SessionStore, redis_client: aioredis.Redis
+):
+    """A file names sessions and users, never keys: 0.1.0's backups restore into today's names
+    (docs/data-model.md, "Keys of the first layout")."""
+    user = "telegram:22285:sessions"  # under the first layout, a state hash over another's index
+    session_id = user_tag(user) + "1" * 28
+    lines = [json.dumps(record) + "\n" for record in (
+        {"format": "chatbridge-backup", "version": 1, "createdAt": 1_700_000_000_000},
+        {"kind": "session", "id": session_id, "userId": user, "title": "Old", "model": "m/x",
+         "createdAt": 1_700_000_000_000, "updatedAt": 1_700_000_001_000, "seq": 2,
+         "lastActivity": 1_700_000_001_000, "expiresAt": None, "messages": [
+             {"seq": 1, "role": "user", "timestamp": 1_700_000_000_500, "content": "q"},
+             {"seq": 2, "role": "assistant", "timestamp": 1_700_000_001_000, "content": "a",
+              "model": "m/x", "usage": {"promptTokens": 1, "completionTokens": 2}}]},
+        {"kind": "user", "userId": user, "active": session_id, "model": "m/chosen",
+         "expiresAt": None},
+        {"kind": "end", "sessions": 1, "users": 1, "messages": 2},
+    )]  # fmt: skip
+
+    await restore(redis_client, lines)
+
+    listing = await store.list_sessions(user)
+    assert ([s.id for s in listing.sessions], listing.active_id) == ([session_id], session_id)
+    assert await redis_client.hget(user_state_key(user), "model") == "m/chosen"
+    page = await store.read_messages(session_id, owner=user)
+    assert [m.content for m in page.messages] == ["q", "a"]
 
 
 async def test_the_backup_walks_the_keyspace_with_scan_and_never_keys(

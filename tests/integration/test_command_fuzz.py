@@ -66,10 +66,10 @@ TRICKY_PIECES = (
 
 # What docs/data-model.md lists, "user" and "tag" to be checked against each other.
 USER_KEY_TYPES = {
-    re.compile(r"^user:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+):sessions$"): "zset",
-    re.compile(r"^user:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+):turns$"): "zset",
-    re.compile(r"^user:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+):tokens:\d+$"): "string",
-    re.compile(r"^user:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)$"): "hash",
+    re.compile(r"user:sessions:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "zset",
+    re.compile(r"user:turns:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "zset",
+    re.compile(r"user:tokens:[0-9]+:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "string",
+    re.compile(r"user:state:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "hash",
 }
 SESSION_KEY = re.compile(r"^session:\{(?P<tag>[0-9a-f]{4})\}:(?P<sid>[0-9a-f]{32})(?P<suffix>.*)$")
 SESSION_SUFFIX_TYPES = {"": "hash", ":messages": "list", ":lock": "string"}
@@ -246,7 +246,7 @@ def expected_type(key: str) -> str | None:
     if (found := SESSION_KEY.match(key)) and found["sid"].startswith(found["tag"]):
         return SESSION_SUFFIX_TYPES.get(found["suffix"])
     for pattern, kind in USER_KEY_TYPES.items():
-        found = pattern.match(key)
+        found = pattern.fullmatch(key)
         if found and found["user"] in EVERYONE and user_tag(found["user"]) == found["tag"]:
             return kind
     return None

@@ -9,11 +9,15 @@ The delivery's clocks are shrunk (webhook_support.FAST); everything else is as i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
+from collections.abc import AsyncIterator, Iterable
 from itertools import pairwise
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
 from structlog.testing import capture_logs
 
 from core.chat import ChatService
@@ -39,6 +43,7 @@ from tests.integration.webhook_support import (
     run_turn,
     wait_settled,
 )
+from tests.redis_process import RedisProcess
 from tests.waiting import until
 
 ANA = "telegram:42"
@@ -62,6 +67,47 @@ async def publish_one(redis: aioredis.Redis, url: str) -> None:
     await RedisEventPublisher(redis, [url]).publish(
         EventType.SESSION_DELETED, {"sessionId": "s", "userId": "u"}
     )
+
+
+async def backlog_of_an_outage(
+    redis: aioredis.Redis, url: str, consumer: str, *, size: int, due_at: Iterable[int]
+) -> list[str]:
+    """What a receiver outage leaves pending: `size` events, each tried once by `consumer` and
+    failed; those at the positions `due_at` are past their backoff (idle for over an hour), the
+    others are backing off (idle since just now). Returns the event ids of the due ones."""
+    for _ in range(size):
+        await publish_one(redis, url)
+    reply = await redis.xreadgroup(group_name(url), consumer, {EVENTS_STREAM_KEY: ">"}, count=size)
+    [(_stream, entries)] = reply
+    due = [entries[position] for position in due_at]
+    # As the dispatcher schedules a retry: XCLAIM IDLE, JUSTID so that no attempt is counted.
+    await redis.xclaim(
+        EVENTS_STREAM_KEY, group_name(url), consumer, 0, [stream_id for stream_id, _ in due],
+        idle=3_600_000, justid=True,
+    )  # fmt: skip
+    return [fields["id"] for _stream_id, fields in due]
+
+
+@pytest.fixture
+async def recording_client(
+    redis_server: RedisProcess, redis_client: aioredis.Redis
+) -> AsyncIterator[tuple[aioredis.Redis, list[bytes]]]:
+    """A client on the test Redis (emptied by `redis_client`) and what each of its socket
+    writes carried: one write is one round trip (a pipeline is one write)."""
+    writes: list[bytes] = []
+
+    class RecordingConnection(Connection):
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            if isinstance(command, str):
+                command = command.encode()
+            writes.append(command if isinstance(command, bytes) else b"".join(command))
+            await super().send_packed_command(command, check_health)
+
+    client = aioredis.Redis.from_url(
+        redis_server.url, decode_responses=True, connection_class=RecordingConnection
+    )
+    yield client, writes
+    await client.aclose()
 
 
 async def test_every_event_of_a_session_and_its_turns_arrives_signed_with_its_data(
@@ -327,6 +373,36 @@ async def test_an_event_trimmed_while_its_attempt_is_in_flight_is_logged_and_dro
         "pending"
     ] == 0
     assert await dead_letters(redis_client) == []
+
+
+async def test_a_backlog_mostly_backing_off_posts_its_due_events_and_dead_letters_none(
+    redis_client: aioredis.Redis,
+    recording_client: tuple[aioredis.Redis, list[bytes]],
+    receiver: FakeWebhookReceiver,
+    start_replica: StartReplica,
+):
+    # The due events spread over the backlog: a claim names ids with backing-off ones between.
+    consumer = "replica-a"
+    due = await backlog_of_an_outage(
+        redis_client, receiver.url, consumer, size=40, due_at=(0, 13, 26, 39)
+    )
+    client, writes = recording_client
+    # claim_idle far longer than the test: the 36 others stay backing off throughout.
+    timing = dataclasses.replace(FAST, claim_idle=600.0)
+    start_replica(client, [receiver.url], consumer=consumer, timing=timing)
+    await wait_settled(redis_client, receiver.url, left_pending=36)
+
+    assert await dead_letters(redis_client) == []
+    assert len(receiver.requests) == 4
+    assert sorted(receiver.accepted_ids()) == sorted(due)
+    backing_off = await redis_client.xpending_range(
+        EVENTS_STREAM_KEY, group_name(receiver.url), min="-", max="+", count=100
+    )
+    assert {row["times_delivered"] for row in backing_off} == {1}  # not one of them attempted
+    # The four attempt numbers were read in one round trip, each exactly (XPENDING id id 1).
+    reading_attempts = [write for write in writes if b"XPENDING" in write]
+    assert len(reading_attempts) == 1
+    assert reading_attempts[0].count(b"XPENDING") == 4
 
 
 async def test_the_dead_letter_names_the_receiver_without_its_credentials(

@@ -14,6 +14,8 @@ from structlog.testing import capture_logs
 
 from core.conversation import Usage
 from core.errors import (
+    ModelCircuitOpen,
+    ModelEmptyAnswer,
     ModelError,
     ModelNotConfigured,
     ModelRateLimited,
@@ -22,6 +24,7 @@ from core.errors import (
     ModelTimeout,
     ModelUnavailable,
 )
+from core.llm.breaker import ModelBreaker
 from core.llm.openrouter import OpenRouterClient, RetryPolicy
 from core.llm.wire import ChatMessage, Completion, CompletionDone, StreamEvent, TextDelta
 from core.settings import Settings
@@ -301,7 +304,7 @@ async def test_server_errors_twice_then_success_is_retried(
     assert len(fake_openrouter.requests) == 3
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 504])
+@pytest.mark.parametrize("status", [502, 503])
 async def test_server_error_every_time_raises_unavailable_after_all_attempts(
     fake_openrouter: FakeOpenRouter, client: OpenRouterClient, status: int
 ) -> None:
@@ -316,7 +319,7 @@ async def test_server_error_every_time_raises_unavailable_after_all_attempts(
 async def test_attempts_in_the_retry_policy_bound_the_requests(
     fake_openrouter: FakeOpenRouter,
 ) -> None:
-    fake_openrouter.server_error(500, times=10)
+    fake_openrouter.server_error(502, times=10)
     policy = RetryPolicy(attempts=5, base_delay=0.001, max_delay=0.002)
 
     async with open_client(fake_openrouter.base_url, retry=policy) as client:
@@ -324,6 +327,25 @@ async def test_attempts_in_the_retry_policy_bound_the_requests(
             await collect(client)
 
     assert len(fake_openrouter.requests) == 5
+
+
+@both_modes
+@pytest.mark.parametrize(
+    ("status", "error"), [(408, ModelTimeout), (500, ModelUnavailable), (504, ModelUnavailable)]
+)
+async def test_a_status_that_may_come_after_the_model_worked_is_not_retried(
+    fake_openrouter: FakeOpenRouter,
+    client: OpenRouterClient,
+    status: int,
+    error: type[ModelError],
+    is_streaming: bool,
+) -> None:
+    fake_openrouter.server_error(status, times=FAST_RETRY.attempts)
+
+    with pytest.raises(error):
+        await reply_text(client, is_streaming=is_streaming)
+
+    assert len(fake_openrouter.requests) == 1
 
 
 @both_modes
@@ -367,13 +389,13 @@ async def test_refused_connection_raises_unavailable_after_all_attempts() -> Non
 async def test_retries_are_logged_with_status_attempt_and_delay_but_never_the_key(
     fake_openrouter: FakeOpenRouter, client: OpenRouterClient
 ) -> None:
-    fake_openrouter.server_error(503).server_error(500)
+    fake_openrouter.server_error(503).server_error(502)
 
     with capture_logs() as logs:
         await client.complete(MESSAGES, model=MODEL)
 
     retries = [log for log in logs if log["event"] == "model_retry"]
-    assert [(log["status"], log["attempt"]) for log in retries] == [(503, 1), (500, 2)]
+    assert [(log["status"], log["attempt"]) for log in retries] == [(503, 1), (502, 2)]
     assert all(0 <= log["delay"] <= FAST_RETRY.max_delay for log in retries)
     assert all(log["log_level"] == "warning" for log in retries)
     assert FAKE_API_KEY not in repr(logs)
@@ -431,22 +453,40 @@ async def test_stream_cut_mid_reply_raises_stream_broken_with_the_partial_text(
     assert len(fake_openrouter.requests) == 1
 
 
-async def test_stream_cut_before_any_text_is_retried(
+async def test_stream_cut_before_any_text_is_not_retried(
     fake_openrouter: FakeOpenRouter, client: OpenRouterClient
 ) -> None:
-    fake_openrouter.cut_stream(after_deltas=0)
+    fake_openrouter.cut_stream(after_deltas=0, times=FAST_RETRY.attempts)
 
-    assert "".join(texts_of(await collect(client))) == ECHO
-    assert len(fake_openrouter.requests) == 2
+    with pytest.raises(ModelUnavailable):
+        await collect(client)
+
+    assert len(fake_openrouter.requests) == 1
 
 
-async def test_connection_dropped_before_the_response_is_retried_for_complete(
-    fake_openrouter: FakeOpenRouter, client: OpenRouterClient
+@both_modes
+@pytest.mark.parametrize(
+    ("is_reset", "seen_as"),
+    [(False, httpx.RemoteProtocolError), (True, httpx.ReadError)],
+    ids=["closed", "reset"],
+)
+async def test_a_connection_lost_after_the_request_was_sent_is_not_retried(
+    fake_openrouter: FakeOpenRouter,
+    client: OpenRouterClient,
+    is_reset: bool,
+    seen_as: type[httpx.HTTPError],
+    is_streaming: bool,
 ) -> None:
-    fake_openrouter.cut_stream(after_deltas=0)
+    # The fake read the whole request, then went away before answering: the model may be
+    # generating, and a second request would be a second bill.
+    fake_openrouter.drop_after_request(is_reset=is_reset, times=FAST_RETRY.attempts)
 
-    assert (await client.complete(MESSAGES, model=MODEL)).text == ECHO
-    assert len(fake_openrouter.requests) == 2
+    with capture_logs() as logs, pytest.raises(ModelUnavailable) as caught:
+        await reply_text(client, is_streaming=is_streaming)
+
+    assert isinstance(caught.value.__cause__, seen_as)
+    assert len(fake_openrouter.requests) == 1
+    assert not [log for log in logs if log["event"] == "model_retry"]
 
 
 async def test_error_chunk_raises_stream_broken_and_its_text_is_never_yielded(
@@ -464,13 +504,15 @@ async def test_error_chunk_raises_stream_broken_and_its_text_is_never_yielded(
     assert len(fake_openrouter.requests) == 1
 
 
-async def test_error_chunk_before_any_text_is_retried_like_its_status(
+async def test_error_chunk_before_any_text_is_not_retried_and_fails_as_its_code_says(
     fake_openrouter: FakeOpenRouter, client: OpenRouterClient
 ) -> None:
-    fake_openrouter.error_chunk(after_deltas=0, code=502)
+    fake_openrouter.error_chunk(after_deltas=0, code=502, times=FAST_RETRY.attempts)
 
-    assert "".join(texts_of(await collect(client))) == ECHO
-    assert len(fake_openrouter.requests) == 2
+    with pytest.raises(ModelUnavailable):
+        await collect(client)
+
+    assert len(fake_openrouter.requests) == 1
 
 
 async def test_error_chunk_before_any_text_with_a_string_code_is_a_broken_stream(
@@ -485,12 +527,54 @@ async def test_error_chunk_before_any_text_with_a_string_code_is_a_broken_stream
     assert len(fake_openrouter.requests) == 1
 
 
-async def test_error_in_a_whole_reply_is_retried_like_its_status(
+async def test_error_in_a_whole_reply_is_not_retried_and_fails_as_its_code_says(
     fake_openrouter: FakeOpenRouter, client: OpenRouterClient
 ) -> None:
-    fake_openrouter.error_chunk(after_deltas=0, code=503)
+    fake_openrouter.error_chunk(after_deltas=0, code=503, times=FAST_RETRY.attempts)
 
-    assert (await client.complete(MESSAGES, model=MODEL)).text == ECHO
+    with pytest.raises(ModelUnavailable):
+        await client.complete(MESSAGES, model=MODEL)
+
+    assert len(fake_openrouter.requests) == 1
+
+
+# Empty answers
+
+EMPTY_ANSWERS: dict[str, Callable[[FakeOpenRouter], object]] = {
+    "done_alone": lambda fake: fake.empty_answer(times=FAST_RETRY.attempts),
+    "finish_reason_alone": lambda fake: setattr(fake, "reply_text", ""),
+    "whitespace_only": lambda fake: setattr(fake, "reply_text", " \n\t \n"),
+}
+
+
+@both_modes
+@pytest.mark.parametrize("answer", EMPTY_ANSWERS)
+async def test_an_answer_without_text_is_an_empty_answer_and_not_retried(
+    fake_openrouter: FakeOpenRouter, client: OpenRouterClient, answer: str, is_streaming: bool
+) -> None:
+    EMPTY_ANSWERS[answer](fake_openrouter)
+
+    with pytest.raises(ModelEmptyAnswer):
+        await reply_text(client, is_streaming=is_streaming)
+
+    assert len(fake_openrouter.requests) == 1  # the model had the request: asking again bills
+
+
+@both_modes
+async def test_empty_answers_count_as_failures_for_the_models_breaker(
+    fake_openrouter: FakeOpenRouter, is_streaming: bool
+) -> None:
+    breaker = ModelBreaker(failures=2, cooldown=60)
+    fake_openrouter.empty_answer(times=3)
+
+    async with open_client(fake_openrouter.base_url, breaker=breaker) as client:
+        for _ in range(2):
+            with pytest.raises(ModelEmptyAnswer):
+                await reply_text(client, is_streaming=is_streaming)
+        assert breaker.state(MODEL) == "open"
+        with pytest.raises(ModelCircuitOpen):
+            await reply_text(client, is_streaming=is_streaming)
+
     assert len(fake_openrouter.requests) == 2
 
 

@@ -19,6 +19,7 @@ from core.chat import ChatService, TurnSettings
 from core.errors import (
     ChatbridgeError,
     ModelCircuitOpen,
+    ModelEmptyAnswer,
     ModelError,
     ModelRateLimited,
     ModelRejected,
@@ -163,6 +164,7 @@ STORMS = {
     "error chunk": Storm(
         lambda fake: fake.error_chunk(after_deltas=1, times=STORM), ModelStreamBroken
     ),
+    "empty answer": Storm(lambda fake: fake.empty_answer(times=STORM), ModelEmptyAnswer),
 }
 
 
@@ -234,18 +236,32 @@ async def test_requests_dropped_on_connect_open_the_breaker_after_the_failed_con
     client = guarded_client(f"http://127.0.0.1:{port}/api/v1", breaker)
     chat = ChatService(store, client, turn_settings)
     try:
-        first = await outcome_of(chat, "one")
-        second = await outcome_of(chat, "two")
-        third = await outcome_of(chat, "three")
+        # Connected, then dropped: the request may have gone out, so each turn tries once.
+        failed = [await outcome_of(chat, f"turn {n}") for n in range(FAILURES)]
+        refused = await outcome_of(chat, "one more")
     finally:
         await client.aclose()
         server.close()
         await server.wait_closed()
 
-    assert type(first) is ModelUnavailable
-    assert isinstance(second, ModelCircuitOpen)
-    assert isinstance(third, ModelCircuitOpen)
+    assert all(type(ending) is ModelUnavailable for ending in failed)
+    assert isinstance(refused, ModelCircuitOpen)
     assert connections == FAILURES
+
+
+@pytest.mark.parametrize("is_reset", [False, True], ids=["closed", "reset"])
+async def test_a_connection_lost_after_the_request_was_sent_fails_the_turn_keeping_the_question(
+    guarded_chat: ChatService, fake_openrouter: FakeOpenRouter, is_reset: bool
+):
+    fake_openrouter.drop_after_request(is_reset=is_reset)
+
+    ending = await outcome_of(guarded_chat, "are you there?")
+
+    assert type(ending) is ModelUnavailable
+    assert len(fake_openrouter.requests) == 1  # not asked again: it may be answering (and billing)
+    assert await history(guarded_chat) == [("user", "are you there?")]
+    assert await retry_turn(guarded_chat) == "echo: are you there?"
+    assert len(fake_openrouter.requests) == 2
 
 
 async def test_rejections_of_the_requests_content_never_open_the_breaker(
@@ -313,6 +329,7 @@ FAULTS: dict[str, Callable[[FakeOpenRouter, ModelBreaker], object]] = {
     "cut stream": lambda fake, _: fake.cut_stream(after_deltas=2),
     "stall after text": lambda fake, _: fake.stall(after_deltas=2, seconds=5),
     "error chunk after text": lambda fake, _: fake.error_chunk(after_deltas=2),
+    "empty answer": lambda fake, _: fake.empty_answer(),
     "breaker open": open_the_breaker,
 }
 
@@ -404,7 +421,7 @@ async def test_fifty_concurrent_turns_on_a_failing_model_are_bounded_answered_an
 ):
     guarded_chat = patient_guarded_chat
     users = [f"discord:{n}" for n in range(CONCURRENT_USERS)]
-    fake_openrouter.server_error(500, times=STORM)
+    fake_openrouter.server_error(502, times=STORM)
 
     async def everyone(text: str, who: list[str]) -> list[str | ChatbridgeError]:
         turns = (outcome_of(guarded_chat, text, user) for user in who)
@@ -492,7 +509,7 @@ async def test_with_a_real_clock_the_breaker_closes_after_its_cooldown(
     breaker = ModelBreaker(failures=1, cooldown=0.2)
     client = guarded_client(fake_openrouter.base_url, breaker)
     chat = ChatService(store, client, turn_settings)
-    fake_openrouter.server_error(500)
+    fake_openrouter.server_error(502)
     try:
         assert isinstance(await outcome_of(chat, "fails"), ModelCircuitOpen)
         assert len(fake_openrouter.requests) == 1

@@ -146,7 +146,7 @@ class ModelFault:
 
 
 MODEL_FAULTS = {
-    "500 storm": ModelFault(lambda fake: fake.server_error(500, times=3), "model_unavailable"),
+    "502 storm": ModelFault(lambda fake: fake.server_error(502, times=3), "model_unavailable"),
     "timeout": ModelFault(lambda fake: fake.slow_first_token(READ_TIMEOUT * 4), "model_timeout"),
     "cut stream": ModelFault(
         lambda fake: fake.cut_stream(after_deltas=2), "model_stream_broken", sends_text_first=True

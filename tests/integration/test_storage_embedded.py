@@ -31,6 +31,13 @@ from core.storage.embedded import (
 FALLBACK_CONF = 'appendonly yes\nappendfsync everysec\nsave ""\n'
 POLL_ATTEMPTS = 200
 POLL_INTERVAL = 0.05
+# A load slower than the start timeout on any machine: Redis's own test knob `key-load-delay`
+# sleeps 100 µs after each key it loads, so 20,000 keys (one SET each in the AOF) take 2 s at
+# the very least (about 4 s here), twice SHORT_STARTUP_TIMEOUT. As through any large load,
+# Redis answers only in pauses between every 1,024 commands of the AOF (0.2 s apart here).
+SLOW_LOAD_KEYS = 20_000
+SLOW_LOAD_DIRECTIVE = "key-load-delay 100\n"
+SHORT_STARTUP_TIMEOUT = 1.0
 
 
 @pytest.fixture
@@ -52,6 +59,14 @@ def redis_conf(tmp_path: Path) -> Path:
         return project_redis_conf()
     path = tmp_path / "redis.conf"
     path.write_text(FALLBACK_CONF)
+    return path
+
+
+@pytest.fixture
+def slow_loading_conf(redis_conf: Path, tmp_path: Path) -> Path:
+    """redis.conf, with every key of a load taking at least 100 µs."""
+    path = tmp_path / "slow-loading.conf"
+    path.write_text(redis_conf.read_text() + SLOW_LOAD_DIRECTIVE)
     return path
 
 
@@ -91,6 +106,15 @@ async def wait_for_event(logs: Sequence[Mapping[str, Any]], event: str) -> None:
             return
         await asyncio.sleep(POLL_INTERVAL)
     pytest.fail(f"{event} was not logged after {POLL_ATTEMPTS} polls")
+
+
+async def write_keys(client: Redis, count: int) -> None:
+    """`count` keys, one SET each: one command each in the AOF."""
+    for start in range(0, count, 5_000):
+        async with client.pipeline(transaction=False) as pipe:
+            for number in range(start, min(count, start + 5_000)):
+                pipe.set(f"key:{number}", number)
+            await pipe.execute()
 
 
 def is_running(pid: int) -> bool:
@@ -206,6 +230,49 @@ async def test_a_redis_server_killed_with_sigkill_is_restarted_by_the_supervisor
         assert exited["log_level"] == "error"
         assert exited["exit_code"] == -signal.SIGKILL
         assert exited["pid"] == killed_pid
+
+
+async def test_a_start_on_an_aof_slower_to_load_than_the_timeout_waits_and_has_every_key(
+    data_dir: Path, slow_loading_conf: Path
+) -> None:
+    async with (
+        EmbeddedRedis(data_dir=data_dir, config_file=slow_loading_conf) as embedded,
+        connected(embedded.url) as client,
+    ):
+        await write_keys(client, SLOW_LOAD_KEYS)
+    restarted = EmbeddedRedis(
+        data_dir=data_dir, config_file=slow_loading_conf, startup_timeout=SHORT_STARTUP_TIMEOUT
+    )
+
+    with capture_logs() as logs:
+        async with restarted, connected(restarted.url) as client:
+            assert await client.dbsize() == SLOW_LOAD_KEYS
+
+    progress = [entry for entry in logs if entry["event"] == "redis.embedded_loading"]
+    assert progress, "the load's progress was not logged"
+    assert progress[0]["log_level"] == "info"
+    assert 0 <= progress[0]["loaded_perc"] < 100
+    assert progress[0]["total_bytes"] > 0
+
+
+async def test_a_server_killed_with_a_slow_loading_aof_is_restarted_and_loads_every_key(
+    data_dir: Path, slow_loading_conf: Path
+) -> None:
+    async with (
+        EmbeddedRedis(
+            data_dir=data_dir, config_file=slow_loading_conf, startup_timeout=SHORT_STARTUP_TIMEOUT
+        ) as embedded,
+        connected(embedded.url) as client,
+    ):
+        await write_keys(client, SLOW_LOAD_KEYS)
+        killed_pid = await server_pid(client)
+        with capture_logs() as logs:
+            os.kill(killed_pid, signal.SIGKILL)
+            await wait_for_event(logs, "redis.embedded_restarted")
+
+        assert await client.dbsize() == SLOW_LOAD_KEYS
+        assert not [entry for entry in logs if entry["event"] == "redis.embedded_restart_failed"]
+        assert any(entry["event"] == "redis.embedded_loading" for entry in logs)
 
 
 async def test_a_restart_that_fails_is_retried_until_the_server_starts_again(

@@ -94,10 +94,11 @@ async def pending(redis: RedisClient, url: str) -> int:
     return int((await redis.xpending(EVENTS_STREAM_KEY, group_name(url)))["pending"])
 
 
-async def wait_settled(redis: RedisClient, url: str) -> None:
-    """Until the receiver's group holds nothing pending (the last XACK follows the 2xx)."""
+async def wait_settled(redis: RedisClient, url: str, *, left_pending: int = 0) -> None:
+    """Until the receiver's group holds only `left_pending` entries (the last XACK follows the
+    2xx)."""
     for _ in range(200):
-        if await pending(redis, url) == 0:
+        if await pending(redis, url) == left_pending:
             return
         await asyncio.sleep(0.05)
-    pytest.fail("entries still pending after 10 s")
+    pytest.fail(f"pending entries not down to {left_pending} after 10 s")

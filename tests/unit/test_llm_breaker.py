@@ -7,6 +7,7 @@ import pytest
 from core.errors import (
     ConfigError,
     ModelCircuitOpen,
+    ModelEmptyAnswer,
     ModelRateLimited,
     ModelRejected,
     ModelStreamBroken,
@@ -162,8 +163,14 @@ def test_a_refusal_of_one_requests_content_counts_neither_way(breaker: ModelBrea
 
 @pytest.mark.parametrize(
     "error",
-    [ModelUnavailable(), ModelTimeout(), ModelRateLimited(retry_after=60), ModelStreamBroken()],
-    ids=["unavailable", "timeout", "rate_limited", "stream_broken"],
+    [
+        ModelUnavailable(),
+        ModelTimeout(),
+        ModelRateLimited(retry_after=60),
+        ModelStreamBroken(),
+        ModelEmptyAnswer(),
+    ],
+    ids=["unavailable", "timeout", "rate_limited", "stream_broken", "empty_answer"],
 )
 def test_provider_faults_count_as_failures(breaker: ModelBreaker, error: ModelUnavailable):
     assert is_provider_fault(error)

@@ -1,5 +1,5 @@
 -- Reads one user's state for a backup (chatbridge backup); changes nothing.
--- KEYS[1] user:{tag}:<uid>
+-- KEYS[1] user:state:{tag}:<uid>
 -- ARGV[1] tag  [2] uid
 -- Returns {} when it is gone, else {active sid or '', model or '', expires at (ms since the
 --      epoch, '' = never)}

@@ -1,7 +1,7 @@
 -- Creates a session, enforcing MAX_SESSIONS_PER_USER atomically. Keyed by the new session's id:
 -- run again with it (a retry after a lost reply) it answers what it answered, evicting and
 -- creating nothing more; a refusal changed nothing, so its repeat may simply decide again.
--- KEYS[1] user:{tag}:<uid>:sessions
+-- KEYS[1] user:sessions:{tag}:<uid>
 -- ARGV[1] tag  [2] uid  [3] new sid  [4] title  [5] model ('' = the user's /model choice, else [6])
 -- ARGV[6] default model  [7] ttl seconds  [8] max sessions  [9] policy: 'reject' | 'evict_oldest'
 -- ARGV[10] turns per window  [11] window ms  [12] daily token budget: for a session made for a

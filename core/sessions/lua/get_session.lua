@@ -1,6 +1,6 @@
 -- Reads one session (the user's active one when no sid is given) and refreshes its expiry;
 -- a repeat reads the same.
--- KEYS[1] session:{tag}:<sid>, or user:{tag}:<uid>:sessions when [2] is ''
+-- KEYS[1] session:{tag}:<sid>, or user:sessions:{tag}:<uid> when [2] is ''
 -- ARGV[1] tag  [2] sid ('' = the active session of [3])  [3] expected owner ('' = any)  [4] ttl
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count} or {'NOT_FOUND'}
 local sid, uid = ARGV[2], ARGV[3]

@@ -7,8 +7,11 @@ local function session_key(sid, suffix)
   return 'session:{' .. TAG .. '}:' .. sid .. (suffix or '')
 end
 
-local function user_key(uid, suffix)
-  return 'user:{' .. TAG .. '}:' .. uid .. (suffix or '')
+-- A user's key: its kind (':sessions', ':turns', ':tokens:<day>'; none: ':state', the state
+-- hash), then the tag, then the user id, last and whole. The kinds are core/sessions/keys.py's,
+-- and none holds a '{': no user id, whatever it holds, turns one user's key into another's.
+local function user_key(uid, kind)
+  return 'user' .. (kind or ':state') .. ':{' .. TAG .. '}:' .. uid
 end
 
 -- Server time, so that every replica stamps with one clock.
