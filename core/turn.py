@@ -185,7 +185,8 @@ class Turn:
         self, events: AsyncIterator[StreamEvent], parts: list[str]
     ) -> StreamEvent:
         """The model's next event; ModelStreamBroken if its stream ends without the final one,
-        the turn's ending once `_end_early()` was called (TurnInterrupted, TurnLockLost)."""
+        the turn's ending once `_end_early()` was called (TurnInterrupted, TurnLockLost,
+        TurnTimeout)."""
         if self._ending is not None:
             raise self._ending("".join(parts))
         # How asyncio.timeout() ends a wait, without its cost on every delta: _end_early()

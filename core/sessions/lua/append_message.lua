@@ -28,7 +28,12 @@ end
 if is_fenced then return keep_reply(call, {'LOCK_LOST'}) end
 
 local uid = owner_of(sid, ARGV[3])
-if not uid then return keep_reply(call, {'NOT_FOUND'}) end
+if not uid then
+  -- Kept for a turn's answer, whose lock was released and tokens counted; a plain 'not found'
+  -- changed nothing, so its repeat may decide again.
+  if token == '' then return {'NOT_FOUND'} end
+  return keep_reply(call, {'NOT_FOUND'})
+end
 
 local messages = session_key(sid, ':messages')
 local replace_after = tonumber(ARGV[13])
