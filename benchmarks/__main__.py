@@ -263,7 +263,8 @@ LangChain's `RedisChatMessageHistory` (langchain-community) does per turn what i
 `RunnableWithMessageHistory` does: read the history, then add the question and the answer (5
 round trips, run in the default thread pool; a new conversation every 20 turns, so it never reads
 more than our 40-message context). Memory is measured on a Redis of its own, as `used_memory`
-deltas for the same conversations in each layout; the original layout is the first design's (a
+deltas for the same conversations in each layout (ours once the minute-long records a repeated
+call would find are gone); the original layout is the first design's (a
 hash per message plus a list of ids). Messages are runs of consecutive words from the Python
 documentation that ships with CPython (`pydoc_data`): questions of 5-60 words, answers of
 30-250, about 570 bytes on average. The Telegram rows run the real front in webhook mode

@@ -82,7 +82,9 @@ async def open_services(
             store,
             model,
             TurnSettings(
-                system_prompt=settings.system_prompt, default_model=settings.default_model
+                system_prompt=settings.system_prompt,
+                default_model=settings.default_model,
+                turn_timeout_seconds=settings.turn_timeout,
             ),
             metrics,
         )

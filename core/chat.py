@@ -77,6 +77,7 @@ class TurnSettings:
     lock_wait_seconds: float = 60.0
     context_messages: int = 40
     context_characters: int = 24_000
+    turn_timeout_seconds: float = 300.0  # TURN_TIMEOUT
 
 
 class ChatService(Generic[TurnStoreT_co]):

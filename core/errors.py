@@ -18,6 +18,7 @@ password or a raw upstream body.
     ├── SessionLimitReached          MAX_SESSIONS_PER_USER with SESSION_LIMIT_POLICY=reject
     ├── NothingToRetry               /retry with no user message in the session
     ├── SessionBusy                  another turn held the session's lock for too long
+    ├── TurnLockLost                 the turn lost its session to another writer: answer not stored
     ├── QuotaExceeded                a per-user allowance is used up (retry_after whole seconds)
     │   ├── RateLimited              RATE_LIMIT_MESSAGES turns in the last RATE_LIMIT_WINDOW seconds
     │   └── DailyBudgetExhausted     DAILY_TOKEN_BUDGET tokens spent today (UTC)
@@ -33,6 +34,7 @@ password or a raw upstream body.
         ├── ModelUnavailable         5xx or connection failures after our retries
         │   └── ModelCircuitOpen     the model failed repeatedly: not asked for retry_after seconds
         ├── ModelTimeout             no answer in time
+        │   └── TurnTimeout          the answer went on past TURN_TIMEOUT (keep-alives included)
         ├── ModelStreamBroken        the stream ended early or carried an error chunk
         └── ModelEmptyAnswer         the answer ended with no text (whitespace only counts as none)
 """
@@ -124,6 +126,22 @@ class NothingToRetry(ChatbridgeError):
 class SessionBusy(ChatbridgeError):
     code = "session_busy"
     default_text = "This session is still answering a previous message."
+
+
+class TurnLockLost(ChatbridgeError):
+    """The turn no longer holds its session (its lock lapsed and another turn took the session,
+    or wrote to it): its answer is not stored, so turns never interleave; /retry answers again.
+
+    `partial_text` is what the user was shown of the answer that was not stored."""
+
+    code = "turn_lock_lost"
+    default_text = (
+        "The session was taken over before the answer was stored; the answer was not saved."
+    )
+
+    def __init__(self, *, partial_text: str = "") -> None:
+        super().__init__()
+        self.partial_text = partial_text
 
 
 class QuotaExceeded(ChatbridgeError):
@@ -236,6 +254,21 @@ class ModelCircuitOpen(ModelUnavailable):
 class ModelTimeout(ModelError):
     code = "model_timeout"
     default_text = "The model took too long to answer."
+
+
+class TurnTimeout(ModelTimeout):
+    """The whole answer took longer than TURN_TIMEOUT (`seconds`), however busy the stream
+    looked: ended like a cut stream, its question kept, `partial_text` not stored."""
+
+    code = "turn_timeout"
+    default_text = (
+        "The answer took longer than {seconds:g} s and was stopped; the question is kept."
+    )
+
+    def __init__(self, *, seconds: float, partial_text: str = "") -> None:
+        super().__init__(None, seconds=seconds)
+        self.seconds = seconds
+        self.partial_text = partial_text
 
 
 class ModelStreamBroken(ModelError):

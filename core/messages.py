@@ -13,6 +13,7 @@ from core.errors import (
     ModelRateLimited,
     QuotaExceeded,
     RateLimited,
+    TurnTimeout,
 )
 
 ENGLISH = "en"
@@ -106,6 +107,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Delete one with /delete to start another.",
         "nothing_to_retry": "There is no message of yours to answer again here.",
         "session_busy": "I'm still answering your previous message. Try again in a moment.",
+        "turn_lock_lost": "This answer was not saved: the conversation moved on without it "
+        "(another message took over while I was answering). Use /retry to answer again.",
         "quota_exceeded": "You've reached a usage limit. Try again in {wait}.",
         "rate_limited": "You're sending messages too fast: at most {limit} messages in {window}. "
         "Try again in {wait}.",
@@ -128,6 +131,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_circuit_open": "The AI model keeps failing, so I'm letting it rest for a moment. "
         "Your message is saved: try /retry in {wait}.",
         "model_timeout": "The AI model took too long to answer. Try /retry.",
+        "turn_timeout": "The answer took longer than {limit}, so I stopped it; it was not saved. "
+        "Your message is kept: use /retry to ask again.",
         "model_stream_broken": "The answer was cut off. Use /retry to ask again.",
         "model_empty_answer": "The AI model sent an empty answer. "
         "Your message is saved: try /retry.",
@@ -184,6 +189,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Apague uma com /delete para começar outra.",
         "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
         "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
+        "turn_lock_lost": "Esta resposta não foi salva: a conversa seguiu sem ela "
+        "(outra mensagem assumiu enquanto eu respondia). Use /retry para responder de novo.",
         "quota_exceeded": "Você atingiu um limite de uso. Tente de novo em {wait}.",
         "rate_limited": "Você está mandando mensagens rápido demais: no máximo {limit} mensagens "
         "em {window}. Tente de novo em {wait}.",
@@ -206,6 +213,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_circuit_open": "O modelo de IA continua falhando, então vou deixá-lo descansar "
         "um pouco. Sua mensagem está guardada: tente /retry em {wait}.",
         "model_timeout": "O modelo de IA demorou demais para responder. Tente /retry.",
+        "turn_timeout": "A resposta passou de {limit}, então eu a interrompi; ela não foi salva. "
+        "Sua mensagem está guardada: use /retry para perguntar de novo.",
         "model_stream_broken": "A resposta foi interrompida. Use /retry para perguntar de novo.",
         "model_empty_answer": "O modelo de IA enviou uma resposta vazia. "
         "Sua mensagem está guardada: tente /retry.",
@@ -247,6 +256,8 @@ def describe(error: ChatbridgeError, locale: str) -> str:
         params["wait"] = duration(locale, error.retry_after)
     if isinstance(error, RateLimited):
         params["window"] = duration(locale, error.window_seconds, is_exact=True)
+    if isinstance(error, TurnTimeout):
+        params["limit"] = duration(locale, error.seconds, is_exact=True)
     catalogue = _TEXTS[normalize_locale(locale)]
     template = catalogue.get(error.code, catalogue["unexpected"])
     return template.format(**params)

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     default_model: str = "openai/gpt-4o-mini"
     fallback_models: Annotated[tuple[str, ...], NoDecode] = ()
     system_prompt: str = "You are a helpful assistant. Answer concisely."
+    # Seconds a turn may take from the start of the model call to the answer's last byte,
+    # OpenRouter's keep-alive comments included: past it the turn ends like a cut stream.
+    turn_timeout: float = Field(default=300.0, gt=0, le=86_400)
     # The model's circuit breaker (core/llm/breaker.py), per process and per requested model:
     # this many failed requests in a row (0: never) stop requests to it for the cooldown.
     model_breaker_failures: int = Field(default=5, ge=0, le=1000)

@@ -3,8 +3,10 @@
 A turn costs two Redis round trips (begin and finish) around the model call, holds the
 session's lock in between so turns of one session never interleave, and leaves the session
 as it was — with the user's message kept for /retry — when the model fails, its stream is
-cut (the partial text is never stored), its circuit breaker refuses the call, or the service
-stops before the answer is complete (`ChatService.stop_turns`).
+cut (the partial text is never stored), its circuit breaker refuses the call, the answer goes
+on past TURN_TIMEOUT (TurnTimeout), the service stops before the answer is complete
+(`ChatService.stop_turns`), or the turn loses its session to another writer (TurnLockLost: its
+lock lapsed, and the answer is fenced out).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import structlog
 
@@ -28,6 +30,8 @@ from core.errors import (
     ServiceStopping,
     SessionBusy,
     TurnInterrupted,
+    TurnLockLost,
+    TurnTimeout,
 )
 from core.events.publisher import EventType, turn_completed, turn_failed
 from core.llm.wire import ChatMessage, CompletionDone, StreamEvent
@@ -39,6 +43,11 @@ if TYPE_CHECKING:
     from core.chat import ChatService, TurnStore
 
 log = structlog.get_logger(__name__)
+
+# How a turn is ended before its answer is complete, given the text streamed so far.
+Ending: TypeAlias = Callable[[str], ChatbridgeError]
+# Errors that say nothing about the model: ended by us, or refused before anything was sent.
+NOT_THE_MODELS_FAULT = (ModelCircuitOpen, TurnInterrupted, TurnLockLost)
 
 
 class Turn:
@@ -65,7 +74,7 @@ class Turn:
         self._lock_keeper: asyncio.Task[None] | None = None
         self._stream: AsyncGenerator[str, None] | None = None
         self._reading_task: asyncio.Task[object] | None = None  # while waiting for the model
-        self._is_interrupted = False
+        self._ending: Ending | None = None  # set to end the turn at its next read
         self._has_cancelled_read = False
         self.reply: Message | None = None
         self.session_after: Session | None = None  # the session once the reply is stored
@@ -122,7 +131,13 @@ class Turn:
 
     def interrupt(self) -> None:
         """End the turn at its next read from the model (at once if it is waiting for one)."""
-        self._is_interrupted = True
+        self._end_early(lambda shown: TurnInterrupted(partial_text=shown))
+
+    def _end_early(self, ending: Ending) -> None:
+        """End the turn with `ending` at its next read from the model, at once if it is waiting
+        for one; the first ending wins."""
+        if self._ending is None:
+            self._ending = ending
         if self._reading_task is not None and not self._has_cancelled_read:
             self._has_cancelled_read = True
             self._reading_task.cancel()
@@ -137,10 +152,16 @@ class Turn:
         call = self._service.metrics.model_call(self.model)
         parts: list[str] = []
         events = aiter(self._service.model.stream(self._context(), model=self.model))
+        # TURN_TIMEOUT bounds the whole answer: keep-alive comments reset the client's read
+        # timeout and the keeper would hold the lock for as long as they come.
+        deadline = asyncio.get_running_loop().call_later(
+            self._service.settings.turn_timeout_seconds, self._end_early, self._timed_out
+        )
         try:
             while True:
                 event = await self._next_event(events, parts)
                 if isinstance(event, CompletionDone):
+                    deadline.cancel()
                     call.answered(event.model, event.usage)
                     await self._store_reply("".join(parts), event)
                     await self._report(None)
@@ -150,30 +171,35 @@ class Turn:
                 parts.append(event.text)
                 yield event.text
         except ChatbridgeError as error:
-            # Refused unsent, or stopped by us: nothing to say about the model.
-            if not isinstance(error, ModelCircuitOpen | TurnInterrupted):
+            if not isinstance(error, NOT_THE_MODELS_FAULT):
                 call.failed()  # a no-op when the model answered and storing its answer failed
             await self._report(error)
             raise
+        finally:
+            deadline.cancel()
+
+    def _timed_out(self, shown: str) -> TurnTimeout:
+        return TurnTimeout(seconds=self._service.settings.turn_timeout_seconds, partial_text=shown)
 
     async def _next_event(
         self, events: AsyncIterator[StreamEvent], parts: list[str]
     ) -> StreamEvent:
         """The model's next event; ModelStreamBroken if its stream ends without the final one,
-        TurnInterrupted once `interrupt()` is called."""
-        if self._is_interrupted:
-            raise TurnInterrupted(partial_text="".join(parts))
-        # How asyncio.timeout() ends a wait, without its cost on every delta: interrupt()
-        # cancels this read only, and the cancellation becomes TurnInterrupted here.
+        the turn's ending once `_end_early()` was called (TurnInterrupted, TurnLockLost,
+        TurnTimeout)."""
+        if self._ending is not None:
+            raise self._ending("".join(parts))
+        # How asyncio.timeout() ends a wait, without its cost on every delta: _end_early()
+        # cancels this read only, and the cancellation becomes the ending here.
         self._reading_task = asyncio.current_task()
         try:
             return await anext(events)
         except StopAsyncIteration:
             raise ModelStreamBroken(partial_text="".join(parts)) from None
         except asyncio.CancelledError:
-            if not self._has_cancelled_read or self._uncancel() > 0:
+            if not self._has_cancelled_read or self._uncancel() > 0 or self._ending is None:
                 raise  # cancelled by someone else too: theirs to handle
-            raise TurnInterrupted(partial_text="".join(parts)) from None
+            raise self._ending("".join(parts)) from None
         finally:
             self._reading_task = None
 
@@ -235,6 +261,9 @@ class Turn:
         settings = self._service.settings
         deadline = time.monotonic() + settings.lock_wait_seconds
         delay = 0.05
+        # One token for the whole turn, every attempt included: it names the turn, so a
+        # repeated first round trip (a retry after a lost reply) answers the turn it began.
+        token = secrets.token_hex(12)
         while True:
             if self._service.is_stopping:
                 raise ServiceStopping()
@@ -243,7 +272,7 @@ class Turn:
                     self._user_id,
                     self._text,
                     session_id=self._session_id,
-                    lock_token=secrets.token_hex(12),
+                    lock_token=token,
                     lock_ttl_ms=settings.lock_ttl_ms,
                     context_size=settings.context_messages,
                     default_model=settings.default_model,
@@ -255,14 +284,20 @@ class Turn:
                 delay = min(delay * 2, 0.5)
 
     async def _keep_lock(self) -> None:
-        """Extend the lock while a long answer streams, so it only expires if we died."""
+        """Extend the lock while a long answer streams, so it only expires if we died; once the
+        turn no longer holds its session, end it at once: its answer could not be stored."""
         ttl_ms = self._service.settings.lock_ttl_ms
         while True:
             await asyncio.sleep(ttl_ms / 3000)
-            with contextlib.suppress(ChatbridgeError):
-                await self._service.store.extend_lock(
+            try:
+                holds = await self._service.store.extend_lock(
                     self.session.id, self._started.lock_token, ttl_ms
                 )
+            except ChatbridgeError:
+                continue  # Redis out of reach: the lock lasts ttl_ms, try again before
+            if not holds and self.reply is None:
+                self._end_early(lambda shown: TurnLockLost(partial_text=shown))
+                return
 
     def _context(self) -> list[ChatMessage]:
         """System prompt plus the newest messages that fit the character budget."""
@@ -278,9 +313,12 @@ class Turn:
         return [ChatMessage(role="system", content=system), *kept] if system else kept
 
     async def _store_reply(self, text: str, done: CompletionDone) -> None:
-        self.reply, self.session_after = await self._service.store.finish_turn(
-            self._started, text, model=done.model, usage=done.usage, is_retry=self.is_retry
-        )
+        try:
+            self.reply, self.session_after = await self._service.store.finish_turn(
+                self._started, text, model=done.model, usage=done.usage, is_retry=self.is_retry
+            )
+        except TurnLockLost:
+            raise TurnLockLost(partial_text=text) from None
 
 
 def _ending_code(ending: BaseException | None) -> str:

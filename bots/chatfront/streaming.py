@@ -16,7 +16,13 @@ import structlog
 
 from core.commands import TurnReply
 from core.conversation import Message
-from core.errors import ChatbridgeError, ModelStreamBroken
+from core.errors import (
+    ChatbridgeError,
+    ModelStreamBroken,
+    TurnInterrupted,
+    TurnLockLost,
+    TurnTimeout,
+)
 from core.messages import describe, text
 
 log = structlog.get_logger(__name__)
@@ -94,8 +100,9 @@ async def stream_turn(
 ) -> None:
     """Stream the turn's answer into `stream`; `say` tells what `stream` has nowhere to show.
 
-    A cut-off answer stays shown, marked incomplete; an error is added under what was shown,
-    or said on its own; an empty answer is said to be empty.
+    A cut-off answer stays shown, marked incomplete; an error is added under what was shown
+    (or streamed, for a turn ended mid-answer), or said on its own; an empty answer is said to
+    be empty.
     """
     try:
         async with reply.turn as turn:
@@ -108,7 +115,7 @@ async def stream_turn(
     except ChatbridgeError as error:
         if is_failure_logged:
             log.warning("turn.failed", code=error.code, reason=str(error))
-        if stream.has_shown_anything:
+        if stream.has_shown_anything or _ended_mid_answer(error):
             await stream.fail(describe(error, locale))
         else:
             await say(describe(error, locale))
@@ -116,3 +123,11 @@ async def stream_turn(
     await stream.finish(footer_line=footer(turn.reply))
     if not stream.has_shown_anything:
         await say(text(locale, "empty_answer"))
+
+
+def _ended_mid_answer(error: ChatbridgeError) -> bool:
+    """Whether the turn was ended after text arrived: that text stays, even when the front had
+    not shown it yet (a quick answer waits for its first preview), with the reason under it."""
+    if isinstance(error, TurnInterrupted | TurnLockLost | TurnTimeout):
+        return bool(error.partial_text)
+    return False

@@ -45,7 +45,7 @@ ERROR_TEXT = {
     401: "Missing, malformed or expired token",
     403: "A user's token acting for another user",
     404: "No such session (or another user's)",
-    409: "Session limit reached, session busy, or nothing to retry",
+    409: "Session limit reached, session busy, nothing to retry, or the turn lost its session",
     413: "Request body over 64 KiB",
     422: "Body or query of the wrong shape, or a message too long or empty",
     429: "The user's rate limit (RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW) or daily token "
@@ -53,7 +53,7 @@ ERROR_TEXT = {
     502: "The model failed or its answer was cut off",
     503: "Redis or the model is unavailable (Retry-After when the model's circuit breaker is "
     "open), or the service is shutting down",
-    504: "The model took too long",
+    504: "The model took too long, or its answer went on past TURN_TIMEOUT",
 }
 SESSION_ERRORS = (401, 404, 503)
 BODY_ERRORS = (400, 401, 413, 422, 503)

@@ -7,6 +7,7 @@ counted): connection trouble is StoreUnavailable, a write refused at maxmemory i
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import traceback
 from collections.abc import Awaitable
 from functools import cache
@@ -74,6 +75,12 @@ def script_source(name: str) -> str:
     """A script with the shared helpers of lib.lua in front of it."""
     folder = resources.files("core.sessions") / "lua"
     return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+
+
+@cache
+def script_sha(name: str) -> str:
+    """The SHA1 name Redis gives a script (what EVALSHA names it by), as redis-py computes it."""
+    return hashlib.sha1(script_source(name).encode()).hexdigest()  # noqa: S324  (Redis's own naming)
 
 
 class LuaScripts:

@@ -8,6 +8,7 @@ core.sessions.limits.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +21,7 @@ from core.errors import (
     SessionBusy,
     SessionLimitReached,
     SessionNotFound,
+    TurnLockLost,
 )
 from core.events.publisher import (
     NO_EVENTS,
@@ -185,7 +187,7 @@ class SessionStore:
         """Delete a session; returns the owner's new active session id, if any remains."""
         reply = await self._run(
             "delete_session", session_key(session_id), tag_of_session(session_id), session_id,
-            owner or "",
+            owner or "", new_call_id(),
         )  # fmt: skip
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()
@@ -225,18 +227,22 @@ class SessionStore:
         message, _ = await self._append(
             session_id, role, content, owner=owner, model=model, usage=usage,
             lock_token=lock_token, replaces_after_seq=replaces_after_seq,
+            call_id=lock_token or new_call_id(),
         )  # fmt: skip
         return message
 
     async def finish_turn(
         self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
     ) -> tuple[Message, Session]:
-        """The turn's second round trip: store the answer, count its tokens, release the lock."""
+        """The turn's second round trip: store the answer, count its tokens, release the lock.
+
+        TurnLockLost (nothing stored, the tokens still counted) when the turn no longer holds
+        its session: its lock lapsed and another turn took it, or wrote to the session."""
         charged = start.session.user_id if self.limits.daily_token_budget > 0 else ""
         message, count = await self._append(
             start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
             lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
-            charged_user=charged,
+            charged_user=charged, call_id=start.lock_token,
         )  # fmt: skip
         session = replace(start.session, updated_at=message.timestamp, message_count=count)
         return message, session
@@ -252,6 +258,7 @@ class SessionStore:
         usage: Usage | None,
         lock_token: str,
         replaces_after_seq: int,
+        call_id: str,
         charged_user: str = "",
     ) -> tuple[Message, int]:
         reply = await self._run(
@@ -269,10 +276,13 @@ class SessionStore:
             lock_token,
             replaces_after_seq,
             charged_user,
+            call_id,
             active_session=session_id,
         )
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()
+        if reply[0] == "LOCK_LOST":
+            raise TurnLockLost()
         seq, timestamp_ms, count = int(reply[1]), int(reply[2]), int(reply[3])
         message = Message(
             id=message_id(session_id, seq),
@@ -324,6 +334,7 @@ class SessionStore:
         With no session id, the user's active session is used, or created when they have none.
         Raises SessionBusy when another turn holds the lock, and RateLimited or
         DailyBudgetExhausted (nothing stored) when the session's owner may not start a turn now.
+        `lock_token` names the turn: called again with it, this answers the turn it began.
         """
         if content is not None:
             self.check_content(content)
@@ -357,6 +368,8 @@ class SessionStore:
         return await self._lock(session_id, lock_token, 0)
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
+        """Keep the turn's lock `ttl_ms` more (taking back a lapsed one nobody wrote after);
+        False once the turn no longer holds its session."""
         return await self._lock(session_id, lock_token, ttl_ms)
 
     def check_content(self, content: str) -> None:
@@ -365,8 +378,9 @@ class SessionStore:
 
     async def _lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
         reply = await self._run(
-            "lock", session_key(session_id, ":lock"), tag_of_session(session_id), lock_token, ttl_ms
-        )
+            "lock", session_key(session_id, ":lock"), tag_of_session(session_id), lock_token,
+            ttl_ms, session_id,
+        )  # fmt: skip
         return bool(reply)
 
     async def _update(self, session_id: str, owner: str | None, field: str, value: str) -> Session:
@@ -375,6 +389,12 @@ class SessionStore:
             owner or "", self.limits.ttl_seconds, field, value,
         )  # fmt: skip
         return _session_or_not_found(reply)
+
+
+def new_call_id() -> str:
+    """The id of one logical call: redis-py's retries repeat it, a new action gets another
+    (the scripts keep what a call did under it: docs/data-model.md, "Repeated calls")."""
+    return secrets.token_hex(12)
 
 
 def _turn_anchor(user_id: str | None, session_id: str | None) -> tuple[str, str]:
@@ -398,6 +418,8 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
         raise SessionBusy()
     if status == "NOTHING_TO_RETRY":
         raise NothingToRetry()
+    if status == "LOCK_LOST":
+        raise TurnLockLost()
     session = session_from(reply[1:8])
     context = context_from(reply[9])
     return TurnStart(

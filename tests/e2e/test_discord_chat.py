@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
-from core.errors import ModelRateLimited, ModelUnavailable
+from core.errors import ModelRateLimited, ModelUnavailable, TurnTimeout
 from core.messages import ENGLISH, describe, help_text, text
 from tests.e2e.conftest import Service
 from tests.e2e.discord_support import CHANNEL, FOOTER_MARK, GUILD, Person, StartBot, answer_text
@@ -507,6 +508,46 @@ async def test_a_cut_stream_shows_the_partial_text_and_the_incomplete_notice(
 
     assert answer.content == "aaaa bbbb \n\n" + notice  # the first two of four deltas
     assert len(bot_messages(alice)) == 1
+
+
+async def test_an_answer_past_turn_timeout_stays_shown_and_says_it_was_stopped(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot(TURN_TIMEOUT="1")
+    fake_openrouter.reply_text = "aaaa bbbb cccc dddd"
+    fake_openrouter.keep_alive_forever(after_deltas=2)
+    notice = describe(TurnTimeout(seconds=1), ENGLISH)
+
+    alice.posts("talk")
+    answer = await first_reply(alice, lambda shown: shown.endswith(notice))
+
+    assert answer.content == "aaaa bbbb \n\n⚠️ " + notice
+    assert "/retry" in notice
+
+
+async def test_an_answer_whose_session_was_taken_over_stays_shown_and_says_it_was_not_saved(
+    start_bot: StartBot,
+    alice: Person,
+    fake_openrouter: FakeOpenRouter,
+    redis_client: aioredis.Redis,
+) -> None:
+    await start_bot()
+    fake_openrouter.reply_text = "aaaa bbbb cccc dddd"
+    gate = asyncio.Event()
+    fake_openrouter.pause(gate, after_deltas=2)
+    notice = text(ENGLISH, "turn_lock_lost")
+
+    alice.posts("talk")
+    await until(alice, lambda: fake_openrouter.requests, what="the model asked")
+    [lock] = [key async for key in redis_client.scan_iter(match="session:*:lock")]
+    await redis_client.set(lock, "a-turn-of-another-replica", px=30_000)  # the lock lapsed
+    gate.set()
+    answer = await first_reply(alice, lambda shown: shown.endswith(notice))
+
+    assert answer.content == "aaaa bbbb cccc dddd\n\n⚠️ " + notice
+    assert "/retry" in notice
+    [messages] = [key async for key in redis_client.scan_iter(match="session:*:messages")]
+    assert await redis_client.llen(messages) == 1  # the question only
 
 
 @pytest.mark.parametrize(

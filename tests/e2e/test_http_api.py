@@ -23,6 +23,7 @@ from aiohttp.web_exceptions import NotAppKeyWarning
 from jwt.warnings import InsecureKeyLengthWarning
 from structlog.testing import capture_logs
 
+from core.sessions.keys import session_key
 from tests.e2e.http_app import (
     JSON_HEADERS,
     POLL_INTERVAL,
@@ -44,6 +45,7 @@ from tests.e2e.http_app import (
 )
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.redis_process import RedisProcess
+from tests.waiting import until
 
 USAGE_FIELDS = {"promptTokens", "completionTokens", "totalTokens", "cost"}
 UNKNOWN_SESSION = "0123456789abcdef0123456789abcdef"
@@ -429,6 +431,72 @@ async def test_a_cut_stream_ends_with_an_error_event_and_stores_no_answer(
     assert_nothing_leaks(response.text)
     stored = await all_messages(api.client, session["id"])
     assert [(m["role"], m["content"]) for m in stored["messages"]] == [("user", "A long question")]
+
+
+async def test_a_streamed_answer_whose_session_was_taken_over_ends_with_an_error_event(
+    api: RunningApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    session = await create_session(api.client)
+    gate = asyncio.Event()
+    fake_openrouter.pause(gate, after_deltas=2)
+    posted = asyncio.create_task(
+        api.client.post(
+            "/api/chat/session",
+            json={"sessionId": session["id"], "message": "A long question", "stream": True},
+        )
+    )
+    await until(lambda: fake_openrouter.requests, what="the model asked")
+    lock = session_key(session["id"], ":lock")
+    await api.services.redis.set(lock, "a-turn-of-another-replica", px=30_000)  # lapsed
+    gate.set()
+    response = await posted
+
+    events = sse_events(response)
+    assert [name for name, _ in events][-1] == "error"
+    assert "".join(data["text"] for name, data in events if name == "delta") == (
+        "echo: A long question"
+    )
+    assert events[-1][1]["error"]["code"] == "turn_lock_lost"
+    stored = await all_messages(api.client, session["id"])
+    assert [(m["role"], m["content"]) for m in stored["messages"]] == [("user", "A long question")]
+    await api.services.redis.delete(lock)
+    plain = await api.client.post(
+        "/api/chat/session", json={"sessionId": session["id"], "message": "again"}
+    )
+    assert plain.status_code == 200, plain.text
+
+
+async def test_an_answer_past_turn_timeout_ends_with_a_turn_timeout_event_keeping_the_question(
+    serve_api: ServeApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    api = await serve_api(turn_timeout=0.5)
+    session = await create_session(api.client)
+    fake_openrouter.keep_alive_forever(after_deltas=1)
+
+    response = await api.client.post(
+        "/api/chat/session",
+        json={"sessionId": session["id"], "message": "A long question", "stream": True},
+    )
+
+    assert response.status_code == 200, response.text
+    events = sse_events(response)
+    assert [name for name, _ in events] == ["delta", "error"]
+    assert events[-1][1]["error"]["code"] == "turn_timeout"
+    assert_nothing_leaks(response.text)
+    fake_openrouter.keep_alive_forever(after_deltas=1)
+    plain = await api.client.post(
+        "/api/chat/session", json={"sessionId": session["id"], "message": "Another"}
+    )
+    assert_error(plain, 504, "turn_timeout")
+    stored = await all_messages(api.client, session["id"])
+    assert [(m["role"], m["content"]) for m in stored["messages"]] == [
+        ("user", "A long question"),
+        ("user", "Another"),
+    ]  # each question kept for a retry, nothing of the answers, no lock left
+    answered = await api.client.post(
+        "/api/chat/session", json={"sessionId": session["id"], "message": "Quick"}
+    )
+    assert answered.json()["reply"]["content"] == "echo: Quick"
 
 
 async def test_an_empty_answer_is_a_502_model_empty_answer_and_an_error_event_storing_nothing(

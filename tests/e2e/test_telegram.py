@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
-from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, help_text, text
+from core.errors import TurnTimeout
+from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, describe, help_text, text
 from tests.e2e.conftest import Service
 from tests.fakes import telegram_server
 from tests.fakes.openrouter_server import FakeOpenRouter
@@ -759,6 +761,45 @@ async def test_a_cut_stream_shows_the_partial_text_and_the_retry_notice(
     answer = await alice.asks_model("talk", partial + "\n\n" + text(ENGLISH, "reply_incomplete"))
 
     assert "/retry" in answer.visible_text
+    assert len(alice.bot_messages()) == 1
+
+
+async def test_an_answer_whose_session_was_taken_over_stays_shown_and_says_it_was_not_saved(
+    start_bot: StartBot,
+    alice: Person,
+    fake_openrouter: FakeOpenRouter,
+    redis_client: aioredis.Redis,
+) -> None:
+    await start_bot()
+    fake_openrouter.reply_text = "aaaa bbbb cccc dddd"
+    gate = asyncio.Event()
+    fake_openrouter.pause(gate, after_deltas=2)
+    before = len(alice.bot_messages())
+    alice.says("talk")
+    await alice.fake.wait_for(lambda: fake_openrouter.requests, what="the model asked")
+    [lock] = [key async for key in redis_client.scan_iter(match="session:*:lock")]
+    await redis_client.set(lock, "a-turn-of-another-replica", px=30_000)  # the lock lapsed
+    gate.set()
+
+    answer = await alice.next_message(before, what="the answer")
+    notice = text(ENGLISH, "turn_lock_lost")
+    await alice.shows(answer, "aaaa bbbb cccc dddd\n\n⚠️ " + notice)
+    assert "/retry" in notice
+    [messages] = [key async for key in redis_client.scan_iter(match="session:*:messages")]
+    assert await redis_client.llen(messages) == 1  # the question only
+
+
+async def test_an_answer_past_turn_timeout_stays_shown_and_says_it_was_stopped(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot(TURN_TIMEOUT="1")
+    fake_openrouter.reply_text = "aaaa bbbb cccc dddd"
+    fake_openrouter.keep_alive_forever(after_deltas=2)
+    notice = describe(TurnTimeout(seconds=1), ENGLISH)
+
+    await alice.asks_model("talk", "aaaa bbbb \n\n⚠️ " + notice)
+
+    assert "/retry" in notice
     assert len(alice.bot_messages()) == 1
 
 

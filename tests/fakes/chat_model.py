@@ -9,10 +9,11 @@ It keeps the contract of the real client (core.llm.openrouter.OpenRouterClient.s
 - an error before any text is raised as scripted; once text went out, every failure is a
   ModelStreamBroken carrying that text, as the client's stream reader makes it.
 
-Two scripts go past that contract on purpose, to see what a turn does: `cut_off` ends without
-CompletionDone, and `held` waits at a `Gate` until the test opens it (a stall, or a model still
-answering when the service stops). With the script used up, the model echoes the last user
-message, as the fake OpenRouter server does:
+Three scripts go past that contract on purpose, to see what a turn does: `cut_off` ends without
+CompletionDone, `held` waits at a `Gate` until the test opens it (a stall, or a model still
+answering when the service stops), and `endless` never ends (keep-alive comments forever).
+With the script used up, the model echoes the last user message, as the fake OpenRouter
+server does:
 
     model = ScriptedModel(answer("Hel", "lo", usage=Usage(5, 2)), failure(ModelUnavailable()))
 """
@@ -89,6 +90,12 @@ def cut_off(*deltas: str) -> Answer:
 def held(gate: Gate, *deltas: str, usage: Usage | None = None) -> Answer:
     """The deltas, then a wait at `gate`; once it opens, the answer completes."""
     return Answer(deltas, gate=gate, usage=usage)
+
+
+def endless(*deltas: str) -> Answer:
+    """The deltas, then nothing more and never an end: how a stream kept alive by OpenRouter's
+    processing comments looks to a turn (the client reads the comments and yields nothing)."""
+    return Answer(deltas, gate=Gate())
 
 
 def echo_of(messages: Sequence[ChatMessage]) -> Answer:

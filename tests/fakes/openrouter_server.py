@@ -14,6 +14,7 @@ deltas. Faults are queued and consumed one per request, in order, so a test can 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import socket
@@ -149,6 +150,20 @@ class FakeOpenRouter:
         """Wait until `gate` is set before sending the response headers, then answer."""
         return self._queue(_Fault("hold", gate=gate), times)
 
+    def pause(self, gate: asyncio.Event, *, after_deltas: int, times: int = 1) -> FakeOpenRouter:
+        """Stream that many deltas, then send only processing comments (every half second, as
+        OpenRouter keeps a slow stream alive) until `gate` is set, then the rest."""
+        fault = _Fault("pause", seconds=0.5, after_deltas=after_deltas, gate=gate)
+        return self._queue(fault, times)
+
+    def keep_alive_forever(
+        self, *, after_deltas: int, every: float = 0.05, times: int = 1
+    ) -> FakeOpenRouter:
+        """Stream that many deltas, then only processing comments, every `every` seconds, for
+        as long as the client listens: a stream that never ends and never times out."""
+        fault = _Fault("pause", seconds=every, after_deltas=after_deltas, gate=asyncio.Event())
+        return self._queue(fault, times)
+
     def clear_faults(self) -> FakeOpenRouter:
         """Forget the faults not consumed yet: the service has recovered."""
         self._faults.clear()
@@ -185,7 +200,7 @@ class FakeOpenRouter:
             return _error_response(fault.status, f"Fake failure {fault.status}")
         if fault.kind == "slow":
             await asyncio.sleep(fault.seconds)
-        if fault.gate is not None:
+        if fault.kind == "hold" and fault.gate is not None:
             await fault.gate.wait()
         model = _answering_model(body, is_primary_down=fault.kind == "primary_fails")
         if model is None:
@@ -232,6 +247,8 @@ class FakeOpenRouter:
         for index in range(len(pieces) + 1):
             if fault.kind == "stall" and index == fault.after_deltas:
                 await asyncio.sleep(fault.seconds)
+            if fault.kind == "pause" and index == fault.after_deltas:
+                await _keep_alive_until(response, fault)
             if fault.kind == "cut_stream" and index == fault.after_deltas:
                 _drop_connection(request)
                 return response
@@ -370,6 +387,15 @@ def _sse(chunk: dict[str, Any]) -> bytes:
 def _split(text: str, parts: int) -> list[str]:
     size = max(1, math.ceil(len(text) / max(1, parts)))
     return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+async def _keep_alive_until(response: web.StreamResponse, fault: _Fault) -> None:
+    """Processing comments every `fault.seconds` until `fault.gate` is set."""
+    assert fault.gate is not None
+    while not fault.gate.is_set():
+        await response.write(PROCESSING_COMMENT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(fault.gate.wait(), fault.seconds)
 
 
 def _drop_connection(request: web.Request, *, is_reset: bool = False) -> None:

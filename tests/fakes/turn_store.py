@@ -12,10 +12,19 @@ lua/append_message.lua):
   the newest `context_size` messages oldest first, and the lock token.
 - A /retry (content None) stores nothing: its context ends at the newest user message, and it
   is NothingToRetry, with nothing created and the lock let go, when there is none.
-- `finish_turn` releases the turn's lock (even when the session is gone: SessionNotFound then),
+- A turn holds its session while its token holds the lock, or while nobody holds the lock
+  and nothing was stored since the turn began (lua/lib.lua, holds_turn); a test takes a lock
+  away with `locks`, as an expiry or another replica would.
+- `finish_turn` stores only for a turn that holds its session (else TurnLockLost, nothing
+  stored), releases the turn's lock (even when the session is gone: SessionNotFound then),
   drops on /retry the answers after the user's message, and stores the answer with its model
   and usage.
-- `extend_lock` and `release_lock` act only for the token holding the lock.
+- `extend_lock` keeps the lock of a turn that holds its session (taking a lapsed one back),
+  False otherwise; `release_lock` releases only the token holding the lock.
+- The lock token names the turn (lua/lib.lua, "Repeated calls"): `begin_turn` called again
+  with a token it began answers that same turn, storing nothing more (TurnLockLost if the
+  turn no longer holds its session), `finish_turn` called again answers what it answered, and
+  so does `release_lock`.
 
 Left to tests/integration, on the real store: expiry (a lock here lasts until it is released),
 the rate limit, the token budget and the session limit. The few reads the commands make are
@@ -30,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from core.conversation import Message, MessagePage, Role, Session, Usage, datetime_from_ms
-from core.errors import NothingToRetry, SessionBusy, SessionNotFound
+from core.errors import NothingToRetry, SessionBusy, SessionNotFound, TurnLockLost
 from core.events.publisher import NO_EVENTS, EventPublisher, EventType, session_created
 from core.observability.metrics import Metrics
 from core.sessions.codec import message_id
@@ -58,6 +67,22 @@ class _StoredSession:
         )  # fmt: skip
 
 
+@dataclass(slots=True)
+class _TurnRecord:
+    """What the store keeps of a turn under its lock token: how it began (and the session's
+    last seq then), and its stored reply once it has one."""
+
+    start: TurnStart
+    seq_at_begin: int
+    outcome: tuple[Message, Session] | None = None
+    is_fenced: bool = False  # its finish_turn found it no longer held its session
+    released: bool | None = None  # what its release_lock answered, once called
+
+    @property
+    def has_ended(self) -> bool:
+        return self.outcome is not None or self.is_fenced or self.released is not None
+
+
 class InMemoryTurnStore:
     """Sessions, messages and turn locks of one test, in memory."""
 
@@ -74,6 +99,8 @@ class InMemoryTurnStore:
         self.locks: dict[str, str] = {}  # session id: the token of the turn holding its lock
         self.busy_refusals = 0  # turns refused with SessionBusy
         self.lock_extensions = 0
+        self.begin_tokens: list[str] = []  # the lock token of every begin_turn call, in order
+        self._turns: dict[str, _TurnRecord] = {}  # by lock token
         self._sessions: dict[str, _StoredSession] = {}
         self._active: dict[str, str] = {}  # user id: their active session's id
         self._user_models: dict[str, str] = {}  # user id: their /model choice
@@ -97,6 +124,9 @@ class InMemoryTurnStore:
             raise ValueError("a turn needs a user, a session, or both")
         if content is not None:
             self.check_content(content)
+        self.begin_tokens.append(lock_token)
+        if (begun := self._turns.get(lock_token)) is not None:
+            return self._begun_again(begun)
         stored, is_created = self._session_of_turn(user_id, session_id, content, default_model)
         if stored.id in self.locks:
             self.busy_refusals += 1
@@ -113,6 +143,7 @@ class InMemoryTurnStore:
         start = TurnStart(
             stored.value(), user_seq, tuple((m.role, m.content) for m in context), lock_token
         )
+        self._turns[lock_token] = _TurnRecord(start, stored.last_seq)
         if is_created:
             await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
         return start
@@ -120,7 +151,14 @@ class InMemoryTurnStore:
     async def finish_turn(
         self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
     ) -> tuple[Message, Session]:
-        await self.release_lock(start.session.id, start.lock_token)
+        record = self._turns.get(start.lock_token)
+        if record is not None and record.outcome is not None:
+            return record.outcome  # a repeat: the reply it stored
+        if record is not None and (record.is_fenced or not self._holds(record)):
+            record.is_fenced = True
+            raise TurnLockLost()
+        if self.locks.get(start.session.id) == start.lock_token:
+            del self.locks[start.session.id]
         stored = self._owned(start.session.id, owner=None)
         while (
             is_retry and stored.messages and _is_answer_after(stored.messages[-1], start.user_seq)
@@ -132,19 +170,48 @@ class InMemoryTurnStore:
         session = replace(
             start.session, updated_at=message.timestamp, message_count=len(stored.messages)
         )
+        if record is not None:
+            record.outcome = (message, session)
         return message, session
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
-        if self.locks.get(session_id) != lock_token:
+        record = self._turns.get(lock_token)
+        is_held = self.locks.get(session_id) == lock_token
+        if not (is_held if record is None else self._holds(record)):
             return False
+        self.locks[session_id] = lock_token  # taken back if it had lapsed
         self.lock_extensions += 1
         return True
 
     async def release_lock(self, session_id: str, lock_token: str) -> bool:
-        if self.locks.get(session_id) != lock_token:
-            return False
-        del self.locks[session_id]
-        return True
+        record = self._turns.get(lock_token)
+        if record is not None and record.released is not None:
+            return record.released  # a repeat
+        is_held = self.locks.get(session_id) == lock_token
+        if is_held:
+            del self.locks[session_id]
+        if record is not None:
+            record.released = is_held
+        return is_held
+
+    def _holds(self, record: _TurnRecord) -> bool:
+        """Whether the turn still holds its session: its token holds the lock, or nobody does
+        and nothing was stored since it began (lua/lib.lua, holds_turn)."""
+        session_id = record.start.session.id
+        holder = self.locks.get(session_id)
+        if holder is not None:
+            return holder == record.start.lock_token
+        stored = self._sessions.get(session_id)
+        return (
+            not record.has_ended and stored is not None and (stored.last_seq == record.seq_at_begin)
+        )
+
+    def _begun_again(self, begun: _TurnRecord) -> TurnStart:
+        """A repeat of a turn's begin_turn: the turn it began, while it still holds its session."""
+        if not self._holds(begun):
+            raise TurnLockLost()
+        self.locks[begun.start.session.id] = begun.start.lock_token
+        return begun.start
 
     # What the commands read (core/commands.py), as SessionStore answers it.
 

@@ -74,6 +74,8 @@ USER_KEY_TYPES = {
 SESSION_KEY = re.compile(r"^session:\{(?P<tag>[0-9a-f]{4})\}:(?P<sid>[0-9a-f]{32})(?P<suffix>.*)$")
 SESSION_SUFFIX_TYPES = {"": "hash", ":messages": "list", ":lock": "string"}
 STATS_KEY = re.compile(r"^stats:\{chatbridge-stats\}:active-sessions:\d+$")
+# What a write call did, kept a minute for a repeat of it (a turn's record under its token).
+CALL_KEY = re.compile(r"^call:\{(?P<tag>[0-9a-f]{4})\}:[0-9a-f]{24,32}$")
 SESSION_FIELDS = {"userId", "title", "model", "createdAt", "updatedAt", "seq"}
 ROLE_CODES = {"u", "a", "s"}
 PLAIN_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -239,6 +241,8 @@ def expected_type(key: str) -> str | None:
     """The type docs/data-model.md gives a key of that name, under the right tag; else None."""
     if STATS_KEY.match(key):
         return "string"
+    if (found := CALL_KEY.match(key)) and found["tag"] in {user_tag(user) for user in EVERYONE}:
+        return "hash"
     if (found := SESSION_KEY.match(key)) and found["sid"].startswith(found["tag"]):
         return SESSION_SUFFIX_TYPES.get(found["suffix"])
     for pattern, kind in USER_KEY_TYPES.items():

@@ -26,6 +26,7 @@ from core.errors import (
     ModelStreamBroken,
     ModelTimeout,
     ModelUnavailable,
+    TurnTimeout,
 )
 from core.llm.breaker import PROBE_WAIT_SECONDS, ModelBreaker
 from core.llm.openrouter import OpenRouterClient, RetryPolicy
@@ -366,6 +367,31 @@ async def test_every_model_fault_keeps_the_message_for_retry_and_stores_no_parti
         ("user", "tell me the code words"),
         ("assistant", ANSWER),
     ]
+
+
+async def test_a_stream_kept_alive_past_turn_timeout_ends_keeping_the_question_and_freeing_it(
+    store: SessionStore,
+    fake_openrouter: FakeOpenRouter,
+    breaker: ModelBreaker,
+    redis_client: aioredis.Redis,
+):
+    """Processing comments every 50 ms keep the 0.2 s read timeout from ever firing: only
+    TURN_TIMEOUT (1 s here) ends the turn."""
+    fake_openrouter.reply_text = ANSWER
+    fake_openrouter.keep_alive_forever(after_deltas=2)
+    client = guarded_client(fake_openrouter.base_url, breaker)
+    chat = ChatService(store, client, TurnSettings("", MODEL, turn_timeout_seconds=1.0))
+    seen: list[str] = []
+
+    ending = await outcome_of(chat, "tell me the code words", seen=seen)
+
+    assert isinstance(ending, TurnTimeout)
+    assert ending.partial_text == "".join(seen) == "ALPHA BRAVO CH"
+    assert await history(chat) == [("user", "tell me the code words")]
+    assert "ALPHA" not in await everything_in_redis(redis_client)
+    assert [key async for key in redis_client.scan_iter(match="session:*:lock")] == []
+    assert await retry_turn(chat) == ANSWER
+    await client.aclose()
 
 
 # --- many turns at once ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 
 import pytest
 import redis.asyncio as aioredis
@@ -35,7 +36,7 @@ async def begin(store: SessionStore, user: str, text: str | None, session_id: st
         user,
         text,
         session_id=session_id,
-        lock_token="token-" + user,
+        lock_token=secrets.token_hex(12),  # a token names one turn
         lock_ttl_ms=30_000,
         context_size=50,
         default_model=MODEL,
@@ -189,8 +190,11 @@ async def test_every_key_has_a_ttl_and_activity_slides_it(redis_client: aioredis
     assert all([await redis_client.ttl(key) > 0 for key in every_key])
     turns_key = user_turns_key("cli:ana")
     assert turns_key in every_key
-    # The turn log expires with its own window (tests/integration/test_turn_limits.py).
-    keys = [key for key in every_key if not key.startswith("stats:") and key != turns_key]
+    # The turn log expires with its own window (tests/integration/test_turn_limits.py), the
+    # turn's record a minute after the turn (test_lost_replies.py).
+    keys = [
+        key for key in every_key if not key.startswith(("stats:", "call:")) and key != turns_key
+    ]
     assert len(keys) == 4  # session hash, its messages, the user's index and state
     for key in keys:
         await redis_client.expire(key, 5)
@@ -326,6 +330,15 @@ async def test_model_choice_applies_to_the_active_and_to_new_sessions(store: Ses
 
 async def test_user_state_keys_have_a_ttl(store: SessionStore, redis_client: aioredis.Redis):
     await store.set_user_model("cli:ana", "other/model")
+    assert 0 < await redis_client.ttl(user_state_key("cli:ana")) <= 3600
+
+
+async def test_deleting_the_active_session_leaves_the_users_state_with_an_expiry(
+    store: SessionStore, redis_client: aioredis.Redis
+):
+    kept = await store.create_session("cli:ana", default_model=MODEL)
+    doomed = await store.create_session("cli:ana", default_model=MODEL)
+    assert await store.delete_session(doomed.id, owner="cli:ana") == kept.id
     assert 0 < await redis_client.ttl(user_state_key("cli:ana")) <= 3600
 
 

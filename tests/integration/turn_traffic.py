@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from core.conversation import MessagePage
-from core.errors import SessionBusy, StoreUnavailable
+from core.errors import SessionBusy, StoreUnavailable, TurnLockLost
 from core.sessions.store import SessionStore
 
 MODEL = "test/model"
@@ -138,7 +138,9 @@ class TurnTraffic:
                     start, f"a{number}", model=MODEL, usage=None, is_retry=False
                 )
                 self.acks.append(Ack(session_id, number, time.monotonic()))
-            except (StoreUnavailable, SessionBusy) as error:
+            except (StoreUnavailable, SessionBusy, TurnLockLost) as error:
+                # TurnLockLost: a failover lost the lock (and the question with it), so the
+                # answer is fenced out rather than stored without its question.
                 cause = error.__cause__ or error
                 self.failures.append(Failure(session_id, time.monotonic(), type(cause).__name__))
                 await self._release(session_id, token)

@@ -28,6 +28,8 @@ from core.errors import (
     SessionBusy,
     SessionNotFound,
     TurnInterrupted,
+    TurnLockLost,
+    TurnTimeout,
 )
 from core.events.publisher import EventType
 from core.observability.metrics import Metrics
@@ -36,6 +38,7 @@ from tests.fakes.chat_model import (
     ScriptedModel,
     answer,
     cut_off,
+    endless,
     failure,
     held,
 )
@@ -312,6 +315,22 @@ async def test_a_busy_session_is_waited_for_then_the_turn_proceeds(
     ]
 
 
+async def test_a_turn_waiting_for_a_busy_session_asks_again_under_its_one_lock_token(
+    chat: ChatService[InMemoryTurnStore], store: InMemoryTurnStore
+):
+    session_id = await hold_the_session(store)
+    waiting = asyncio.create_task(run_turn(chat, "me next"))
+    await until(lambda: store.busy_refusals >= 2, what="the turn refused twice")
+    await store.release_lock(session_id, OTHER_REPLICA)
+    assert await waiting == "echo: me next"
+
+    # The token names the turn: a repeated first round trip (a retry after a lost reply)
+    # must find the turn it began, not start another.
+    attempts = store.begin_tokens[1:]  # after the holder's
+    assert len(attempts) >= 3
+    assert len(set(attempts)) == 1
+
+
 async def test_a_session_held_past_lock_wait_seconds_answers_busy_after_trying_again(
     chat: ChatService[InMemoryTurnStore], model: ScriptedModel, store: InMemoryTurnStore
 ):
@@ -348,6 +367,95 @@ async def test_turns_in_one_session_never_interleave(
     for question, reply in zip(stored[::2], stored[1::2], strict=True):
         assert question[0] == "user"
         assert reply == ("assistant", f"echo: {question[1]}")
+
+
+# --- a lost lock ------------------------------------------------------------------------------
+
+
+async def test_a_turn_whose_lock_another_turn_took_ends_at_once_and_stores_nothing(
+    chat: ChatService[InMemoryTurnStore],
+    model: ScriptedModel,
+    store: InMemoryTurnStore,
+    metrics: Metrics,
+):
+    gate = Gate()
+    model.then(held(gate, "half ", "an answer"))
+    seen: list[str] = []
+    quick_lock = with_settings(chat, lock_ttl_ms=30)  # extended every 10 ms
+    turn = asyncio.create_task(collect(quick_lock, "take your time", seen))
+    await gate.reached()
+    [session_id] = store.locks
+    store.locks[session_id] = OTHER_REPLICA  # its lock lapsed and another turn took it
+
+    with pytest.raises(TurnLockLost) as lost:
+        await turn  # while the model still holds its answer
+    assert lost.value.partial_text == "half an answer" == "".join(seen)
+    assert await history(store) == [("user", "take your time")]
+    assert store.locks == {session_id: OTHER_REPLICA}
+    assert model.open_streams == 0
+    assert turns_counted(metrics) == turns_counted(metrics, "turn_lock_lost") == 1
+    assert model_calls_timed(metrics) == 0  # not the model's failure
+
+
+async def test_an_answer_whose_session_another_turn_used_meanwhile_is_not_stored(
+    chat: ChatService[InMemoryTurnStore], model: ScriptedModel, store: InMemoryTurnStore
+):
+    gate = Gate()
+    model.then(held(gate, "first answer"))
+    first = asyncio.create_task(run_turn(chat, "first"))
+    await gate.reached()
+    store.locks.clear()  # lapsed
+    assert await run_turn(chat, "second") == "echo: second"
+    gate.open()
+
+    with pytest.raises(TurnLockLost) as lost:
+        await first
+    assert lost.value.partial_text == "first answer"
+    assert await history(store) == [
+        ("user", "first"),
+        ("user", "second"),
+        ("assistant", "echo: second"),
+    ]
+    assert store.locks == {}
+
+
+async def test_a_lapsed_lock_nobody_took_is_taken_back_and_the_answer_stored(
+    chat: ChatService[InMemoryTurnStore], model: ScriptedModel, store: InMemoryTurnStore
+):
+    gate = Gate()
+    model.then(held(gate, "kept"))
+    first = asyncio.create_task(run_turn(with_settings(chat, lock_ttl_ms=30), "first"))
+    await gate.reached()
+    [(session_id, token)] = store.locks.items()
+    store.locks.clear()  # lapsed, and nobody took the session
+    await until(lambda: store.locks == {session_id: token}, what="the lock taken back")
+    gate.open()
+
+    assert await first == "kept"
+    assert await history(store) == [("user", "first"), ("assistant", "kept")]
+    assert store.locks == {}
+
+
+# --- TURN_TIMEOUT -----------------------------------------------------------------------------
+
+
+async def test_an_answer_past_turn_timeout_ends_like_a_cut_stream_keeping_the_question(
+    chat: ChatService[InMemoryTurnStore],
+    model: ScriptedModel,
+    store: InMemoryTurnStore,
+    metrics: Metrics,
+):
+    model.then(endless("partial "))
+    seen: list[str] = []
+    with pytest.raises(TurnTimeout) as timed_out:
+        await collect(with_settings(chat, turn_timeout_seconds=0.05), "too long", seen)
+    assert timed_out.value.partial_text == "partial " == "".join(seen)
+    assert timed_out.value.seconds == 0.05
+    assert await history(store) == [("user", "too long")]
+    assert store.locks == {}
+    assert model.open_streams == 0
+    assert turns_counted(metrics) == turns_counted(metrics, "turn_timeout") == 1
+    assert await run_turn(chat, "next") == "echo: next"
 
 
 # --- stopping the service ---------------------------------------------------------------------

@@ -1,22 +1,39 @@
--- Stores one message; the second round trip of a chat turn also releases the turn's lock.
+-- Stores one message: a turn's answer (the turn's second round trip, which also releases its
+-- lock) or a message added through the HTTP API. A turn's answer is stored only while the turn
+-- still holds its session (holds_turn in lib.lua): else it would land after another turn's
+-- messages, so it is fenced out ('LOCK_LOST'). Keyed by a call id (for a turn's answer, the
+-- turn's lock token): run again with it (a retry after a lost reply) it answers what it did,
+-- storing and charging nothing more.
 -- KEYS[1] session:{tag}:<sid>
 -- ARGV[1] tag  [2] sid  [3] expected owner ('' = any)  [4] role: 'u' | 'a' | 's'  [5] content
 -- ARGV[6] model ('' = none)  [7] prompt tokens ('' = no usage)  [8] completion tokens
 -- ARGV[9] cost ('' = unknown)  [10] ttl seconds  [11] max messages
--- ARGV[12] lock token to release ('' = none)  [13] replace the assistant replies after this seq (0 = none)
+-- ARGV[12] the turn's lock token ('' = not a turn's answer)
+-- ARGV[13] replace the assistant replies after this seq (0 = none)
 -- ARGV[14] the user whose spending of today the usage's tokens add to ('' = nobody), counted
---          even when the session is gone by now: the model did the work (DAILY_TOKEN_BUDGET)
--- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'}
-local sid, role = ARGV[2], ARGV[4]
-local lock = session_key(sid, ':lock')
-if ARGV[12] ~= '' and redis.call('GET', lock) == ARGV[12] then redis.call('DEL', lock) end
+--          even when the session is gone by now or the answer fenced out: the model did the
+--          work (DAILY_TOKEN_BUDGET)
+-- ARGV[15] call id ('' = none: a repeat would store again)
+-- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'} or {'LOCK_LOST'}
+local sid, role, token, call = ARGV[2], ARGV[4], ARGV[12], ARGV[15] or ''
+local kept = kept_reply(call)
+if kept then return kept end
+local is_fenced = token ~= '' and not holds_turn(sid, token)
+-- Released first: a free needs no memory, and lets the writes after it through at maxmemory.
+if token ~= '' and not is_fenced then redis.call('DEL', session_key(sid, ':lock')) end
 local now = now_ms()
 if ARGV[14] ~= '' and ARGV[7] ~= '' then
   spend_tokens(ARGV[14], tonumber(ARGV[7]) + tonumber(ARGV[8]), now)
 end
+if is_fenced then return keep_reply(call, {'LOCK_LOST'}) end
 
 local uid = owner_of(sid, ARGV[3])
-if not uid then return {'NOT_FOUND'} end
+if not uid then
+  -- Kept for a turn's answer, whose lock was released and tokens counted; a plain 'not found'
+  -- changed nothing, so its repeat may decide again.
+  if token == '' then return {'NOT_FOUND'} end
+  return keep_reply(call, {'NOT_FOUND'})
+end
 
 local messages = session_key(sid, ':messages')
 local replace_after = tonumber(ARGV[13])
@@ -43,4 +60,4 @@ local seq = push_message(sid, entry, tonumber(ARGV[11]))
 redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)
 touch(sid, uid, tonumber(ARGV[10]))
-return {'OK', seq, now, redis.call('LLEN', messages), uid}
+return keep_reply(call, {'OK', seq, now, redis.call('LLEN', messages), uid})

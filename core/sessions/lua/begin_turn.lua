@@ -1,5 +1,7 @@
 -- First round trip of a chat turn: check the user's turn limits, find the session, take its
 -- lock, store the user's message, count the turn, return the session and the recent context.
+-- Keyed by the lock token: run again with the same token (the client retrying after a lost
+-- reply) it answers the turn it began and stores and counts nothing more.
 -- KEYS[1] user:{tag}:<uid>:sessions when the user is known, else session:{tag}:<sid>
 -- ARGV[1] tag  [2] uid ('' = whoever owns [3])  [3] sid ('' = the user's active session,
 --         created when the user has none)  [4] sid for that new session  [5] content ('' = /retry)
@@ -10,10 +12,35 @@
 --          the context entries as one JSON array}
 --      or {'NOT_FOUND'} | {'BUSY'} | {'NOTHING_TO_RETRY'}
 --      or {'RATE_LIMITED', ms until a turn fits} | {'BUDGET_EXHAUSTED', ms until the next UTC day}
-local uid, sid, content = ARGV[2], ARGV[3], ARGV[5]
+--      or {'LOCK_LOST'}: a repeat whose turn no longer holds the session (see holds_turn)
+local uid, sid, content, token = ARGV[2], ARGV[3], ARGV[5], ARGV[6]
 local ttl, max_messages, context_size = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local rate_limit, window_ms = tonumber(ARGV[13]) or 0, tonumber(ARGV[14]) or 0
 local budget = tonumber(ARGV[15]) or 0
+local lock_ttl_ms = tonumber(ARGV[7])
+
+-- The session, the user message's seq, and the context: the newest messages up to that one
+-- (on /retry the answers after it are left out). Built from what is stored, so that a repeat
+-- answers exactly what the first run did.
+local function turn_reply(turn_sid, user_seq)
+  local context = redis.call('LRANGE', session_key(turn_sid, ':messages'), -context_size, -1)
+  while #context > 0 and cjson.decode(context[#context])[1] > user_seq do
+    table.remove(context)
+  end
+  local f = session_fields(turn_sid)
+  -- One JSON document instead of one reply element per entry: a single decode on the way out.
+  return {'OK', turn_sid, f[1], f[2], f[3], f[4], f[5], f[6], user_seq,
+    '[' .. table.concat(context, ',') .. ']'}
+end
+
+-- Checked first, before the limits: the first run may have taken the window's last turn.
+local begun = redis.call('HMGET', call_key(token), 'sid', 'userSeq')
+if begun[1] then
+  if redis.call('EXISTS', session_key(begun[1])) == 0 then return {'NOT_FOUND'} end
+  if not keep_turn(begun[1], token, lock_ttl_ms) then return {'LOCK_LOST'} end
+  return turn_reply(begun[1], tonumber(begun[2]))
+end
+
 local now = now_ms()
 
 if sid ~= '' then
@@ -35,20 +62,18 @@ if sid == '' then
   end
 end
 
-if not redis.call('SET', session_key(sid, ':lock'), ARGV[6], 'NX', 'PX', ARGV[7]) then
+if not redis.call('SET', session_key(sid, ':lock'), token, 'NX', 'PX', lock_ttl_ms) then
   return {'BUSY'}
 end
 
-local messages = session_key(sid, ':messages')
-local context = redis.call('LRANGE', messages, -context_size, -1)
 local user_seq
 if content == '' then
   -- /retry: answer the newest user message again, with the context that preceded it.
-  for i = #context, 1, -1 do
-    local entry = cjson.decode(context[i])
+  local window = redis.call('LRANGE', session_key(sid, ':messages'), -context_size, -1)
+  for i = #window, 1, -1 do
+    local entry = cjson.decode(window[i])
     if entry[2] == 'u' then
       user_seq = entry[1]
-      for _ = i + 1, #context do table.remove(context) end
       break
     end
   end
@@ -58,20 +83,16 @@ if content == '' then
   end
 else
   user_seq = push_message(sid, {'u', now, content}, max_messages)
-  context[#context + 1] = redis.call('LINDEX', messages, -1)
-  if #context > context_size then table.remove(context, 1) end
   if redis.call('HGET', session_key(sid), 'title') == '' then
     local first_line = string.match(content, '^%s*([^\n]*)')
     redis.call('HSET', session_key(sid), 'title', utf8_prefix(first_line, tonumber(ARGV[12])))
   end
 end
 
-if rate_limit > 0 then count_turn(uid, ARGV[6], window_ms, now) end
+if rate_limit > 0 then count_turn(uid, token, window_ms, now) end
 redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)
 redis.call('HSET', user_key(uid), 'active', sid)
 touch(sid, uid, ttl)
-
-local f = session_fields(sid)
--- One JSON document instead of one reply element per entry: a single decode on the way out.
-return {'OK', sid, uid, f[2], f[3], f[4], f[5], f[6], user_seq, '[' .. table.concat(context, ',') .. ']'}
+record_turn(token, sid, user_seq, lock_ttl_ms)
+return turn_reply(sid, user_seq)

@@ -1,4 +1,6 @@
--- Creates a session, enforcing MAX_SESSIONS_PER_USER atomically.
+-- Creates a session, enforcing MAX_SESSIONS_PER_USER atomically. Keyed by the new session's id:
+-- run again with it (a retry after a lost reply) it answers what it answered, evicting and
+-- creating nothing more; a refusal changed nothing, so its repeat may simply decide again.
 -- KEYS[1] user:sessions:{tag}:<uid>
 -- ARGV[1] tag  [2] uid  [3] new sid  [4] title  [5] model ('' = the user's /model choice, else [6])
 -- ARGV[6] default model  [7] ttl seconds  [8] max sessions  [9] policy: 'reject' | 'evict_oldest'
@@ -8,6 +10,8 @@
 --      or {'RATE_LIMITED', ms} | {'BUDGET_EXHAUSTED', ms} (see begin_turn.lua)
 local uid, sid, title, ttl, max_sessions = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[7]), tonumber(ARGV[8])
 local model = ARGV[5]
+local kept = kept_reply(sid)
+if kept then return kept end
 local now = now_ms()
 local refusal = turn_refusal(uid, tonumber(ARGV[10]) or 0, tonumber(ARGV[11]) or 0,
   tonumber(ARGV[12]) or 0, now)
@@ -29,4 +33,4 @@ touch(sid, uid, ttl)
 local f = session_fields(sid)
 local reply = {'OK', sid, f[1], f[2], f[3], f[4], f[5], f[6]}
 for _, old in ipairs(evicted) do reply[#reply + 1] = old end
-return reply
+return keep_reply(sid, reply)

@@ -1,4 +1,5 @@
--- Reads one session (the user's active one when no sid is given) and refreshes its expiry.
+-- Reads one session (the user's active one when no sid is given) and refreshes its expiry;
+-- a repeat reads the same.
 -- KEYS[1] session:{tag}:<sid>, or user:sessions:{tag}:<uid> when [2] is ''
 -- ARGV[1] tag  [2] sid ('' = the active session of [3])  [3] expected owner ('' = any)  [4] ttl
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count} or {'NOT_FOUND'}

@@ -188,3 +188,72 @@ local function expire_at_least(key, at, now)
   if pttl == -2 then return end
   if pttl == -1 or now + pttl < at then redis.call('PEXPIREAT', key, at) end
 end
+
+-- Repeated calls (docs/data-model.md, "Repeated calls"). The client retries a command whose
+-- connection dropped, and when the drop came after Redis ran a script, the script runs again.
+-- So every script that would act twice is keyed by an id made once per logical call in Python
+-- (a turn's lock token, a new session's id, or a random call id) and keeps what it did under
+-- call:{tag}:<id>: a repeat finds it there and answers the same instead of acting again.
+-- Kept a minute: a store call and its retries end within 4 s (STORE_CALL_DEADLINE_SECONDS);
+-- the rest covers a Redis that sat on a retry before running it.
+local CALL_MEMORY_MS = 60000
+
+local function call_key(id)
+  return 'call:{' .. TAG .. '}:' .. id
+end
+
+-- The reply call `id` kept ('' = a call without an id: none), or false.
+local function kept_reply(id)
+  if id == '' then return false end
+  local kept = redis.call('HGET', call_key(id), 'reply')
+  return kept and cjson.decode(kept)
+end
+
+-- Keeps `reply` as call `id`'s and returns it. Its numbers become strings, in the reply given
+-- now too, so that the first answer and a repeat's read alike.
+local function keep_reply(id, reply)
+  for i, value in ipairs(reply) do
+    if type(value) == 'number' then reply[i] = string.format('%d', value) end
+  end
+  if id == '' then return reply end
+  local key = call_key(id)
+  redis.call('HSET', key, 'reply', cjson.encode(reply))
+  redis.call('PEXPIRE', key, CALL_MEMORY_MS)
+  return reply
+end
+
+-- A turn's record, under its lock token, while it runs: its session, its user message's seq,
+-- and the session's seq once the turn began. With it a repeat of begin_turn answers the turn
+-- it began, and a turn whose lock lapsed can tell whether anybody wrote since (holds_turn).
+-- It lives a minute longer than the lock, and is extended with it.
+local function record_turn(token, sid, user_seq, lock_ttl_ms)
+  local key = call_key(token)
+  redis.call('HSET', key, 'sid', sid, 'userSeq', user_seq,
+    'seq', redis.call('HGET', session_key(sid), 'seq'))
+  redis.call('PEXPIRE', key, lock_ttl_ms + CALL_MEMORY_MS)
+end
+
+-- Whether the turn of `token` may still write to session `sid`. It may while it holds the
+-- lock. It may too when the lock lapsed (Redis was out of reach for longer than the lock's
+-- ttl) and nothing was stored in the session since the turn began: no other turn can have
+-- come between, so its answer still lands in order, and the user keeps the answer they saw.
+-- Another token on the lock, a message stored or replaced since, or a turn that already ended
+-- (or left no record) fences it out: it stores nothing more.
+local function holds_turn(sid, token)
+  local holder = redis.call('GET', session_key(sid, ':lock'))
+  if holder then return holder == token end
+  local record = redis.call('HMGET', call_key(token), 'seq', 'reply', 'released')
+  if not record[1] or record[2] or record[3] then return false end
+  return redis.call('HGET', session_key(sid), 'seq') == record[1]
+end
+
+-- Keeps the turn of `token` on session `sid` for `ttl_ms` more, if it still holds it (see
+-- holds_turn): extends its lock, or takes a lapsed one back, and its record with it.
+-- PEXPIRE first: it needs no memory, so a turn keeps its lock at maxmemory.
+local function keep_turn(sid, token, ttl_ms)
+  if not holds_turn(sid, token) then return false end
+  local lock = session_key(sid, ':lock')
+  if redis.call('PEXPIRE', lock, ttl_ms) == 0 then redis.call('SET', lock, token, 'PX', ttl_ms) end
+  redis.call('PEXPIRE', call_key(token), ttl_ms + CALL_MEMORY_MS)
+  return true
+end

@@ -1,4 +1,5 @@
--- A user's sessions, most recent activity first, repairing index entries that point at nothing.
+-- A user's sessions, most recent activity first, repairing index entries that point at nothing;
+-- a repeat finds nothing more to repair and reads the same.
 -- KEYS[1] user:sessions:{tag}:<uid>
 -- ARGV[1] tag  [2] uid  [3] ttl
 -- Returns {active sid or '', then sid, title, model, createdAt, updatedAt, count for each}

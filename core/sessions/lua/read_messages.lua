@@ -1,4 +1,4 @@
--- A page of a session's messages, oldest first, with the total held.
+-- A page of a session's messages, oldest first, with the total held; a repeat reads the same.
 -- KEYS[1] session:{tag}:<sid>
 -- ARGV[1] tag  [2] sid  [3] expected owner ('' = any)  [4] offset  [5] limit  [6] ttl
 -- Returns {'OK', total, entry...} or {'NOT_FOUND'}

@@ -1,5 +1,6 @@
 -- Restores one session from a backup (chatbridge restore): all of it, or nothing.
--- Running it again with the same arguments changes nothing, so a restore can be repeated.
+-- Running it again with the same arguments changes nothing, so a restore can be repeated, and
+-- a retry after a lost reply answers 'RESTORED' again.
 -- KEYS[1] session:{tag}:<sid>
 -- ARGV[1] tag  [2] sid  [3] uid  [4] title  [5] model  [6] createdAt  [7] updatedAt (ms)
 -- ARGV[8] seq  [9] score in the owner's index (last activity, ms)

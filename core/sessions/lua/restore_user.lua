@@ -1,6 +1,7 @@
 -- Restores one user's state from a backup (chatbridge restore): the active session and the
 -- /model choice. What Redis holds already wins (choices made since the backup are kept), except
--- an active pointer to a session that no longer exists. Repeating it changes nothing.
+-- an active pointer to a session that no longer exists. Repeating it (a retry after a lost
+-- reply too) changes nothing.
 -- KEYS[1] user:state:{tag}:<uid>
 -- ARGV[1] tag  [2] uid  [3] active sid ('' = none)  [4] model ('' = none)
 -- ARGV[5] expires at (ms since the epoch; '' = [6] seconds from now)  [6] ttl seconds

@@ -1,4 +1,5 @@
--- /model: the user's choice for new sessions, applied to the active session too.
+-- /model: the user's choice for new sessions, applied to the active session too. A repeat (the
+-- client retrying after a lost reply) sets the same model again and answers the same.
 -- KEYS[1] user:sessions:{tag}:<uid>
 -- ARGV[1] tag  [2] uid  [3] model  [4] ttl
 -- Returns the active sid, or '' when the user has no session.

@@ -1,4 +1,5 @@
--- Makes one of the user's sessions the active one.
+-- Makes one of the user's sessions the active one. A repeat (the client retrying after a lost
+-- reply) sets the same session active again and answers the same: harmless as it is.
 -- KEYS[1] user:sessions:{tag}:<uid>
 -- ARGV[1] tag  [2] uid  [3] sid  [4] ttl
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count} or {'NOT_FOUND'}

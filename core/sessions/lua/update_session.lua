@@ -1,4 +1,5 @@
--- Renames a session or changes its model.
+-- Renames a session or changes its model. A repeat (the client retrying after a lost reply)
+-- sets the same value again and answers the same.
 -- KEYS[1] session:{tag}:<sid>
 -- ARGV[1] tag  [2] sid  [3] expected owner ('' = any)  [4] ttl  [5] 'title' | 'model'  [6] value
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count} or {'NOT_FOUND'}
