@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from core.conversation import Role
 from core.errors import (
     DailyBudgetExhausted,
     EmptyMessage,
@@ -26,6 +27,7 @@ class SessionLimits:
     max_sessions_per_user: int = 5
     max_messages_per_session: int = 100
     max_message_length: int = 4000
+    max_assistant_message_length: int = 32_000  # of a message added through the HTTP API
     policy: SessionLimitPolicy = SessionLimitPolicy.REJECT
     rate_limit_messages: int = 20  # turns per user per window; 0: no rate limit
     rate_limit_window_seconds: int = 60
@@ -38,6 +40,7 @@ class SessionLimits:
             max_sessions_per_user=settings.max_sessions_per_user,
             max_messages_per_session=settings.max_messages_per_session,
             max_message_length=settings.max_message_length,
+            max_assistant_message_length=settings.max_assistant_message_length,
             policy=settings.session_limit_policy,
             rate_limit_messages=settings.rate_limit_messages,
             rate_limit_window_seconds=settings.rate_limit_window,
@@ -46,10 +49,16 @@ class SessionLimits:
 
     def check_content(self, content: str) -> None:
         """Refuse empty user content, or content over MAX_MESSAGE_LENGTH characters."""
-        if not content.strip():
-            raise EmptyMessage()
-        if len(content) > self.max_message_length:
-            raise MessageTooLong(length=len(content), limit=self.max_message_length)
+        _check(content, self.max_message_length)
+
+    def check_added(self, role: Role, content: str) -> None:
+        """Refuse a message added through the HTTP API that is empty or over its role's limit:
+        MAX_ASSISTANT_MESSAGE_LENGTH for an assistant's (imported answers run longer than
+        questions), MAX_MESSAGE_LENGTH for a user's or a system note."""
+        limit = self.max_message_length
+        if role is Role.ASSISTANT:
+            limit = self.max_assistant_message_length
+        _check(content, limit)
 
     def turn_limit_args(self) -> tuple[int, int, int]:
         """What the scripts take to enforce the per-user turn limits: (limit, window ms, budget)."""
@@ -72,3 +81,10 @@ class SessionLimits:
                 window_seconds=self.rate_limit_window_seconds,
             )
         return DailyBudgetExhausted(retry_after=retry_after, budget=self.daily_token_budget)
+
+
+def _check(content: str, limit: int) -> None:
+    if not content.strip():
+        raise EmptyMessage()
+    if len(content) > limit:
+        raise MessageTooLong(length=len(content), limit=limit)

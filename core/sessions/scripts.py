@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "create_session",
     "begin_turn",
     "append_message",
+    "add_message",
     "get_session",
     "read_messages",
     "list_sessions",

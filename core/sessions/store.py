@@ -221,7 +221,9 @@ class SessionStore:
         lock_token: str = "",
         replaces_after_seq: int = 0,
     ) -> Message:
-        """Store one message; user-written content is held to MAX_MESSAGE_LENGTH."""
+        """Store one message as given, past any turn's lock and uncounted: for a turn's answer
+        (`lock_token`), and for tests and benchmarks that fill sessions. What a caller adds goes
+        through add_message instead. User-written content is held to MAX_MESSAGE_LENGTH."""
         if role is not Role.ASSISTANT:
             self.check_content(content)
         message, _ = await self._append(
@@ -230,6 +232,44 @@ class SessionStore:
             call_id=lock_token or new_call_id(),
         )  # fmt: skip
         return message
+
+    async def add_message(
+        self,
+        session_id: str,
+        role: Role,
+        content: str,
+        *,
+        owner: str | None = None,
+        model: str | None = None,
+    ) -> Message:
+        """Store a message the model did not answer (POST /api/sessions/{id}/messages).
+
+        Held to its role's length limit before anything is sent (EmptyMessage, MessageTooLong);
+        then, in one round trip, refused while a turn holds the session (SessionBusy) or when
+        the session's owner is at RATE_LIMIT_MESSAGES (RateLimited), else stored and counted
+        against that owner like a turn. Its call id makes a retried call store and count once.
+        """
+        self.limits.check_added(role, content)
+        rate_limit, window_ms, _ = self.limits.turn_limit_args()  # no tokens spent: no budget
+        reply = await self._run(
+            "add_message", session_key(session_id), tag_of_session(session_id), session_id,
+            owner or "", ROLE_CODES[role], content, model or "", self.limits.ttl_seconds,
+            self.limits.max_messages_per_session, rate_limit, window_ms, new_call_id(),
+            active_session=session_id,
+        )  # fmt: skip
+        if refusal := self.limits.refusal(reply):
+            raise refusal
+        if reply[0] == "NOT_FOUND":
+            raise SessionNotFound()
+        if reply[0] == "BUSY":
+            raise SessionBusy()
+        return Message(
+            id=message_id(session_id, int(reply[1])),
+            role=role,
+            content=content,
+            model=model,
+            timestamp=datetime_from_ms(int(reply[2])),
+        )
 
     async def finish_turn(
         self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool

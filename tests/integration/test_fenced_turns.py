@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.chat import ChatService, TurnSettings
+from core.conversation import Role
 from core.errors import ModelRejected, TurnLockLost
 from core.llm.openrouter import OpenRouterClient
 from core.sessions.keys import session_key
@@ -131,10 +132,12 @@ async def test_a_lapsed_lock_nobody_took_is_taken_back_by_the_keeper_and_the_ans
 
 
 # Nothing came between: storing keeps the order, and the user keeps the answer they saw. A turn
-# came and failed, leaving its question: the answer would land after it, so it is fenced out.
+# came and failed, leaving its question, or a message was added through the HTTP API (its door
+# refuses only while the lock is there): the answer would land after it, so it is fenced out.
 STORED_AFTER = {
     "nothing": [("user", "Q1"), ("assistant", "echo: Q1")],
     "a failed turn": [("user", "Q1"), ("user", "Q2")],
+    "a message added": [("user", "Q1"), ("system", "a note")],
 }
 
 
@@ -152,6 +155,10 @@ async def test_an_answer_finished_after_its_lock_lapsed_is_stored_only_if_nobody
         fake_openrouter.reject(400)
         with pytest.raises(ModelRejected):
             await talk(chat, "Q2")
+    if meanwhile == "a message added":
+        session = await store.active_session(USER)
+        assert session is not None
+        await store.add_message(session.id, Role.SYSTEM, "a note", owner=USER)
     gate.set()
 
     if meanwhile == "nothing":

@@ -258,14 +258,22 @@ async def test_a_session_deleted_whose_reply_is_lost_is_deleted_and_said_so_once
 
 
 async def test_a_message_added_whose_reply_is_lost_is_stored_once(
-    store: SessionStore, proxy: FaultProxy, redis_client: aioredis.Redis
+    proxied: RedisClient, proxy: FaultProxy, redis_client: aioredis.Redis
 ):
+    """Through the HTTP API's door (add_message.lua), taking the last turn of the rate window:
+    the repeat answers the stored message instead of refusing it as one past the limit."""
+    store = SessionStore(proxied, SessionLimits(rate_limit_messages=2))
+    runs_before = proxy.count(evalsha_of("add_message"))
     for user in (FAULTED, CONTROL):
         session = await store.create_session(user, default_model=MODEL)
+        await store.add_message(session.id, Role.USER, "a question", owner=user)
         if user == FAULTED:
-            proxy.drop_reply(evalsha_of("append_message"))
-        message = await store.append_message(session.id, Role.SYSTEM, "a note", owner=user)
-        assert message.id == f"{session.id}-1"
+            lost = proxy.drop_reply(evalsha_of("add_message"))
+        message = await store.add_message(session.id, Role.SYSTEM, "a note", owner=user)
+        assert message.id == f"{session.id}-2"
 
+    assert lost.has_fired
+    assert proxy.count(evalsha_of("add_message")) - runs_before == 5  # twice for FAULTED
     state = await same_for_both(redis_client, store)
-    assert state.conversations == [[("system", "a note")]]
+    assert state.conversations == [[("user", "a question"), ("system", "a note")]]
+    assert state.turns_counted == 2

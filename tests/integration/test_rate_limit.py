@@ -10,6 +10,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
+from core.conversation import Role
 from core.errors import NothingToRetry, RateLimited
 from core.sessions.keys import user_turns_key
 from core.settings import Settings
@@ -222,10 +223,49 @@ async def test_concurrent_turns_of_one_user_on_two_replicas_let_exactly_the_limi
     assert len(await turn_starts(redis_client, ANA)) == 5
 
 
+async def test_messages_added_through_the_api_count_as_turns_of_the_sessions_owner(
+    redis_client: aioredis.Redis,
+):
+    store = make_store(redis_client, rate_limit_messages=3, rate_limit_window_seconds=WINDOW)
+    session_id = (await store_turn(store, ANA, "a turn")).session.id
+    # By the owner, and by the service token (no owner given): both count for the owner.
+    await store.add_message(session_id, Role.USER, "added by ana", owner=ANA)
+    await store.add_message(session_id, Role.ASSISTANT, "imported")
+    before = await snapshot(redis_client, ANA, session_id)
+
+    with pytest.raises(RateLimited) as refused:
+        await store.add_message(session_id, Role.SYSTEM, "one too many")
+    with pytest.raises(RateLimited):
+        await begin(store, ANA, "a turn too many", session_id)
+
+    assert await snapshot(redis_client, ANA, session_id) == before  # nothing stored or counted
+    assert len(before["turns"]) == 3
+    assert 0 < refused.value.retry_after <= WINDOW
+    assert (refused.value.limit, refused.value.window_seconds) == (3, WINDOW)
+    await store_turn(store, BOB)  # the count is the owner's alone
+
+
+async def test_an_added_message_leaves_the_window_like_a_turn(redis_client: aioredis.Redis):
+    store = make_store(redis_client, rate_limit_messages=1, rate_limit_window_seconds=WINDOW)
+    session = await store.create_session(ANA, default_model=MODEL)
+    await store.add_message(session.id, Role.USER, "added")
+    with pytest.raises(RateLimited):
+        await store.add_message(session.id, Role.USER, "refused")
+
+    ((member, _),) = await turn_starts(redis_client, ANA)
+    await move_turn(redis_client, ANA, member, await redis_now_ms(redis_client) - WINDOW_MS - 1)
+    await store.add_message(session.id, Role.USER, "in the next window")
+
+    assert (await store.read_messages(session.id)).total == 2
+
+
 async def test_a_limit_of_zero_turns_the_rate_limit_off(redis_client: aioredis.Redis):
     store = make_store(redis_client, rate_limit_messages=0, max_messages_per_session=200)
     for number in range(30):
         await store_turn(store, ANA, f"question {number}")
+    session = await store.create_session(ANA, default_model=MODEL)
+    for number in range(30):
+        await store.add_message(session.id, Role.USER, f"added {number}")
     assert not await redis_client.exists(user_turns_key(ANA))
 
 

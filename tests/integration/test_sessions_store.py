@@ -22,6 +22,7 @@ from core.sessions.keys import session_key, user_index_key, user_state_key, user
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
 from core.settings import SessionLimitPolicy
+from tests.redis_process import free_port
 
 MODEL = "test/model"
 pytestmark = pytest.mark.all_redis_topologies
@@ -234,6 +235,46 @@ async def test_a_busy_session_stores_nothing(store: SessionStore):
     with pytest.raises(SessionBusy):
         await begin(store, "cli:ana", "two")
     assert (await store.read_messages(turn.session.id)).total == 1
+
+
+async def test_a_message_added_while_a_turn_holds_the_session_is_refused_and_lands_after_it(
+    store: SessionStore, redis_client: aioredis.Redis
+):
+    turn = await begin(store, "cli:ana", "question")
+    lock = session_key(turn.session.id, ":lock")
+    for role in Role:  # the HTTP API's door, whatever the role
+        with pytest.raises(SessionBusy):
+            await store.add_message(turn.session.id, role, "between", owner="cli:ana")
+    assert await redis_client.get(lock) == turn.lock_token  # neither taken nor released
+
+    await store.finish_turn(turn, "answer", model=MODEL, usage=None, is_retry=False)
+    added = await store.add_message(turn.session.id, Role.USER, "after", owner="cli:ana")
+
+    page = await store.read_messages(turn.session.id)
+    assert [(m.role, m.content) for m in page.messages] == [
+        (Role.USER, "question"), (Role.ASSISTANT, "answer"), (Role.USER, "after"),
+    ]  # fmt: skip
+    assert page.messages[-1] == added
+    assert not await redis_client.exists(lock)
+
+
+async def test_a_message_added_is_held_to_its_roles_length_limit_before_redis_is_asked(
+    redis_client: aioredis.Redis,
+):
+    store = make_store(redis_client, max_message_length=10, max_assistant_message_length=20)
+    session = await store.create_session("cli:ana", default_model=MODEL)
+    for role, limit in ((Role.USER, 10), (Role.SYSTEM, 10), (Role.ASSISTANT, 20)):
+        await store.add_message(session.id, role, "x" * limit)
+        with pytest.raises(MessageTooLong) as refused:
+            await store.add_message(session.id, role, "x" * (limit + 1))
+        assert refused.value.params == {"length": limit + 1, "limit": limit}
+        with pytest.raises(EmptyMessage):
+            await store.add_message(session.id, role, " \n")
+    assert (await store.read_messages(session.id)).total == 3
+    # Checked before any round trip: a store whose Redis is nowhere refuses the same way.
+    nowhere = SessionStore(aioredis.Redis(port=free_port()), store.limits)
+    with pytest.raises(MessageTooLong):
+        await nowhere.add_message(session.id, Role.ASSISTANT, "x" * 21)
 
 
 async def test_retry_reuses_the_last_user_message_and_replaces_its_answer(store: SessionStore):

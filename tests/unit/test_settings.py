@@ -22,6 +22,7 @@ def test_defaults_are_the_original_designs():
     assert settings.max_sessions_per_user == 5
     assert settings.max_messages_per_session == 100
     assert settings.max_message_length == 4000
+    assert settings.max_assistant_message_length == 32_000
     assert settings.session_limit_policy is SessionLimitPolicy.REJECT
     assert settings.http_host == "127.0.0.1"
     assert settings.http_port == 3000
@@ -58,6 +59,7 @@ def test_secrets_do_not_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatc
         ("MAX_SESSIONS_PER_USER", "0"),
         ("MAX_MESSAGES_PER_SESSION", "1"),
         ("MAX_MESSAGE_LENGTH", "-5"),
+        ("MAX_ASSISTANT_MESSAGE_LENGTH", "0"),
         ("SESSION_LIMIT_POLICY", "sometimes"),
         ("REDIS_PORT", "70000"),
         ("HTTP_PORT", "http"),

@@ -1,5 +1,6 @@
 -- Stores one message: a turn's answer (the turn's second round trip, which also releases its
--- lock) or a message added through the HTTP API. A turn's answer is stored only while the turn
+-- lock) or one stored as given, past no lock and uncounted (tests and benchmarks fill sessions
+-- so; the HTTP API adds through add_message.lua). A turn's answer is stored only while the turn
 -- still holds its session (holds_turn in lib.lua): else it would land after another turn's
 -- messages, so it is fenced out ('LOCK_LOST'). Keyed by a call id (for a turn's answer, the
 -- turn's lock token): run again with it (a retry after a lost reply) it answers what it did,
