@@ -35,9 +35,11 @@ class Principal:
         if self.user_id is not None and self.user_id != user_id:
             raise ApiError(403, "forbidden", "This token may only act for its own userId.")
 
-    def require_full_access(self) -> None:
+    def require_full_access(
+        self, message: str = "This needs the service token (API_TOKEN)."
+    ) -> None:
         if self.user_id is not None:
-            raise ApiError(403, "forbidden", "This needs the service token (API_TOKEN).")
+            raise ApiError(403, "forbidden", message)
 
 
 FULL_ACCESS = Principal(user_id=None)

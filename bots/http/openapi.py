@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document at /api/openapi.json, generated from the models that validate.
 
-Limits that come from settings (MAX_MESSAGE_LENGTH) are written into the document when the app
-is built, so the document always states the limits the server enforces.
+Limits that come from settings (MAX_MESSAGE_LENGTH, MAX_ASSISTANT_MESSAGE_LENGTH) are written
+into the document when the app is built, so the document always states the limits the server
+enforces.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ RESPONSES: tuple[type[BaseModel], ...] = (
 ERROR_TEXT = {
     400: "Malformed JSON",
     401: "Missing, malformed or expired token",
-    403: "A user's token acting for another user",
+    403: "A user's token acting for another user, or doing what needs the service token "
+    "(API_TOKEN): adding a message of role assistant or system, the dashboard, the metrics",
     404: "No such session (or another user's)",
     409: "Session limit reached, session busy, nothing to retry, or the turn lost its session",
     413: "Request body over 64 KiB",
@@ -66,7 +68,7 @@ RETRY_AFTER = {
 
 
 def openapi_document(settings: Settings) -> JSON:
-    schemas = _component_schemas(settings.max_message_length)
+    schemas = _component_schemas(settings)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -91,14 +93,16 @@ def openapi_document(settings: Settings) -> JSON:
     }
 
 
-def _component_schemas(max_message_length: int) -> JSON:
+def _component_schemas(settings: Settings) -> JSON:
+    max_message_length = settings.max_message_length
     pairs = [(m, "validation") for m in REQUESTS] + [(m, "serialization") for m in RESPONSES]
     _, top = models_json_schema(pairs, ref_template=REF, by_alias=True)  # type: ignore[arg-type]
     schemas: JSON = top["$defs"]
     for model, field in (("StartChat", "initialMessage"), ("ChatMessage", "message")):
         schemas[model]["properties"][field]["maxLength"] = max_message_length
     schemas["AddMessage"]["properties"]["content"]["description"] = (
-        f"at most {max_message_length} characters, except for role assistant"
+        f"at most {max_message_length} characters for roles user and system, "
+        f"{settings.max_assistant_message_length} for role assistant"
     )
     return schemas
 
@@ -141,8 +145,11 @@ def _session_paths(session: JSON) -> JSON:
         "/api/sessions/{sessionId}/messages": {
             "parameters": [session],
             "get": _page_operation("A session's messages, oldest first", default_limit=50),
-            "post": _operation("Store a message without asking the model", body="AddMessage",
-                               ok=(201, "MessageOut"), errors=(*BODY_ERRORS, 404)),
+            "post": _operation(
+                "Store a message without asking the model: refused while a turn holds the "
+                "session (409 session_busy); counted against the session owner's "
+                "RATE_LIMIT_MESSAGES like a turn (429 rate_limited)", body="AddMessage",
+                ok=(201, "MessageOut"), errors=(*BODY_ERRORS, 403, 404, 409, 429)),
         },
     }  # fmt: skip
 

@@ -30,9 +30,9 @@ from bots.runtime import Services
 from core.conversation import Role
 from core.errors import (
     ChatbridgeError,
-    EmptyMessage,
     ModelNotConfigured,
     QuotaExceeded,
+    RateLimited,
     ServiceStopping,
 )
 from core.messages import normalize_locale
@@ -46,6 +46,10 @@ PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 FRONT = "http"  # the front label of this API's turns in the metrics
 HISTORY_DEFAULT_LIMIT = 20
 MESSAGES_DEFAULT_LIMIT = 50
+ROLES_OF_THE_SERVICE = (
+    "A user's token may add role user messages only; assistant and system messages need the "
+    "service token (API_TOKEN)."
+)
 
 Body = TypeVar("Body", bound=BaseModel)
 # What a pattern means, instead of the regular expression pydantic would quote.
@@ -103,17 +107,24 @@ async def list_user_sessions(request: web.Request) -> web.Response:
 
 @routes.post("/api/sessions/{session_id:[0-9a-f]{32}}/messages")
 async def add_message(request: web.Request) -> web.Response:
-    """Store a message without asking the model (imports, system notes)."""
+    """Store a message without asking the model (imports, system notes): refused while a turn
+    holds the session (409), counted against its owner's RATE_LIMIT_MESSAGES (429)."""
     body = await read_json(request, AddMessage)
-    if not body.content.strip():  # the store lets the model's empty answers through, not ours
-        raise EmptyMessage()
-    message = await request.app[SERVICES].store.append_message(
-        request.match_info["session_id"],
-        Role(body.role),
-        body.content,
-        owner=principal_of(request).owner,
-        model=body.model,
-    )
+    role, principal = Role(body.role), principal_of(request)
+    if role is not Role.USER:
+        # A user speaks for themselves only: words put in the model's or the system's mouth
+        # would steer every later answer. Refused before the session is looked up, so this
+        # says nothing about whether it exists.
+        principal.require_full_access(ROLES_OF_THE_SERVICE)
+    services = request.app[SERVICES]
+    try:
+        message = await services.store.add_message(
+            request.match_info["session_id"], role, body.content, owner=principal.owner,
+            model=body.model,
+        )  # fmt: skip
+    except RateLimited:
+        services.metrics.rate_limit_refused("user")
+        raise
     return respond(MessageOut.of(message), status=201)
 
 

@@ -62,7 +62,9 @@ class ChatMessage(ApiModel):
 
 
 class AddMessage(ApiModel):
-    role: Literal["user", "assistant", "system"]
+    role: Literal["user", "assistant", "system"] = Field(
+        description="a user's token (JWT) may add role user only; the service token, any"
+    )
     content: Text
     model: ModelId | None = None
 

@@ -192,7 +192,8 @@ async def create_session(
 async def add_messages(
     client: httpx.AsyncClient, session_id: str, count: int, prefix: str = "m"
 ) -> None:
-    """`count` user messages `m0`, `m1`, ... stored one after the other (no model call)."""
+    """`count` user messages `m0`, `m1`, ... stored one after the other (no model call); each
+    counts against RATE_LIMIT_MESSAGES like a turn."""
     for index in range(count):
         response = await client.post(
             f"/api/sessions/{session_id}/messages",

@@ -245,8 +245,9 @@ async def test_a_chat_turn_answers_200_with_the_models_echo_and_the_updated_sess
 
 
 async def test_history_defaults_to_20_messages_oldest_first_with_the_total(
-    api: RunningApi,
+    serve_api: ServeApi,
 ) -> None:
+    api = await serve_api(rate_limit_messages=0)  # more adds than one window allows
     session = await create_session(api.client)
     await add_messages(api.client, session["id"], 30)
 
@@ -263,7 +264,8 @@ async def test_history_defaults_to_20_messages_oldest_first_with_the_total(
         assert message["usage"] is None
 
 
-async def test_messages_default_to_50_oldest_first_with_the_total(api: RunningApi) -> None:
+async def test_messages_default_to_50_oldest_first_with_the_total(serve_api: ServeApi) -> None:
+    api = await serve_api(rate_limit_messages=0)  # more adds than one window allows
     session = await create_session(api.client)
     await add_messages(api.client, session["id"], 55)
 
@@ -672,8 +674,9 @@ async def test_an_offset_beyond_the_total_gives_an_empty_page_with_the_total(
     [(0, 5, range(5)), (5, 5, range(5, 10)), (25, 10, range(25, 30)), (29, 1, range(29, 30))],
 )
 async def test_offset_and_limit_select_a_window_oldest_first(
-    api: RunningApi, path: str, offset: int, limit: int, expected: range
+    serve_api: ServeApi, path: str, offset: int, limit: int, expected: range
 ) -> None:
+    api = await serve_api(rate_limit_messages=0)  # more adds than one window allows
     session = await create_session(api.client)
     await add_messages(api.client, session["id"], 30)
 

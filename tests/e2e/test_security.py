@@ -9,6 +9,9 @@ API and the terminal at once, on the strict fakes and a real Redis.
    as given): the same number on each front is a different user with sessions of its own, and a
    user's JWT reaches no session of another front's user, even by its id, nor acts in its name.
    `test_http_api.py` proves the JWT rules between HTTP users; here the victims are chat users.
+3. A user's JWT adds only what the user may say, as often as they may take a turn (issue 15:
+   150 assistant messages of 60,000 characters went in through the HTTP API's message door).
+   `test_message_door.py` proves each rule at its boundary; here on `python -m bots` as deployed.
 """
 
 from __future__ import annotations
@@ -505,3 +508,53 @@ async def test_an_http_user_may_not_act_under_another_fronts_user_id(
     on_discord = Person(fronts.discord, user_id=SAME_NUMBER, username="fortytwo")
     assert (await on_discord.command("sessions")).content == nothing
     assert [key async for key in redis_client.scan_iter(match="*:42*")] == []
+
+
+# --- 3. the message door ---------------------------------------------------------------------
+
+
+async def test_a_users_jwt_cannot_fill_a_session_through_the_message_door(
+    start_service: StartService,
+    fake_openrouter: FakeOpenRouter,
+    redis_server: RedisProcess,
+    redis_client: aioredis.Redis,  # an empty database for this test
+    http: httpx.AsyncClient,
+) -> None:
+    service = await start_service(
+        service_env(
+            REDIS_URL=redis_server.url, API_TOKEN=API_TOKEN, JWT_SECRET=JWT_SECRET,
+            OPENROUTER_API_KEY=fake_openrouter.api_key,
+            OPENROUTER_BASE_URL=fake_openrouter.base_url, RATE_LIMIT_MESSAGES="5",
+        )
+    )  # fmt: skip
+    mallory, url = bearer(user_jwt("mallory")), service.local_url
+    created = await http.post(f"{url}/api/sessions", json={"userId": "mallory"}, headers=mallory)
+    messages = f"{url}/api/sessions/{created.json()['id']}/messages"
+
+    async def add(role: str, content: str) -> httpx.Response:
+        return await http.post(messages, json={"role": role, "content": content}, headers=mallory)
+
+    huge = "x" * 60_000
+    as_the_model = [await add(role, huge) for role in ("assistant", "system")]
+    too_long = await add("user", huge)
+    within = [await add("user", f"note {number}") for number in range(5)]
+    past_the_rate = await add("user", "note 5")
+    turn = await http.post(
+        f"{url}/api/chat/session",
+        json={"sessionId": created.json()["id"], "message": "and a turn"},
+        headers=mallory,
+    )
+
+    for response in as_the_model:
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "forbidden"
+    assert too_long.status_code == 422, too_long.text
+    assert too_long.json()["error"]["code"] == "message_too_long"
+    assert [response.status_code for response in within] == [201] * 5
+    for refused in (past_the_rate, turn):
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["Retry-After"]) >= 1
+    page = await http.get(messages, headers=mallory)
+    assert [m["content"] for m in page.json()["messages"]] == [f"note {n}" for n in range(5)]
+    assert fake_openrouter.requests == []
