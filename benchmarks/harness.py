@@ -36,7 +36,7 @@ class InstantModel:
     is_configured = True
 
     async def stream(
-        self, messages: Sequence[ChatMessage], *, model: str
+        self, messages: Sequence[ChatMessage], *, model: str, max_tokens: int | None = None
     ) -> AsyncIterator[StreamEvent]:
         for word in REPLY.split(" "):
             yield TextDelta(word + " ")

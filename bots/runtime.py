@@ -85,6 +85,7 @@ async def open_services(
                 system_prompt=settings.system_prompt,
                 default_model=settings.default_model,
                 turn_timeout_seconds=settings.turn_timeout,
+                max_completion_tokens=settings.max_completion_tokens,
             ),
             metrics,
         )

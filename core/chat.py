@@ -30,7 +30,7 @@ class ChatModel(Protocol):
     def is_configured(self) -> bool: ...
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, model: str
+        self, messages: Sequence[ChatMessage], *, model: str, max_tokens: int | None = None
     ) -> AsyncIterator[StreamEvent]: ...
 
 
@@ -54,15 +54,25 @@ class TurnStore(Protocol):
         lock_ttl_ms: int,
         context_size: int,
         default_model: str,
+        reserve_tokens: int = 0,
     ) -> TurnStart: ...
 
     async def finish_turn(
-        self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
+        self,
+        start: TurnStart,
+        reply: str,
+        *,
+        model: str,
+        usage: Usage | None,
+        is_retry: bool,
+        spent_tokens: int,
     ) -> tuple[Message, Session]: ...
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool: ...
 
-    async def release_lock(self, session_id: str, lock_token: str) -> bool: ...
+    async def release_lock(
+        self, session_id: str, lock_token: str, *, spent_tokens: int = 0
+    ) -> bool: ...
 
 
 # The store a ChatService was built on: the commands need all of SessionStore, a turn only this.
@@ -78,6 +88,7 @@ class TurnSettings:
     context_messages: int = 40
     context_characters: int = 24_000
     turn_timeout_seconds: float = 300.0  # TURN_TIMEOUT
+    max_completion_tokens: int = 4096  # MAX_COMPLETION_TOKENS
 
 
 class ChatService(Generic[TurnStoreT_co]):

@@ -6,6 +6,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+# Where the model reports no usage (a cut or interrupted stream, a reservation made before the
+# request), tokens are estimated from UTF-8 bytes. Three bytes a token leans high for English
+# and Portuguese (about four) and is close for CJK text: the budget errs on the side of holding.
+# The same rule is in core/sessions/lua/lib.lua (estimated_tokens).
+BYTES_PER_ESTIMATED_TOKEN = 3
+
+
+def estimated_tokens(text: str) -> int:
+    """An estimate of the tokens `text` takes, from its UTF-8 length (rounded up)."""
+    return -(-len(text.encode()) // BYTES_PER_ESTIMATED_TOKEN)
+
 
 class Role(StrEnum):
     USER = "user"

@@ -212,6 +212,12 @@ class ModelError(ChatbridgeError):
     code = "model_error"
     default_text = "The model could not answer."
 
+    # Set when the error came once OpenRouter had taken the request (it answered 200): the
+    # model may have generated, and OpenRouter bills what it generates (DAILY_TOKEN_BUDGET
+    # charges it). `reported_tokens`: the usage its stream reported before failing, if any.
+    reached_model: bool = False
+    reported_tokens: int | None = None
+
 
 class ModelNotConfigured(ModelError):
     code = "model_not_configured"

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # Seconds a turn may take from the start of the model call to the answer's last byte,
     # OpenRouter's keep-alive comments included: past it the turn ends like a cut stream.
     turn_timeout: float = Field(default=300.0, gt=0, le=86_400)
+    # The most tokens one answer may take (sent as max_tokens): what a turn reserves of
+    # DAILY_TOKEN_BUDGET for its answer until it ends.
+    max_completion_tokens: int = Field(default=4096, ge=1, le=1_000_000)
     # The model's circuit breaker (core/llm/breaker.py), per process and per requested model:
     # this many failed requests in a row (0: never) stop requests to it for the cooldown.
     model_breaker_failures: int = Field(default=5, ge=0, le=1000)

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import structlog
 
-from core.conversation import Message, Session
+from core.conversation import Message, Session, estimated_tokens
 from core.errors import (
     ChatbridgeError,
     ModelCircuitOpen,
+    ModelError,
     ModelNotConfigured,
     ModelStreamBroken,
     ServiceStopping,
@@ -76,6 +77,12 @@ class Turn:
         self._reading_task: asyncio.Task[object] | None = None  # while waiting for the model
         self._ending: Ending | None = None  # set to end the turn at its next read
         self._has_cancelled_read = False
+        # What DAILY_TOKEN_BUDGET charges a turn that ends without an answer (_tokens_spent).
+        self._has_asked_model = False
+        self._prompt_tokens = 0  # the estimate of what the model was sent
+        self._parts: list[str] = []  # the answer's text so far
+        self._model_ending: ChatbridgeError | None = None
+        self._done: CompletionDone | None = None
         self.reply: Message | None = None
         self.session_after: Session | None = None  # the session once the reply is stored
 
@@ -122,7 +129,9 @@ class Turn:
                 # The stored reply releases the lock in the same round trip; only a failed or
                 # abandoned turn needs this extra one. The lock would expire anyway.
                 with contextlib.suppress(ChatbridgeError):
-                    await self._service.store.release_lock(self.session.id, self._start.lock_token)
+                    await self._service.store.release_lock(
+                        self.session.id, self._start.lock_token, spent_tokens=self._tokens_spent()
+                    )
             # A no-op unless the turn ended without an answer or a core error.
             await self._report(exc)
             structlog.contextvars.unbind_contextvars("session")
@@ -150,8 +159,12 @@ class Turn:
     async def _stream_answer(self) -> AsyncGenerator[str, None]:
         # Timed here, around the model call itself, so every front gets the same numbers.
         call = self._service.metrics.model_call(self.model)
-        parts: list[str] = []
-        events = aiter(self._service.model.stream(self._context(), model=self.model))
+        parts = self._parts
+        max_tokens = self._service.settings.max_completion_tokens
+        self._has_asked_model = True
+        events = aiter(
+            self._service.model.stream(self._context(), model=self.model, max_tokens=max_tokens)
+        )
         # TURN_TIMEOUT bounds the whole answer: keep-alive comments reset the client's read
         # timeout and the keeper would hold the lock for as long as they come.
         deadline = asyncio.get_running_loop().call_later(
@@ -162,6 +175,7 @@ class Turn:
                 event = await self._next_event(events, parts)
                 if isinstance(event, CompletionDone):
                     deadline.cancel()
+                    self._done = event
                     call.answered(event.model, event.usage)
                     await self._store_reply("".join(parts), event)
                     await self._report(None)
@@ -171,6 +185,7 @@ class Turn:
                 parts.append(event.text)
                 yield event.text
         except ChatbridgeError as error:
+            self._model_ending = error
             if not isinstance(error, NOT_THE_MODELS_FAULT):
                 call.failed()  # a no-op when the model answered and storing its answer failed
             await self._report(error)
@@ -264,6 +279,8 @@ class Turn:
         # One token for the whole turn, every attempt included: it names the turn, so a
         # repeated first round trip (a retry after a lost reply) answers the turn it began.
         token = secrets.token_hex(12)
+        # The answer's cap and the system prompt: begin_turn adds its estimate of the context.
+        reserve = settings.max_completion_tokens + estimated_tokens(settings.system_prompt)
         while True:
             if self._service.is_stopping:
                 raise ServiceStopping()
@@ -276,6 +293,7 @@ class Turn:
                     lock_ttl_ms=settings.lock_ttl_ms,
                     context_size=settings.context_messages,
                     default_model=settings.default_model,
+                    reserve_tokens=reserve,
                 )
             except SessionBusy:
                 if time.monotonic() + delay > deadline:
@@ -310,13 +328,33 @@ class Turn:
             kept.append(ChatMessage(role, content))  # a Role is its own value: a str
         kept.reverse()
         system = self._service.settings.system_prompt
-        return [ChatMessage(role="system", content=system), *kept] if system else kept
+        context = [ChatMessage(role="system", content=system), *kept] if system else kept
+        self._prompt_tokens = sum(estimated_tokens(message.content) for message in context)
+        return context
+
+    def _tokens_spent(self) -> int:
+        """What the model's work on this turn cost, for DAILY_TOKEN_BUDGET: its reported usage,
+        else an estimate of what it was sent and streamed; 0 when it never had the request
+        (refused before it was sent, or answered with an error status)."""
+        if self._done is not None and self._done.usage is not None:
+            return self._done.usage.total_tokens
+        ending = self._model_ending
+        if not self._has_asked_model:
+            return 0
+        if isinstance(ending, ModelError) and not isinstance(ending, TurnTimeout):
+            if ending.reported_tokens is not None:
+                return ending.reported_tokens
+            if not ending.reached_model and not self._parts:
+                return 0
+        # Ended by us (stopped, timed out, fenced out, abandoned), cut, or without usage.
+        return self._prompt_tokens + estimated_tokens("".join(self._parts))
 
     async def _store_reply(self, text: str, done: CompletionDone) -> None:
         try:
             self.reply, self.session_after = await self._service.store.finish_turn(
-                self._started, text, model=done.model, usage=done.usage, is_retry=self.is_retry
-            )
+                self._started, text, model=done.model, usage=done.usage, is_retry=self.is_retry,
+                spent_tokens=self._tokens_spent(),
+            )  # fmt: skip
         except TurnLockLost:
             raise TurnLockLost(partial_text=text) from None
 

@@ -118,11 +118,14 @@ class OpenRouterClient:
     def is_configured(self) -> bool:
         return self._is_configured
 
-    async def complete(self, messages: Sequence[ChatMessage], *, model: str) -> Completion:
-        """The whole reply in one response."""
+    async def complete(
+        self, messages: Sequence[ChatMessage], *, model: str, max_tokens: int | None = None
+    ) -> Completion:
+        """The whole reply in one response, of at most `max_tokens` tokens (None: the model's
+        own limit)."""
         if not self._is_configured:
             raise ModelNotConfigured
-        body = self._body(messages, model, stream=False)
+        body = self._body(messages, model, stream=False, max_tokens=max_tokens)
         completion, admitted = await self._with_retries(
             model, lambda: self._complete_once(body, model)
         )
@@ -130,12 +133,14 @@ class OpenRouterClient:
         return completion
 
     async def stream(
-        self, messages: Sequence[ChatMessage], *, model: str
+        self, messages: Sequence[ChatMessage], *, model: str, max_tokens: int | None = None
     ) -> AsyncGenerator[StreamEvent, None]:
-        """The reply as TextDeltas, then one CompletionDone; retried only if unsent (wire.py)."""
+        """The reply as TextDeltas, then one CompletionDone; retried only if unsent (wire.py).
+
+        At most `max_tokens` tokens are generated (None: the model's own limit)."""
         if not self._is_configured:
             raise ModelNotConfigured
-        body = self._body(messages, model, stream=True)
+        body = self._body(messages, model, stream=True, max_tokens=max_tokens)
         (response, events, first), admitted = await self._with_retries(
             model, lambda: self._open_stream(body, model)
         )
@@ -160,13 +165,17 @@ class OpenRouterClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _body(self, messages: Sequence[ChatMessage], model: str, *, stream: bool) -> JSONObject:
+    def _body(
+        self, messages: Sequence[ChatMessage], model: str, *, stream: bool, max_tokens: int | None
+    ) -> JSONObject:
         body: JSONObject = {
             "model": model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "stream": stream,
             "usage": {"include": True},
         }
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
         if self._fallback_models:
             body["models"] = [model, *self._fallback_models]
         return body

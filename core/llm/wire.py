@@ -99,6 +99,16 @@ class StreamReader:
         self._finish_reason: str | None = None
 
     async def events(self) -> AsyncGenerator[StreamEvent, None]:
+        try:
+            async for event in self._read():
+                yield event
+        except ModelError as error:
+            # OpenRouter answered 200: the model had the request, and may have billed it.
+            error.reached_model = True
+            error.reported_tokens = self._usage.total_tokens if self._usage else None
+            raise
+
+    async def _read(self) -> AsyncGenerator[StreamEvent, None]:
         is_done = False
         try:
             async for data in _sse_data(self._response.aiter_lines()):

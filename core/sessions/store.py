@@ -272,9 +272,17 @@ class SessionStore:
         )
 
     async def finish_turn(
-        self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
+        self,
+        start: TurnStart,
+        reply: str,
+        *,
+        model: str,
+        usage: Usage | None,
+        is_retry: bool,
+        spent_tokens: int,
     ) -> tuple[Message, Session]:
-        """The turn's second round trip: store the answer, count its tokens, release the lock.
+        """The turn's second round trip: store the answer, settle its `spent_tokens` (its usage,
+        or their estimate) against the reservation, release the lock.
 
         TurnLockLost (nothing stored, the tokens still counted) when the turn no longer holds
         its session: its lock lapsed and another turn took it, or wrote to the session."""
@@ -282,7 +290,7 @@ class SessionStore:
         message, count = await self._append(
             start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
             lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
-            charged_user=charged, call_id=start.lock_token,
+            charged_user=charged, call_id=start.lock_token, spent_tokens=spent_tokens,
         )  # fmt: skip
         session = replace(start.session, updated_at=message.timestamp, message_count=count)
         return message, session
@@ -300,6 +308,7 @@ class SessionStore:
         replaces_after_seq: int,
         call_id: str,
         charged_user: str = "",
+        spent_tokens: int = 0,
     ) -> tuple[Message, int]:
         reply = await self._run(
             "append_message",
@@ -317,6 +326,7 @@ class SessionStore:
             replaces_after_seq,
             charged_user,
             call_id,
+            spent_tokens,
             active_session=session_id,
         )
         if reply[0] == "NOT_FOUND":
@@ -368,6 +378,7 @@ class SessionStore:
         lock_ttl_ms: int,
         context_size: int,
         default_model: str,
+        reserve_tokens: int = 0,
     ) -> TurnStart:
         """Lock the session and store the user's message (None: /retry the last one).
 
@@ -375,6 +386,8 @@ class SessionStore:
         Raises SessionBusy when another turn holds the lock, and RateLimited or
         DailyBudgetExhausted (nothing stored) when the session's owner may not start a turn now.
         `lock_token` names the turn: called again with it, this answers the turn it began.
+        With DAILY_TOKEN_BUDGET, the turn reserves its context's estimate plus `reserve_tokens`
+        (its completion's cap and system prompt) until finish_turn or release_lock settles it.
         """
         if content is not None:
             self.check_content(content)
@@ -396,6 +409,7 @@ class SessionStore:
             default_model,
             TITLE_LENGTH,
             *self.limits.turn_limit_args(),
+            reserve_tokens,
         )
         if refusal := self.limits.refusal(reply):
             raise refusal
@@ -404,22 +418,26 @@ class SessionStore:
             await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
         return start
 
-    async def release_lock(self, session_id: str, lock_token: str) -> bool:
-        return await self._lock(session_id, lock_token, 0)
+    async def release_lock(
+        self, session_id: str, lock_token: str, *, spent_tokens: int = 0
+    ) -> bool:
+        """End a turn without an answer: release its lock, and settle its token reservation
+        to `spent_tokens` (what the model was sent and streamed; 0 if it never had it)."""
+        return await self._lock(session_id, lock_token, 0, spent_tokens)
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
         """Keep the turn's lock `ttl_ms` more (taking back a lapsed one nobody wrote after);
         False once the turn no longer holds its session."""
-        return await self._lock(session_id, lock_token, ttl_ms)
+        return await self._lock(session_id, lock_token, ttl_ms, 0)
 
     def check_content(self, content: str) -> None:
         """Refuse empty or over-long user content before anything is stored."""
         self.limits.check_content(content)
 
-    async def _lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
+    async def _lock(self, session_id: str, lock_token: str, ttl_ms: int, spent_tokens: int) -> bool:
         reply = await self._run(
             "lock", session_key(session_id, ":lock"), tag_of_session(session_id), lock_token,
-            ttl_ms, session_id,
+            ttl_ms, session_id, spent_tokens,
         )  # fmt: skip
         return bool(reply)
 

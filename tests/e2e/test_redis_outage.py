@@ -30,6 +30,7 @@ from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.redis_process import RedisProcess
 from tests.shipped_redis_conf import durable_redis
 from tests.stored_sessions import census
+from tests.waiting import until
 
 USERS = 20
 TRAFFIC_SECONDS = 1.5
@@ -114,7 +115,10 @@ async def test_a_redis_crash_answers_503_then_reconnects_within_5_s_keeping_ackn
     loops = [
         asyncio.create_task(talk_until_refused(http, served, user, acknowledged)) for user in users
     ]
-    await asyncio.sleep(TRAFFIC_SECONDS)  # traffic, so that some turns are older than the window
+    # Traffic, so that some turns are older than the window (counted from the first one: on a
+    # loaded machine the service may take a while to answer at all).
+    await until(lambda: acknowledged, what="a first acknowledged turn")
+    await asyncio.sleep(TRAFFIC_SECONDS)
     killed_at = time.monotonic()
     durable.kill()
 

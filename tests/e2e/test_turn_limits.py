@@ -3,6 +3,7 @@ terminal's sentence. Real HTTP (tests/e2e/http_app.py) and a real `python -m bot
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -88,6 +89,31 @@ async def test_a_user_over_the_daily_budget_gets_429_until_utc_midnight(
                  "daily_budget_exhausted")  # fmt: skip
     spent = await redis_client.get(user_tokens_key("ana", int(seconds) // DAY_SECONDS))
     assert int(spent) == first.json()["reply"]["usage"]["totalTokens"]
+
+
+async def test_concurrent_chats_of_one_user_cannot_all_start_on_a_small_budget(
+    serve_api: ServeApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    # The first turn reserves more than the budget (its answer may take 512 tokens): the
+    # others, checked while it runs, are refused.
+    api = await serve_api(daily_token_budget=100, max_completion_tokens=512)
+    sessions = [await create_session(api.client) for _ in range(5)]
+    gate = asyncio.Event()
+    fake_openrouter.hold(gate, times=5)
+
+    posts = [
+        asyncio.create_task(
+            api.client.post("/api/chat/session", json={"sessionId": s["id"], "message": "Hi"})
+        )
+        for s in sessions
+    ]
+    await asyncio.sleep(0.3)  # every turn has begun or been refused: one holds the model
+    gate.set()
+    responses = await asyncio.gather(*posts)
+
+    assert sorted(response.status_code for response in responses) == [200, 429, 429, 429, 429]
+    (request,) = fake_openrouter.requests
+    assert request.body["max_tokens"] == 512
 
 
 async def test_the_openapi_document_promises_retry_after_on_the_chat_429s(

@@ -38,6 +38,7 @@ class ModelRequest:
 
     messages: tuple[ChatMessage, ...]
     model: str
+    max_tokens: int | None = None
 
 
 class Gate:
@@ -124,11 +125,11 @@ class ScriptedModel:
         return self
 
     async def stream(
-        self, messages: Sequence[ChatMessage], *, model: str
+        self, messages: Sequence[ChatMessage], *, model: str, max_tokens: int | None = None
     ) -> AsyncGenerator[StreamEvent, None]:
         if not self._is_configured:
             raise ModelNotConfigured
-        self.requests.append(ModelRequest(tuple(messages), model))
+        self.requests.append(ModelRequest(tuple(messages), model, max_tokens))
         scripted = self._script.popleft() if self._script else echo_of(messages)
         self.open_streams += 1
         try:

@@ -2,7 +2,9 @@
 
 It answers the way the real service does (OpenRouter's JSON and SSE shapes, its error body
 `{"error": {"code", "message"}}`), refuses what the real service refuses (a wrong or missing
-key: 401; no model, no messages, a bad role: 400), and records every request it receives.
+key: 401; no model, no messages, a bad role, a `max_tokens` that is not a positive integer: 400),
+and records every request it receives. It honours `max_tokens`, counting a word as a token (as
+its usage does): a longer answer is cut there, with `finish_reason: "length"`.
 
 By default it replies with a deterministic echo of the last user message, split into several
 deltas. Faults are queued and consumed one per request, in order, so a test can script
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import math
+import re
 import socket
 import struct
 import time
@@ -55,6 +58,7 @@ class _Fault:
     message: str = DEFAULT_ERROR_CHUNK_MESSAGE
     gate: asyncio.Event | None = None
     is_reset: bool = False
+    with_usage: bool = False
 
 
 class FakeOpenRouter:
@@ -141,10 +145,13 @@ class FakeOpenRouter:
         """
         return self._queue(_Fault("drop", is_reset=is_reset), times)
 
-    def empty_answer(self, *, times: int = 1) -> FakeOpenRouter:
+    def empty_answer(self, *, with_usage: bool = False, times: int = 1) -> FakeOpenRouter:
         """A 200 with no text: a stream of a processing comment then `data: [DONE]` alone (no
-        delta, no finish reason); a whole reply whose message content is empty."""
-        return self._queue(_Fault("empty"), times)
+        delta, no finish reason); a whole reply whose message content is empty.
+
+        With `with_usage`, the stream ends as a real one does, with a final chunk carrying the
+        finish reason and the usage (the prompt's tokens, none for the answer)."""
+        return self._queue(_Fault("empty", with_usage=with_usage), times)
 
     def hold(self, gate: asyncio.Event, *, times: int = 1) -> FakeOpenRouter:
         """Wait until `gate` is set before sending the response headers, then answer."""
@@ -206,13 +213,20 @@ class FakeOpenRouter:
         if model is None:
             return _error_response(502, "The primary model is down and no fallback was given")
         text = "" if fault.kind == "empty" else self._reply_for(body["messages"])
+        text, finish = _within_max_tokens(text, body.get("max_tokens"))
         if body.get("stream") is True:
-            return await self._stream(request, model, text, body, fault)
-        return await self._whole(request, model, text, body, fault)
+            return await self._stream(request, model, (text, finish), body, fault)
+        return await self._whole(request, model, (text, finish), body, fault)
 
     async def _whole(
-        self, request: web.Request, model: str, text: str, body: dict[str, Any], fault: _Fault
+        self,
+        request: web.Request,
+        model: str,
+        answer: tuple[str, str],
+        body: dict[str, Any],
+        fault: _Fault,
     ) -> web.StreamResponse:
+        text, finish = answer
         if fault.kind == "stall":
             await asyncio.sleep(fault.seconds)
         if fault.kind == "cut_stream":
@@ -226,20 +240,30 @@ class FakeOpenRouter:
             ]
             return web.json_response(payload)
         payload["choices"] = [
-            _choice(message={"role": "assistant", "content": text}, finish="stop")
+            _choice(message={"role": "assistant", "content": text}, finish=finish)
         ]
         payload["usage"] = self._usage(body["messages"], text)
         return web.json_response(payload)
 
     async def _stream(
-        self, request: web.Request, model: str, text: str, body: dict[str, Any], fault: _Fault
+        self,
+        request: web.Request,
+        model: str,
+        answer: tuple[str, str],
+        body: dict[str, Any],
+        fault: _Fault,
     ) -> web.StreamResponse:
+        text, finish = answer
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
         await response.write(PROCESSING_COMMENT)
         if fault.kind == "empty":
+            if fault.with_usage:
+                final = self._chunk(model, {}, finish="stop")
+                final["usage"] = self._usage(body["messages"], "")
+                await response.write(_sse(final))
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
             return response
@@ -258,7 +282,7 @@ class FakeOpenRouter:
                 return response
             if index < len(pieces):
                 await self._send_delta(response, model, pieces[index])
-        final = self._chunk(model, {}, finish="stop")
+        final = self._chunk(model, {}, finish=finish)
         final["usage"] = self._usage(body["messages"], text)
         await response.write(_sse(final))
         await response.write(b"data: [DONE]\n\n")
@@ -326,8 +350,13 @@ def _problem_with(request: web.Request, body: Any) -> str | None:
         ("models" not in body or _are_model_ids(body["models"]), "models must list model ids"),
         (isinstance(body.get("stream", False), bool), "stream must be a boolean"),
         (_are_messages(body.get("messages")), "messages must be a non-empty array of messages"),
+        ("max_tokens" not in body or _is_positive_int(body["max_tokens"]), "Invalid max_tokens"),
     )
     return next((problem for is_fine, problem in checks if not is_fine), None)
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _is_model_id(value: object) -> bool:
@@ -382,6 +411,14 @@ def _choice(*, finish: str | None, **content: dict[str, Any]) -> dict[str, Any]:
 
 def _sse(chunk: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+def _within_max_tokens(text: str, max_tokens: int | None) -> tuple[str, str]:
+    """The answer cut after `max_tokens` words (the fake's tokens), and its finish reason."""
+    words = list(re.finditer(r"\S+", text))
+    if max_tokens is None or len(words) <= max_tokens:
+        return text, "stop"
+    return text[: words[max_tokens - 1].end()], "length"
 
 
 def _split(text: str, parts: int) -> list[str]:

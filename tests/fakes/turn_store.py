@@ -21,6 +21,8 @@ lua/append_message.lua):
   and usage.
 - `extend_lock` keeps the lock of a turn that holds its session (taking a lapsed one back),
   False otherwise; `release_lock` releases only the token holding the lock.
+- The tokens a turn reserves (`reserve_tokens`) and settles to (`spent_tokens` of finish_turn
+  or release_lock, the first of them) are kept in `turns` for the tests to read.
 - The lock token names the turn (lua/lib.lua, "Repeated calls"): `begin_turn` called again
   with a token it began answers that same turn, storing nothing more (TurnLockLost if the
   turn no longer holds its session), `finish_turn` called again answers what it answered, and
@@ -77,6 +79,12 @@ class _TurnRecord:
     outcome: tuple[Message, Session] | None = None
     is_fenced: bool = False  # its finish_turn found it no longer held its session
     released: bool | None = None  # what its release_lock answered, once called
+    reserved_tokens: int = 0  # what begin_turn was asked to reserve beyond the context
+    spent_tokens: int | None = None  # what it was settled to, once (finish or release)
+
+    def settle(self, spent_tokens: int) -> None:
+        if self.spent_tokens is None:
+            self.spent_tokens = spent_tokens
 
     @property
     def has_ended(self) -> bool:
@@ -100,7 +108,7 @@ class InMemoryTurnStore:
         self.busy_refusals = 0  # turns refused with SessionBusy
         self.lock_extensions = 0
         self.begin_tokens: list[str] = []  # the lock token of every begin_turn call, in order
-        self._turns: dict[str, _TurnRecord] = {}  # by lock token
+        self.turns: dict[str, _TurnRecord] = {}  # by lock token
         self._sessions: dict[str, _StoredSession] = {}
         self._active: dict[str, str] = {}  # user id: their active session's id
         self._user_models: dict[str, str] = {}  # user id: their /model choice
@@ -119,13 +127,14 @@ class InMemoryTurnStore:
         lock_ttl_ms: int,
         context_size: int,
         default_model: str,
+        reserve_tokens: int = 0,
     ) -> TurnStart:
         if user_id is None and session_id is None:
             raise ValueError("a turn needs a user, a session, or both")
         if content is not None:
             self.check_content(content)
         self.begin_tokens.append(lock_token)
-        if (begun := self._turns.get(lock_token)) is not None:
+        if (begun := self.turns.get(lock_token)) is not None:
             return self._begun_again(begun)
         stored, is_created = self._session_of_turn(user_id, session_id, content, default_model)
         if stored.id in self.locks:
@@ -143,17 +152,26 @@ class InMemoryTurnStore:
         start = TurnStart(
             stored.value(), user_seq, tuple((m.role, m.content) for m in context), lock_token
         )
-        self._turns[lock_token] = _TurnRecord(start, stored.last_seq)
+        self.turns[lock_token] = _TurnRecord(start, stored.last_seq, reserved_tokens=reserve_tokens)
         if is_created:
             await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
         return start
 
     async def finish_turn(
-        self, start: TurnStart, reply: str, *, model: str, usage: Usage | None, is_retry: bool
+        self,
+        start: TurnStart,
+        reply: str,
+        *,
+        model: str,
+        usage: Usage | None,
+        is_retry: bool,
+        spent_tokens: int,
     ) -> tuple[Message, Session]:
-        record = self._turns.get(start.lock_token)
+        record = self.turns.get(start.lock_token)
         if record is not None and record.outcome is not None:
             return record.outcome  # a repeat: the reply it stored
+        if record is not None:
+            record.settle(spent_tokens)  # even when fenced out: the model did the work
         if record is not None and (record.is_fenced or not self._holds(record)):
             record.is_fenced = True
             raise TurnLockLost()
@@ -175,7 +193,7 @@ class InMemoryTurnStore:
         return message, session
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
-        record = self._turns.get(lock_token)
+        record = self.turns.get(lock_token)
         is_held = self.locks.get(session_id) == lock_token
         if not (is_held if record is None else self._holds(record)):
             return False
@@ -183,10 +201,14 @@ class InMemoryTurnStore:
         self.lock_extensions += 1
         return True
 
-    async def release_lock(self, session_id: str, lock_token: str) -> bool:
-        record = self._turns.get(lock_token)
+    async def release_lock(
+        self, session_id: str, lock_token: str, *, spent_tokens: int = 0
+    ) -> bool:
+        record = self.turns.get(lock_token)
         if record is not None and record.released is not None:
             return record.released  # a repeat
+        if record is not None:
+            record.settle(spent_tokens)
         is_held = self.locks.get(session_id) == lock_token
         if is_held:
             del self.locks[session_id]

@@ -55,9 +55,13 @@ async def store_turn(
     session_id: str | None = None,
     usage: Usage | None = None,
 ) -> TurnStart:
-    """A whole turn on the store: begin, then the answer (with `usage`), as ChatService does."""
+    """A whole turn on the store: begin, then the answer (with `usage`, the tokens it spent),
+    as ChatService does."""
     start = await begin(store, user, text, session_id)
-    await store.finish_turn(start, "answer", model=MODEL, usage=usage, is_retry=text is None)
+    spent = usage.total_tokens if usage is not None else 0
+    await store.finish_turn(
+        start, "answer", model=MODEL, usage=usage, is_retry=text is None, spent_tokens=spent
+    )
     return start
 
 

@@ -117,7 +117,9 @@ async def test_a_cluster_turn_is_two_round_trips_the_second_sent_to_both_nodes_a
     start = await begin(store, user, "counted")
     first = list(cluster_requests)
     cluster_requests.clear()
-    await store.finish_turn(start, "answer", model=MODEL, usage=None, is_retry=False)
+    await store.finish_turn(
+        start, "answer", model=MODEL, usage=None, is_retry=False, spent_tokens=0
+    )
     second = list(cluster_requests)
 
     assert len(first) == 1

@@ -190,6 +190,47 @@ async def test_body_names_the_model_and_asks_for_usage_without_a_models_list(
     }
 
 
+@both_modes
+async def test_max_tokens_is_sent_and_caps_the_answer(
+    fake_openrouter: FakeOpenRouter, client: OpenRouterClient, is_streaming: bool
+) -> None:
+    fake_openrouter.reply_text = "Paris is the capital of France."
+
+    if is_streaming:
+        events = [e async for e in client.stream(MESSAGES, model=MODEL, max_tokens=3)]
+        text, done = "".join(texts_of(events)), events[-1]
+        assert isinstance(done, CompletionDone)
+        finish_reason = done.finish_reason
+    else:
+        completion = await client.complete(MESSAGES, model=MODEL, max_tokens=3)
+        text, finish_reason = completion.text, completion.finish_reason
+
+    assert fake_openrouter.requests[-1].body["max_tokens"] == 3
+    assert (text, finish_reason) == ("Paris is the", "length")
+
+
+@pytest.mark.parametrize("max_tokens", [0, -1])
+async def test_a_max_tokens_openrouter_would_refuse_is_refused_by_the_fake(
+    client: OpenRouterClient, max_tokens: int
+) -> None:
+    with pytest.raises(ModelRejected) as rejected:
+        await client.complete(MESSAGES, model=MODEL, max_tokens=max_tokens)
+    assert rejected.value.params["status"] == 400
+
+
+async def test_an_error_once_the_model_had_the_request_says_so_and_what_it_reported(
+    fake_openrouter: FakeOpenRouter, client: OpenRouterClient
+) -> None:
+    fake_openrouter.empty_answer(with_usage=True).empty_answer().cut_stream(after_deltas=1)
+    fake_openrouter.server_error(500)
+
+    reported = [(await stream_until_failure(client))[1] for _ in range(4)]
+
+    assert [(e.reached_model, e.reported_tokens) for e in reported] == [
+        (True, 4), (True, None), (True, None), (False, None),
+    ]  # fmt: skip
+
+
 async def test_body_lists_the_model_then_the_fallbacks_when_fallbacks_are_configured(
     fake_openrouter: FakeOpenRouter,
 ) -> None:

@@ -247,7 +247,7 @@ async def test_a_message_added_while_a_turn_holds_the_session_is_refused_and_lan
             await store.add_message(turn.session.id, role, "between", owner="cli:ana")
     assert await redis_client.get(lock) == turn.lock_token  # neither taken nor released
 
-    await store.finish_turn(turn, "answer", model=MODEL, usage=None, is_retry=False)
+    await store.finish_turn(turn, "answer", model=MODEL, usage=None, is_retry=False, spent_tokens=0)
     added = await store.add_message(turn.session.id, Role.USER, "after", owner="cli:ana")
 
     page = await store.read_messages(turn.session.id)

@@ -99,16 +99,12 @@ async def test_todays_spending_expires_at_the_end_of_the_utc_day(redis_client: a
     assert await redis_client.pexpiretime(user_tokens_key(ANA, day)) == (day + 1) * DAY_MS
 
 
-async def test_a_retry_spends_tokens_and_an_answer_without_usage_spends_none(
-    redis_client: aioredis.Redis,
-):
+async def test_a_retry_spends_tokens_too(redis_client: aioredis.Redis):
     store = make_store(redis_client, daily_token_budget=BUDGET)
-    await store_turn(store, ANA, "question", usage=None)
-    spent_key = user_tokens_key(ANA, await today(redis_client))
-    assert await redis_client.get(spent_key) is None
-
+    await store_turn(store, ANA, "question", usage=Usage(prompt_tokens=4, completion_tokens=1))
     await store_turn(store, ANA, None, usage=Usage(prompt_tokens=7, completion_tokens=3))
-    assert int(await redis_client.get(spent_key)) == 10
+    spent_key = user_tokens_key(ANA, await today(redis_client))
+    assert int(await redis_client.get(spent_key)) == 15
 
 
 async def test_without_a_budget_nothing_is_counted(redis_client: aioredis.Redis):

@@ -135,7 +135,7 @@ class TurnTraffic:
                     lock_ttl_ms=30_000, context_size=2, default_model=MODEL,
                 )  # fmt: skip
                 await self.store.finish_turn(
-                    start, f"a{number}", model=MODEL, usage=None, is_retry=False
+                    start, f"a{number}", model=MODEL, usage=None, is_retry=False, spent_tokens=0
                 )
                 self.acks.append(Ack(session_id, number, time.monotonic()))
             except (StoreUnavailable, SessionBusy, TurnLockLost) as error:

@@ -87,6 +87,8 @@ def test_secrets_do_not_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatc
         ("RATE_LIMIT_WINDOW", "86401"),
         ("DAILY_TOKEN_BUDGET", "-1"),
         ("DAILY_TOKEN_BUDGET", "lots"),
+        ("MAX_COMPLETION_TOKENS", "0"),
+        ("MAX_COMPLETION_TOKENS", "1000001"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(
@@ -172,6 +174,8 @@ def test_turn_limits_default_to_20_a_minute_and_no_budget():
         ("RATE_LIMIT_WINDOW", "86400", "rate_limit_window"),
         ("DAILY_TOKEN_BUDGET", "0", "daily_token_budget"),  # no budget
         ("DAILY_TOKEN_BUDGET", "1", "daily_token_budget"),
+        ("MAX_COMPLETION_TOKENS", "1", "max_completion_tokens"),
+        ("MAX_COMPLETION_TOKENS", "1000000", "max_completion_tokens"),
     ],
 )
 def test_turn_limits_at_the_ends_of_their_ranges_are_accepted(

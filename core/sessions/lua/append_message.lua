@@ -11,10 +11,11 @@
 -- ARGV[9] cost ('' = unknown)  [10] ttl seconds  [11] max messages
 -- ARGV[12] the turn's lock token ('' = not a turn's answer)
 -- ARGV[13] replace the assistant replies after this seq (0 = none)
--- ARGV[14] the user whose spending of today the usage's tokens add to ('' = nobody), counted
+-- ARGV[14] the user whose spending of today the turn's tokens add to ('' = nobody), counted
 --          even when the session is gone by now or the answer fenced out: the model did the
---          work (DAILY_TOKEN_BUDGET)
+--          work (DAILY_TOKEN_BUDGET; the turn's reservation is settled: settle_tokens)
 -- ARGV[15] call id ('' = none: a repeat would store again)
+-- ARGV[16] the tokens the turn spent: its usage, or their estimate when none was reported
 -- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'} or {'LOCK_LOST'}
 local sid, role, token, call = ARGV[2], ARGV[4], ARGV[12], ARGV[15] or ''
 local kept = kept_reply(call)
@@ -23,9 +24,7 @@ local is_fenced = token ~= '' and not holds_turn(sid, token)
 -- Released first: a free needs no memory, and lets the writes after it through at maxmemory.
 if token ~= '' and not is_fenced then redis.call('DEL', session_key(sid, ':lock')) end
 local now = now_ms()
-if ARGV[14] ~= '' and ARGV[7] ~= '' then
-  spend_tokens(ARGV[14], tonumber(ARGV[7]) + tonumber(ARGV[8]), now)
-end
+if ARGV[14] ~= '' then settle_tokens(token, ARGV[14], tonumber(ARGV[16]) or 0, now) end
 if is_fenced then return keep_reply(call, {'LOCK_LOST'}) end
 
 local uid = owner_of(sid, ARGV[3])

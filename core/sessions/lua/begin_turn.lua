@@ -1,13 +1,17 @@
 -- First round trip of a chat turn: check the user's turn limits, find the session, take its
--- lock, store the user's message, count the turn, return the session and the recent context.
+-- lock, store the user's message, count the turn (and reserve its tokens, with a budget), and
+-- return the session and the recent context.
 -- Keyed by the lock token: run again with the same token (the client retrying after a lost
 -- reply) it answers the turn it began and stores and counts nothing more.
--- KEYS[1] user:{tag}:<uid>:sessions when the user is known, else session:{tag}:<sid>
+-- KEYS[1] user:sessions:{tag}:<uid> when the user is known, else session:{tag}:<sid>
 -- ARGV[1] tag  [2] uid ('' = whoever owns [3])  [3] sid ('' = the user's active session,
 --         created when the user has none)  [4] sid for that new session  [5] content ('' = /retry)
 -- ARGV[6] lock token  [7] lock ttl ms  [8] ttl seconds  [9] max messages  [10] context size
 -- ARGV[11] default model  [12] title length for an untitled session
 -- ARGV[13] turns per window (0 = no rate limit)  [14] window ms  [15] daily token budget (0 = none)
+-- ARGV[16] tokens the turn reserves beyond its context's estimate (the completion's cap and the
+--          system prompt's estimate), spent from today's budget until the turn settles
+--          (reserve_tokens in lib.lua); only with a budget
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq,
 --          the context entries as one JSON array}
 --      or {'NOT_FOUND'} | {'BUSY'} | {'NOTHING_TO_RETRY'}
@@ -17,16 +21,21 @@ local uid, sid, content, token = ARGV[2], ARGV[3], ARGV[5], ARGV[6]
 local ttl, max_messages, context_size = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local rate_limit, window_ms = tonumber(ARGV[13]) or 0, tonumber(ARGV[14]) or 0
 local budget = tonumber(ARGV[15]) or 0
+local reserve_beyond_context = tonumber(ARGV[16]) or 0
 local lock_ttl_ms = tonumber(ARGV[7])
 
--- The session, the user message's seq, and the context: the newest messages up to that one
--- (on /retry the answers after it are left out). Built from what is stored, so that a repeat
--- answers exactly what the first run did.
-local function turn_reply(turn_sid, user_seq)
+-- The context: the newest messages up to the user message's (on /retry the answers after it
+-- are left out). Built from what is stored, so that a repeat answers exactly what the first
+-- run did.
+local function turn_context(turn_sid, user_seq)
   local context = redis.call('LRANGE', session_key(turn_sid, ':messages'), -context_size, -1)
   while #context > 0 and cjson.decode(context[#context])[1] > user_seq do
     table.remove(context)
   end
+  return context
+end
+
+local function turn_reply(turn_sid, user_seq, context)
   local f = session_fields(turn_sid)
   -- One JSON document instead of one reply element per entry: a single decode on the way out.
   return {'OK', turn_sid, f[1], f[2], f[3], f[4], f[5], f[6], user_seq,
@@ -38,7 +47,8 @@ local begun = redis.call('HMGET', call_key(token), 'sid', 'userSeq')
 if begun[1] then
   if redis.call('EXISTS', session_key(begun[1])) == 0 then return {'NOT_FOUND'} end
   if not keep_turn(begun[1], token, lock_ttl_ms) then return {'LOCK_LOST'} end
-  return turn_reply(begun[1], tonumber(begun[2]))
+  local user_seq = tonumber(begun[2])
+  return turn_reply(begun[1], user_seq, turn_context(begun[1], user_seq))
 end
 
 local now = now_ms()
@@ -95,4 +105,9 @@ mark_recent(uid, sid, now)
 redis.call('HSET', user_key(uid), 'active', sid)
 touch(sid, uid, ttl)
 record_turn(token, sid, user_seq, lock_ttl_ms)
-return turn_reply(sid, user_seq)
+local context = turn_context(sid, user_seq)
+if budget > 0 then
+  -- Estimated from the stored entries, JSON included: the prompt is never larger.
+  reserve_tokens(token, uid, estimated_tokens(context) + reserve_beyond_context, now)
+end
+return turn_reply(sid, user_seq, context)

@@ -154,9 +154,18 @@ local function budget_wait_ms(uid, budget, now)
 end
 
 local function spend_tokens(uid, tokens, now)
+  if tokens == 0 then return end
   local key, day_ends = tokens_key(uid, now)
   redis.call('INCRBY', key, tokens)
   redis.call('PEXPIREAT', key, day_ends)
+end
+
+-- The tokens `entries` (strings) take by the estimate of core/conversation.py: a token per
+-- three bytes, rounded up.
+local function estimated_tokens(entries)
+  local bytes = 0
+  for _, entry in ipairs(entries) do bytes = bytes + #entry end
+  return math.ceil(bytes / 3)
 end
 
 -- The refusal, if any, of one more turn: {'BUDGET_EXHAUSTED', ms} or {'RATE_LIMITED', ms}.
@@ -231,6 +240,32 @@ local function record_turn(token, sid, user_seq, lock_ttl_ms)
   redis.call('HSET', key, 'sid', sid, 'userSeq', user_seq,
     'seq', redis.call('HGET', session_key(sid), 'seq'))
   redis.call('PEXPIRE', key, lock_ttl_ms + CALL_MEMORY_MS)
+end
+
+-- DAILY_TOKEN_BUDGET holds under concurrent turns because a turn spends its worst case when it
+-- begins (its prompt's estimate plus the completion's cap), so the next turn's check sees it,
+-- and settles to what it spent when it ends: its answer's usage, or what a cut, interrupted
+-- or stopped answer cost. The reservation is kept in the turn's record.
+local function reserve_tokens(token, uid, tokens, now)
+  spend_tokens(uid, tokens, now)
+  redis.call('HSET', call_key(token), 'uid', uid, 'reserved', tokens,
+    'day', math.floor(now / DAY_MS))
+end
+
+-- Settles the turn of `token` to `spent` tokens, once: today's spending loses the turn's
+-- reservation (unless the day it was made on is over: it went with that day) and gains what
+-- was spent. Without a reservation on record (no budget when the turn began, or a record
+-- expired long after the turn lost its lock), `spent` is added to `uid`'s ('' = nobody's).
+local function settle_tokens(token, uid, spent, now)
+  local record = call_key(token)
+  local turn = redis.call('HMGET', record, 'uid', 'reserved', 'day', 'settled')
+  if turn[4] then return end
+  uid = turn[1] or uid
+  if uid == '' then return end
+  local reserved = 0
+  if turn[2] and tonumber(turn[3]) == math.floor(now / DAY_MS) then reserved = tonumber(turn[2]) end
+  spend_tokens(uid, spent - reserved, now)
+  if turn[1] then redis.call('HSET', record, 'settled', 1) end
 end
 
 -- Whether the turn of `token` may still write to session `sid`. It may while it holds the

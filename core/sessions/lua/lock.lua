@@ -2,6 +2,9 @@
 -- answer; only for the turn that still holds its session.
 -- KEYS[1] session:{tag}:<sid>:lock
 -- ARGV[1] tag  [2] token  [3] new ttl ms ('0' = release)  [4] sid
+-- ARGV[5] on release: the tokens the turn spent without an answer (what the model reported,
+--         or the estimate of what it was sent and streamed; 0 when it never had the request),
+--         settling the turn's reservation (settle_tokens in lib.lua)
 -- Returns 1 when the turn of [2] held the session (now extended, or released), else 0.
 -- An extension keeps the turn (keep_turn in lib.lua): it extends the lock, or takes back a
 -- lapsed one nobody wrote after, and answers 0 once another writer came in: the turn then ends.
@@ -15,6 +18,7 @@ local released = redis.call('HGET', record, 'released')
 if released then return tonumber(released) end
 local held = 0
 if redis.call('GET', KEYS[1]) == token then held = redis.call('DEL', KEYS[1]) end
+settle_tokens(token, '', tonumber(ARGV[5]) or 0, now_ms())
 if redis.call('EXISTS', record) == 1 then
   -- Marked too so that an extension still on its way from the turn's keeper cannot take the
   -- lock back (holds_turn).
