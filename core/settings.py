@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     max_messages_per_session: int = Field(default=100, ge=2)
     max_message_length: int = Field(default=4000, ge=1)
     # The longest assistant message POST /api/sessions/{id}/messages takes (imports). A turn's
-    # own answer is not held to it: the user has seen it already, and the model was paid for it.
+    # own answer is not held to it (the user has seen it already): MAX_COMPLETION_TOKENS bounds it.
     max_assistant_message_length: int = Field(default=32_000, ge=1)
     session_limit_policy: SessionLimitPolicy = SessionLimitPolicy.REJECT
     # Chat turns per user per window, counted in Redis across fronts and replicas (0: no limit).
