@@ -192,6 +192,10 @@ class Turn:
             raise
         finally:
             deadline.cancel()
+            # Closed now, not by the event loop's finalizer on some later tick: a consumer that
+            # stops early must not leave the model's HTTP stream (and its billing) running.
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()
 
     def _timed_out(self, shown: str) -> TurnTimeout:
         return TurnTimeout(seconds=self._service.settings.turn_timeout_seconds, partial_text=shown)

@@ -17,6 +17,7 @@ from tests.e2e.conftest import RunCli, child_env
 from tests.e2e.http_app import RunningApi, ServeApi, assert_error, create_session
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.redis_process import RedisProcess
+from tests.waiting import until
 
 DAY_SECONDS = 86_400
 WAIT = r"\d+ (s|min|h)( \d+ min)?"  # as core.messages.duration says it
@@ -107,7 +108,11 @@ async def test_concurrent_chats_of_one_user_cannot_all_start_on_a_small_budget(
         )
         for s in sessions
     ]
-    await asyncio.sleep(0.3)  # every turn has begun or been refused: one holds the model
+    # Released only once every turn has begun or been refused: one holds the model.
+    await until(
+        lambda: sum(post.done() for post in posts) == 4 and len(fake_openrouter.requests) == 1,
+        what="four chats refused while one waits for the model",
+    )
     gate.set()
     responses = await asyncio.gather(*posts)
 

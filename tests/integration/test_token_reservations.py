@@ -188,7 +188,11 @@ async def test_five_concurrent_turns_on_five_sessions_spend_one_answer_of_a_smal
     fake_openrouter.hold(gate, times=5)
 
     asked = [asyncio.create_task(ask(budgeted_chat, session_id)) for session_id in sessions]
-    await asyncio.sleep(0.2)
+    # Released only once every turn has begun or been refused: one holds the model.
+    await until(
+        lambda: sum(task.done() for task in asked) == 4 and len(fake_openrouter.requests) == 1,
+        what="four turns refused while one waits for the model",
+    )
     gate.set()
     results = await asyncio.gather(*asked, return_exceptions=True)
 

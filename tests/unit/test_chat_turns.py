@@ -267,12 +267,6 @@ async def test_the_lock_is_released_when_the_consumer_stops_early_or_fails(
     assert await history(store) == [("user", "start"), ("user", "again")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Turn.__aexit__ closes its own generator (_stream_answer) but not the model's "
-    "stream inside it, which stays open until the event loop's async-generator finalizer closes "
-    "it on a later tick (core/turn.py, _stream_answer has no aclose of `events`)",
-)
 async def test_a_consumer_that_stops_early_leaves_no_model_stream_open(
     chat: ChatService[InMemoryTurnStore], model: ScriptedModel
 ):
