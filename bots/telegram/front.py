@@ -1,7 +1,8 @@
 """The Telegram front: python-telegram-bot in the service's own event loop.
 
-Only translation lives here: who spoke (a `telegram:<id>` user), in which chat and language,
-and how a core reply looks in Telegram (HTML, split messages, inline buttons, streamed edits).
+Only translation lives here: who spoke (a `telegram:<id>` user), in which chat, forum topic and
+language, and how a core reply looks in Telegram (HTML, split messages, inline buttons, streamed
+edits). Every reply goes to the topic the user wrote in.
 Long polling by default; with TELEGRAM_WEBHOOK_URL, updates arrive through the aiohttp server.
 """
 
@@ -217,7 +218,7 @@ class TelegramFront:
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
         else:
-            await self._reply(outcome, message.chat_id, reply_to=message.message_id)
+            await self._reply(outcome, message, reply_to=message.message_id)
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A tap on a choice: run its command as if typed, then close the keyboard."""
@@ -239,7 +240,7 @@ class TelegramFront:
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
         else:
-            await self._reply(outcome, message.chat_id)
+            await self._reply(outcome, message)  # in the tapped message's topic
 
     async def _on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Stickers, photos, voice: a short polite answer, where we were addressed."""
@@ -248,39 +249,48 @@ class TelegramFront:
             return
         if await self._may_talk(message, user):
             await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_text"),
-                            reply_to=message.message_id)  # fmt: skip
+                            thread_id=topic_of(message), reply_to=message.message_id)  # fmt: skip
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log with the traceback; tell the user something went wrong, never leave them waiting."""
         log.error("telegram.handler_failed", exc_info=context.error)
         if isinstance(update, Update) and update.effective_chat is not None:
             locale = _locale(update.effective_user)
+            topic = topic_of(update.effective_message)
             try:
-                await send_text(self.app.bot, update.effective_chat.id, text(locale, "unexpected"))
+                await send_text(self.app.bot, update.effective_chat.id, text(locale, "unexpected"),
+                                thread_id=topic)  # fmt: skip
             except Exception:
                 log.exception("telegram.error_reply_failed")
 
     # --- replies -------------------------------------------------------------------------------
 
     async def _reply(
-        self, reply: Reply | FileReply, chat_id: int, *, reply_to: int | None = None
+        self, reply: Reply | FileReply, where: Message, *, reply_to: int | None = None
     ) -> None:
+        """`reply` in the chat and topic of `where`."""
+        chat_id, topic = where.chat_id, topic_of(where)
         if isinstance(reply, FileReply):
             await send_document(
                 self.app.bot, chat_id, reply.content, filename=reply.filename,
-                caption=reply.caption, reply_to=reply_to,
+                caption=reply.caption, thread_id=topic, reply_to=reply_to,
             )  # fmt: skip
             return
         markup = _keyboard(reply.choices) if reply.choices else None
-        await send_text(self.app.bot, chat_id, reply.text, reply_to=reply_to, markup=markup)
+        await send_text(self.app.bot, chat_id, reply.text, thread_id=topic, reply_to=reply_to,
+                        markup=markup)  # fmt: skip
 
     async def _stream(self, reply: TurnReply, message: Message, user: User) -> None:
+        topic = topic_of(message)
+
         async def say(said: str) -> None:
-            await send_text(self.app.bot, message.chat_id, said, reply_to=message.message_id)
+            await send_text(self.app.bot, message.chat_id, said, thread_id=topic,
+                            reply_to=message.message_id)  # fmt: skip
 
         stream = ReplyStream(
-            self.app.bot, message.chat_id, self._pacer, reply_to=message.message_id
-        )
+            self.app.bot, message.chat_id, self._pacer, thread_id=topic,
+            reply_to=message.message_id,
+        )  # fmt: skip
         async with stream:
             await stream_turn(reply, stream, _locale(user), say=say)
 
@@ -304,7 +314,7 @@ class TelegramFront:
         if self._allowed.admits(user.id, user.username):
             return True
         await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_allowed"),
-                        reply_to=message.message_id)  # fmt: skip
+                        thread_id=topic_of(message), reply_to=message.message_id)  # fmt: skip
         return False
 
     def _without_mention(self, said: str) -> str:
@@ -312,6 +322,14 @@ class TelegramFront:
         if username and not said.startswith("/"):
             said = re.sub(re.escape("@" + username), "", said, flags=re.IGNORECASE).strip()
         return said
+
+
+def topic_of(message: Message | None) -> int | None:
+    """The forum topic `message` is in, None outside one. Only a topic message's thread id names
+    a topic: in "General" or a group's reply thread, Telegram sets one that sending to refuses."""
+    if message is None or not message.is_topic_message:
+        return None
+    return message.message_thread_id
 
 
 def _locale(user: User | None) -> str:

@@ -31,6 +31,7 @@ from tests.fakes import telegram_server
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.fakes.telegram_html import HtmlParseError, ParsedText, parse_html, utf16_length
 from tests.fakes.telegram_server import (
+    DEFAULT_FORUM_ID,
     DEFAULT_GROUP_ID,
     DEFAULT_USER_ID,
     Call,
@@ -40,6 +41,7 @@ from tests.fakes.telegram_server import (
 
 BOT_USERNAME = "chatbridge_test_bot"
 GROUP = DEFAULT_GROUP_ID
+FORUM = DEFAULT_FORUM_ID
 DEFAULT_MODEL = "test/default-model"
 EDIT_INTERVAL = 0.2
 PACING_TOLERANCE = 0.8  # consecutive edits at least this share of the interval apart
@@ -57,29 +59,39 @@ StartBot = Callable[..., Awaitable[Service]]
 
 @dataclass
 class Person:
-    """One Telegram user in one chat (their private chat with the bot, or the group)."""
+    """One Telegram user in one chat (their private chat with the bot, or the group), or in one
+    topic of the forum (`topic`, a thread id from `fake.open_topic`): there they see only the
+    topic's messages, as in Telegram's app."""
 
     fake: FakeTelegram
     user_id: int = DEFAULT_USER_ID
     username: str = "alice"
     language_code: str = "en"
     chat_type: str = "private"
+    topic: int | None = None
 
     @property
     def chat_id(self) -> int:
+        if self.topic is not None:
+            return FORUM
         return self.user_id if self.chat_type == "private" else GROUP
 
     def bot_messages(self) -> list[StoredMessage]:
-        return self.fake.messages(self.chat_id)
+        shown = self.fake.messages(self.chat_id)
+        return shown if self.topic is None else [m for m in shown if m.thread_id == self.topic]
 
     def says(self, said: str, **options: Any) -> dict[str, Any]:
+        where: dict[str, Any] = {"chat_type": self.chat_type}
+        if self.chat_type != "private":
+            where["chat_id"] = self.chat_id
+        if self.topic is not None:
+            where["thread_id"] = self.topic
         return self.fake.user_says(
             said,
             user_id=self.user_id,
-            chat_id=None if self.chat_type == "private" else self.chat_id,
-            chat_type=self.chat_type,
             username=self.username,
             language_code=self.language_code,
+            **where,
             **options,
         )
 
@@ -1006,3 +1018,87 @@ async def test_two_users_never_see_each_others_sessions(
     assert "Alpha" not in bobs.visible_text
     for forged in (f"/switch {session_ids(alices)[0]}", f"/delete {session_ids(alices)[0]}"):
         assert (await bob.asks(forged)).visible_text == text(ENGLISH, "session_not_found")
+
+
+# --- 12. forum topics -------------------------------------------------------------------------
+
+
+def in_topic(fake: FakeTelegram, topic: int) -> Person:
+    return Person(fake, chat_type="supergroup", topic=topic)
+
+
+async def test_in_a_forum_topic_every_part_the_typing_hint_and_an_error_notice_stay_in_it(
+    start_bot: StartBot,
+    fake_telegram: FakeTelegram,
+    fake_openrouter: FakeOpenRouter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await start_bot()
+    fake_telegram.open_topic("General chat about nothing")
+    tides = fake_telegram.open_topic("Tides")
+    alice = in_topic(fake_telegram, tides)
+    paragraphs = [f"Paragraph {n}. " + " ".join(f"t{n}x{k}" for k in range(60)) for n in range(30)]
+    reply = "\n\n".join(paragraphs)  # about 13,000 characters: four parts
+    fake_openrouter.reply_text = reply
+    fake_openrouter.deltas_per_reply = 40
+    fake_openrouter.slow_first_token(1.0)  # long enough for the "typing" hint
+
+    alice.says(f"@{BOT_USERNAME} a long one please")
+    await fake_telegram.wait_for(
+        lambda: words(" ".join(m.visible_text for m in alice.bot_messages())) == words(reply),
+        what="the whole reply, in order, in the topic",
+    )
+
+    assert len(alice.bot_messages()) >= 3
+    assert [m.thread_id for m in fake_telegram.messages(FORUM)] == [tides] * len(
+        alice.bot_messages()
+    )
+    typing = [a for a in fake_telegram.chat_actions if a.chat_id == FORUM]
+    assert typing
+    assert {a.thread_id for a in typing} == {tides}
+
+    # A refusal the bot cannot foresee: its notice goes to the topic too.
+    monkeypatch.setattr(telegram_server, "MAX_TEXT_LENGTH", 60)
+    notice = await alice.asks("/help")
+    assert notice.visible_text == text(ENGLISH, "unexpected")
+    assert [m.thread_id for m in fake_telegram.messages(FORUM)] == [tides] * len(
+        alice.bot_messages()
+    )
+
+
+async def test_in_a_forum_topic_button_results_and_documents_stay_in_it(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    tides = fake_telegram.open_topic("Tides")
+    alice = in_topic(fake_telegram, tides)
+
+    await alice.asks("/new Neap")
+    await alice.asks("/new Spring")
+    listing = await alice.asks("/sessions")
+    switched = await alice.taps(listing, "2. Neap")
+    await alice.asks_model(f"@{BOT_USERNAME} hello", "echo: hello")
+    exported = await alice.asks("/export")
+
+    assert switched.visible_text == "Now in Neap (0 messages)."
+    assert "document" in exported.extra
+    assert exported.visible_text.startswith("Neap as Markdown")
+    assert {m.thread_id for m in fake_telegram.messages(FORUM)} == {tides}
+
+
+async def test_in_a_forum_topic_the_answer_to_a_deleted_question_still_arrives_there(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    tides = fake_telegram.open_topic("Tides")
+    alice = in_topic(fake_telegram, tides)
+
+    before = len(alice.bot_messages())
+    alice.says("/help")
+    # The user deletes their message before the bot answers (the fake has no call for users).
+    fake_telegram.messages(FORUM, include_user=True)[-1].is_deleted = True
+    answered = await alice.next_message(before, what="an answer in the topic")
+
+    assert answered.visible_text == HELP_SHOWN
+    assert "reply_to_message" not in answered.extra
+    assert [m.thread_id for m in fake_telegram.messages(FORUM)] == [tides]
