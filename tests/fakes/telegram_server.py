@@ -391,6 +391,7 @@ class FakeTelegram:
         user_id: int = DEFAULT_USER_ID,
         chat_id: int | None = None,
         username: str = "alice",
+        language_code: str = "en",
     ) -> dict[str, Any]:
         """A tap on an inline button of the bot's message (which must show that button)."""
         chat_id = user_id if chat_id is None else chat_id
@@ -402,7 +403,7 @@ class FakeTelegram:
         self._open_queries[query_id] = time.monotonic()
         query = {
             "id": query_id,
-            "from": _user(user_id, username, "en"),
+            "from": _user(user_id, username, language_code),
             "message": self.message_json(message),
             "chat_instance": str(abs(chat_id) * 7919 + 13),
             "data": callback_data,
