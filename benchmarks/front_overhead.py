@@ -22,7 +22,7 @@ editMessageText whose visible text is the whole reply (not a preview ending in "
 `first` is the same, up to the bot's first message for that update (for us, a preview).
 
 **Baseline**, in the same run: the same fake, a python-telegram-bot Application built as the
-front builds its own (`InOrderPerChat(64)`, no updater, AIORateLimiter whenever our side has
+front builds its own (`InOrderPerSpace(64)`, no updater, AIORateLimiter whenever our side has
 it), whose only handler answers each text update with one `send_message` of the same reply (the
 same HTML), without core or Redis: the floor of any PTB bot on this machine.
 
@@ -62,7 +62,7 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Messa
 from benchmarks.fake_bot_api import BOT_TOKEN, REPLY_HTML, FakeBotApi, fake_bot_api
 from benchmarks.harness import InstantModel
 from bots.runtime import Services
-from bots.telegram.front import CONCURRENT_UPDATES, InOrderPerChat, TelegramApp, TelegramFront
+from bots.telegram.front import CONCURRENT_UPDATES, InOrderPerSpace, TelegramApp, TelegramFront
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
 from core.observability.metrics import Metrics
@@ -286,7 +286,7 @@ async def _baseline(api_url: str, variant: Variant) -> AsyncIterator[TelegramApp
         ApplicationBuilder()
         .token(BOT_TOKEN)
         .base_url(api_url)
-        .concurrent_updates(InOrderPerChat(CONCURRENT_UPDATES))
+        .concurrent_updates(InOrderPerSpace(CONCURRENT_UPDATES))
         .updater(None)
     )
     if variant.rate_limiter:

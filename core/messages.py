@@ -95,6 +95,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "not_text": "I can only read text messages for now.",
         "not_allowed": "Sorry, this bot is private.",
         "empty_answer": "The model sent an empty answer. Try /retry.",
+        "not_your_buttons": "These buttons are someone else's.",
         # errors, by ChatbridgeError.code
         "invalid_input": "That request is not valid.",
         "empty_message": "Your message is empty.",
@@ -178,6 +179,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "not_text": "Por enquanto só consigo ler mensagens de texto.",
         "not_allowed": "Desculpe, este bot é privado.",
         "empty_answer": "O modelo enviou uma resposta vazia. Tente /retry.",
+        "not_your_buttons": "Esses botões são de outra pessoa.",
         "invalid_input": "Esse pedido não é válido.",
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "

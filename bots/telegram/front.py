@@ -1,12 +1,19 @@
 """The Telegram front: python-telegram-bot in the service's own event loop.
 
-Only translation lives here: who spoke (a `telegram:<id>` user), in which chat and language,
-and how a core reply looks in Telegram (HTML, split messages, inline buttons, streamed edits).
+Only translation lives here: who spoke (a `telegram:<id>` user), in which chat, forum topic and
+language, and how a core reply looks in Telegram (HTML, split messages, inline buttons, streamed
+edits). Every reply goes to the topic the user wrote in.
+
+Updates are handled concurrently across spaces (a chat, or a forum topic of one) and in order
+within one; button taps at once, never behind a turn: Telegram gives up on an unanswered tap
+after about 15 s.
+
 Long polling by default; with TELEGRAM_WEBHOOK_URL, updates arrive through the aiohttp server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -18,14 +25,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
-from telegram import (
-    BotCommand,
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    Message,
-    Update,
-    User,
-)
+from telegram import BotCommand, Message, Update, User
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import (
     AIORateLimiter,
@@ -43,17 +43,20 @@ from bots.chatfront.pacing import ChatPacer, InOrder
 from bots.chatfront.startup import StartFailures, start_when_reachable
 from bots.chatfront.streaming import stream_turn
 from bots.runtime import Services
+from bots.telegram.buttons import keyboard, read_tap
 from bots.telegram.stream import ReplyStream, send_document, send_text
-from core.commands import Choice, FileReply, Reply, TurnReply
+from core.commands import FileReply, Reply, TurnReply
 from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, text
 from core.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  (a header name)
-DISMISS = "noop"  # callback data of a button that only closes its keyboard
 ALLOWED_UPDATES = ["message", "callback_query"]
-CONCURRENT_UPDATES = 64
+CONCURRENT_UPDATES = 64  # messages handled at once, across spaces (taps not counted)
+# Updates taken, those waiting for their space included: a bound on memory only. PTB holds one
+# of these slots while an update waits, so this bound must not be the one that makes taps wait.
+UPDATES_IN_FLIGHT = 4096
 TELEGRAM = Platform("telegram")
 START_FAILURES = StartFailures(
     platform=TELEGRAM.name,
@@ -64,19 +67,32 @@ START_FAILURES = StartFailures(
 TelegramApp = Application[Any, Any, Any, Any, Any, Any]
 
 
-class InOrderPerChat(BaseUpdateProcessor):
-    """Chats in parallel, each chat's updates one after the other."""
+Space = tuple[int, int | None]  # (chat id, forum topic's thread id or None)
+
+
+class InOrderPerSpace(BaseUpdateProcessor):
+    """Spaces (chats, and each forum topic apart) in parallel, each space's messages one after
+    the other; button taps at once.
+
+    A tap is answered within a second or Telegram expires it and the user sees an error, so it
+    waits neither behind a space's turn (the one it may act on) nor for a free slot.
+    """
 
     def __init__(self, max_concurrent_updates: int) -> None:
-        super().__init__(max_concurrent_updates)
+        super().__init__(UPDATES_IN_FLIGHT)
         self._order = InOrder()
+        self._running = asyncio.Semaphore(max_concurrent_updates)
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        chat = update.effective_chat if isinstance(update, Update) else None
-        if chat is None:
+        if isinstance(update, Update) and update.callback_query is not None:
             await coroutine
             return
-        async with self._order.turn_of(chat.id):
+        space = space_of(update)
+        if space is None:
+            async with self._running:
+                await coroutine
+            return
+        async with self._order.turn_of(space), self._running:
             await coroutine
 
     async def initialize(self) -> None:
@@ -110,7 +126,7 @@ class TelegramFront:
             .token(self._token)
             .base_url(settings.telegram_api_base_url)
             .rate_limiter(AIORateLimiter())
-            .concurrent_updates(InOrderPerChat(CONCURRENT_UPDATES))
+            .concurrent_updates(InOrderPerSpace(CONCURRENT_UPDATES))
         )
         if self._webhook_url:
             builder = builder.updater(None)
@@ -217,12 +233,17 @@ class TelegramFront:
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
         else:
-            await self._reply(outcome, message.chat_id, reply_to=message.message_id)
+            await self._reply(outcome, message, user, reply_to=message.message_id)
 
     async def _on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """A tap on a choice: run its command as if typed, then close the keyboard."""
+        """A tap on a choice: answered first (Telegram waits for that), then the keyboard
+        closes and its command runs as if typed. Someone else's buttons: a toast, no change."""
         query, user = update.callback_query, update.effective_user
         if query is None or user is None:
+            return
+        tap = read_tap(query.data)
+        if tap.is_refused_to(user.id):
+            await query.answer(text(_locale(user), "not_your_buttons"))
             return
         await query.answer()
         message = query.message
@@ -230,16 +251,16 @@ class TelegramFront:
             return
         with contextlib.suppress(BadRequest):  # already closed by an earlier tap
             await message.edit_reply_markup(None)
-        if query.data in (None, DISMISS) or not await self._may_talk(message, user):
+        if tap.command is None or not await self._may_talk(message, user):
             return
         TELEGRAM.bind(user.id, message.chat_id)
         outcome = await self._services.commands.handle(
-            TELEGRAM.user_id(user.id), query.data, locale=_locale(user)
+            TELEGRAM.user_id(user.id), tap.command, locale=_locale(user)
         )
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
         else:
-            await self._reply(outcome, message.chat_id)
+            await self._reply(outcome, message, user)  # in the tapped message's topic
 
     async def _on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Stickers, photos, voice: a short polite answer, where we were addressed."""
@@ -248,39 +269,53 @@ class TelegramFront:
             return
         if await self._may_talk(message, user):
             await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_text"),
-                            reply_to=message.message_id)  # fmt: skip
+                            thread_id=topic_of(message), reply_to=message.message_id)  # fmt: skip
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log with the traceback; tell the user something went wrong, never leave them waiting."""
         log.error("telegram.handler_failed", exc_info=context.error)
         if isinstance(update, Update) and update.effective_chat is not None:
             locale = _locale(update.effective_user)
+            topic = topic_of(update.effective_message)
             try:
-                await send_text(self.app.bot, update.effective_chat.id, text(locale, "unexpected"))
+                await send_text(self.app.bot, update.effective_chat.id, text(locale, "unexpected"),
+                                thread_id=topic)  # fmt: skip
             except Exception:
                 log.exception("telegram.error_reply_failed")
 
     # --- replies -------------------------------------------------------------------------------
 
     async def _reply(
-        self, reply: Reply | FileReply, chat_id: int, *, reply_to: int | None = None
+        self,
+        reply: Reply | FileReply,
+        where: Message,
+        user: User,
+        *,
+        reply_to: int | None = None,
     ) -> None:
+        """`reply` to `user` in the chat and topic of `where`; its buttons are theirs only."""
+        chat_id, topic = where.chat_id, topic_of(where)
         if isinstance(reply, FileReply):
             await send_document(
                 self.app.bot, chat_id, reply.content, filename=reply.filename,
-                caption=reply.caption, reply_to=reply_to,
+                caption=reply.caption, thread_id=topic, reply_to=reply_to,
             )  # fmt: skip
             return
-        markup = _keyboard(reply.choices) if reply.choices else None
-        await send_text(self.app.bot, chat_id, reply.text, reply_to=reply_to, markup=markup)
+        markup = keyboard(reply.choices, owner=user.id) if reply.choices else None
+        await send_text(self.app.bot, chat_id, reply.text, thread_id=topic, reply_to=reply_to,
+                        markup=markup)  # fmt: skip
 
     async def _stream(self, reply: TurnReply, message: Message, user: User) -> None:
+        topic = topic_of(message)
+
         async def say(said: str) -> None:
-            await send_text(self.app.bot, message.chat_id, said, reply_to=message.message_id)
+            await send_text(self.app.bot, message.chat_id, said, thread_id=topic,
+                            reply_to=message.message_id)  # fmt: skip
 
         stream = ReplyStream(
-            self.app.bot, message.chat_id, self._pacer, reply_to=message.message_id
-        )
+            self.app.bot, message.chat_id, self._pacer, thread_id=topic,
+            reply_to=message.message_id,
+        )  # fmt: skip
         async with stream:
             await stream_turn(reply, stream, _locale(user), say=say)
 
@@ -304,7 +339,7 @@ class TelegramFront:
         if self._allowed.admits(user.id, user.username):
             return True
         await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_allowed"),
-                        reply_to=message.message_id)  # fmt: skip
+                        thread_id=topic_of(message), reply_to=message.message_id)  # fmt: skip
         return False
 
     def _without_mention(self, said: str) -> str:
@@ -314,13 +349,23 @@ class TelegramFront:
         return said
 
 
+def space_of(update: object) -> Space | None:
+    """Where an update was said: its chat, and the forum topic within it."""
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return None
+    return update.effective_chat.id, topic_of(update.effective_message)
+
+
+def topic_of(message: Message | None) -> int | None:
+    """The forum topic `message` is in, None outside one. Only a topic message's thread id names
+    a topic: in "General" or a group's reply thread, Telegram sets one that sending to refuses."""
+    if message is None or not message.is_topic_message:
+        return None
+    return message.message_thread_id
+
+
 def _locale(user: User | None) -> str:
     return user.language_code or ENGLISH if user else ENGLISH
-
-
-def _keyboard(choices: tuple[Choice, ...]) -> InlineKeyboardMarkup:
-    rows = [[InlineKeyboardButton(c.label, callback_data=c.command or DISMISS)] for c in choices]
-    return InlineKeyboardMarkup(rows)
 
 
 def _webhook_secret(settings: Settings, token: str) -> str:

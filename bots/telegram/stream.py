@@ -5,6 +5,10 @@ a 429 (`RetryAfter`) only skips previews: the final text is always delivered, wa
 as Telegram asks. Past 4096 characters the answer continues in further messages, split at
 paragraph or code-block boundaries. Markdown is shown as Telegram HTML; if Telegram still
 rejects the markup, the plain text goes instead.
+
+In a forum, everything names the topic (`thread_id`): Telegram puts a reply in the topic of the
+message it answers, but the further parts, the "typing" hint and a reply whose question was
+deleted meanwhile would otherwise land in "General".
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ async def send_text(
     chat_id: int,
     markdown: str,
     *,
+    thread_id: int | None = None,
     reply_to: int | None = None,
     markup: InlineKeyboardMarkup | None = None,
 ) -> list[Message]:
@@ -103,7 +108,7 @@ async def send_text(
     sent = []
     for index, part in enumerate(parts):
         is_last = index == len(parts) - 1
-        send = _sender(bot, chat_id, reply_to, markup if is_last else None)
+        send = _sender(bot, chat_id, thread_id, reply_to, markup if is_last else None)
         message = await until_delivered(partial(deliver, send, part), FLOOD_CONTROL)
         if isinstance(message, Message):
             sent.append(message)
@@ -117,6 +122,7 @@ async def send_document(
     *,
     filename: str,
     caption: str,
+    thread_id: int | None = None,
     reply_to: int | None = None,
 ) -> Message | None:
     """A file under a caption (Markdown, shown as HTML), retried through flood control."""
@@ -124,7 +130,7 @@ async def send_document(
     async def send(shown: str, mode: ParseMode | None) -> Message:
         return await bot.send_document(
             chat_id, content, filename=filename, caption=shown, parse_mode=mode,
-            reply_parameters=_replying_to(reply_to),
+            message_thread_id=thread_id, reply_parameters=_replying_to(reply_to),
         )  # fmt: skip
 
     sent = await until_delivered(partial(deliver, send, caption), FLOOD_CONTROL)
@@ -132,12 +138,16 @@ async def send_document(
 
 
 def _sender(
-    bot: Bot, chat_id: int, reply_to: int | None, markup: InlineKeyboardMarkup | None
+    bot: Bot,
+    chat_id: int,
+    thread_id: int | None,
+    reply_to: int | None,
+    markup: InlineKeyboardMarkup | None,
 ) -> Deliver:
     async def send(text: str, mode: ParseMode | None) -> Message:
         return await bot.send_message(
-            chat_id, text, parse_mode=mode, reply_parameters=_replying_to(reply_to),
-            reply_markup=markup,
+            chat_id, text, parse_mode=mode, message_thread_id=thread_id,
+            reply_parameters=_replying_to(reply_to), reply_markup=markup,
         )  # fmt: skip
 
     return send
@@ -150,9 +160,15 @@ class ReplyStream(reply_stream.ReplyStream[int, RetryAfter]):
     """
 
     def __init__(
-        self, bot: Bot, chat_id: int, pacer: ChatPacer, reply_to: int | None = None
+        self,
+        bot: Bot,
+        chat_id: int,
+        pacer: ChatPacer,
+        *,
+        thread_id: int | None = None,
+        reply_to: int | None = None,
     ) -> None:
-        self.bot, self.chat_id, self.reply_to = bot, chat_id, reply_to
+        self.bot, self.chat_id, self.thread_id, self.reply_to = bot, chat_id, thread_id, reply_to
         super().__init__(pacer, typing_every=TYPING_EVERY_SECONDS, retries=FLOOD_CONTROL)
 
     @property
@@ -164,7 +180,8 @@ class ReplyStream(reply_stream.ReplyStream[int, RetryAfter]):
 
     async def _send(self, text: str) -> int | None:
         reply_to = self.reply_to if not self._parts else None
-        sent = await deliver(_sender(self.bot, self.chat_id, reply_to, None), text)
+        send = _sender(self.bot, self.chat_id, self.thread_id, reply_to, None)
+        sent = await deliver(send, text)
         return sent.message_id if isinstance(sent, Message) else None
 
     async def _edit(self, handle: int, text: str) -> None:
@@ -176,7 +193,9 @@ class ReplyStream(reply_stream.ReplyStream[int, RetryAfter]):
         await deliver(edit, text)
 
     async def _show_typing(self) -> None:
-        await self.bot.send_chat_action(self.chat_id, ChatAction.TYPING)
+        await self.bot.send_chat_action(
+            self.chat_id, ChatAction.TYPING, message_thread_id=self.thread_id
+        )
 
     def _part_failed(self, error: RetryAfter, *, is_final: bool) -> None:
         # No edit in this chat before Telegram allows one: the next preview would fail too.

@@ -3,8 +3,9 @@ fake Bot API, answering with the fake OpenRouter, sessions in a real Redis.
 
 The fakes run in the test's event loop; the tests play the Telegram users (`Person`) and read
 what those users would see. Nothing waits on the wall clock: `wait_for` polls with a bound, and
-"nothing happened" is proved with a barrier: a later update in the same chat (the bot handles
-a chat's updates in order) has been answered. Pacing is checked from the fake's recorded call times.
+"nothing happened" is proved with a barrier: a later message in the same chat (the bot handles
+a chat's messages in order; taps are not ordered) has been answered. Pacing is checked from the
+fake's recorded call times.
 A few tests bend a fake the way a real peer could behave and the fakes have no switch for: an
 older Bot API without <blockquote>, a Telegram refusal the bot cannot foresee (a lower length
 limit), a user deleting their message, a model sending its tokens one by one. Webhook mode is
@@ -31,6 +32,7 @@ from tests.fakes import telegram_server
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.fakes.telegram_html import HtmlParseError, ParsedText, parse_html, utf16_length
 from tests.fakes.telegram_server import (
+    DEFAULT_FORUM_ID,
     DEFAULT_GROUP_ID,
     DEFAULT_USER_ID,
     Call,
@@ -40,6 +42,7 @@ from tests.fakes.telegram_server import (
 
 BOT_USERNAME = "chatbridge_test_bot"
 GROUP = DEFAULT_GROUP_ID
+FORUM = DEFAULT_FORUM_ID
 DEFAULT_MODEL = "test/default-model"
 EDIT_INTERVAL = 0.2
 PACING_TOLERANCE = 0.8  # consecutive edits at least this share of the interval apart
@@ -47,7 +50,7 @@ TELEGRAM_LIMIT = 4096  # UTF-16 code units of visible text
 PREVIEW_SUFFIX = " …"
 WAIT_SECONDS = 10.0
 HELP_SHOWN = help_text(ENGLISH).replace("*", "")  # "*Commands*" is shown bold
-SWITCH_DATA = re.compile(r"^/switch ([0-9a-f]{32})$")
+SWITCH_DATA = re.compile(r"^[0-9a-z]+~/switch ([0-9a-f]{32})$")  # owner~command
 
 StartBot = Callable[..., Awaitable[Service]]
 
@@ -57,29 +60,39 @@ StartBot = Callable[..., Awaitable[Service]]
 
 @dataclass
 class Person:
-    """One Telegram user in one chat (their private chat with the bot, or the group)."""
+    """One Telegram user in one chat (their private chat with the bot, or the group), or in one
+    topic of the forum (`topic`, a thread id from `fake.open_topic`): there they see only the
+    topic's messages, as in Telegram's app."""
 
     fake: FakeTelegram
     user_id: int = DEFAULT_USER_ID
     username: str = "alice"
     language_code: str = "en"
     chat_type: str = "private"
+    topic: int | None = None
 
     @property
     def chat_id(self) -> int:
+        if self.topic is not None:
+            return FORUM
         return self.user_id if self.chat_type == "private" else GROUP
 
     def bot_messages(self) -> list[StoredMessage]:
-        return self.fake.messages(self.chat_id)
+        shown = self.fake.messages(self.chat_id)
+        return shown if self.topic is None else [m for m in shown if m.thread_id == self.topic]
 
     def says(self, said: str, **options: Any) -> dict[str, Any]:
+        where: dict[str, Any] = {"chat_type": self.chat_type}
+        if self.chat_type != "private":
+            where["chat_id"] = self.chat_id
+        if self.topic is not None:
+            where["thread_id"] = self.topic
         return self.fake.user_says(
             said,
             user_id=self.user_id,
-            chat_id=None if self.chat_type == "private" else self.chat_id,
-            chat_type=self.chat_type,
             username=self.username,
             language_code=self.language_code,
+            **where,
             **options,
         )
 
@@ -111,13 +124,15 @@ class Person:
         self.taps_only(message, label)
         return await self.next_message(before, what=f"an answer to tapping {label!r}")
 
-    def taps_only(self, message: StoredMessage, label: str) -> None:
-        self.fake.user_taps(
+    def taps_only(self, message: StoredMessage, label: str) -> dict[str, Any]:
+        """Tap without waiting for anything; the update (its callback query's id inside)."""
+        return self.fake.user_taps(
             button_data(message, label),
             message_id=message.message_id,
             user_id=self.user_id,
             chat_id=self.chat_id,
             username=self.username,
+            language_code=self.language_code,
         )
 
     async def answers_before_help(self) -> list[StoredMessage]:
@@ -914,7 +929,7 @@ async def test_a_mention_in_other_letter_case_is_removed_too(
     assert fake_openrouter.requests[-1].body["messages"][-1]["content"] == "hello"
 
 
-async def test_two_people_in_one_group_have_separate_sessions_and_cannot_use_each_others_buttons(
+async def test_two_people_in_one_group_have_separate_sessions_and_a_strangers_tap_changes_nothing(
     start_bot: StartBot, fake_telegram: FakeTelegram
 ) -> None:
     await start_bot()
@@ -929,20 +944,45 @@ async def test_two_people_in_one_group_have_separate_sessions_and_cannot_use_eac
     assert [b["text"] for b in alices.buttons()] == ["1. Alpha"]
     assert [b["text"] for b in bobs.buttons()] == ["1. Beta"]
     alpha = session_ids(alices)
-
-    forged_switch = await bob.taps(alices, "1. Alpha")
     confirm = await alice.asks("/delete")
-    forged_delete = await bob.taps(confirm, "Delete")
-    still = await alice.asks("/sessions")
-    bob_still = await bob.asks("/sessions")
+    shown = len(alice.bot_messages())
 
-    not_found = text(ENGLISH, "session_not_found")
-    assert forged_switch.visible_text == not_found
-    assert forged_delete.visible_text == not_found
+    for message, label in ((alices, "1. Alpha"), (confirm, "Delete"), (confirm, "Cancel")):
+        query = bob.taps_only(message, label)["callback_query"]["id"]
+        answer = await fake_telegram.wait_for(
+            lambda query=query: fake_telegram.callback_answers.get(query), what="the toast"
+        )
+        assert answer["text"] == text(ENGLISH, "not_your_buttons")
+
+    # The toast is the last thing the bot does for a stranger's tap: nothing else changed.
+    assert [b["text"] for b in alices.buttons()] == ["1. Alpha"]
+    assert [b["text"] for b in confirm.buttons()] == ["Delete", "Cancel"]
+    assert len(alice.bot_messages()) == shown
+    still = await alice.asks("/sessions")
     assert session_ids(still) == alpha
     assert still.visible_text.splitlines()[1].startswith("▶ 1. Alpha")
+    bob_still = await bob.asks("/sessions")
     assert [b["text"] for b in bob_still.buttons()] == ["1. Beta"]
-    assert bob_still.visible_text.splitlines()[1].startswith("▶ 1. Beta")
+    # The owner's own tap works as ever.
+    alice.taps_only(confirm, "Cancel")
+    await fake_telegram.wait_for(lambda: confirm.reply_markup is None, what="keyboard closed")
+
+
+async def test_a_strangers_tap_is_told_in_the_strangers_language(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    alice = Person(fake_telegram, chat_type="group")
+    joao = Person(fake_telegram, user_id=3003, username="joao", language_code="pt-br",
+                  chat_type="group")  # fmt: skip
+    await alice.asks("/new Alpha")
+    alices = await alice.asks("/sessions")
+
+    query = joao.taps_only(alices, "1. Alpha")["callback_query"]["id"]
+
+    answer = await fake_telegram.wait_for(lambda: fake_telegram.callback_answers.get(query))
+    assert answer["text"] == text(PORTUGUESE, "not_your_buttons")
+    assert [b["text"] for b in alices.buttons()] == ["1. Alpha"]
 
 
 # --- 9. allowed users -------------------------------------------------------------------------
@@ -1006,3 +1046,161 @@ async def test_two_users_never_see_each_others_sessions(
     assert "Alpha" not in bobs.visible_text
     for forged in (f"/switch {session_ids(alices)[0]}", f"/delete {session_ids(alices)[0]}"):
         assert (await bob.asks(forged)).visible_text == text(ENGLISH, "session_not_found")
+
+
+# --- 12. forum topics -------------------------------------------------------------------------
+
+
+def in_topic(fake: FakeTelegram, topic: int) -> Person:
+    return Person(fake, chat_type="supergroup", topic=topic)
+
+
+async def test_in_a_forum_topic_every_part_the_typing_hint_and_an_error_notice_stay_in_it(
+    start_bot: StartBot,
+    fake_telegram: FakeTelegram,
+    fake_openrouter: FakeOpenRouter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await start_bot()
+    fake_telegram.open_topic("General chat about nothing")
+    tides = fake_telegram.open_topic("Tides")
+    alice = in_topic(fake_telegram, tides)
+    paragraphs = [f"Paragraph {n}. " + " ".join(f"t{n}x{k}" for k in range(60)) for n in range(30)]
+    reply = "\n\n".join(paragraphs)  # about 13,000 characters: four parts
+    fake_openrouter.reply_text = reply
+    fake_openrouter.deltas_per_reply = 40
+    fake_openrouter.slow_first_token(1.0)  # long enough for the "typing" hint
+
+    alice.says(f"@{BOT_USERNAME} a long one please")
+    await fake_telegram.wait_for(
+        lambda: words(" ".join(m.visible_text for m in alice.bot_messages())) == words(reply),
+        what="the whole reply, in order, in the topic",
+    )
+
+    assert len(alice.bot_messages()) >= 3
+    assert [m.thread_id for m in fake_telegram.messages(FORUM)] == [tides] * len(
+        alice.bot_messages()
+    )
+    typing = [a for a in fake_telegram.chat_actions if a.chat_id == FORUM]
+    assert typing
+    assert {a.thread_id for a in typing} == {tides}
+
+    # A refusal the bot cannot foresee: its notice goes to the topic too.
+    monkeypatch.setattr(telegram_server, "MAX_TEXT_LENGTH", 60)
+    notice = await alice.asks("/help")
+    assert notice.visible_text == text(ENGLISH, "unexpected")
+    assert [m.thread_id for m in fake_telegram.messages(FORUM)] == [tides] * len(
+        alice.bot_messages()
+    )
+
+
+async def test_in_a_forum_topic_button_results_and_documents_stay_in_it(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    tides = fake_telegram.open_topic("Tides")
+    alice = in_topic(fake_telegram, tides)
+
+    await alice.asks("/new Neap")
+    await alice.asks("/new Spring")
+    listing = await alice.asks("/sessions")
+    switched = await alice.taps(listing, "2. Neap")
+    await alice.asks_model(f"@{BOT_USERNAME} hello", "echo: hello")
+    exported = await alice.asks("/export")
+
+    assert switched.visible_text == "Now in Neap (0 messages)."
+    assert "document" in exported.extra
+    assert exported.visible_text.startswith("Neap as Markdown")
+    assert {m.thread_id for m in fake_telegram.messages(FORUM)} == {tides}
+
+
+async def test_in_a_forum_topic_the_answer_to_a_deleted_question_still_arrives_there(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    await start_bot()
+    tides = fake_telegram.open_topic("Tides")
+    alice = in_topic(fake_telegram, tides)
+
+    before = len(alice.bot_messages())
+    alice.says("/help")
+    # The user deletes their message before the bot answers (the fake has no call for users).
+    fake_telegram.messages(FORUM, include_user=True)[-1].is_deleted = True
+    answered = await alice.next_message(before, what="an answer in the topic")
+
+    assert answered.visible_text == HELP_SHOWN
+    assert "reply_to_message" not in answered.extra
+    assert [m.thread_id for m in fake_telegram.messages(FORUM)] == [tides]
+
+
+# --- 13. no waiting behind others -------------------------------------------------------------
+
+
+async def test_a_tap_during_a_held_stream_is_answered_at_once_and_acts_while_it_is_held(
+    start_bot: StartBot, alice: Person, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    fake_telegram.callback_query_timeout = 1.0  # answered within a second, or refused as too old
+    await alice.asks("/new Tides")
+    await alice.asks("/new Currents")
+    listing = await alice.asks("/sessions")
+    gate = asyncio.Event()
+    fake_openrouter.pause(gate, after_deltas=1)
+    held = await alice.asks("talk")  # the first preview: the answer is under way, then held
+    try:
+        before = len(alice.bot_messages())
+        query = alice.taps_only(listing, "2. Tides")["callback_query"]["id"]
+        switched = await alice.next_message(before, what="the switch, while the stream is held")
+
+        assert query in fake_telegram.callback_answers
+        assert switched.visible_text == "Now in Tides (0 messages)."
+        assert not gate.is_set()
+        assert held.visible_text.endswith(PREVIEW_SUFFIX.strip())  # still streaming
+    finally:
+        gate.set()
+    await alice.shows(held, "echo: talk")
+
+
+@pytest.mark.parametrize("apart", ["two-topics-of-one-forum", "two-chats"])
+async def test_one_space_is_answered_while_another_spaces_turn_is_held(
+    start_bot: StartBot, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter, apart: str
+) -> None:
+    await start_bot()
+    if apart == "two-chats":
+        alice = Person(fake_telegram)
+        bob = Person(fake_telegram, user_id=2002, username="bob")
+    else:
+        alice = in_topic(fake_telegram, fake_telegram.open_topic("Tides"))
+        bob = Person(fake_telegram, user_id=2002, username="bob", chat_type="supergroup",
+                     topic=fake_telegram.open_topic("Reefs"))  # fmt: skip
+    gate = asyncio.Event()
+    fake_openrouter.pause(gate, after_deltas=1)
+    held = await alice.asks(f"@{BOT_USERNAME} talk")  # the first preview, then held
+    try:
+        helped = await bob.asks("/help")
+        answered = await bob.asks_model(f"@{BOT_USERNAME} hello", "echo: hello")
+
+        assert helped.visible_text == HELP_SHOWN
+        assert answered.visible_text == "echo: hello"
+        assert not gate.is_set()
+        assert held.visible_text.endswith(PREVIEW_SUFFIX.strip())  # still streaming
+    finally:
+        gate.set()
+    await alice.shows(held, "echo: talk")
+
+
+async def test_within_one_topic_messages_are_still_answered_in_order(
+    start_bot: StartBot, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    alice = in_topic(fake_telegram, fake_telegram.open_topic("Tides"))
+    gate = asyncio.Event()
+    fake_openrouter.pause(gate, after_deltas=1)
+    held = await alice.asks(f"@{BOT_USERNAME} talk")
+
+    alice.says("/help")  # waits for the turn before it
+    gate.set()
+
+    await fake_telegram.wait_for(lambda: len(alice.bot_messages()) == 2, what="the help")
+    helped = alice.bot_messages()[1]
+    assert (held.visible_text, helped.visible_text) == ("echo: talk", HELP_SHOWN)
+    assert helped.versions[0].at >= held.current.at  # sent once the answer was whole

@@ -6,7 +6,15 @@ It answers in the real shapes (`{"ok": true, "result": ...}`, or `{"ok": false, 
 HTML parsing, see `telegram_html`), broken HTML, callback data over 64 bytes, an edit that
 changes nothing, getUpdates while a webhook is set or while another getUpdates is waiting,
 a sendDocument without a non-empty upload (or a file_id it issued), an upload over 50 MB or a
-caption over 1024 characters.
+caption over 1024 characters, a reply to a message that is gone (unless
+`allow_sending_without_reply`), a `message_thread_id` that is not a topic of the chat, and an
+answer to a callback query more than `callback_query_timeout` seconds (15, as Telegram) after
+the tap.
+
+Forum topics are modelled as Telegram has them: `fake.open_topic("Tides")` makes the group a
+forum and returns the topic's thread id; a user's message there carries `message_thread_id` and
+`is_topic_message`. A message the bot sends goes to the topic it names, else to the topic of the
+message it replies to (Telegram's rule), else to "General" (`thread_id` None).
 
 Tests play the users and read what they would see:
 
@@ -41,6 +49,8 @@ from tests.fakes.telegram_html import HtmlParseError, parse_html, utf16_length
 FAKE_BOT_TOKEN = "123456:TEST-fake-telegram-token-abcdefghijk"
 DEFAULT_USER_ID = 1001
 DEFAULT_GROUP_ID = -1001234567890
+DEFAULT_FORUM_ID = -1009876543210
+CALLBACK_QUERY_TIMEOUT = 15.0  # seconds Telegram waits for answerCallbackQuery after a tap
 MAX_TEXT_LENGTH = 4096  # UTF-16 code units of the visible text, as Telegram counts
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_CAPTION_LENGTH = 1024  # UTF-16 code units, like text
@@ -52,7 +62,9 @@ JSON_PARAMETERS = frozenset(
     {"reply_markup", "entities", "commands", "scope", "allowed_updates", "reply_parameters"}
     | {"link_preview_options", "caption_entities"}
 )
-INT_PARAMETERS = frozenset({"chat_id", "message_id", "offset", "limit", "timeout", "cache_time"})
+INT_PARAMETERS = frozenset(
+    {"chat_id", "message_id", "offset", "limit", "timeout", "cache_time", "message_thread_id"}
+)
 BOOL_PARAMETERS = frozenset({"drop_pending_updates", "show_alert", "disable_notification"})
 CHAT_ACTIONS = frozenset(
     {"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice"}
@@ -72,6 +84,7 @@ WEBHOOK_CONFLICT = (
     "Conflict: can't use getUpdates method while webhook is active; "
     "use deleteWebhook to delete the webhook first"
 )
+QUERY_TOO_OLD = "query is too old and response timeout expired or query ID is invalid"
 POLLING_CONFLICT = (
     "Conflict: terminated by other getUpdates request; "
     "make sure that only one bot instance is running"
@@ -128,6 +141,7 @@ class StoredMessage:
     versions: list[MessageVersion]  # the first as sent, then one per edit
     extra: dict[str, Any] = field(default_factory=dict)  # sticker, photo, reply_to_message...
     is_deleted: bool = False
+    thread_id: int | None = None  # the forum topic it is in; None: "General" or not a forum
 
     @property
     def is_from_bot(self) -> bool:
@@ -172,6 +186,16 @@ class Upload:
 
 
 @dataclass(frozen=True)
+class ChatActionSent:
+    """A sendChatAction Telegram showed: where, and in which topic."""
+
+    chat_id: int
+    action: str
+    thread_id: int | None
+    at: float
+
+
+@dataclass(frozen=True)
 class Webhook:
     url: str
     secret_token: str | None
@@ -188,11 +212,14 @@ class FakeTelegram:
         bot_id: int | None = None,
         bot_username: str = "chatbridge_test_bot",
         requires_escaping: bool = True,
+        callback_query_timeout: float = CALLBACK_QUERY_TIMEOUT,
     ) -> None:
         self.token = token
         self.bot_id = bot_id if bot_id is not None else int(token.split(":", 1)[0])
         self.bot_username = bot_username
         self.requires_escaping = requires_escaping  # see telegram_html: bare `&` and `>`
+        self.callback_query_timeout = callback_query_timeout  # tests may shorten it
+        self.chat_actions: list[ChatActionSent] = []
         self.calls: list[Call] = []
         self._delays: dict[str, float] = {}
         self.chats: dict[int, dict[str, Any]] = {}  # every chat seen in an update
@@ -200,7 +227,8 @@ class FakeTelegram:
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.files: dict[str, bytes] = {}  # file_id -> content, of every document sent
         self._documents: list[dict[str, Any]] = []
-        self._open_queries: set[str] = set()
+        self._open_queries: dict[str, float] = {}  # query id -> when the user tapped
+        self._topics: dict[int, set[int]] = {}  # forum chat id -> its topics' thread ids
         self._chat_messages: dict[int, list[StoredMessage]] = {}
         self._by_id: dict[tuple[int, int], StoredMessage] = {}
         self._pending: list[dict[str, Any]] = []
@@ -319,9 +347,16 @@ class FakeTelegram:
         language_code: str = "en",
         reply_to_message_id: int | None = None,
         entities: list[dict[str, Any]] | None = None,
+        thread_id: int | None = None,
     ) -> dict[str, Any]:
-        """A text message; commands and mentions carry the entities Telegram adds."""
+        """A text message; commands and mentions carry the entities Telegram adds. With
+        `thread_id`, written in that topic of a forum (`open_topic`), `chat_id` the forum's."""
         user = _user(user_id, username, language_code)
+        if thread_id is not None:
+            chat_id = DEFAULT_FORUM_ID if chat_id is None else chat_id
+            if thread_id not in self._topics.get(chat_id, set()):
+                raise ValueError(f"chat {chat_id} has no topic {thread_id}: open_topic first")
+            chat_type = "supergroup"
         chat_id = self._see_chat(user, chat_id, chat_type)
         extra: dict[str, Any] = {}
         if reply_to_message_id is not None:
@@ -330,8 +365,23 @@ class FakeTelegram:
             )
         found = _entities_in(text) if entities is None else entities
         version = MessageVersion(text, None, text, found, None, time.monotonic())
-        message = self.store_message(chat_id, user, version, extra)
+        message = self.store_message(chat_id, user, version, extra, thread_id=thread_id)
         return self._queue("message", self.message_json(message))
+
+    def open_topic(
+        self, name: str, *, chat_id: int = DEFAULT_FORUM_ID, user_id: int = DEFAULT_USER_ID
+    ) -> int:
+        """A user opens a topic in the forum `chat_id` (made a forum supergroup if new); its
+        thread id, which is the id of the "topic created" service message, as in Telegram."""
+        user = _user(user_id, "alice", "en")
+        topics = self._topics.setdefault(chat_id, set())
+        self._see_chat(user, chat_id, "supergroup")
+        version = MessageVersion("", None, "", [], None, time.monotonic())
+        created = {"forum_topic_created": {"name": name, "icon_color": 7322096}}
+        message = self.store_message(chat_id, user, version, created)
+        message.thread_id = message.message_id
+        topics.add(message.message_id)
+        return message.message_id
 
     def user_taps(
         self,
@@ -341,6 +391,7 @@ class FakeTelegram:
         user_id: int = DEFAULT_USER_ID,
         chat_id: int | None = None,
         username: str = "alice",
+        language_code: str = "en",
     ) -> dict[str, Any]:
         """A tap on an inline button of the bot's message (which must show that button)."""
         chat_id = user_id if chat_id is None else chat_id
@@ -349,10 +400,10 @@ class FakeTelegram:
             raise ValueError(f"message {message_id} shows no button with {callback_data!r}")
         self._next_query_id += 1
         query_id = str(self._next_query_id)
-        self._open_queries.add(query_id)
+        self._open_queries[query_id] = time.monotonic()
         query = {
             "id": query_id,
-            "from": _user(user_id, username, "en"),
+            "from": _user(user_id, username, language_code),
             "message": self.message_json(message),
             "chat_instance": str(abs(chat_id) * 7919 + 13),
             "data": callback_data,
@@ -407,6 +458,8 @@ class FakeTelegram:
         else:
             chat_id = DEFAULT_GROUP_ID if chat_id is None else chat_id
             chat = {"id": chat_id, "type": chat_type, "title": "ChatBridge testers"}
+            if chat_id in self._topics:
+                chat.update(type="supergroup", is_forum=True)
         self.chats[chat_id] = chat
         return chat_id
 
@@ -426,12 +479,15 @@ class FakeTelegram:
         sender: dict[str, Any],
         version: MessageVersion,
         extra: dict[str, Any] | None = None,
+        *,
+        thread_id: int | None = None,
     ) -> StoredMessage:
         in_chat = self._chat_messages.setdefault(chat_id, [])
         message_id = max((m.message_id for m in in_chat), default=0) + 1
         message = StoredMessage(
-            chat_id, message_id, sender, int(time.time()), [version], dict(extra or {})
-        )
+            chat_id, message_id, sender, int(time.time()), [version], dict(extra or {}),
+            thread_id=thread_id,
+        )  # fmt: skip
         in_chat.append(message)
         self._by_id[chat_id, message_id] = message
         return message
@@ -450,6 +506,8 @@ class FakeTelegram:
             payload["caption_entities" if is_media else "entities"] = message.current.entities
         if message.reply_markup and "inline_keyboard" in message.reply_markup:
             payload["reply_markup"] = message.reply_markup
+        if message.thread_id is not None:
+            payload.update(message_thread_id=message.thread_id, is_topic_message=True)
         return {**payload, **message.extra}
 
     def _existing(self, chat_id: int, message_id: int) -> StoredMessage:
@@ -586,9 +644,11 @@ class FakeTelegram:
     def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
         chat_id = self._known_chat(params)
         version = self._version(params)
+        thread_id = self._thread(chat_id, params)
         reply_to = self._reply_to(chat_id, params.get("reply_parameters"))
         self._throttle("send", chat_id)
-        message = self.store_message(chat_id, self.bot_user(), version)
+        thread_id = _thread_of_reply(thread_id, reply_to)
+        message = self.store_message(chat_id, self.bot_user(), version, thread_id=thread_id)
         if reply_to is not None:
             message.extra["reply_to_message"] = self.message_json(reply_to)
         return self.message_json(message)
@@ -598,9 +658,13 @@ class FakeTelegram:
         chat_id = self._known_chat(params)
         document = self._document(params.get("document"))
         version = self._version(params, field="caption")
+        thread_id = self._thread(chat_id, params)
         reply_to = self._reply_to(chat_id, params.get("reply_parameters"))
         self._throttle("send", chat_id)
-        message = self.store_message(chat_id, self.bot_user(), version, {"document": document})
+        thread_id = _thread_of_reply(thread_id, reply_to)
+        message = self.store_message(
+            chat_id, self.bot_user(), version, {"document": document}, thread_id=thread_id
+        )
         if reply_to is not None:
             message.extra["reply_to_message"] = self.message_json(reply_to)
         return self.message_json(message)
@@ -664,18 +728,21 @@ class FakeTelegram:
         return True
 
     def _send_chat_action(self, params: dict[str, Any]) -> bool:
-        self._known_chat(params)
-        if params.get("action") not in CHAT_ACTIONS:
+        chat_id = self._known_chat(params)
+        action = params.get("action")
+        if action not in CHAT_ACTIONS:
             raise bad_request("wrong parameter action in request")
+        thread_id = self._thread(chat_id, params)
+        self.chat_actions.append(ChatActionSent(chat_id, action, thread_id, time.monotonic()))
         return True
 
     def _answer_callback_query(self, params: dict[str, Any]) -> bool:
+        """Once per query, and only until Telegram stops waiting: the user's client then shows
+        its own failure, and a late answer is refused."""
         query_id = str(params.get("callback_query_id", ""))
-        if query_id not in self._open_queries:
-            raise bad_request(
-                "query is too old and response timeout expired or query ID is invalid"
-            )
-        self._open_queries.discard(query_id)
+        tapped_at = self._open_queries.pop(query_id, None)
+        if tapped_at is None or time.monotonic() - tapped_at > self.callback_query_timeout:
+            raise bad_request(QUERY_TOO_OLD)
         self.callback_answers[query_id] = params
         return True
 
@@ -704,6 +771,15 @@ class FakeTelegram:
     def _message_in(self, chat_id: int, message_id: int) -> StoredMessage | None:
         message = self._by_id.get((chat_id, message_id))
         return None if message is None or message.is_deleted else message
+
+    def _thread(self, chat_id: int, params: dict[str, Any]) -> int | None:
+        """The topic a message or action is sent to, which must be one of the chat's."""
+        if params.get("message_thread_id") is None:
+            return None
+        thread_id = _int(params, "message_thread_id", 0)
+        if thread_id not in self._topics.get(chat_id, set()):
+            raise bad_request("message thread not found")
+        return thread_id
 
     def _reply_to(self, chat_id: int, parameters: Any) -> StoredMessage | None:
         if not isinstance(parameters, dict) or "message_id" not in parameters:
@@ -741,6 +817,13 @@ class FakeTelegram:
     def _wake_pollers(self) -> None:
         self._wakeup.set()
         self._wakeup = asyncio.Event()
+
+
+def _thread_of_reply(thread_id: int | None, reply_to: StoredMessage | None) -> int | None:
+    """Telegram puts a reply sent without a topic in the topic of the message it answers."""
+    if thread_id is None and reply_to is not None:
+        return reply_to.thread_id
+    return thread_id
 
 
 def _user(user_id: int, username: str, language_code: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     MessageEntity,
+    ReplyParameters,
     Update,
 )
 from telegram.constants import ParseMode
@@ -24,12 +25,13 @@ from telegram.error import BadRequest, Conflict, InvalidToken, RetryAfter
 from telegram.ext import filters
 
 from tests.fakes import telegram_server
-from tests.fakes.telegram_server import DEFAULT_USER_ID, FakeTelegram
+from tests.fakes.telegram_server import DEFAULT_FORUM_ID, DEFAULT_USER_ID, FakeTelegram
 
 # The fixture lives with the fake (tests/conftest.py may load that module as a plugin instead).
 fake_telegram = telegram_server.fake_telegram
 
 USER = DEFAULT_USER_ID
+FORUM = DEFAULT_FORUM_ID
 NOT_MODIFIED = "Message is not modified: specified new message content and reply markup"
 
 
@@ -375,6 +377,22 @@ async def test_a_tap_becomes_a_callback_query_that_can_be_answered_once(
     assert fake_telegram.callback_answers[update.callback_query.id]["text"] == "noted"
 
 
+async def test_a_callback_query_answered_after_telegrams_timeout_is_too_old(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    assert fake_telegram.callback_query_timeout == 15.0  # Telegram's, unless a test shortens it
+    fake_telegram.callback_query_timeout = 0.2
+    sent = await bot.send_message(USER, "pick", reply_markup=_keyboard("yes"))
+    update = Update.de_json(fake_telegram.user_taps("yes", message_id=sent.message_id), bot)
+    assert update.callback_query is not None
+
+    await asyncio.sleep(0.3)
+
+    with pytest.raises(BadRequest, match="Query is too old and response timeout expired"):
+        await update.callback_query.answer("late")
+    assert fake_telegram.callback_answers == {}
+
+
 async def test_a_tap_on_a_button_the_message_does_not_show_is_a_test_error(
     bot: Bot, fake_telegram: FakeTelegram
 ) -> None:
@@ -517,3 +535,94 @@ async def test_a_caption_of_1024_characters_is_accepted(bot: Bot) -> None:
     sent = await bot.send_document(USER, b"data", filename="a.txt", caption="x" * 1024)
 
     assert sent.caption == "x" * 1024
+
+
+# Forum topics and replies.
+
+
+async def test_a_message_in_a_forum_topic_carries_its_thread_and_ptb_sees_a_topic_message(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    tides = fake_telegram.open_topic("Tides")
+
+    update = Update.de_json(fake_telegram.user_says("hello", thread_id=tides), bot)
+
+    message = update.effective_message
+    assert message is not None
+    assert (message.chat_id, message.message_thread_id, message.is_topic_message) == (
+        FORUM,
+        tides,
+        True,
+    )
+    assert message.chat.is_forum is True
+    with pytest.raises(ValueError, match="no topic"):
+        fake_telegram.user_says("hello", thread_id=tides + 100)
+
+
+async def test_messages_actions_and_documents_go_to_the_topic_named_and_others_are_refused(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    tides = fake_telegram.open_topic("Tides")
+    fake_telegram.user_says("hello", thread_id=tides)
+
+    sent = await bot.send_message(FORUM, "in the topic", message_thread_id=tides)
+    document = await bot.send_document(FORUM, b"data", filename="a.txt", message_thread_id=tides)
+    await bot.send_chat_action(FORUM, "typing", message_thread_id=tides)
+    general = await bot.send_message(FORUM, "in General")
+
+    assert (sent.message_thread_id, sent.is_topic_message) == (tides, True)
+    assert document.message_thread_id == tides
+    assert general.message_thread_id is None
+    shown = fake_telegram.messages(FORUM)
+    assert [(m.visible_text, m.thread_id) for m in shown] == [
+        ("in the topic", tides),
+        ("", tides),
+        ("in General", None),
+    ]
+    assert [(a.chat_id, a.action, a.thread_id) for a in fake_telegram.chat_actions] == [
+        (FORUM, "typing", tides)
+    ]
+    for send in (
+        bot.send_message(FORUM, "lost", message_thread_id=tides + 100),
+        bot.send_chat_action(FORUM, "typing", message_thread_id=tides + 100),
+        bot.send_document(FORUM, b"data", filename="a.txt", message_thread_id=tides + 100),
+        bot.send_message(USER, "no topics in a private chat", message_thread_id=tides),
+    ):
+        with pytest.raises(BadRequest, match="Message thread not found"):
+            await send
+    assert len(fake_telegram.messages(FORUM)) == 3
+    assert len(fake_telegram.chat_actions) == 1
+
+
+async def test_a_reply_without_a_thread_goes_to_the_topic_of_the_message_it_answers(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    tides = fake_telegram.open_topic("Tides")
+    question = fake_telegram.user_says("hello", thread_id=tides)["message"]
+
+    reply = await bot.send_message(
+        FORUM, "answer", reply_parameters=ReplyParameters(question["message_id"])
+    )
+
+    assert reply.message_thread_id == tides
+    assert reply.reply_to_message is not None
+    assert reply.reply_to_message.message_id == question["message_id"]
+
+
+async def test_a_reply_to_a_deleted_message_is_refused_unless_sending_without_reply_is_allowed(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    tides = fake_telegram.open_topic("Tides")
+    question = fake_telegram.user_says("hello", thread_id=tides)["message"]
+    fake_telegram.messages(FORUM, include_user=True)[-1].is_deleted = True  # the user deleted it
+    gone = question["message_id"]
+
+    with pytest.raises(BadRequest, match="Message to be replied not found"):
+        await bot.send_message(FORUM, "answer", reply_parameters=ReplyParameters(gone))
+    anyway = ReplyParameters(gone, allow_sending_without_reply=True)
+    lost = await bot.send_message(FORUM, "answer", reply_parameters=anyway)
+    kept = await bot.send_message(FORUM, "answer", reply_parameters=anyway, message_thread_id=tides)
+
+    # Without the question, nothing says which topic a reply belongs to: only the thread id.
+    assert (lost.reply_to_message, lost.message_thread_id) == (None, None)
+    assert (kept.reply_to_message, kept.message_thread_id) == (None, tides)
