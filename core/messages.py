@@ -93,6 +93,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "reply_incomplete": "⚠️ The answer was cut off. Use /retry to ask again.",
         "unexpected": "Something went wrong on our side. Please try again.",
         "not_text": "I can only read text messages for now.",
+        "attachment_not_read": "I can't read attachments yet (pictures, files, voice messages): "
+        "I only read the text you type.",
         "not_allowed": "Sorry, this bot is private.",
         "empty_answer": "The model sent an empty answer. Try /retry.",
         # errors, by ChatbridgeError.code
@@ -176,6 +178,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "reply_incomplete": "⚠️ A resposta foi interrompida. Use /retry para perguntar de novo.",
         "unexpected": "Algo deu errado do nosso lado. Tente de novo.",
         "not_text": "Por enquanto só consigo ler mensagens de texto.",
+        "attachment_not_read": "Ainda não consigo ler anexos (imagens, arquivos, áudios): "
+        "só leio o texto que você escreve.",
         "not_allowed": "Desculpe, este bot é privado.",
         "empty_answer": "O modelo enviou uma resposta vazia. Tente /retry.",
         "invalid_input": "Esse pedido não é válido.",

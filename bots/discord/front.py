@@ -129,8 +129,15 @@ class DiscordFront:
             await send_text(surface, text(locale, "not_allowed"))
             return
         said = _without_mention(message.content, me.id)
+        if message.attachments:
+            # Said on its own reply, before the answer: the model never sees the files, and
+            # would otherwise make up what a picture shows.
+            notice = ChannelSurface(message.channel, message.channel.id, reply_to=message)
+            await send_text(notice, text(locale, "attachment_not_read"))
+            if not said:
+                return
         if not said:
-            if message.attachments or message.stickers:
+            if message.stickers:
                 await send_text(surface, text(locale, "not_text"))
                 return
             said = "/help"  # a bare mention: say what we can do

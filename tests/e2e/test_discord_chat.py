@@ -587,6 +587,35 @@ async def test_a_failing_model_is_explained_and_retry_answers_the_kept_message(
     assert said_to_model(fake_openrouter) == ["hello"] * 4  # three failed tries, then /retry
 
 
+async def test_attachments_are_said_to_be_unread_and_the_text_beside_them_is_answered(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    service = await start_bot()
+    unread = text(ENGLISH, "attachment_not_read")
+    picture = {"tide.png": b"\x89PNG\r\n\x1a\n"}
+
+    posted = alice.posts("what is in this picture?", files=picture)
+
+    def notice_and_answer() -> list[StoredMessage]:
+        shown = bot_messages(alice)
+        return shown if len(shown) == 2 and FOOTER_MARK in shown[1].content else []
+
+    notice, answer = await until(alice, notice_and_answer, what="notice, answer", service=service)
+    alice.posts("", files=picture)  # a picture alone: the notice, no turn
+    barrier = await asks(alice, "and now?", service=service)
+
+    assert notice.content == unread
+    assert answer_text([answer]) == "echo: what is in this picture?"
+    assert reference_id(notice) == reference_id(answer) == int(posted["id"])
+    assert [m.content for m in bot_messages(alice)] == [
+        notice.content,
+        answer.content,
+        unread,
+        barrier[-1].content,
+    ]
+    assert said_to_model(fake_openrouter) == ["what is in this picture?", "and now?"]
+
+
 # --- 7. no pings ------------------------------------------------------------------------------
 
 

@@ -984,6 +984,42 @@ async def test_a_sticker_gets_the_only_text_sentence(
     assert answered.visible_text == text(ENGLISH, "not_text")
 
 
+async def test_a_photo_a_document_or_a_voice_message_is_said_to_be_unread(
+    start_bot: StartBot, alice: Person, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    sends = [
+        fake_telegram.user_sends_photo,
+        fake_telegram.user_sends_document,
+        fake_telegram.user_sends_voice,
+    ]
+
+    for send in sends:
+        before = len(alice.bot_messages())
+        sent = send()
+        answered = await alice.next_message(before, what=f"an answer to {sent}")
+        assert answered.visible_text == text(ENGLISH, "attachment_not_read")
+    assert await alice.answers_before_help() == alice.bot_messages()[:3]  # nothing more
+    assert fake_openrouter.requests == []
+
+
+async def test_a_photos_caption_is_answered_after_the_notice_that_the_photo_was_not_read(
+    start_bot: StartBot, alice: Person, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+
+    fake_telegram.user_sends_photo(caption="what is in this picture?")
+    notice, answer = await fake_telegram.wait_for(
+        lambda: alice.bot_messages()[:2] if len(alice.bot_messages()) >= 2 else None,
+        what="the notice and the answer",
+    )
+
+    assert notice.visible_text == text(ENGLISH, "attachment_not_read")
+    await alice.shows(answer, "echo: what is in this picture?")
+    said = [r.body["messages"][-1]["content"] for r in fake_openrouter.requests]
+    assert said == ["what is in this picture?"]
+
+
 # --- 11. isolation ----------------------------------------------------------------------------
 
 

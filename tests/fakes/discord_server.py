@@ -445,10 +445,12 @@ class FakeDiscord:
         reply_to: int | None = None,
         reply_pings: bool = True,
         username: str | None = None,
+        files: Mapping[str, bytes] | None = None,
     ) -> dict[str, Any]:
         """A user's message (MESSAGE_CREATE): a DM without `guild_id`, else in a guild channel.
 
         A reply pings the replied-to author unless the user switched that off (`reply_pings`).
+        `files` (name -> bytes) are attached, as when a user drops a picture in with the text.
         """
         if len(content) > MAX_USER_MESSAGE:
             raise ValueError(f"Discord users cannot send more than {MAX_USER_MESSAGE} characters")
@@ -462,7 +464,13 @@ class FakeDiscord:
             reference = self._live_message(channel_id, reply_to)
             if reference is None:
                 raise ValueError(f"no message {reply_to} in channel {channel_id} to reply to")
-        fields = MessageFields(content, [], [], 0, None)
+        attached: list[int | NewAttachment] = [
+            NewAttachment(Upload(name, "application/octet-stream", data), name, None)
+            for name, data in (files or {}).items()
+        ]
+        if not content and not attached:
+            raise ValueError("Discord users cannot send an empty message")
+        fields = MessageFields(content, [], [], 0, None, attached)
         message = self._store(
             channel_id, guild_id, author, fields, reference=reference, reply_pings=reply_pings
         )
