@@ -590,6 +590,19 @@ async def test_markdown_and_special_characters_arrive_as_valid_html(
     assert "<script>" not in answer.text
 
 
+async def test_a_tg_user_link_in_the_models_answer_is_shown_as_its_words_and_mentions_nobody(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    fake_openrouter.reply_text = "Ask [Bob](tg://user?id=2002) or [the docs](https://example.com)."
+
+    answer = await alice.asks_model("who knows?", "Ask Bob or the docs.")
+
+    assert "tg://" not in answer.text
+    links = [e for e in answer.current.entities if e["type"] in ("text_link", "text_mention")]
+    assert links == [{"type": "text_link", "offset": 11, "length": 8, "url": "https://example.com"}]
+
+
 async def test_markup_telegram_rejects_is_sent_as_plain_text(
     start_bot: StartBot,
     alice: Person,
