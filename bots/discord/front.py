@@ -128,7 +128,7 @@ class DiscordFront:
         if not may_talk(self._allowed, message.author):
             await send_text(surface, text(locale, "not_allowed"))
             return
-        said = _without_mention(message.content, me.id)
+        said = _without_mention(message.content, me.id, _own_role_id(message))
         if message.attachments:
             # Said on its own reply, before the answer: the model never sees the files, and
             # would otherwise make up what a picture shows.
@@ -151,6 +151,9 @@ class DiscordFront:
             return True
         if any(user.id == me.id for user in message.mentions):
             return True
+        own_role = _own_role_id(message)
+        if own_role is not None and own_role in message.raw_role_mentions:
+            return True  # "@ChatBridge" picked from the list is often the bot's role, not the bot
         channel = message.channel
         parent_id = getattr(channel, "parent_id", None)  # a thread counts as its channel
         if channel.id in self._channels or parent_id in self._channels:
@@ -160,5 +163,15 @@ class DiscordFront:
         return isinstance(replied, discord.Message) and replied.author.id == me.id
 
 
-def _without_mention(content: str, bot_id: int) -> str:
-    return re.sub(rf"<@!?{bot_id}>", "", content).strip()
+def _own_role_id(message: discord.Message) -> int | None:
+    """The managed role Discord gives the bot in the message's guild (tagged with the bot's id)."""
+    role = message.guild.self_role if message.guild is not None else None
+    return role.id if role is not None else None
+
+
+def _without_mention(content: str, bot_id: int, role_id: int | None = None) -> str:
+    """The text without the mentions that addressed the bot: its user, or its role."""
+    content = re.sub(rf"<@!?{bot_id}>", "", content)
+    if role_id is not None:
+        content = re.sub(rf"<@&{role_id}>", "", content)
+    return content.strip()

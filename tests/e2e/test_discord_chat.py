@@ -285,6 +285,23 @@ async def test_a_bare_mention_gets_the_help(
     assert fake_openrouter.requests == []
 
 
+async def test_a_mention_of_the_bots_own_role_is_a_mention_of_the_bot(
+    start_bot: StartBot, alice_in_guild: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+
+    posted = alice_in_guild.posts("what are tides?", mentions_bot_role=True)
+    answer = await until(
+        alice_in_guild,
+        lambda: [m for m in bot_messages(alice_in_guild) if FOOTER_MARK in m.content],
+        what="an answer to the role mention",
+    )
+
+    assert answer_text(answer) == "echo: what are tides?"
+    assert reference_id(answer[0]) == int(posted["id"])
+    assert said_to_model(fake_openrouter) == ["what are tides?"]  # the role mention is stripped
+
+
 async def test_messages_from_other_bots_are_ignored_even_when_they_mention_the_bot(
     start_bot: StartBot, alice_in_guild: Person, fake_openrouter: FakeOpenRouter
 ) -> None:

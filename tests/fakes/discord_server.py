@@ -32,10 +32,11 @@ Discord's nested error shape, 50006 for an empty message), unknown channels/mess
 answer per interaction (40060), rate-limit buckets announced in `X-RateLimit-*` headers (a
 client that ignores them gets a 429), and injected faults: `fake.rate_limit(...)`,
 `fake.fail(...)`, `await fake.drop_gateway()`. Like Discord, it echoes the bot's own messages
-as MESSAGE_CREATE/UPDATE and hides content from guild messages that do not mention the bot
-when the session lacks the Message Content intent. Files (multipart `files[n]` parts, named by
-the body's `attachments`) become attachments, refused when empty or over 10 MiB;
-`fake.files[int(attachment["id"])]` holds what was uploaded.
+as MESSAGE_CREATE/UPDATE, gives the bot a managed role in each guild (`bot_role_id`; users
+may mention it, `mention_roles` lists it), and hides content from guild messages that do not
+mention the bot (its user) when the session lacks the Message Content intent. Files (multipart
+`files[n]` parts, named by the body's `attachments`) become attachments, refused when empty or
+over 10 MiB; `fake.files[int(attachment["id"])]` holds what was uploaded.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from tests.fakes.discord_payloads import (
     INTERACTION_FLAGS,
     LOADING,
     MENTION,
+    ROLE_MENTION,
     SENDABLE_FLAGS,
     ApiError,
     FakeGuild,
@@ -85,6 +87,7 @@ from tests.fakes.discord_payloads import (
     StoredMessage,
     Upload,
     attachment_json,
+    bot_role_json,
     check_choices,
     check_commands,
     check_message,
@@ -357,7 +360,12 @@ class FakeDiscord:
                 channel_id, guild_id, spec.get("name", f"chat-{position}"), position
             )
             guild.channels[channel_id] = self.channels[channel_id] = data
-        guild.member_roles[self.bot_user_id] = []
+        # Like Discord, a managed role of the bot's own, which users can mention to address it.
+        bot_role_id = self._ids.next()
+        guild.roles[bot_role_id] = bot_role_json(
+            bot_role_id, self.bot_user_id, self.bot_username, len(guild.roles)
+        )
+        guild.member_roles[self.bot_user_id] = [bot_role_id]
         for member in members or [DEFAULT_USER_ID]:
             spec = _spec(member)
             self._user(int(spec["id"]), spec.get("username"))
@@ -442,6 +450,7 @@ class FakeDiscord:
         *,
         guild_id: int | None = None,
         mentions_bot: bool = False,
+        mentions_bot_role: bool = False,
         reply_to: int | None = None,
         reply_pings: bool = True,
         username: str | None = None,
@@ -459,6 +468,10 @@ class FakeDiscord:
         mention = f"<@{self.bot_user_id}>"
         if mentions_bot and mention not in content:
             content = f"{mention} {content}"
+        if mentions_bot_role:
+            if guild_id is None:
+                raise ValueError("a role is mentioned only in a guild")
+            content = f"<@&{self.bot_role_id(guild_id)}> {content}"
         reference = None
         if reply_to is not None:
             reference = self._live_message(channel_id, reply_to)
@@ -477,6 +490,12 @@ class FakeDiscord:
         if not self._dispatch_message("MESSAGE_CREATE", message):
             raise RuntimeError("no gateway session receives this message; is the client ready?")
         return self._gateway_message(message)
+
+    def bot_role_id(self, guild_id: int) -> int:
+        """The id of the bot's managed role in that guild."""
+        roles = self.guilds[guild_id].roles.values()
+        tagged = (r for r in roles if r.get("tags", {}).get("bot_id") == str(self.bot_user_id))
+        return int(next(tagged)["id"])
 
     def _channel_for(self, user_id: int, channel_id: int | None, guild_id: int | None) -> int:
         if guild_id is None:
@@ -808,6 +827,8 @@ class FakeDiscord:
         ]
         if reference is not None and reply_pings and reference.author not in mentions:
             mentions.append(reference.author)  # a reply pings its author by default
+        roles = self.guilds[guild_id].roles if guild_id is not None else {}
+        mentioned_roles = [int(r) for r in dict.fromkeys(ROLE_MENTION.findall(content))]
         message = StoredMessage(
             self._ids.next(),
             channel_id,
@@ -818,6 +839,7 @@ class FakeDiscord:
             mentions,
             reference,
             interaction,
+            mention_roles=[role_id for role_id in mentioned_roles if role_id in roles],
         )
         self._messages[message.id] = message
         self._channel_messages.setdefault(channel_id, []).append(message)

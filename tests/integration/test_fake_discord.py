@@ -205,6 +205,47 @@ async def test_a_users_message_reaches_on_message_with_content_and_author(
     assert message.guild.id == GUILD
 
 
+async def test_the_bot_has_its_managed_role_in_a_guild_and_a_mention_of_it_is_a_role_mention(
+    client: discord.Client, fake_discord: FakeDiscord
+) -> None:
+    guild = client.get_guild(GUILD)
+    assert guild is not None
+    arrived = _next_event(client, "message", channel=await _channel(client))
+
+    fake_discord.user_posts("hello", channel_id=CHANNEL, guild_id=GUILD, mentions_bot_role=True)
+    message = await arrived
+
+    own = guild.self_role
+    assert own is not None
+    assert own.id == fake_discord.bot_role_id(GUILD)
+    assert own.managed
+    assert own.is_bot_managed()
+    assert guild.me.get_role(own.id) == own
+    assert message.content == f"<@&{own.id}> hello"
+    assert message.raw_role_mentions == [own.id]
+    assert message.role_mentions == [own]
+    assert message.mentions == []
+
+
+async def test_a_user_may_post_files_with_or_without_text(
+    client: discord.Client, fake_discord: FakeDiscord
+) -> None:
+    channel = await _channel(client)
+    with_text = _next_event(client, "message", channel=channel, content="look")
+
+    fake_discord.user_posts("look", channel_id=CHANNEL, guild_id=GUILD, files={"a.png": b"png"})
+    message = await with_text
+    alone = _next_event(client, "message", channel=channel, content="")
+    fake_discord.user_posts("", channel_id=CHANNEL, guild_id=GUILD, files={"b.txt": b"text"})
+    file_only = await alone
+
+    assert [a.filename for a in message.attachments] == ["a.png"]
+    assert [a.filename for a in file_only.attachments] == ["b.txt"]
+    assert fake_discord.files[file_only.attachments[0].id] == b"text"
+    with pytest.raises(ValueError, match="empty"):
+        fake_discord.user_posts("", channel_id=CHANNEL, guild_id=GUILD)
+
+
 async def test_a_dm_reaches_on_message_and_user_send_opens_the_dm_channel(
     client: discord.Client, fake_discord: FakeDiscord
 ) -> None:
