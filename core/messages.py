@@ -107,6 +107,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "session_not_found": "That conversation doesn't exist or has expired. See /sessions.",
         "session_limit_reached": "You already have {limit} conversations, the most allowed. "
         "Delete one with /delete to start another.",
+        "session_limit_pick": "Pick the one to delete:",
         "nothing_to_retry": "There is no message of yours to answer again here.",
         "session_busy": "I'm still answering your previous message. Try again in a moment.",
         "turn_lock_lost": "This answer was not saved: the conversation moved on without it "
@@ -191,6 +192,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "session_not_found": "Essa conversa não existe ou expirou. Veja /sessions.",
         "session_limit_reached": "Você já tem {limit} conversas, o máximo permitido. "
         "Apague uma com /delete para começar outra.",
+        "session_limit_pick": "Escolha qual apagar:",
         "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
         "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
         "turn_lock_lost": "Esta resposta não foi salva: a conversa seguiu sem ela "

@@ -413,6 +413,32 @@ async def test_delete_asks_with_a_danger_button_and_clicking_it_deletes_the_sess
     assert list(await session_ids(alice)) == ["Keep"]
 
 
+async def test_new_past_the_session_limit_offers_a_menu_of_sessions_to_delete(
+    start_bot: StartBot, alice: Person
+) -> None:
+    await start_bot(MAX_SESSIONS_PER_USER="2")
+    await alice.command("new", {"title": "Alpha"})
+    await alice.command("new", {"title": "Beta"})
+    ids = await session_ids(alice)
+
+    refused = await alice.command("new", {"title": "Gamma"})
+
+    assert refused.is_ephemeral
+    assert refused.content == "\n".join(
+        [text(ENGLISH, "session_limit_reached", limit=2), text(ENGLISH, "session_limit_pick")]
+    )
+    assert menu_options(refused) == {
+        "🗑 1. Beta": f"/delete {ids['Beta']}",
+        "🗑 2. Alpha": f"/delete {ids['Alpha']}",
+    }
+    question = await picks(alice, refused, f"/delete {ids['Alpha']}")
+    assert question.content == text(ENGLISH, "delete_confirm", title="Alpha", count=0)
+    yes, _ = components(question, 2)
+    await clicks(alice, question, yes["custom_id"])
+    created = await alice.command("new", {"title": "Gamma"})
+    assert created.content == text(ENGLISH, "session_created", title="Gamma")
+
+
 async def test_cancel_removes_the_buttons_and_keeps_the_current_session_a_bare_delete_asked_about(
     start_bot: StartBot, alice: Person, redis_client: aioredis.Redis
 ) -> None:

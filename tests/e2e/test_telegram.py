@@ -718,7 +718,7 @@ async def test_a_message_over_the_length_limit_is_refused_with_the_limit(
     assert fake_openrouter.requests == []
 
 
-async def test_a_new_session_past_the_limit_is_refused_pointing_to_delete(
+async def test_a_new_session_past_the_limit_is_refused_with_a_button_per_session_to_delete(
     start_bot: StartBot, alice: Person
 ) -> None:
     await start_bot(MAX_SESSIONS_PER_USER="1")
@@ -726,8 +726,22 @@ async def test_a_new_session_past_the_limit_is_refused_pointing_to_delete(
     await alice.asks("/new One")
     refused = await alice.asks("/new Two")
 
-    assert refused.visible_text == text(ENGLISH, "session_limit_reached", limit=1)
+    assert refused.visible_text == "\n".join(
+        [text(ENGLISH, "session_limit_reached", limit=1), text(ENGLISH, "session_limit_pick")]
+    )
     assert "/delete" in refused.visible_text
+    (button,) = refused.buttons()
+    assert button["text"] == "🗑 1. One"
+    assert re.fullmatch(r"/delete [0-9a-f]{32}", button["callback_data"])
+    assert len(button["callback_data"].encode()) <= 64
+    question = await alice.taps(refused, "🗑 1. One")
+    assert question.visible_text == text(ENGLISH, "delete_confirm", title="One", count=0).replace(
+        "*", ""
+    )
+    deleted = await alice.taps(question, text(ENGLISH, "delete_yes"))
+    assert deleted.visible_text == text(ENGLISH, "deleted", title="One").replace("*", "")
+    created = await alice.asks("/new Two")
+    assert created.visible_text == text(ENGLISH, "session_created", title="Two").replace("*", "")
 
 
 async def test_a_model_outage_says_unavailable_and_retry_answers_later(

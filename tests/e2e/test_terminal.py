@@ -257,3 +257,23 @@ async def test_a_line_at_the_choice_prompt_that_is_no_number_is_a_message_or_a_c
     assert "assistant> echo: when is high tide?" in result.stdout
     assert say("en", "session_created", title="Waves") in result.stdout
     assert result.stdout.rstrip().endswith(say("en", "goodbye"))
+
+
+async def test_past_the_session_limit_the_sessions_are_listed_to_pick_one_to_delete(
+    run_cli: RunCli, redis_server: RedisProcess
+) -> None:
+    # "/new Three" is refused with the list; "2" picks "One", "1" confirms; then it is created.
+    lines = ["/new One", "/new Two", "/new Three", "2", "1", "/new Three"]
+
+    result = await chat(
+        run_cli, "cleo", lines, REDIS_URL=redis_server.url, MAX_SESSIONS_PER_USER="2"
+    )
+
+    assert result.returncode == 0, result.output
+    out = result.stdout
+    refused = say("en", "session_limit_reached", limit=2) + "\n"
+    refused += say("en", "session_limit_pick") + "\n  [1] 🗑 1. Two\n  [2] 🗑 2. One\n"
+    assert refused in out, result.output
+    assert say("en", "delete_confirm", title="One", count=0) in out
+    assert say("en", "deleted", title="One") in out
+    assert say("en", "session_created", title="Three") in out
