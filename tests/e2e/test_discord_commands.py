@@ -522,6 +522,35 @@ async def test_retry_answers_again_publicly_in_the_interaction_response_streamed
     assert history.startswith(text(ENGLISH, "history_header", title="Greetings", shown=2, total=2))
 
 
+async def test_a_retry_still_streaming_when_the_interaction_token_expires_ends_through_the_channel(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    service = await start_bot()
+    await alice.command("new", {"title": "Greetings"})
+    assert await chats(alice, "hello again") == "echo: hello again"
+    alice.fake.interaction_token_ttl = 1.0  # Discord's 15 minutes, shortened
+    fake_openrouter.stall(after_deltas=1, seconds=2.0)  # a preview first, then past the token
+
+    interaction = alice.runs("retry")
+    record = record_of(alice, interaction)
+    answer = await alice.fake.wait_for(
+        lambda: record.original if FOOTER_MARK in getattr(record.original, "content", "") else None,
+        WAIT_SECONDS,
+        what="the retried answer",
+    )
+
+    assert answer_text([answer]) == "echo: hello again"
+    assert any(preview.endswith(" …") for preview in answer.history)  # it did stream
+    assert not any(m.content.endswith(" …") for m in alice.fake.messages(alice.where))
+    refused = [c for c in alice.fake.calls if c.path.startswith("/webhooks/") and c.status == 401]
+    assert refused
+    edited = alice.fake.calls_to("PATCH", rf"/channels/\d+/messages/{answer.id}")
+    assert edited
+    assert edited[-1].at > refused[0].at
+    assert service.events("discord.interaction_token_expired")
+    assert service.events("discord.handler_failed") == []
+
+
 async def test_retry_with_nothing_to_retry_answers_the_cores_error(
     start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
 ) -> None:

@@ -29,8 +29,10 @@ Tests play the users and read what they would see:
 It enforces `Authorization: Bot <token>` (401), message and command limits (400 50035 in
 Discord's nested error shape, 50006 for an empty message), unknown channels/messages (10003,
 10008), the 3-second answer window of an interaction (`interaction_deadline`; 10062), one
-answer per interaction (40060), rate-limit buckets announced in `X-RateLimit-*` headers (a
-client that ignores them gets a 429), and injected faults: `fake.rate_limit(...)`,
+answer per interaction (40060), the 15-minute life of an interaction's token
+(`interaction_token_ttl`; then 401 50027 "Invalid Webhook Token"), rate-limit buckets announced
+in `X-RateLimit-*` headers (5 messages per 5 s per channel, 50 calls per second elsewhere; a
+client that ignores them gets Discord's 429), and injected faults: `fake.rate_limit(...)`,
 `fake.fail(...)`, `await fake.drop_gateway()`. Like Discord, it echoes the bot's own messages
 as MESSAGE_CREATE/UPDATE, gives the bot a managed role in each guild (`bot_role_id`; users
 may mention it, `mention_roles` lists it), and hides content from guild messages that do not
@@ -110,6 +112,8 @@ DEFAULT_BOT_ID = 1_300_000_000_000_000_001
 DEFAULT_USER_ID = 1_300_000_000_000_000_101
 DEFAULT_GUILD_ID = 1_300_000_000_000_001_001
 DEFAULT_CHANNEL_ID = 1_300_000_000_000_002_001
+INTERACTION_TOKEN_TTL = 15 * 60.0
+CHANNEL_MESSAGE_LIMIT = (5, 5.0)  # messages per seconds, in each channel
 FAKE_DISCORD_TOKEN = "MTMwMDAwMDAwMDAwMDAwMDAwMQ.GfAkE1.fake-discord-token-for-tests-0123456789ab"
 MAX_USER_MESSAGE = 4000  # a Nitro user's limit; nobody can send more
 # Callback types each interaction type accepts (2 command, 3 component, 4 autocomplete, 5 modal).
@@ -203,7 +207,8 @@ class FakeDiscord:
         self.heartbeat_interval_ms = 41250
         self.enabled_intents = MEMBERS_INTENT | PRESENCES_INTENT | MESSAGE_CONTENT_INTENT
         self.interaction_deadline = 3.0  # seconds to answer an interaction
-        self.interaction_token_ttl = 15 * 60.0  # seconds followups and edits stay possible
+        # Seconds an interaction's token serves followups and edits; then 401 50027, as Discord.
+        self.interaction_token_ttl = INTERACTION_TOKEN_TTL
         self.calls: list[Call] = []
         self.users: dict[int, dict[str, Any]] = {}
         self.guilds: dict[int, FakeGuild] = {}
@@ -216,7 +221,11 @@ class FakeDiscord:
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
         self._interactions: dict[int, InteractionRecord] = {}
         self._faults: list[_Fault] = []
-        self._route_limits: list[tuple[str, re.Pattern[str], int, float]] = []
+        # Discord's message bucket: 5 messages per 5 s per channel (the channel is the major
+        # parameter); edits and everything else get the 50 per 1 s default.
+        self._route_limits: list[tuple[str, re.Pattern[str], int, float]] = [
+            ("POST", re.compile(r"/channels/\d+/messages"), *CHANNEL_MESSAGE_LIMIT)
+        ]
         self._buckets: dict[str, _Bucket] = {}
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -430,8 +439,8 @@ class FakeDiscord:
     def limit_route(self, method: str, path: str, *, limit: int, per: float) -> FakeDiscord:
         """Give matching routes a bucket of `limit` calls per `per` seconds (default 50 per 1 s).
 
-        Discord's message bucket is 5 per 5 s per channel: `limit_route("POST",
-        r"/channels/\\d+/messages", limit=5, per=5)` makes discord.py wait as it would.
+        Discord's message bucket, 5 per 5 s per channel, is on by default (CHANNEL_MESSAGE_LIMIT);
+        discord.py waits it out from the `X-RateLimit-*` headers, as it does with Discord.
         """
         self._route_limits.insert(0, (method, re.compile(path), limit, per))
         return self
