@@ -96,6 +96,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "attachment_not_read": "I can't read attachments yet (pictures, files, voice messages): "
         "I only read the text you type.",
         "not_allowed": "Sorry, this bot is private.",
+        "content_hidden": "I can't read that: here Discord shows me only messages that mention "
+        "me (this bot lacks the Message Content intent). Mention me, or use a slash command.",
         "empty_answer": "The model sent an empty answer. Try /retry.",
         # errors, by ChatbridgeError.code
         "invalid_input": "That request is not valid.",
@@ -182,6 +184,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "attachment_not_read": "Ainda não consigo ler anexos (imagens, arquivos, áudios): "
         "só leio o texto que você escreve.",
         "not_allowed": "Desculpe, este bot é privado.",
+        "content_hidden": "Não consigo ler isso: aqui o Discord só me mostra mensagens que me "
+        "mencionam (este bot não tem a intent Message Content). Mencione-me ou use um comando /.",
         "empty_answer": "O modelo enviou uma resposta vazia. Tente /retry.",
         "invalid_input": "Esse pedido não é válido.",
         "empty_message": "Sua mensagem está vazia.",

@@ -696,6 +696,28 @@ async def test_without_the_content_intent_dms_mentions_and_commands_work_and_hid
     assert service.events("discord.handler_failed") == []
 
 
+async def test_without_the_content_intent_a_reply_without_ping_is_told_once_why_not_helped(
+    start_bot: StartBot, alice_in_guild: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake = alice_in_guild.fake
+    fake.set_privileged_intents(message_content=False)
+    service = await start_bot()
+    mentioned = await asks(alice_in_guild, "first question", mentions_bot=True)
+
+    first = alice_in_guild.posts("a follow-up", reply_to=mentioned[0].id, reply_pings=False)
+    alice_in_guild.posts("another one", reply_to=mentioned[0].id, reply_pings=False)
+    await asks(alice_in_guild, "last question", mentions_bot=True)  # the barrier
+
+    shown = bot_messages(alice_in_guild)
+    assert len(shown) == 3, [m.history for m in shown]
+    notice = shown[1]  # between the two answers
+    assert notice.content == text(ENGLISH, "content_hidden")
+    assert reference_id(notice) == int(first["id"])
+    assert help_text(ENGLISH) not in [m.content for m in shown]
+    assert said_to_model(fake_openrouter) == ["first question", "last question"]
+    assert len(service.events("discord.message_content_hidden")) == 1
+
+
 # --- 9. shards and reconnects -----------------------------------------------------------------
 
 
