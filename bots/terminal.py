@@ -49,11 +49,13 @@ class Terminal:
         self._out = stdout
         self._lines: asyncio.Queue[str] = asyncio.Queue()
         self._is_at_end = False
+        # A line typed at a choice prompt that was no choice: the next line of the conversation.
+        self._typed_at_picker: str | None = None
 
     async def run(self) -> None:
         structlog.contextvars.bind_contextvars(platform="cli", user=self._user_id)
         self._start_reader()
-        while (line := await self._read(text(self._locale, "prompt_you"))) is not None:
+        while (line := await self._next_line()) is not None:
             if line.strip() in EXIT_WORDS:
                 break
             if line.strip():
@@ -78,8 +80,13 @@ class Terminal:
         for number, choice in enumerate(reply.choices, start=1):
             self._write(f"  [{number}] {plain(choice.label)}\n")
         line = await self._read(text(self._locale, "prompt_choice"))
-        picked = parse_number(line.strip()) if line else None
-        if picked is not None and 1 <= picked <= len(reply.choices):
+        if line is None or not line.strip():
+            return  # end of input, or Enter: no choice
+        picked = parse_number(line.strip())
+        if picked is None:
+            # Not a number: a message or a command, typed without leaving the picker first.
+            self._typed_at_picker = line
+        elif 1 <= picked <= len(reply.choices):
             command = reply.choices[picked - 1].command
             if command is not None:
                 await self._answer(command)
@@ -102,6 +109,13 @@ class Terminal:
         tokens = message.usage.total_tokens if message and message.usage else "?"
         model = message.model if message else reply.turn.model
         return text(self._locale, "reply_footer", model=model, tokens=tokens)
+
+    async def _next_line(self) -> str | None:
+        """The next line of the conversation: one left at a choice prompt, else one read."""
+        if self._typed_at_picker is not None:
+            line, self._typed_at_picker = self._typed_at_picker, None
+            return line
+        return await self._read(text(self._locale, "prompt_you"))
 
     async def _read(self, prompt: str) -> str | None:
         """The next line, or None at end of input (and at every read after it)."""

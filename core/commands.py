@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 from core.chat import ChatService
 from core.conversation import Message, Role, Session
-from core.errors import ChatbridgeError, InvalidArgument, SessionNotFound, UnknownCommand
+from core.errors import (
+    ChatbridgeError,
+    InvalidArgument,
+    SessionLimitReached,
+    SessionNotFound,
+    UnknownCommand,
+)
 from core.messages import describe, help_text, text
 from core.observability.metrics import Metrics, front_of
 from core.sessions.export import MEDIA_TYPE, export_session
@@ -100,7 +106,27 @@ class CommandHandler:
         except ChatbridgeError as error:
             # Counted here because no front ever sees this error raised.
             self.metrics.command_failed(front_of(user_id), error)
+            if isinstance(error, SessionLimitReached):
+                return await self._limit_reply(user_id, error, locale)
             return Reply(describe(error, locale), is_error=True)
+
+    async def _limit_reply(self, user_id: str, error: SessionLimitReached, locale: str) -> Reply:
+        """The limit, and a choice per session to delete (each asks for confirmation first)."""
+        refused = describe(error, locale)
+        try:
+            listing = await self.store.list_sessions(user_id)
+        except ChatbridgeError:
+            return Reply(refused, is_error=True)  # the sentence alone still says what to do
+        if not listing.sessions:
+            return Reply(refused, is_error=True)
+        choices = tuple(
+            Choice(
+                f"🗑 {number}. {session.title or text(locale, 'untitled')}",
+                f"/delete {session.id}",
+            )
+            for number, session in enumerate(listing.sessions, start=1)
+        )
+        return Reply(f"{refused}\n{text(locale, 'session_limit_pick')}", choices, is_error=True)
 
     async def _dispatch(self, user_id: str, message: str, locale: str) -> Outcome:
         _require_unicode(message)

@@ -93,7 +93,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "reply_incomplete": "⚠️ The answer was cut off. Use /retry to ask again.",
         "unexpected": "Something went wrong on our side. Please try again.",
         "not_text": "I can only read text messages for now.",
+        "attachment_not_read": "I can't read attachments yet (pictures, files, voice messages): "
+        "I only read the text you type.",
         "not_allowed": "Sorry, this bot is private.",
+        "content_hidden": "I can't read that: here Discord shows me only messages that mention "
+        "me (this bot lacks the Message Content intent). Mention me, or use a slash command.",
         "empty_answer": "The model sent an empty answer. Try /retry.",
         "not_your_buttons": "These buttons are someone else's.",
         # errors, by ChatbridgeError.code
@@ -106,6 +110,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "session_not_found": "That conversation doesn't exist or has expired. See /sessions.",
         "session_limit_reached": "You already have {limit} conversations, the most allowed. "
         "Delete one with /delete to start another.",
+        "session_limit_pick": "Pick the one to delete:",
         "nothing_to_retry": "There is no message of yours to answer again here.",
         "session_busy": "I'm still answering your previous message. Try again in a moment.",
         "turn_lock_lost": "This answer was not saved: the conversation moved on without it "
@@ -177,7 +182,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "reply_incomplete": "⚠️ A resposta foi interrompida. Use /retry para perguntar de novo.",
         "unexpected": "Algo deu errado do nosso lado. Tente de novo.",
         "not_text": "Por enquanto só consigo ler mensagens de texto.",
+        "attachment_not_read": "Ainda não consigo ler anexos (imagens, arquivos, áudios): "
+        "só leio o texto que você escreve.",
         "not_allowed": "Desculpe, este bot é privado.",
+        "content_hidden": "Não consigo ler isso: aqui o Discord só me mostra mensagens que me "
+        "mencionam (este bot não tem a intent Message Content). Mencione-me ou use um comando /.",
         "empty_answer": "O modelo enviou uma resposta vazia. Tente /retry.",
         "not_your_buttons": "Esses botões são de outra pessoa.",
         "invalid_input": "Esse pedido não é válido.",
@@ -189,6 +198,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "session_not_found": "Essa conversa não existe ou expirou. Veja /sessions.",
         "session_limit_reached": "Você já tem {limit} conversas, o máximo permitido. "
         "Apague uma com /delete para começar outra.",
+        "session_limit_pick": "Escolha qual apagar:",
         "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
         "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
         "turn_lock_lost": "Esta resposta não foi salva: a conversa seguiu sem ela "

@@ -7,12 +7,14 @@ client, the slash commands, the components and the interaction answers have modu
 own. Slash commands are synced at startup when they changed. Plain chat: every DM; in guild
 channels, mentions and replies to the bot, and every message of DISCORD_CHANNEL_IDS. Without
 the Message Content intent the front reconnects without it and keeps serving slash commands,
-DMs and mentions, which Discord delivers with content anyway.
+DMs and mentions, which Discord delivers with content anyway; a reply to the bot without a ping
+arrives blank, and its author is told once (per channel) why it can't be answered.
 """
 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 
 import aiohttp
 import discord
@@ -32,6 +34,7 @@ from core.settings import Settings
 log = structlog.get_logger(__name__)
 
 HANDLERS_FINISH_SECONDS = 5.0  # on stop, for handlers to deliver their last message
+HIDDEN_NOTICES_REMEMBERED = 10_000  # (user, channel) pairs told that their text was hidden
 CONTENT_INTENT_HINT = (
     "enable 'Message Content Intent' in the Discord Developer Portal: Applications → your bot → "
     "Bot → Privileged Gateway Intents. Until then: slash commands, DMs and mentions only"
@@ -56,6 +59,7 @@ class DiscordFront:
         self._pacer = ChatPacer(settings.discord_edit_interval)
         self._order = InOrder()
         self._locales = Locales()
+        self._told_hidden: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._stopping = False
         self._handlers = RunningHandlers()
         answers = InteractionAnswers(
@@ -128,15 +132,47 @@ class DiscordFront:
         if not may_talk(self._allowed, message.author):
             await send_text(surface, text(locale, "not_allowed"))
             return
-        said = _without_mention(message.content, me.id)
+        said = _without_mention(message.content, me.id, _own_role_id(message))
+        if message.attachments:
+            # Said on its own reply, before the answer: the model never sees the files, and
+            # would otherwise make up what a picture shows.
+            notice = ChannelSurface(message.channel, message.channel.id, reply_to=message)
+            await send_text(notice, text(locale, "attachment_not_read"))
+            if not said:
+                return
         if not said:
-            if message.attachments or message.stickers:
+            if message.stickers:
                 await send_text(surface, text(locale, "not_text"))
+                return
+            if self._is_hidden_from_us(message):
+                await self._tell_hidden_once(message, surface, locale)
                 return
             said = "/help"  # a bare mention: say what we can do
         user_id = DISCORD.user_id(message.author.id)
         outcome = await self._services.commands.handle(user_id, said, locale=locale)
         await deliver(outcome, surface, locale, self._pacer)
+
+    def _is_hidden_from_us(self, message: discord.Message) -> bool:
+        """An empty guild message while we lack the Message Content intent: Discord blanked it
+        (a reply without ping, say), so nothing the user wrote can be answered, not even /help."""
+        return (
+            not self.client.intents.message_content
+            and message.guild is not None
+            and not message.content
+        )
+
+    async def _tell_hidden_once(
+        self, message: discord.Message, surface: Surface, locale: str
+    ) -> None:
+        """Say once per user and channel why we can't answer; then stay quiet, not nag."""
+        key = (message.author.id, message.channel.id)
+        if key in self._told_hidden:
+            return
+        self._told_hidden[key] = None
+        if len(self._told_hidden) > HIDDEN_NOTICES_REMEMBERED:
+            self._told_hidden.popitem(last=False)
+        log.info("discord.message_content_hidden", hint=CONTENT_INTENT_HINT)
+        await send_text(surface, text(locale, "content_hidden"))
 
     def _is_for_us(self, message: discord.Message, me: discord.ClientUser) -> bool:
         """DMs always; in guilds, mentions, replies to us, and DISCORD_CHANNEL_IDS."""
@@ -144,6 +180,9 @@ class DiscordFront:
             return True
         if any(user.id == me.id for user in message.mentions):
             return True
+        own_role = _own_role_id(message)
+        if own_role is not None and own_role in message.raw_role_mentions:
+            return True  # "@ChatBridge" picked from the list is often the bot's role, not the bot
         channel = message.channel
         parent_id = getattr(channel, "parent_id", None)  # a thread counts as its channel
         if channel.id in self._channels or parent_id in self._channels:
@@ -153,5 +192,15 @@ class DiscordFront:
         return isinstance(replied, discord.Message) and replied.author.id == me.id
 
 
-def _without_mention(content: str, bot_id: int) -> str:
-    return re.sub(rf"<@!?{bot_id}>", "", content).strip()
+def _own_role_id(message: discord.Message) -> int | None:
+    """The managed role Discord gives the bot in the message's guild (tagged with the bot's id)."""
+    role = message.guild.self_role if message.guild is not None else None
+    return role.id if role is not None else None
+
+
+def _without_mention(content: str, bot_id: int, role_id: int | None = None) -> str:
+    """The text without the mentions that addressed the bot: its user, or its role."""
+    content = re.sub(rf"<@!?{bot_id}>", "", content)
+    if role_id is not None:
+        content = re.sub(rf"<@&{role_id}>", "", content)
+    return content.strip()

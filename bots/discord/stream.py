@@ -6,14 +6,18 @@ interaction (its deferred "thinking…" response, then follow-ups). Edits are pa
 429s itself; a preview it still fails to deliver is skipped, the final text is retried until
 it lands. Past 2000 characters the answer continues in further messages, split at paragraph or
 code-block boundaries; a small footer line under the last one names the model and the usage.
+
+An interaction's token serves its response and follow-ups for 15 minutes only: a public answer
+still streaming then goes on through the channel (its messages edited, new parts sent there).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 import discord
@@ -35,6 +39,11 @@ FINAL_RETRY_SECONDS = 2.0
 # Never ping anyone because a model or a user wrote "@everyone" or "<@id>"; a reply may notify
 # the user it answers.
 NO_PINGS = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True)
+# An interaction's token lives 15 minutes (Discord's `expires_at`); it is given up a little
+# earlier, so that no request is sent on a token about to lapse.
+TOKEN_MARGIN = dt.timedelta(seconds=30)
+INVALID_WEBHOOK_TOKEN = 50027  # 401: the token has expired
+UNKNOWN_WEBHOOK = 10015  # 404: the token is not (or no longer) known
 
 T = TypeVar("T")
 Sent = discord.Message  # InteractionMessage and WebhookMessage are Messages too
@@ -112,6 +121,7 @@ class InteractionSurface:
     ephemeral: bool = False
     replaces_message: bool = False
     _has_sent: bool = False
+    _is_token_refused: bool = field(default=False, repr=False)
 
     @property
     def pace_key(self) -> int:
@@ -122,6 +132,18 @@ class InteractionSurface:
     ) -> Sent:
         if not self.interaction.response.is_done():
             return await self._respond(content, view, file)
+        if self._is_token_over():
+            return await self._send_in_channel(content, view, file)
+        try:
+            return await self._send_with_token(content, view, file)
+        except discord.HTTPException as error:
+            if not self._gives_up_token(error):
+                raise
+            return await self._send_in_channel(content, view, file)
+
+    async def _send_with_token(
+        self, content: str, view: discord.ui.View | None, file: discord.File | None
+    ) -> Sent:
         if not self._has_sent:
             self._has_sent = True
             return await self.interaction.edit_original_response(
@@ -161,10 +183,66 @@ class InteractionSurface:
         return await self.interaction.original_response()
 
     async def edit(self, message: Sent, content: str) -> None:
-        await message.edit(content=content)
+        if self._is_token_over():
+            await self._edit_in_channel(message, content)
+            return
+        try:
+            await message.edit(content=content)
+        except discord.HTTPException as error:
+            if not self._gives_up_token(error):
+                raise
+            await self._edit_in_channel(message, content)
+
+    # --- past the token's life: a public answer goes on through the channel -------------------
+
+    def _is_token_over(self) -> bool:
+        """Whether the token is known dead or about to be (a private answer has no way around)."""
+        if self.ephemeral:
+            return False
+        lapses = self.interaction.expires_at - TOKEN_MARGIN
+        return self._is_token_refused or discord.utils.utcnow() >= lapses
+
+    def _gives_up_token(self, error: discord.HTTPException) -> bool:
+        """Whether `error` is Discord refusing the expired token, for a public answer."""
+        refused = (error.status == 401 and error.code == INVALID_WEBHOOK_TOKEN) or (
+            error.status == 404 and error.code == UNKNOWN_WEBHOOK
+        )
+        if refused and not self.ephemeral:
+            log.warning("discord.interaction_token_expired", status=error.status, code=error.code)
+            self._is_token_refused = True
+            return True
+        return False
+
+    def _channel(self) -> discord.PartialMessageable:
+        channel_id = self.interaction.channel_id
+        if channel_id is None:  # an interaction from a channel we can't address
+            raise discord.ClientException("the interaction's token expired and it has no channel")
+        guild_id = self.interaction.guild_id
+        return self.interaction.client.get_partial_messageable(channel_id, guild_id=guild_id)
+
+    async def _send_in_channel(
+        self, content: str, view: discord.ui.View | None, file: discord.File | None
+    ) -> Sent:
+        if file is not None:
+            file.reset()  # a failed attempt through the token may have read it
+        sent: Sent = await self._channel().send(
+            content, allowed_mentions=NO_PINGS, view=_view_or_missing(view), file=_or_missing(file)
+        )
+        self._has_sent = True
+        return sent
+
+    async def _edit_in_channel(self, message: Sent, content: str) -> None:
+        """A public response is a message of the bot: the channel's endpoint edits it too."""
+        await self._channel().get_partial_message(message.id).edit(content=content)
 
     async def send_private(self, content: str) -> None:
-        """A public "thinking…" that ends in an error is taken back; the error goes privately."""
+        """A public "thinking…" that ends in an error is taken back; the error goes privately.
+
+        Past the token's life nothing can be said privately any more: it is said in the channel.
+        """
+        if self._is_token_over():
+            await send_text(self, content)
+            return
         if self.ephemeral or self._has_sent or not self.interaction.response.is_done():
             await send_text(replace(self, ephemeral=True), content)
             return

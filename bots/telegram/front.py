@@ -221,12 +221,13 @@ class TelegramFront:
     async def _on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Plain text and commands: to the core, if the message is for us and they may talk."""
         message, user = update.effective_message, update.effective_user
-        if message is None or user is None or message.text is None:
+        typed = _typed_text(message)
+        if message is None or user is None or typed is None:
             return
         if not self._is_for_us(message) or not await self._may_talk(message, user):
             return
         TELEGRAM.bind(user.id, message.chat_id)
-        said = self._without_mention(message.text)
+        said = self._without_mention(typed)
         outcome = await self._services.commands.handle(
             TELEGRAM.user_id(user.id), said, locale=_locale(user)
         )
@@ -263,13 +264,20 @@ class TelegramFront:
             await self._reply(outcome, message, user)  # in the tapped message's topic
 
     async def _on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Stickers, photos, voice: a short polite answer, where we were addressed."""
+        """Stickers, photos, voice: a short polite answer, where we were addressed.
+
+        An attachment is said to be unread (the model would otherwise be asked about a picture
+        it never saw); its caption, if any, is answered after that notice."""
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or not self._is_for_us(message):
             return
-        if await self._may_talk(message, user):
-            await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_text"),
-                            thread_id=topic_of(message), reply_to=message.message_id)  # fmt: skip
+        if not await self._may_talk(message, user):
+            return
+        notice = "attachment_not_read" if _has_attachment(message) else "not_text"
+        await send_text(self.app.bot, message.chat_id, text(_locale(user), notice),
+                        thread_id=topic_of(message), reply_to=message.message_id)  # fmt: skip
+        if message.caption and _has_attachment(message):
+            await self._on_text(update, context)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log with the traceback; tell the user something went wrong, never leave them waiting."""
@@ -362,6 +370,20 @@ def topic_of(message: Message | None) -> int | None:
     if message is None or not message.is_topic_message:
         return None
     return message.message_thread_id
+
+
+def _typed_text(message: Message | None) -> str | None:
+    """What the user typed: a text message's text, or the caption under an attachment."""
+    if message is None:
+        return None
+    return message.text if message.text is not None else message.caption
+
+
+def _has_attachment(message: Message) -> bool:
+    """A file the user sent (stickers, locations and the like are not attachments)."""
+    files = (message.photo, message.document, message.voice, message.audio, message.video,
+             message.video_note, message.animation)  # fmt: skip
+    return any(files)
 
 
 def _locale(user: User | None) -> str:

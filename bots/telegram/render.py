@@ -8,10 +8,14 @@
 | `**x**`, `__x__` and `*x*`                 | `<b>x</b>`                                        |
 | `_x_`                                      | `<i>x</i>`                                        |
 | `~~x~~`                                    | `<s>x</s>`                                        |
-| `[text](url)`, url http, https or tg       | `<a href="url">text</a>` (other urls stay text)   |
+| `[text](url)`, url http or https           | `<a href="url">text</a>` (other urls stay text)   |
+| `[text](tg://…)`                           | `text`: a `tg://` link never becomes one          |
 | `# heading` (up to six #)                  | `<b>heading</b>`                                  |
 | `> quote` lines                            | `<blockquote>…</blockquote>`                      |
 | `- item`, `* item`, `+ item`               | `• item`                                          |
+
+Model output must not make `tg://` links: `tg://user?id=…` mentions (and notifies) a user of a
+group, and other `tg://` links act inside the reader's app. Such a link shows its text only.
 
 `*x*` is bold, not italic: the catalogue in `core/messages.py` marks bold that way, and a model's
 rare `*italic*` shown bold reads fine, while our headers shown italic would not. Italic is `_x_`.
@@ -43,7 +47,8 @@ _INLINE = re.compile(
     r"|\[(?P<label>[^\[\]\n]*)\]\((?P<url>(?:[^\s()]|\([^\s()]*\))+)\)"
     r"|(?P<delim>\*+|_+|~+)"
 )
-_LINK_SCHEME = re.compile(r"(?:https?|tg)://", re.IGNORECASE)
+_LINK_SCHEME = re.compile(r"https?://", re.IGNORECASE)
+_TELEGRAM_SCHEME = re.compile(r"tg:", re.IGNORECASE)
 _HEADING = re.compile(r" {0,3}#{1,6}[ \t]+")
 _BULLET = re.compile(r"([ \t]*)[-*+][ \t]+")
 _QUOTE = re.compile(r" {0,3}> ?")
@@ -238,6 +243,9 @@ def _tokens_at(line: str, match: re.Match[str]) -> tuple[list[_Inline | _Delimit
         return _delimiters(line, match), match.end()
     if _LINK_SCHEME.match(match["url"]):
         return [_Link(match["url"], _parse_inline(match["label"]))], match.end()
+    if _TELEGRAM_SCHEME.match(match["url"]):
+        # A mention or an in-app action the model made up: its words only, not even the URL.
+        return list(_parse_inline(match["label"])), match.end()
     # Not a URL we link (javascript:, relative...): the bracket is text, its label still formats.
     return [_Text("[")], match.start() + 1
 

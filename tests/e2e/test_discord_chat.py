@@ -285,6 +285,23 @@ async def test_a_bare_mention_gets_the_help(
     assert fake_openrouter.requests == []
 
 
+async def test_a_mention_of_the_bots_own_role_is_a_mention_of_the_bot(
+    start_bot: StartBot, alice_in_guild: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+
+    posted = alice_in_guild.posts("what are tides?", mentions_bot_role=True)
+    answer = await until(
+        alice_in_guild,
+        lambda: [m for m in bot_messages(alice_in_guild) if FOOTER_MARK in m.content],
+        what="an answer to the role mention",
+    )
+
+    assert answer_text(answer) == "echo: what are tides?"
+    assert reference_id(answer[0]) == int(posted["id"])
+    assert said_to_model(fake_openrouter) == ["what are tides?"]  # the role mention is stripped
+
+
 async def test_messages_from_other_bots_are_ignored_even_when_they_mention_the_bot(
     start_bot: StartBot, alice_in_guild: Person, fake_openrouter: FakeOpenRouter
 ) -> None:
@@ -587,6 +604,35 @@ async def test_a_failing_model_is_explained_and_retry_answers_the_kept_message(
     assert said_to_model(fake_openrouter) == ["hello"] * 4  # three failed tries, then /retry
 
 
+async def test_attachments_are_said_to_be_unread_and_the_text_beside_them_is_answered(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    service = await start_bot()
+    unread = text(ENGLISH, "attachment_not_read")
+    picture = {"tide.png": b"\x89PNG\r\n\x1a\n"}
+
+    posted = alice.posts("what is in this picture?", files=picture)
+
+    def notice_and_answer() -> list[StoredMessage]:
+        shown = bot_messages(alice)
+        return shown if len(shown) == 2 and FOOTER_MARK in shown[1].content else []
+
+    notice, answer = await until(alice, notice_and_answer, what="notice, answer", service=service)
+    alice.posts("", files=picture)  # a picture alone: the notice, no turn
+    barrier = await asks(alice, "and now?", service=service)
+
+    assert notice.content == unread
+    assert answer_text([answer]) == "echo: what is in this picture?"
+    assert reference_id(notice) == reference_id(answer) == int(posted["id"])
+    assert [m.content for m in bot_messages(alice)] == [
+        notice.content,
+        answer.content,
+        unread,
+        barrier[-1].content,
+    ]
+    assert said_to_model(fake_openrouter) == ["what is in this picture?", "and now?"]
+
+
 # --- 7. no pings ------------------------------------------------------------------------------
 
 
@@ -648,6 +694,28 @@ async def test_without_the_content_intent_dms_mentions_and_commands_work_and_hid
     assert said_to_model(fake_openrouter) == ["hello in private", "hello in public"]
     assert helped.content == help_text(ENGLISH)
     assert service.events("discord.handler_failed") == []
+
+
+async def test_without_the_content_intent_a_reply_without_ping_is_told_once_why_not_helped(
+    start_bot: StartBot, alice_in_guild: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    fake = alice_in_guild.fake
+    fake.set_privileged_intents(message_content=False)
+    service = await start_bot()
+    mentioned = await asks(alice_in_guild, "first question", mentions_bot=True)
+
+    first = alice_in_guild.posts("a follow-up", reply_to=mentioned[0].id, reply_pings=False)
+    alice_in_guild.posts("another one", reply_to=mentioned[0].id, reply_pings=False)
+    await asks(alice_in_guild, "last question", mentions_bot=True)  # the barrier
+
+    shown = bot_messages(alice_in_guild)
+    assert len(shown) == 3, [m.history for m in shown]
+    notice = shown[1]  # between the two answers
+    assert notice.content == text(ENGLISH, "content_hidden")
+    assert reference_id(notice) == int(first["id"])
+    assert help_text(ENGLISH) not in [m.content for m in shown]
+    assert said_to_model(fake_openrouter) == ["first question", "last question"]
+    assert len(service.events("discord.message_content_hidden")) == 1
 
 
 # --- 9. shards and reconnects -----------------------------------------------------------------

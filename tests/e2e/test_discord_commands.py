@@ -413,6 +413,32 @@ async def test_delete_asks_with_a_danger_button_and_clicking_it_deletes_the_sess
     assert list(await session_ids(alice)) == ["Keep"]
 
 
+async def test_new_past_the_session_limit_offers_a_menu_of_sessions_to_delete(
+    start_bot: StartBot, alice: Person
+) -> None:
+    await start_bot(MAX_SESSIONS_PER_USER="2")
+    await alice.command("new", {"title": "Alpha"})
+    await alice.command("new", {"title": "Beta"})
+    ids = await session_ids(alice)
+
+    refused = await alice.command("new", {"title": "Gamma"})
+
+    assert refused.is_ephemeral
+    assert refused.content == "\n".join(
+        [text(ENGLISH, "session_limit_reached", limit=2), text(ENGLISH, "session_limit_pick")]
+    )
+    assert menu_options(refused) == {
+        "🗑 1. Beta": f"/delete {ids['Beta']}",
+        "🗑 2. Alpha": f"/delete {ids['Alpha']}",
+    }
+    question = await picks(alice, refused, f"/delete {ids['Alpha']}")
+    assert question.content == text(ENGLISH, "delete_confirm", title="Alpha", count=0)
+    yes, _ = components(question, 2)
+    await clicks(alice, question, yes["custom_id"])
+    created = await alice.command("new", {"title": "Gamma"})
+    assert created.content == text(ENGLISH, "session_created", title="Gamma")
+
+
 async def test_cancel_removes_the_buttons_and_keeps_the_current_session_a_bare_delete_asked_about(
     start_bot: StartBot, alice: Person, redis_client: aioredis.Redis
 ) -> None:
@@ -494,6 +520,35 @@ async def test_retry_answers_again_publicly_in_the_interaction_response_streamed
     assert len(fake_openrouter.requests) == 2
     history = await content_of(alice, "history")  # the answer was replaced, not added
     assert history.startswith(text(ENGLISH, "history_header", title="Greetings", shown=2, total=2))
+
+
+async def test_a_retry_still_streaming_when_the_interaction_token_expires_ends_through_the_channel(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    service = await start_bot()
+    await alice.command("new", {"title": "Greetings"})
+    assert await chats(alice, "hello again") == "echo: hello again"
+    alice.fake.interaction_token_ttl = 1.0  # Discord's 15 minutes, shortened
+    fake_openrouter.stall(after_deltas=1, seconds=2.0)  # a preview first, then past the token
+
+    interaction = alice.runs("retry")
+    record = record_of(alice, interaction)
+    answer = await alice.fake.wait_for(
+        lambda: record.original if FOOTER_MARK in getattr(record.original, "content", "") else None,
+        WAIT_SECONDS,
+        what="the retried answer",
+    )
+
+    assert answer_text([answer]) == "echo: hello again"
+    assert any(preview.endswith(" …") for preview in answer.history)  # it did stream
+    assert not any(m.content.endswith(" …") for m in alice.fake.messages(alice.where))
+    refused = [c for c in alice.fake.calls if c.path.startswith("/webhooks/") and c.status == 401]
+    assert refused
+    edited = alice.fake.calls_to("PATCH", rf"/channels/\d+/messages/{answer.id}")
+    assert edited
+    assert edited[-1].at > refused[0].at
+    assert service.events("discord.interaction_token_expired")
+    assert service.events("discord.handler_failed") == []
 
 
 async def test_retry_with_nothing_to_retry_answers_the_cores_error(

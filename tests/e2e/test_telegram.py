@@ -605,6 +605,19 @@ async def test_markdown_and_special_characters_arrive_as_valid_html(
     assert "<script>" not in answer.text
 
 
+async def test_a_tg_user_link_in_the_models_answer_is_shown_as_its_words_and_mentions_nobody(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    fake_openrouter.reply_text = "Ask [Bob](tg://user?id=2002) or [the docs](https://example.com)."
+
+    answer = await alice.asks_model("who knows?", "Ask Bob or the docs.")
+
+    assert "tg://" not in answer.text
+    links = [e for e in answer.current.entities if e["type"] in ("text_link", "text_mention")]
+    assert links == [{"type": "text_link", "offset": 11, "length": 8, "url": "https://example.com"}]
+
+
 async def test_markup_telegram_rejects_is_sent_as_plain_text(
     start_bot: StartBot,
     alice: Person,
@@ -720,7 +733,7 @@ async def test_a_message_over_the_length_limit_is_refused_with_the_limit(
     assert fake_openrouter.requests == []
 
 
-async def test_a_new_session_past_the_limit_is_refused_pointing_to_delete(
+async def test_a_new_session_past_the_limit_is_refused_with_a_button_per_session_to_delete(
     start_bot: StartBot, alice: Person
 ) -> None:
     await start_bot(MAX_SESSIONS_PER_USER="1")
@@ -728,8 +741,22 @@ async def test_a_new_session_past_the_limit_is_refused_pointing_to_delete(
     await alice.asks("/new One")
     refused = await alice.asks("/new Two")
 
-    assert refused.visible_text == text(ENGLISH, "session_limit_reached", limit=1)
+    assert refused.visible_text == "\n".join(
+        [text(ENGLISH, "session_limit_reached", limit=1), text(ENGLISH, "session_limit_pick")]
+    )
     assert "/delete" in refused.visible_text
+    (button,) = refused.buttons()
+    assert button["text"] == "🗑 1. One"
+    assert re.fullmatch(r"/delete [0-9a-f]{32}", button["callback_data"])
+    assert len(button["callback_data"].encode()) <= 64
+    question = await alice.taps(refused, "🗑 1. One")
+    assert question.visible_text == text(ENGLISH, "delete_confirm", title="One", count=0).replace(
+        "*", ""
+    )
+    deleted = await alice.taps(question, text(ENGLISH, "delete_yes"))
+    assert deleted.visible_text == text(ENGLISH, "deleted", title="One").replace("*", "")
+    created = await alice.asks("/new Two")
+    assert created.visible_text == text(ENGLISH, "session_created", title="Two").replace("*", "")
 
 
 async def test_a_model_outage_says_unavailable_and_retry_answers_later(
@@ -1022,6 +1049,42 @@ async def test_a_sticker_gets_the_only_text_sentence(
     answered = await alice.next_message(before, what="an answer to a sticker")
 
     assert answered.visible_text == text(ENGLISH, "not_text")
+
+
+async def test_a_photo_a_document_or_a_voice_message_is_said_to_be_unread(
+    start_bot: StartBot, alice: Person, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    sends = [
+        fake_telegram.user_sends_photo,
+        fake_telegram.user_sends_document,
+        fake_telegram.user_sends_voice,
+    ]
+
+    for send in sends:
+        before = len(alice.bot_messages())
+        sent = send()
+        answered = await alice.next_message(before, what=f"an answer to {sent}")
+        assert answered.visible_text == text(ENGLISH, "attachment_not_read")
+    assert await alice.answers_before_help() == alice.bot_messages()[:3]  # nothing more
+    assert fake_openrouter.requests == []
+
+
+async def test_a_photos_caption_is_answered_after_the_notice_that_the_photo_was_not_read(
+    start_bot: StartBot, alice: Person, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+
+    fake_telegram.user_sends_photo(caption="what is in this picture?")
+    notice, answer = await fake_telegram.wait_for(
+        lambda: alice.bot_messages()[:2] if len(alice.bot_messages()) >= 2 else None,
+        what="the notice and the answer",
+    )
+
+    assert notice.visible_text == text(ENGLISH, "attachment_not_read")
+    await alice.shows(answer, "echo: what is in this picture?")
+    said = [r.body["messages"][-1]["content"] for r in fake_openrouter.requests]
+    assert said == ["what is in this picture?"]
 
 
 # --- 11. isolation ----------------------------------------------------------------------------

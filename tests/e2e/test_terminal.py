@@ -235,3 +235,45 @@ async def test_odd_digits_at_the_choice_prompt_or_in_a_command_are_refused_not_a
         result.stdout
     ), result.output
     assert say("en", "switched", title="Tides", count=0) in result.stdout  # "1" still picks
+
+
+async def test_a_line_at_the_choice_prompt_that_is_no_number_is_a_message_or_a_command(
+    run_cli: RunCli, redis_server: RedisProcess, fake_openrouter: FakeOpenRouter
+) -> None:
+    lines = ["/new Tides", "/sessions", "when is high tide?", "/sessions", "/new Waves", "/quit"]
+
+    result = await chat(
+        run_cli,
+        "dora",  # her own sessions: the module's Redis keeps the other tests' users
+        lines,
+        REDIS_URL=redis_server.url,
+        OPENROUTER_API_KEY=fake_openrouter.api_key,
+        OPENROUTER_BASE_URL=fake_openrouter.base_url,
+    )
+
+    assert result.returncode == 0, result.output
+    said = [r.body["messages"][-1]["content"] for r in fake_openrouter.requests]
+    assert said == ["when is high tide?"]
+    assert "assistant> echo: when is high tide?" in result.stdout
+    assert say("en", "session_created", title="Waves") in result.stdout
+    assert result.stdout.rstrip().endswith(say("en", "goodbye"))
+
+
+async def test_past_the_session_limit_the_sessions_are_listed_to_pick_one_to_delete(
+    run_cli: RunCli, redis_server: RedisProcess
+) -> None:
+    # "/new Three" is refused with the list; "2" picks "One", "1" confirms; then it is created.
+    lines = ["/new One", "/new Two", "/new Three", "2", "1", "/new Three"]
+
+    result = await chat(
+        run_cli, "cleo", lines, REDIS_URL=redis_server.url, MAX_SESSIONS_PER_USER="2"
+    )
+
+    assert result.returncode == 0, result.output
+    out = result.stdout
+    refused = say("en", "session_limit_reached", limit=2) + "\n"
+    refused += say("en", "session_limit_pick") + "\n  [1] 🗑 1. Two\n  [2] 🗑 2. One\n"
+    assert refused in out, result.output
+    assert say("en", "delete_confirm", title="One", count=0) in out
+    assert say("en", "deleted", title="One") in out
+    assert say("en", "session_created", title="Three") in out

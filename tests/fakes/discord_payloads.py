@@ -47,6 +47,7 @@ COMMAND_NAME = re.compile(
     r"^[-_\w]{1,32}$"
 )  # Discord: ^[-_\p{L}\p{N}\p{sc=Deva}\p{sc=Thai}]{1,32}$
 MENTION = re.compile(r"<@!?(\d{15,20})>")
+ROLE_MENTION = re.compile(r"<@&(\d{15,20})>")
 BUTTON = 2
 SELECT_TYPES = frozenset({3, 5, 6, 7, 8})  # string, user, role, mentionable, channel selects
 EMBED_LIMITS = {"title": 256, "description": 4096}
@@ -143,6 +144,13 @@ def role_json(role_id: int, name: str, permissions: str, position: int) -> dict[
         "mentionable": False,
         "flags": 0,
     }
+
+
+def bot_role_json(role_id: int, bot_user_id: int, name: str, position: int) -> dict[str, Any]:
+    """The role Discord makes for a bot in each guild it joins: managed, tagged with the bot."""
+    role = role_json(role_id, name, "0", position)
+    role.update(managed=True, tags={"bot_id": str(bot_user_id)})
+    return role
 
 
 def member_json(
@@ -319,6 +327,7 @@ class StoredMessage:
     interaction: dict[str, Any] | None = None  # interaction_metadata, for interaction replies
     edited_timestamp: str | None = None
     is_deleted: bool = False
+    mention_roles: list[int] = field(default_factory=list)  # ids of the guild roles mentioned
 
     @property
     def current(self) -> MessageVersion:
@@ -408,7 +417,7 @@ def message_json(message: StoredMessage, *, application_id: int) -> dict[str, An
         "tts": False,
         "mention_everyone": False,
         "mentions": message.mentions,
-        "mention_roles": [],
+        "mention_roles": [str(role_id) for role_id in message.mention_roles],
         "attachments": message.attachments,
         "embeds": message.embeds,
         "pinned": False,

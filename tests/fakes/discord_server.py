@@ -29,13 +29,16 @@ Tests play the users and read what they would see:
 It enforces `Authorization: Bot <token>` (401), message and command limits (400 50035 in
 Discord's nested error shape, 50006 for an empty message), unknown channels/messages (10003,
 10008), the 3-second answer window of an interaction (`interaction_deadline`; 10062), one
-answer per interaction (40060), rate-limit buckets announced in `X-RateLimit-*` headers (a
-client that ignores them gets a 429), and injected faults: `fake.rate_limit(...)`,
+answer per interaction (40060), the 15-minute life of an interaction's token
+(`interaction_token_ttl`; then 401 50027 "Invalid Webhook Token"), rate-limit buckets announced
+in `X-RateLimit-*` headers (5 messages per 5 s per channel, 50 calls per second elsewhere; a
+client that ignores them gets Discord's 429), and injected faults: `fake.rate_limit(...)`,
 `fake.fail(...)`, `await fake.drop_gateway()`. Like Discord, it echoes the bot's own messages
-as MESSAGE_CREATE/UPDATE and hides content from guild messages that do not mention the bot
-when the session lacks the Message Content intent. Files (multipart `files[n]` parts, named by
-the body's `attachments`) become attachments, refused when empty or over 10 MiB;
-`fake.files[int(attachment["id"])]` holds what was uploaded.
+as MESSAGE_CREATE/UPDATE, gives the bot a managed role in each guild (`bot_role_id`; users
+may mention it, `mention_roles` lists it), and hides content from guild messages that do not
+mention the bot (its user) when the session lacks the Message Content intent. Files (multipart
+`files[n]` parts, named by the body's `attachments`) become attachments, refused when empty or
+over 10 MiB; `fake.files[int(attachment["id"])]` holds what was uploaded.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ from tests.fakes.discord_payloads import (
     INTERACTION_FLAGS,
     LOADING,
     MENTION,
+    ROLE_MENTION,
     SENDABLE_FLAGS,
     ApiError,
     FakeGuild,
@@ -85,6 +89,7 @@ from tests.fakes.discord_payloads import (
     StoredMessage,
     Upload,
     attachment_json,
+    bot_role_json,
     check_choices,
     check_commands,
     check_message,
@@ -107,6 +112,8 @@ DEFAULT_BOT_ID = 1_300_000_000_000_000_001
 DEFAULT_USER_ID = 1_300_000_000_000_000_101
 DEFAULT_GUILD_ID = 1_300_000_000_000_001_001
 DEFAULT_CHANNEL_ID = 1_300_000_000_000_002_001
+INTERACTION_TOKEN_TTL = 15 * 60.0
+CHANNEL_MESSAGE_LIMIT = (5, 5.0)  # messages per seconds, in each channel
 FAKE_DISCORD_TOKEN = "MTMwMDAwMDAwMDAwMDAwMDAwMQ.GfAkE1.fake-discord-token-for-tests-0123456789ab"
 MAX_USER_MESSAGE = 4000  # a Nitro user's limit; nobody can send more
 # Callback types each interaction type accepts (2 command, 3 component, 4 autocomplete, 5 modal).
@@ -200,7 +207,8 @@ class FakeDiscord:
         self.heartbeat_interval_ms = 41250
         self.enabled_intents = MEMBERS_INTENT | PRESENCES_INTENT | MESSAGE_CONTENT_INTENT
         self.interaction_deadline = 3.0  # seconds to answer an interaction
-        self.interaction_token_ttl = 15 * 60.0  # seconds followups and edits stay possible
+        # Seconds an interaction's token serves followups and edits; then 401 50027, as Discord.
+        self.interaction_token_ttl = INTERACTION_TOKEN_TTL
         self.calls: list[Call] = []
         self.users: dict[int, dict[str, Any]] = {}
         self.guilds: dict[int, FakeGuild] = {}
@@ -213,7 +221,11 @@ class FakeDiscord:
         self._commands: dict[int | None, list[dict[str, Any]]] = {}
         self._interactions: dict[int, InteractionRecord] = {}
         self._faults: list[_Fault] = []
-        self._route_limits: list[tuple[str, re.Pattern[str], int, float]] = []
+        # Discord's message bucket: 5 messages per 5 s per channel (the channel is the major
+        # parameter); edits and everything else get the 50 per 1 s default.
+        self._route_limits: list[tuple[str, re.Pattern[str], int, float]] = [
+            ("POST", re.compile(r"/channels/\d+/messages"), *CHANNEL_MESSAGE_LIMIT)
+        ]
         self._buckets: dict[str, _Bucket] = {}
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -357,7 +369,12 @@ class FakeDiscord:
                 channel_id, guild_id, spec.get("name", f"chat-{position}"), position
             )
             guild.channels[channel_id] = self.channels[channel_id] = data
-        guild.member_roles[self.bot_user_id] = []
+        # Like Discord, a managed role of the bot's own, which users can mention to address it.
+        bot_role_id = self._ids.next()
+        guild.roles[bot_role_id] = bot_role_json(
+            bot_role_id, self.bot_user_id, self.bot_username, len(guild.roles)
+        )
+        guild.member_roles[self.bot_user_id] = [bot_role_id]
         for member in members or [DEFAULT_USER_ID]:
             spec = _spec(member)
             self._user(int(spec["id"]), spec.get("username"))
@@ -422,8 +439,8 @@ class FakeDiscord:
     def limit_route(self, method: str, path: str, *, limit: int, per: float) -> FakeDiscord:
         """Give matching routes a bucket of `limit` calls per `per` seconds (default 50 per 1 s).
 
-        Discord's message bucket is 5 per 5 s per channel: `limit_route("POST",
-        r"/channels/\\d+/messages", limit=5, per=5)` makes discord.py wait as it would.
+        Discord's message bucket, 5 per 5 s per channel, is on by default (CHANNEL_MESSAGE_LIMIT);
+        discord.py waits it out from the `X-RateLimit-*` headers, as it does with Discord.
         """
         self._route_limits.insert(0, (method, re.compile(path), limit, per))
         return self
@@ -442,13 +459,16 @@ class FakeDiscord:
         *,
         guild_id: int | None = None,
         mentions_bot: bool = False,
+        mentions_bot_role: bool = False,
         reply_to: int | None = None,
         reply_pings: bool = True,
         username: str | None = None,
+        files: Mapping[str, bytes] | None = None,
     ) -> dict[str, Any]:
         """A user's message (MESSAGE_CREATE): a DM without `guild_id`, else in a guild channel.
 
         A reply pings the replied-to author unless the user switched that off (`reply_pings`).
+        `files` (name -> bytes) are attached, as when a user drops a picture in with the text.
         """
         if len(content) > MAX_USER_MESSAGE:
             raise ValueError(f"Discord users cannot send more than {MAX_USER_MESSAGE} characters")
@@ -457,18 +477,34 @@ class FakeDiscord:
         mention = f"<@{self.bot_user_id}>"
         if mentions_bot and mention not in content:
             content = f"{mention} {content}"
+        if mentions_bot_role:
+            if guild_id is None:
+                raise ValueError("a role is mentioned only in a guild")
+            content = f"<@&{self.bot_role_id(guild_id)}> {content}"
         reference = None
         if reply_to is not None:
             reference = self._live_message(channel_id, reply_to)
             if reference is None:
                 raise ValueError(f"no message {reply_to} in channel {channel_id} to reply to")
-        fields = MessageFields(content, [], [], 0, None)
+        attached: list[int | NewAttachment] = [
+            NewAttachment(Upload(name, "application/octet-stream", data), name, None)
+            for name, data in (files or {}).items()
+        ]
+        if not content and not attached:
+            raise ValueError("Discord users cannot send an empty message")
+        fields = MessageFields(content, [], [], 0, None, attached)
         message = self._store(
             channel_id, guild_id, author, fields, reference=reference, reply_pings=reply_pings
         )
         if not self._dispatch_message("MESSAGE_CREATE", message):
             raise RuntimeError("no gateway session receives this message; is the client ready?")
         return self._gateway_message(message)
+
+    def bot_role_id(self, guild_id: int) -> int:
+        """The id of the bot's managed role in that guild."""
+        roles = self.guilds[guild_id].roles.values()
+        tagged = (r for r in roles if r.get("tags", {}).get("bot_id") == str(self.bot_user_id))
+        return int(next(tagged)["id"])
 
     def _channel_for(self, user_id: int, channel_id: int | None, guild_id: int | None) -> int:
         if guild_id is None:
@@ -800,6 +836,8 @@ class FakeDiscord:
         ]
         if reference is not None and reply_pings and reference.author not in mentions:
             mentions.append(reference.author)  # a reply pings its author by default
+        roles = self.guilds[guild_id].roles if guild_id is not None else {}
+        mentioned_roles = [int(r) for r in dict.fromkeys(ROLE_MENTION.findall(content))]
         message = StoredMessage(
             self._ids.next(),
             channel_id,
@@ -810,6 +848,7 @@ class FakeDiscord:
             mentions,
             reference,
             interaction,
+            mention_roles=[role_id for role_id in mentioned_roles if role_id in roles],
         )
         self._messages[message.id] = message
         self._channel_messages.setdefault(channel_id, []).append(message)

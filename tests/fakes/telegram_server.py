@@ -434,6 +434,40 @@ class FakeTelegram:
             extra["caption"] = caption
         return self._user_sends(user_id, chat_id, extra)
 
+    def user_sends_document(
+        self,
+        filename: str = "notes.pdf",
+        *,
+        caption: str | None = None,
+        user_id: int = DEFAULT_USER_ID,
+        chat_id: int | None = None,
+    ) -> dict[str, Any]:
+        number = self._next_update_id
+        document = {
+            "file_id": f"BQACAgIAAxkBAAI{number}",
+            "file_unique_id": f"AgAD{number:08d}",
+            "file_name": filename,
+            "mime_type": "application/octet-stream",
+            "file_size": 2048,
+        }
+        extra: dict[str, Any] = {"document": document}
+        if caption is not None:
+            extra["caption"] = caption
+        return self._user_sends(user_id, chat_id, extra)
+
+    def user_sends_voice(
+        self, *, seconds: int = 3, user_id: int = DEFAULT_USER_ID, chat_id: int | None = None
+    ) -> dict[str, Any]:
+        number = self._next_update_id
+        voice = {
+            "file_id": f"AwACAgIAAxkBAAI{number}",
+            "file_unique_id": f"AgAD{number:08d}",
+            "duration": seconds,
+            "mime_type": "audio/ogg",
+            "file_size": 4096 * seconds,
+        }
+        return self._user_sends(user_id, chat_id, {"voice": voice})
+
     def _user_sends(
         self, user_id: int, chat_id: int | None, extra: dict[str, Any]
     ) -> dict[str, Any]:

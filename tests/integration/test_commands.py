@@ -84,6 +84,29 @@ async def test_the_session_limit_says_how_to_free_a_slot(commands: CommandHandle
     assert "/delete" in refused.text
 
 
+async def test_the_session_limit_offers_each_session_to_delete_and_a_pick_asks_first(
+    commands: CommandHandler,
+):
+    for title in ("Tides", "Waves"):
+        await say(commands, f"/new {title}")
+    listing = await say(commands, "/sessions")
+    ids = [choice.command.split()[1] for choice in listing.choices]  # type: ignore[union-attr]
+    for number in range(3):
+        await say(commands, f"/new s{number}")
+
+    refused = await say(commands, "/new one too many", locale=PORTUGUESE)
+
+    assert refused.is_error
+    assert refused.text.endswith("Escolha qual apagar:")
+    assert len(refused.choices) == 5
+    assert [c.label for c in refused.choices[-2:]] == ["🗑 4. Waves", "🗑 5. Tides"]
+    assert [c.command for c in refused.choices[-2:]] == [f"/delete {ids[0]}", f"/delete {ids[1]}"]
+    assert all(len((c.command or "").encode()) <= 64 for c in refused.choices)  # Telegram's cap
+    confirm = await say(commands, refused.choices[-1].command or "")
+    assert "Tides" in confirm.text
+    assert confirm.choices[0].command == f"/delete {ids[1]} confirm"
+
+
 async def test_switch_by_number_and_by_id(commands: CommandHandler):
     await say(commands, "/new Tides")
     await say(commands, "/new Volcanoes")

@@ -205,6 +205,47 @@ async def test_a_users_message_reaches_on_message_with_content_and_author(
     assert message.guild.id == GUILD
 
 
+async def test_the_bot_has_its_managed_role_in_a_guild_and_a_mention_of_it_is_a_role_mention(
+    client: discord.Client, fake_discord: FakeDiscord
+) -> None:
+    guild = client.get_guild(GUILD)
+    assert guild is not None
+    arrived = _next_event(client, "message", channel=await _channel(client))
+
+    fake_discord.user_posts("hello", channel_id=CHANNEL, guild_id=GUILD, mentions_bot_role=True)
+    message = await arrived
+
+    own = guild.self_role
+    assert own is not None
+    assert own.id == fake_discord.bot_role_id(GUILD)
+    assert own.managed
+    assert own.is_bot_managed()
+    assert guild.me.get_role(own.id) == own
+    assert message.content == f"<@&{own.id}> hello"
+    assert message.raw_role_mentions == [own.id]
+    assert message.role_mentions == [own]
+    assert message.mentions == []
+
+
+async def test_a_user_may_post_files_with_or_without_text(
+    client: discord.Client, fake_discord: FakeDiscord
+) -> None:
+    channel = await _channel(client)
+    with_text = _next_event(client, "message", channel=channel, content="look")
+
+    fake_discord.user_posts("look", channel_id=CHANNEL, guild_id=GUILD, files={"a.png": b"png"})
+    message = await with_text
+    alone = _next_event(client, "message", channel=channel, content="")
+    fake_discord.user_posts("", channel_id=CHANNEL, guild_id=GUILD, files={"b.txt": b"text"})
+    file_only = await alone
+
+    assert [a.filename for a in message.attachments] == ["a.png"]
+    assert [a.filename for a in file_only.attachments] == ["b.txt"]
+    assert fake_discord.files[file_only.attachments[0].id] == b"text"
+    with pytest.raises(ValueError, match="empty"):
+        fake_discord.user_posts("", channel_id=CHANNEL, guild_id=GUILD)
+
+
 async def test_a_dm_reaches_on_message_and_user_send_opens_the_dm_channel(
     client: discord.Client, fake_discord: FakeDiscord
 ) -> None:
@@ -355,6 +396,91 @@ async def test_discord_py_waits_out_a_spent_bucket_instead_of_hitting_429(
 
 
 # Application commands.
+
+
+async def test_a_channel_takes_5_messages_per_5_seconds_and_the_6th_gets_discords_429(
+    fake_discord: FakeDiscord,
+) -> None:
+    other = CHANNEL + 1
+    fake_discord.add_guild(GUILD, channels=[CHANNEL, other])
+    url = f"{fake_discord.api_base_url}/channels/{{}}/messages"
+    auth = {"Authorization": f"Bot {fake_discord.token}"}
+
+    async with aiohttp.ClientSession(headers=auth) as session:
+        answers = []
+        for number in range(6):  # a client that ignores X-RateLimit-Remaining: 0
+            async with session.post(url.format(CHANNEL), json={"content": f"m{number}"}) as answer:
+                answers.append((answer.status, dict(answer.headers), await answer.json()))
+        async with session.post(url.format(other), json={"content": "elsewhere"}) as answer:
+            other_status = answer.status
+
+    assert [status for status, _, _ in answers] == [200] * 5 + [429]
+    assert [headers["X-RateLimit-Remaining"] for _, headers, _ in answers[:5]] == [
+        "4", "3", "2", "1", "0"
+    ]  # fmt: skip
+    _, headers, body = answers[5]
+    assert set(body) == {"message", "retry_after", "global"}
+    assert body["global"] is False
+    assert 0 < body["retry_after"] <= 5
+    assert headers["X-RateLimit-Limit"] == "5"
+    assert headers["X-RateLimit-Remaining"] == "0"
+    assert float(headers["X-RateLimit-Reset-After"]) == body["retry_after"]
+    assert headers["X-RateLimit-Scope"] == "user"
+    assert "X-RateLimit-Bucket" in headers
+    assert int(headers["Retry-After"]) >= body["retry_after"]
+    assert other_status == 200  # the bucket is the channel's
+    assert len(fake_discord.messages(CHANNEL)) == 5
+
+
+async def test_discord_py_sends_a_7th_message_in_a_channel_by_waiting_not_by_a_429(
+    client: discord.Client, fake_discord: FakeDiscord
+) -> None:
+    channel = await _channel(client)
+
+    for number in range(7):
+        await channel.send(f"message {number}")
+
+    calls = fake_discord.calls_to("POST", MESSAGES)
+    assert [call.status for call in calls] == [200] * 7
+    assert len(fake_discord.messages(CHANNEL)) == 7
+
+
+async def test_an_interactions_token_serves_followups_and_edits_for_its_lifetime_only(
+    tree: app_commands.CommandTree[discord.Client], fake_discord: FakeDiscord
+) -> None:
+    assert fake_discord.interaction_token_ttl == 15 * 60  # Discord's, unless a test shortens it
+    fake_discord.interaction_token_ttl = 0.5
+    refusals: list[discord.HTTPException] = []
+
+    @tree.command(name="long", description="Answers late")
+    async def long(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        first = await interaction.followup.send("in time", wait=True)
+        await asyncio.sleep(0.6)
+        for late in (
+            lambda: interaction.followup.send("too late"),
+            lambda: interaction.edit_original_response(content="too late"),
+            lambda: first.edit(content="too late"),
+        ):
+            try:
+                await late()
+            except discord.HTTPException as error:
+                refusals.append(error)
+        channel = interaction.channel
+        assert isinstance(channel, discord.TextChannel)
+        await channel.get_partial_message(first.id).edit(content="edited through the channel")
+
+    await tree.sync()
+    fake_discord.user_runs("long", guild_id=GUILD)
+    await fake_discord.wait_for(
+        lambda: any(
+            m.content == "edited through the channel" for m in fake_discord.messages(CHANNEL)
+        )
+    )
+
+    assert [(e.status, e.code, e.text) for e in refusals] == [
+        (401, 50027, "Invalid Webhook Token")
+    ] * 3
 
 
 async def test_tree_sync_records_global_and_guild_commands(

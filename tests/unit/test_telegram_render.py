@@ -84,7 +84,6 @@ def shown_text(markup: str) -> str:
         ("```\nplain\n```", "<pre>plain</pre>"),
         ("```python3 title=x.py\ny\n```", '<pre><code class="language-python3">y</code></pre>'),
         ("[docs](https://example.com/a)", '<a href="https://example.com/a">docs</a>'),
-        ("[me](tg://user?id=1)", '<a href="tg://user?id=1">me</a>'),
         ("[w](https://en.wikipedia.org/wiki/A_(b))", '<a href="https://en.wikipedia.org/wiki/A_(b)">w</a>'),
         ("# Title", "<b>Title</b>"),
         ("### Sub *title*", "<b>Sub title</b>"),
@@ -123,8 +122,30 @@ def test_an_unclosed_fence_of_a_streamed_answer_is_code_to_the_end():
 @pytest.mark.parametrize(
     "url", ["javascript:alert(1)", "ftp://files.example.com", "/relative/path", "mailto:a@b.c"]
 )
-def test_a_link_to_anything_but_http_https_or_tg_stays_text(url: str):
+def test_a_link_to_anything_but_http_or_https_stays_text(url: str):
     assert to_telegram_html(f"[click]({url})") == f"[click]({url})"
+
+
+@pytest.mark.parametrize(
+    ("markdown", "shown"),
+    [
+        ("[Bob](tg://user?id=123456789)", "Bob"),
+        ("[Bob](TG://user?id=123456789)", "Bob"),
+        ("[**Bob**](tg://openmessage?user_id=123456789)", "<b>Bob</b>"),
+        ("[join us](tg://join?invite=AbCdEf)", "join us"),
+        ("[the bot](tg:resolve?domain=somebot)", "the bot"),
+    ],
+)
+def test_a_tg_link_in_a_models_answer_shows_its_words_only_and_links_nothing(
+    markdown: str, shown: str
+):
+    assert to_telegram_html(markdown) == shown
+    assert "tg:" not in plain_text(markdown).lower()
+
+
+def test_a_tg_mention_in_a_sentence_keeps_the_sentence_and_the_name():
+    markdown = "Ask [Bob](tg://user?id=1) or see [docs](https://example.com)."
+    assert to_telegram_html(markdown) == ('Ask Bob or see <a href="https://example.com">docs</a>.')
 
 
 def test_the_star_marks_bold_for_our_catalogue_and_the_underscore_marks_italic():
