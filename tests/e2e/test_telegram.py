@@ -747,7 +747,7 @@ async def test_a_new_session_past_the_limit_is_refused_with_a_button_per_session
     assert "/delete" in refused.visible_text
     (button,) = refused.buttons()
     assert button["text"] == "🗑 1. One"
-    assert re.fullmatch(r"/delete [0-9a-f]{32}", button["callback_data"])
+    assert re.fullmatch(r"[0-9a-z]+~/delete [0-9a-f]{32}", button["callback_data"])  # owner~command
     assert len(button["callback_data"].encode()) <= 64
     question = await alice.taps(refused, "🗑 1. One")
     assert question.visible_text == text(ENGLISH, "delete_confirm", title="One", count=0).replace(
