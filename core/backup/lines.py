@@ -43,9 +43,8 @@ from core.backup.format import (
     stored_entry,
 )
 from core.errors import InvalidBackup
-from core.sessions.batches import REDIS_ERRORS, ScriptBatches
+from core.sessions.batches import ScriptBatches, scanned_keys
 from core.sessions.keys import SESSION_ID_PATTERN, STATE, session_key, user_state_key, user_tag
-from core.sessions.scripts import store_error
 from core.storage.connection import RedisClient
 
 BATCH_SIZE = 200
@@ -68,7 +67,7 @@ async def backup_lines(redis: RedisClient, counts: Counts | None = None) -> Asyn
     counts = counts if counts is not None else Counts()
     scripts = ScriptBatches(redis, SCRIPT_NAMES)
     yield line_of(Header(format=FORMAT, version=VERSION, created_at=await scripts.server_time_ms()))
-    async for batch in _scanned(redis, SESSION_KEYS):
+    async for batch in scanned_keys(redis, SESSION_KEYS, BATCH_SIZE, key_type="hash"):
         ids = [sid for key in batch if (sid := _session_id_in(key)) is not None]
         calls = [("backup_session", session_key(sid), (sid[:4], sid)) for sid in ids]
         for sid, reply in zip(ids, await scripts.run_batch(calls), strict=True):
@@ -76,7 +75,7 @@ async def backup_lines(redis: RedisClient, counts: Counts | None = None) -> Asyn
                 record = _session_record(sid, reply)
                 counts.add(record)
                 yield line_of(record)
-    async for batch in _scanned(redis, USER_KEYS):
+    async for batch in scanned_keys(redis, USER_KEYS, BATCH_SIZE, key_type="hash"):
         users = [found for key in batch if (found := _user_in(key)) is not None]
         calls = [("backup_user", user_state_key(uid), (tag, uid)) for tag, uid in users]
         for (_, uid), reply in zip(users, await scripts.run_batch(calls), strict=True):
@@ -87,21 +86,6 @@ async def backup_lines(redis: RedisClient, counts: Counts | None = None) -> Asyn
     end = EndRecord(kind="end", sessions=counts.sessions, users=counts.users,
                     messages=counts.messages)  # fmt: skip
     yield line_of(end)
-
-
-async def _scanned(redis: RedisClient, pattern: str) -> AsyncIterator[list[str]]:
-    """The keys of hashes matching `pattern`, BATCH_SIZE at a time (SCAN ... TYPE hash)."""
-    batch: list[str] = []
-    try:
-        async for key in redis.scan_iter(match=pattern, count=BATCH_SIZE, _type="hash"):
-            batch.append(key.decode() if isinstance(key, bytes) else key)
-            if len(batch) == BATCH_SIZE:
-                yield batch
-                batch = []
-    except REDIS_ERRORS as exc:
-        raise store_error(exc) from exc
-    if batch:
-        yield batch
 
 
 def _session_id_in(key: str) -> str | None:

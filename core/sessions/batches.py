@@ -5,7 +5,7 @@ only read or are idempotent, so a batch may run twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import redis.exceptions as redis_errors
@@ -66,3 +66,21 @@ class ScriptBatches:
         except REDIS_ERRORS as exc:
             raise store_error(exc) from exc
         return int(seconds) * 1000 + int(microseconds) // 1000
+
+
+async def scanned_keys(
+    redis: RedisClient, pattern: str, batch_size: int, *, key_type: str | None = None
+) -> AsyncIterator[list[str]]:
+    """Names of keys matching `pattern` (of `key_type` only, if given), `batch_size` at a time,
+    walked with SCAN (never KEYS); on a Cluster, from every primary."""
+    batch: list[str] = []
+    try:
+        async for key in redis.scan_iter(match=pattern, count=batch_size, _type=key_type):
+            batch.append(key.decode() if isinstance(key, bytes) else key)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+    except REDIS_ERRORS as exc:
+        raise store_error(exc) from exc
+    if batch:
+        yield batch

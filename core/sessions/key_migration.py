@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
 
 from core.errors import StoreError
-from core.sessions.batches import REDIS_ERRORS, ScriptBatches
+from core.sessions.batches import REDIS_ERRORS, ScriptBatches, scanned_keys
 from core.sessions.keys import INDEX, STATE, TOKENS, TURNS, user_tag
 from core.sessions.scripts import store_error
 from core.storage.connection import RedisClient
@@ -103,7 +102,7 @@ async def migrate_user_keys(redis: RedisClient, *, ttl_seconds: int) -> KeyMigra
     (what was moved stays moved, and the next run moves the rest)."""
     scripts = ScriptBatches(redis, [SCRIPT])
     report = KeyMigrationReport()
-    async for batch in _scanned(redis):
+    async for batch in scanned_keys(redis, FIRST_LAYOUT_KEYS, BATCH_SIZE):
         found = [key for key in await _typed(redis, batch) if key is not None]
         calls = [
             (SCRIPT, key.name, (key.tag, key.user_id, key.kind, key.type, ttl_seconds))
@@ -134,21 +133,6 @@ async def migrate_until_done(
             return await migrate_user_keys(redis, ttl_seconds=ttl_seconds)
         except StoreError as error:
             log.info("keys.migration_postponed", reason=str(error))
-
-
-async def _scanned(redis: RedisClient) -> AsyncIterator[list[str]]:
-    """Names of keys of the first layout, BATCH_SIZE at a time, from every primary."""
-    batch: list[str] = []
-    try:
-        async for key in redis.scan_iter(match=FIRST_LAYOUT_KEYS, count=BATCH_SIZE):
-            batch.append(key.decode() if isinstance(key, bytes) else key)
-            if len(batch) == BATCH_SIZE:
-                yield batch
-                batch = []
-    except REDIS_ERRORS as exc:
-        raise store_error(exc) from exc
-    if batch:
-        yield batch
 
 
 async def _typed(redis: RedisClient, names: list[str]) -> list[OldKey | None]:
