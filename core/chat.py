@@ -16,6 +16,7 @@ from core.events.publisher import EventPublisher
 from core.llm.wire import ChatMessage, StreamEvent
 from core.observability.metrics import UNKNOWN_FRONT, Metrics
 from core.sessions.store import TurnStart
+from core.spaces import Speaker
 from core.turn import Turn
 
 # After the grace period, how long interrupted turns get to end (each ends at its next read
@@ -55,6 +56,8 @@ class TurnStore(Protocol):
         context_size: int,
         default_model: str,
         reserve_tokens: int = 0,
+        person: str | None = None,
+        author: str = "",
     ) -> TurnStart: ...
 
     async def finish_turn(
@@ -71,7 +74,7 @@ class TurnStore(Protocol):
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool: ...
 
     async def release_lock(
-        self, session_id: str, lock_token: str, *, spent_tokens: int = 0
+        self, session_id: str, lock_token: str, *, spent_tokens: int = 0, billed_apart: str = ""
     ) -> bool: ...
 
 
@@ -151,12 +154,15 @@ class ChatService(Generic[TurnStoreT_co]):
         session_id: str | None = None,
         model: str | None = None,
         front: str = UNKNOWN_FRONT,
+        speaker: Speaker | None = None,
     ) -> Turn:
         """A turn on `session_id`, or on the user's active session when it is None.
 
-        `front` (http, cli, telegram, discord) labels the turn's metrics.
+        `speaker`: who wrote, when it is not the user themself (a space of a group chat:
+        `user_id` is then the space). `front` (http, cli, telegram, discord) labels the turn's
+        metrics.
         """
-        return Turn(self, user_id, session_id, text=text, model=model, front=front)
+        return Turn(self, user_id, session_id, text=text, model=model, front=front, speaker=speaker)
 
     def retry(
         self,
@@ -165,9 +171,10 @@ class ChatService(Generic[TurnStoreT_co]):
         session_id: str | None = None,
         model: str | None = None,
         front: str = UNKNOWN_FRONT,
+        speaker: Speaker | None = None,
     ) -> Turn:
         """Answer the session's last user message again, replacing the answer it had."""
-        return Turn(self, user_id, session_id, text=None, model=model, front=front)
+        return Turn(self, user_id, session_id, text=None, model=model, front=front, speaker=speaker)
 
 
 class _RunningTurns:

@@ -16,6 +16,7 @@ from core.conversation import Message, Role, Session
 from core.errors import (
     ChatbridgeError,
     InvalidArgument,
+    NotSessionCreator,
     SessionLimitReached,
     SessionNotFound,
     UnknownCommand,
@@ -25,6 +26,7 @@ from core.observability.metrics import Metrics, front_of
 from core.sessions.export import MEDIA_TYPE, export_session
 from core.sessions.keys import SESSION_ID_PATTERN
 from core.sessions.store import SessionStore
+from core.spaces import Speaker
 from core.turn import Turn
 
 HISTORY_DEFAULT = 10
@@ -75,9 +77,14 @@ Outcome = Reply | FileReply | TurnReply
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    user_id: str
+    speaker: Speaker
     args: str
     locale: str
+
+    @property
+    def user_id(self) -> str:
+        """Whose sessions the command acts on: the speaker's space (core/spaces.py)."""
+        return self.speaker.space
 
 
 Handler = Callable[["CommandHandler", Request], Awaitable[Outcome]]
@@ -91,6 +98,12 @@ def parse_command(message: str) -> tuple[str, str] | None:
     return match.group(1).lower(), (match.group(2) or "").strip()
 
 
+def is_command(message: str, name: str) -> bool:
+    """Whether `message` is the command `name` (`/name`, `/name@bot`, with arguments or not)."""
+    parsed = parse_command(message)
+    return parsed is not None and parsed[0] == name
+
+
 class CommandHandler:
     """Executes commands and plain messages on behalf of a user."""
 
@@ -99,15 +112,19 @@ class CommandHandler:
         self.store = chat.store
         self.metrics = metrics if metrics is not None else chat.metrics
 
-    async def handle(self, user_id: str, message: str, *, locale: str = "en") -> Outcome:
-        """Never raises a core error: those come back as a Reply with `is_error`."""
+    async def handle(self, speaker: Speaker | str, message: str, *, locale: str = "en") -> Outcome:
+        """What `speaker` said, acted on in their space; a person id alone is the person in
+        their own space. Never raises a core error: those come back as a Reply with
+        `is_error`."""
+        if isinstance(speaker, str):
+            speaker = Speaker.alone(speaker)
         try:
-            return await self._dispatch(user_id, message, locale)
+            return await self._dispatch(speaker, message, locale)
         except ChatbridgeError as error:
             # Counted here because no front ever sees this error raised.
-            self.metrics.command_failed(front_of(user_id), error)
+            self.metrics.command_failed(front_of(speaker.person), error)
             if isinstance(error, SessionLimitReached):
-                return await self._limit_reply(user_id, error, locale)
+                return await self._limit_reply(speaker.space, error, locale)
             return Reply(describe(error, locale), is_error=True)
 
     async def _limit_reply(self, user_id: str, error: SessionLimitReached, locale: str) -> Reply:
@@ -128,17 +145,20 @@ class CommandHandler:
         )
         return Reply(f"{refused}\n{text(locale, 'session_limit_pick')}", choices, is_error=True)
 
-    async def _dispatch(self, user_id: str, message: str, locale: str) -> Outcome:
+    async def _dispatch(self, speaker: Speaker, message: str, locale: str) -> Outcome:
         _require_unicode(message)
         parsed = parse_command(message)
         if parsed is None:
             self.store.check_content(message)
-            return TurnReply(self.chat.turn(message, user_id=user_id, front=front_of(user_id)))
+            turn = self.chat.turn(
+                message, user_id=speaker.space, front=front_of(speaker.person), speaker=speaker
+            )
+            return TurnReply(turn)
         name, args = parsed
         handler = COMMANDS.get(name)
         if handler is None:
             raise UnknownCommand(command="/" + name)
-        return await handler(self, Request(user_id, args, locale))
+        return await handler(self, Request(speaker, args, locale))
 
     async def start(self, request: Request) -> Outcome:
         ttl_minutes = max(1, self.store.limits.ttl_seconds // 60)
@@ -152,8 +172,9 @@ class CommandHandler:
         if len(request.args) > TITLE_MAX_CHARS:
             raise InvalidArgument(name="title", reason=f"at most {TITLE_MAX_CHARS} characters")
         session = await self.store.create_session(
-            request.user_id, title=request.args, default_model=self.chat.settings.default_model
-        )
+            request.user_id, title=request.args, default_model=self.chat.settings.default_model,
+            creator=request.speaker.person,
+        )  # fmt: skip
         return Reply(text(request.locale, "session_created", title=_title(session, request)))
 
     async def sessions(self, request: Request) -> Outcome:
@@ -229,6 +250,7 @@ class CommandHandler:
         target, _, confirmation = request.args.partition(" ")
         if confirmation == CONFIRM and SESSION_ID_PATTERN.match(target):
             session = await self.store.get_session(target, owner=request.user_id)
+            await self._require_deletable(session, request)
             await self.store.delete_session(target, owner=request.user_id)
             return Reply(text(request.locale, "deleted", title=_title(session, request)))
         if target:
@@ -240,6 +262,7 @@ class CommandHandler:
             if active is None:
                 return Reply(text(request.locale, "no_session"))
             session = active
+        await self._require_deletable(session, request)
         return Reply(
             text(
                 request.locale,
@@ -267,7 +290,19 @@ class CommandHandler:
         return Reply(text(request.locale, "model_set", model=model_id))
 
     async def retry(self, request: Request) -> Outcome:
-        return TurnReply(self.chat.retry(user_id=request.user_id, front=front_of(request.user_id)))
+        speaker = request.speaker
+        turn = self.chat.retry(
+            user_id=speaker.space, front=front_of(speaker.person), speaker=speaker
+        )
+        return TurnReply(turn)
+
+    async def _require_deletable(self, session: Session, request: Request) -> None:
+        """In a shared space, only the session's creator or a chat admin may delete it."""
+        speaker = request.speaker
+        if not speaker.is_shared or speaker.is_chat_admin:
+            return
+        if await self.store.session_creator(session) != speaker.person:
+            raise NotSessionCreator()
 
     async def _resolve(self, request: Request) -> str:
         """A session id from `/cmd 2` (position in /sessions) or `/cmd <id>`."""

@@ -110,6 +110,13 @@ class SessionNotFound(ChatbridgeError):
     default_text = "Session not found."
 
 
+class NotSessionCreator(ChatbridgeError):
+    """In a chat's shared sessions, only the session's creator or a chat admin may delete it."""
+
+    code = "not_session_creator"
+    default_text = "Only who started this session, or an admin of the chat, may delete it."
+
+
 class SessionLimitReached(ChatbridgeError):
     code = "session_limit_reached"
     default_text = "You already have {limit} sessions, the most allowed."

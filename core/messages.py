@@ -111,6 +111,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "session_limit_reached": "You already have {limit} conversations, the most allowed. "
         "Delete one with /delete to start another.",
         "session_limit_pick": "Pick the one to delete:",
+        "not_session_creator": "Only the person who started this conversation, or an admin of "
+        "this chat, can delete it.",
         "nothing_to_retry": "There is no message of yours to answer again here.",
         "session_busy": "I'm still answering your previous message. Try again in a moment.",
         "turn_lock_lost": "This answer was not saved: the conversation moved on without it "
@@ -199,6 +201,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "session_limit_reached": "Você já tem {limit} conversas, o máximo permitido. "
         "Apague uma com /delete para começar outra.",
         "session_limit_pick": "Escolha qual apagar:",
+        "not_session_creator": "Só quem começou esta conversa, ou um admin deste chat, pode "
+        "apagá-la.",
         "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
         "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
         "turn_lock_lost": "Esta resposta não foi salva: a conversa seguiu sem ela "

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.spaces import GroupSessions
 
 # A Discord id (a snowflake): a positive 64-bit number.
 Snowflake = Annotated[int, Field(gt=0, lt=2**64)]
@@ -64,6 +65,9 @@ class Settings(BaseSettings):
     # own answer is not held to it (the user has seen it already): MAX_COMPLETION_TOKENS bounds it.
     max_assistant_message_length: int = Field(default=32_000, ge=1)
     session_limit_policy: SessionLimitPolicy = SessionLimitPolicy.REJECT
+    # Whose sessions a group chat's messages go to (core/spaces.py): each member's own sessions
+    # in that chat, or one set shared by the whole chat.
+    group_sessions: GroupSessions = GroupSessions.PER_USER
     # Chat turns per user per window, counted in Redis across fronts and replicas (0: no limit).
     # Capped because Redis keeps one entry per turn of the window (docs/data-model.md).
     rate_limit_messages: int = Field(default=20, ge=0, le=MAX_RATE_LIMIT_MESSAGES)

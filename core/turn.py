@@ -38,6 +38,7 @@ from core.events.publisher import EventType, turn_completed, turn_failed
 from core.llm.wire import ChatMessage, CompletionDone, StreamEvent
 from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, ModelCall
 from core.sessions.store import TurnStart
+from core.spaces import Speaker
 
 if TYPE_CHECKING:
     # Only for annotations: core.chat builds turns, so it imports this module.
@@ -63,9 +64,11 @@ class Turn:
         text: str | None,
         model: str | None,
         front: str = UNKNOWN_FRONT,
+        speaker: Speaker | None = None,
     ) -> None:
         self._service = service
         self._user_id = user_id
+        self._speaker = speaker
         self._session_id = session_id
         self._text = text
         self._model_override = model
@@ -130,8 +133,9 @@ class Turn:
                 # abandoned turn needs this extra one. The lock would expire anyway.
                 with contextlib.suppress(ChatbridgeError):
                     await self._service.store.release_lock(
-                        self.session.id, self._start.lock_token, spent_tokens=self._tokens_spent()
-                    )
+                        self.session.id, self._start.lock_token,
+                        spent_tokens=self._tokens_spent(), billed_apart=self._start.billed_apart,
+                    )  # fmt: skip
             # A no-op unless the turn ended without an answer or a core error.
             await self._report(exc)
             structlog.contextvars.unbind_contextvars("session")
@@ -298,6 +302,8 @@ class Turn:
                     context_size=settings.context_messages,
                     default_model=settings.default_model,
                     reserve_tokens=reserve,
+                    person=self._speaker.person if self._speaker else None,
+                    author=self._speaker.author if self._speaker else "",
                 )
             except SessionBusy:
                 if time.monotonic() + delay > deadline:

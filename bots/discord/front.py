@@ -26,7 +26,7 @@ from bots.discord.client import FrontHooks, build_client, point_discord_py_at
 from bots.discord.interactions import InteractionAnswers
 from bots.discord.replies import deliver, tell_unexpected
 from bots.discord.stream import ChannelSurface, Surface, send_text
-from bots.discord.users import DISCORD, Locales, allow_list, may_talk
+from bots.discord.users import DISCORD, Locales, allow_list, may_talk, speaker_in
 from bots.runtime import Services
 from core.messages import text
 from core.settings import Settings
@@ -63,8 +63,9 @@ class DiscordFront:
         self._stopping = False
         self._handlers = RunningHandlers()
         answers = InteractionAnswers(
-            services, self._allowed, self._locales, self._pacer, self._handlers
-        )
+            services, self._allowed, self._locales, self._pacer, self._handlers,
+            group_sessions=settings.group_sessions,
+        )  # fmt: skip
         self._hooks = FrontHooks(on_message=self.on_message, answerer=answers)
         self.client = self._new_client(message_content=True)
 
@@ -148,8 +149,13 @@ class DiscordFront:
                 await self._tell_hidden_once(message, surface, locale)
                 return
             said = "/help"  # a bare mention: say what we can do
-        user_id = DISCORD.user_id(message.author.id)
-        outcome = await self._services.commands.handle(user_id, said, locale=locale)
+        author = message.author
+        may_moderate = isinstance(author, discord.Member) and _may_manage_messages(message, author)
+        speaker = speaker_in(
+            author, message.channel.id, in_guild=message.guild is not None,
+            may_moderate=may_moderate, mode=self._settings.group_sessions,
+        )  # fmt: skip
+        outcome = await self._services.commands.handle(speaker, said, locale=locale)
         await deliver(outcome, surface, locale, self._pacer)
 
     def _is_hidden_from_us(self, message: discord.Message) -> bool:
@@ -190,6 +196,13 @@ class DiscordFront:
         reference = message.reference
         replied = reference.resolved if reference is not None else None
         return isinstance(replied, discord.Message) and replied.author.id == me.id
+
+
+def _may_manage_messages(message: discord.Message, member: discord.Member) -> bool:
+    channel = message.channel
+    if isinstance(channel, discord.DMChannel | discord.GroupChannel | discord.PartialMessageable):
+        return False
+    return channel.permissions_for(member).manage_messages
 
 
 def _own_role_id(message: discord.Message) -> int | None:

@@ -21,12 +21,13 @@ from bots.discord.answerer import Interaction
 from bots.discord.components import shortened
 from bots.discord.replies import send_finished, stream_answer
 from bots.discord.stream import InteractionSurface
-from bots.discord.users import DISCORD, Locales, may_talk
+from bots.discord.users import DISCORD, Locales, may_talk, speaker_in
 from bots.runtime import Services
 from core.commands import Outcome, TurnReply
 from core.errors import StoreError
 from core.messages import text
 from core.sessions.store import SessionList
+from core.spaces import GroupSessions, Speaker
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +46,11 @@ class InteractionAnswers:
         locales: Locales,
         pacer: ChatPacer,
         handlers: RunningHandlers,
+        *,
+        group_sessions: GroupSessions = GroupSessions.PER_USER,
     ) -> None:
         self._services = services
+        self._group_sessions = group_sessions
         self._allowed = allowed
         self._locales = locales
         self._pacer = pacer
@@ -71,7 +75,7 @@ class InteractionAnswers:
             return []
         try:
             listing = await asyncio.wait_for(
-                self._services.store.list_sessions(DISCORD.user_id(interaction.user.id)),
+                self._services.store.list_sessions(self._speaker(interaction).space),
                 ANSWER_WITHIN_SECONDS,
             )
         except (StoreError, TimeoutError):
@@ -101,7 +105,7 @@ class InteractionAnswers:
                 await interaction.response.send_message(text(locale, "not_allowed"), ephemeral=True)
                 return
             said = self._services.commands.handle(
-                DISCORD.user_id(interaction.user.id), command, locale=locale
+                self._speaker(interaction), command, locale=locale
             )
             outcome = await _in_time(interaction, said, replaces_message=replaces_message)
             if isinstance(outcome, TurnReply):
@@ -115,6 +119,13 @@ class InteractionAnswers:
                 await send_finished(outcome, surface)
         except Exception as error:
             await self._on_error(interaction, error)
+
+    def _speaker(self, interaction: Interaction) -> Speaker:
+        return speaker_in(
+            interaction.user, interaction.channel_id or 0,
+            in_guild=interaction.guild_id is not None,
+            may_moderate=interaction.permissions.manage_messages, mode=self._group_sessions,
+        )  # fmt: skip
 
     async def _on_error(self, interaction: Interaction, error: BaseException) -> None:
         """Log with the traceback; tell the user something went wrong, never leave them waiting."""

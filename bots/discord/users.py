@@ -13,11 +13,12 @@ import discord
 from bots.chatfront.access import AllowList, Platform
 from core.messages import ENGLISH, normalize_locale
 from core.settings import Settings
+from core.spaces import GroupSessions, Speaker, chat_of, group_speaker
 
 DISCORD = Platform("discord")
 LOCALES_REMEMBERED = 10_000
 
-Speaker = discord.User | discord.Member
+Author = discord.User | discord.Member
 
 
 def allow_list(settings: Settings) -> AllowList:
@@ -25,10 +26,24 @@ def allow_list(settings: Settings) -> AllowList:
     return AllowList(DISCORD, settings.discord_allowed_users, settings.discord_allowed_roles)
 
 
-def may_talk(allowed: AllowList, user: Speaker) -> bool:
+def may_talk(allowed: AllowList, user: Author) -> bool:
     """Roles are only known in a guild: in DMs, only DISCORD_ALLOWED_USERS lets a user in."""
     roles = user.roles if isinstance(user, discord.Member) else ()
     return allowed.admits(user.id, user.name, roles)
+
+
+def speaker_in(
+    user: Author, channel_id: int, *, in_guild: bool, may_moderate: bool, mode: GroupSessions
+) -> Speaker:
+    """`user` in the space of a channel: their own in a DM; in a guild channel or thread (a
+    chat of its own), theirs there or the channel's (GROUP_SESSIONS). `may_moderate`: they
+    hold Manage Messages there, which makes them the chat's admin."""
+    person = DISCORD.user_id(user.id)
+    if not in_guild:
+        return Speaker.alone(person)
+    chat = chat_of(DISCORD.name, channel_id)
+    author = user.display_name
+    return group_speaker(person, chat, mode, author=author, is_chat_admin=may_moderate)
 
 
 class Locales:

@@ -18,6 +18,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.ChatbridgeError], int], ...] = (
     (errors.MessageTooLong, 422),
     (errors.InputError, 422),
     (errors.SessionNotFound, 404),
+    (errors.NotSessionCreator, 403),
     (errors.SessionLimitReached, 409),
     (errors.NothingToRetry, 409),
     (errors.SessionBusy, 409),

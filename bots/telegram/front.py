@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import structlog
 from aiohttp import web
 from telegram import BotCommand, Message, Update, User
+from telegram.constants import ChatMemberStatus
 from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import (
     AIORateLimiter,
@@ -45,9 +46,10 @@ from bots.chatfront.streaming import stream_turn
 from bots.runtime import Services
 from bots.telegram.buttons import keyboard, read_tap
 from bots.telegram.stream import ReplyStream, send_document, send_text
-from core.commands import FileReply, Reply, TurnReply
+from core.commands import FileReply, Reply, TurnReply, is_command
 from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, text
 from core.settings import Settings
+from core.spaces import GroupSessions, Speaker, chat_of, group_speaker
 
 log = structlog.get_logger(__name__)
 
@@ -115,6 +117,7 @@ class TelegramFront:
             TELEGRAM, (entry.lstrip("@") for entry in settings.telegram_allowed_users)
         )
         self._pacer = ChatPacer(settings.telegram_edit_interval)
+        self._group_sessions = settings.group_sessions
         self._is_stopping = False
         self.app = self._build(settings)
         # Its 429s are ours to handle (previews skipped, final text retried): not errors.
@@ -228,9 +231,8 @@ class TelegramFront:
             return
         TELEGRAM.bind(user.id, message.chat_id)
         said = self._without_mention(typed)
-        outcome = await self._services.commands.handle(
-            TELEGRAM.user_id(user.id), said, locale=_locale(user)
-        )
+        speaker = await self._speaker(message, user, said)
+        outcome = await self._services.commands.handle(speaker, said, locale=_locale(user))
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
         else:
@@ -255,9 +257,8 @@ class TelegramFront:
         if tap.command is None or not await self._may_talk(message, user):
             return
         TELEGRAM.bind(user.id, message.chat_id)
-        outcome = await self._services.commands.handle(
-            TELEGRAM.user_id(user.id), tap.command, locale=_locale(user)
-        )
+        speaker = await self._speaker(message, user, tap.command)
+        outcome = await self._services.commands.handle(speaker, tap.command, locale=_locale(user))
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
         else:
@@ -328,6 +329,26 @@ class TelegramFront:
             await stream_turn(reply, stream, _locale(user), say=say)
 
     # --- who may talk, and when we are addressed ------------------------------------------------
+
+    async def _speaker(self, message: Message, user: User, said: str) -> Speaker:
+        """`user` in the space `message` was said in: their own in a private chat; in a group
+        or forum topic, theirs there or the chat's (GROUP_SESSIONS)."""
+        person = TELEGRAM.user_id(user.id)
+        if message.chat.type == "private":
+            return Speaker.alone(person)
+        chat = chat_of(TELEGRAM.name, message.chat_id, topic_of(message))
+        mode = self._group_sessions
+        # Asked only when it matters: a Bot API call per message would slow every group.
+        is_admin = (
+            mode is GroupSessions.SHARED
+            and is_command(said, "delete")
+            and await self._is_chat_admin(message.chat_id, user.id)
+        )
+        return group_speaker(person, chat, mode, author=user.full_name, is_chat_admin=is_admin)
+
+    async def _is_chat_admin(self, chat_id: int, user_id: int) -> bool:
+        member = await self.app.bot.get_chat_member(chat_id, user_id)
+        return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 
     def _is_for_us(self, message: Message) -> bool:
         """In private chats, always; in groups, commands, mentions and replies to us."""

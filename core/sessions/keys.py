@@ -25,6 +25,7 @@ import re
 import secrets
 
 from core.errors import SessionNotFound
+from core.spaces import person_of_space
 
 TAG_LENGTH = 4
 SESSION_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -38,8 +39,11 @@ USER_KEY_KINDS = (INDEX, STATE, TURNS, TOKENS)
 
 
 def user_tag(user_id: str) -> str:
-    """Four hex digits: enough to spread users over all 16,384 slots, too few to identify one."""
-    return hashlib.sha256(user_id.encode()).hexdigest()[:TAG_LENGTH]
+    """Four hex digits: enough to spread users over all 16,384 slots, too few to identify one.
+
+    A person's space in a group chat has the person's tag (core/spaces.py): its turns check
+    the person's rate limit and budget in the same slot."""
+    return hashlib.sha256(person_of_space(user_id).encode()).hexdigest()[:TAG_LENGTH]
 
 
 def new_session_id(user_id: str) -> str:

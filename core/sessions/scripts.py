@@ -36,6 +36,8 @@ SCRIPT_NAMES = (
     "update_session",
     "set_model",
     "lock",
+    "reserve_turn",
+    "settle_turn",
 )
 UNAVAILABLE_REPLIES = (
     "LOADING",

@@ -8,6 +8,7 @@ core.sessions.limits.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from core.conversation import Message, MessagePage, Role, Session, Usage, datetime_from_ms
 from core.errors import (
+    ChatbridgeError,
     NothingToRetry,
     SessionBusy,
     SessionLimitReached,
@@ -32,6 +34,7 @@ from core.events.publisher import (
 )
 from core.observability.activity import SessionActivity
 from core.observability.metrics import Metrics
+from core.sessions.bills import PersonBills
 from core.sessions.codec import (
     ROLE_CODES,
     context_from,
@@ -49,6 +52,7 @@ from core.sessions.keys import (
 )
 from core.sessions.limits import SessionLimits
 from core.sessions.scripts import LuaScripts
+from core.spaces import as_authored, person_of_space
 from core.storage.connection import RedisClient
 
 TITLE_LENGTH = 60
@@ -68,6 +72,9 @@ class TurnStart:
     user_seq: int
     context: tuple[tuple[Role, str], ...]  # (role, content), oldest first
     lock_token: str
+    # The person billed for the turn in their own slot (a shared space's turn: bills.py) when
+    # it ends, '' when begin_turn billed them itself.
+    billed_apart: str = ""
 
 
 class SessionStore:
@@ -89,6 +96,7 @@ class SessionStore:
         self.activity = SessionActivity(limits.ttl_seconds)
         self._scripts = LuaScripts(redis, self.activity, self.metrics)
         self._run = self._scripts.run
+        self._bills = PersonBills(self._scripts, limits)
 
     async def ping(self) -> float:
         """Round-trip latency to Redis in milliseconds (on a cluster: to its slowest master)."""
@@ -112,8 +120,10 @@ class SessionStore:
         model: str = "",
         default_model: str,
         for_turn: bool = False,
+        creator: str = "",
     ) -> Session:
-        """A new, active session; `for_turn`: refused when a turn could not start now."""
+        """A new, active session; `for_turn`: refused when a turn could not start now.
+        `creator`: the person starting it in a shared space (see session_creator)."""
         session_id = new_session_id(user_id)
         limits = self.limits
         turn_limits = limits.turn_limit_args() if for_turn else (0, 0, 0)
@@ -130,6 +140,7 @@ class SessionStore:
             limits.max_sessions_per_user,
             limits.policy.value,
             *turn_limits,
+            creator,
             active_session=session_id,
         )
         if refusal := limits.refusal(reply):
@@ -143,6 +154,13 @@ class SessionStore:
         session = session_from(reply[1:8])
         await self.events.publish(EventType.SESSION_CREATED, session_created(session))
         return session
+
+    async def session_creator(self, session: Session) -> str:
+        """Who started `session`: the person who did in a shared space, else its owner."""
+        creator = await self._scripts.translate(
+            self._redis.hget(session_key(session.id), "creator")
+        )
+        return str(creator) if creator else session.user_id
 
     async def get_session(self, session_id: str, *, owner: str | None = None) -> Session:
         reply = await self._run(
@@ -286,12 +304,18 @@ class SessionStore:
 
         TurnLockLost (nothing stored, the tokens still counted) when the turn no longer holds
         its session: its lock lapsed and another turn took it, or wrote to the session."""
-        charged = start.session.user_id if self.limits.daily_token_budget > 0 else ""
-        message, count = await self._append(
-            start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
-            lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
-            charged_user=charged, call_id=start.lock_token, spent_tokens=spent_tokens,
-        )  # fmt: skip
+        charged = ""
+        if self.limits.daily_token_budget > 0 and not start.billed_apart:
+            charged = person_of_space(start.session.user_id)
+        try:
+            message, count = await self._append(
+                start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
+                lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
+                charged_user=charged, call_id=start.lock_token, spent_tokens=spent_tokens,
+            )  # fmt: skip
+        finally:
+            if start.billed_apart:  # stored or fenced out, the model's work was done
+                await self._bills.settle(start.billed_apart, start.lock_token, spent_tokens)
         session = replace(start.session, updated_at=message.timestamp, message_count=count)
         return message, session
 
@@ -379,51 +403,61 @@ class SessionStore:
         context_size: int,
         default_model: str,
         reserve_tokens: int = 0,
+        person: str | None = None,
+        author: str = "",
     ) -> TurnStart:
         """Lock the session and store the user's message (None: /retry the last one).
 
-        With no session id, the user's active session is used, or created when they have none.
+        `user_id` names the space whose session it is (core/spaces.py), `person` who wrote
+        (None: the space's owner); in a shared space the message is stored as `author`'s.
+        With no session id, the space's active session is used, or created when it has none.
         Raises SessionBusy when another turn holds the lock, and RateLimited or
-        DailyBudgetExhausted (nothing stored) when the session's owner may not start a turn now.
+        DailyBudgetExhausted (nothing stored) when the person may not start a turn now.
         `lock_token` names the turn: called again with it, this answers the turn it began.
         With DAILY_TOKEN_BUDGET, the turn reserves its context's estimate plus `reserve_tokens`
         (its completion's cap and system prompt) until finish_turn or release_lock settles it.
         """
         if content is not None:
             self.check_content(content)
+            content = as_authored(content, author)
         anchor, tag = _turn_anchor(user_id, session_id)
+        billed_apart = person if person is not None and user_tag(person) != tag else ""
+        turn_limits = self.limits.turn_limit_args()
+        if billed_apart:
+            # Only the completion's cap and the system prompt: the context is not read yet.
+            await self._bills.reserve(billed_apart, lock_token, reserve_tokens)
+            turn_limits = (0, 0, 0)
         created_id = new_session_id(user_id) if user_id else ""
-        reply = await self._run(
-            "begin_turn",
-            anchor,
-            tag,
-            user_id or "",
-            session_id or "",
-            created_id,
-            content or "",
-            lock_token,
-            lock_ttl_ms,
-            self.limits.ttl_seconds,
-            self.limits.max_messages_per_session,
-            context_size,
-            default_model,
-            TITLE_LENGTH,
-            *self.limits.turn_limit_args(),
-            reserve_tokens,
-        )
-        if refusal := self.limits.refusal(reply):
-            raise refusal
-        start = _turn_start(reply, lock_token)
-        if start.session.id == created_id:  # the user had no session: the turn made one
+        try:
+            reply = await self._run(
+                "begin_turn", anchor, tag, user_id or "", session_id or "", created_id,
+                content or "", lock_token, lock_ttl_ms, self.limits.ttl_seconds,
+                self.limits.max_messages_per_session, context_size, default_model, TITLE_LENGTH,
+                *turn_limits, reserve_tokens, person or "",
+            )  # fmt: skip
+            if refusal := self.limits.refusal(reply):
+                raise refusal
+            start = replace(_turn_start(reply, lock_token), billed_apart=billed_apart)
+        except ChatbridgeError:
+            if billed_apart:
+                with contextlib.suppress(ChatbridgeError):
+                    await self._bills.give_back(billed_apart, lock_token)
+            raise
+        if start.session.id == created_id:  # the space had no session: the turn made one
             await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
         return start
 
     async def release_lock(
-        self, session_id: str, lock_token: str, *, spent_tokens: int = 0
+        self, session_id: str, lock_token: str, *, spent_tokens: int = 0, billed_apart: str = ""
     ) -> bool:
         """End a turn without an answer: release its lock, and settle its token reservation
-        to `spent_tokens` (what the model was sent and streamed; 0 if it never had it)."""
-        return await self._lock(session_id, lock_token, 0, spent_tokens)
+        to `spent_tokens` (what the model was sent and streamed; 0 if it never had it), in
+        `billed_apart`'s slot for a shared space's turn (TurnStart.billed_apart)."""
+        try:
+            return await self._lock(session_id, lock_token, 0, spent_tokens)
+        finally:
+            if billed_apart:
+                await self._bills.settle(billed_apart, lock_token, spent_tokens)
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
         """Keep the turn's lock `ttl_ms` more (taking back a lapsed one nobody wrote after);

@@ -48,6 +48,12 @@ from tests.fakes.telegram_html import HtmlParseError, parse_html, utf16_length
 
 FAKE_BOT_TOKEN = "123456:TEST-fake-telegram-token-abcdefghijk"
 DEFAULT_USER_ID = 1001
+# ChatMemberAdministrator's rights (Bot API 9.x); python-telegram-bot requires each of them.
+ADMIN_RIGHTS = (
+    "is_anonymous", "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
+    "can_restrict_members", "can_promote_members", "can_change_info", "can_invite_users",
+    "can_post_stories", "can_edit_stories", "can_delete_stories",
+)  # fmt: skip
 DEFAULT_GROUP_ID = -1001234567890
 DEFAULT_FORUM_ID = -1009876543210
 CALLBACK_QUERY_TIMEOUT = 15.0  # seconds Telegram waits for answerCallbackQuery after a tap
@@ -229,6 +235,8 @@ class FakeTelegram:
         self._documents: list[dict[str, Any]] = []
         self._open_queries: dict[str, float] = {}  # query id -> when the user tapped
         self._topics: dict[int, set[int]] = {}  # forum chat id -> its topics' thread ids
+        self._members: dict[int, dict[int, dict[str, Any]]] = {}  # chat -> user id -> user
+        self._admins: dict[int, set[int]] = {}  # group chat id -> its administrators
         self._chat_messages: dict[int, list[StoredMessage]] = {}
         self._by_id: dict[tuple[int, int], StoredMessage] = {}
         self._pending: list[dict[str, Any]] = []
@@ -260,6 +268,7 @@ class FakeTelegram:
                 ("sendChatAction", self._send_chat_action),
                 ("answerCallbackQuery", self._answer_callback_query),
                 ("sendDocument", self._send_document),
+                ("getChatMember", self._get_chat_member),
             )
         }
 
@@ -332,6 +341,11 @@ class FakeTelegram:
         """Refuse (429) edits or sends to one chat that come faster than this."""
         self._min_gap["edit"] = 1 / edits_per_second if edits_per_second else 0.0
         self._min_gap["send"] = 1 / sends_per_second if sends_per_second else 0.0
+        return self
+
+    def make_admin(self, user_id: int, *, chat_id: int = DEFAULT_GROUP_ID) -> FakeTelegram:
+        """`user_id` administers group `chat_id` (getChatMember says so)."""
+        self._admins.setdefault(chat_id, set()).add(user_id)
         return self
 
     # Users act: each builder queues an Update for getUpdates and returns its JSON.
@@ -495,6 +509,7 @@ class FakeTelegram:
             if chat_id in self._topics:
                 chat.update(type="supergroup", is_forum=True)
         self.chats[chat_id] = chat
+        self._members.setdefault(chat_id, {})[user["id"]] = user
         return chat_id
 
     # Messages as Telegram keeps them.
@@ -779,6 +794,20 @@ class FakeTelegram:
             raise bad_request(QUERY_TOO_OLD)
         self.callback_answers[query_id] = params
         return True
+
+    def _get_chat_member(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A member as Bot API 9 describes one: "administrator" carries every right field
+        (python-telegram-bot reads them all), "member" only the user; someone never seen in
+        the chat is refused as Telegram refuses an unknown user."""
+        chat_id = self._known_chat(params)
+        user_id = _as_int(params.get("user_id"))
+        user = self._members.get(chat_id, {}).get(user_id or 0)
+        if user is None:
+            raise bad_request("user not found")
+        if self.chats[chat_id]["type"] == "private" or user_id not in self._admins.get(chat_id, ()):
+            return {"status": "member", "user": user}
+        rights = {**dict.fromkeys(ADMIN_RIGHTS, True), "is_anonymous": False}
+        return {"status": "administrator", "user": user, "can_be_edited": False, **rights}
 
     # Shared checks.
 

@@ -48,6 +48,7 @@ from core.sessions.codec import message_id
 from core.sessions.keys import new_session_id
 from core.sessions.limits import SessionLimits
 from core.sessions.store import TITLE_LENGTH, SessionList, TurnStart
+from core.spaces import as_authored
 
 
 @dataclass(slots=True)
@@ -128,11 +129,15 @@ class InMemoryTurnStore:
         context_size: int,
         default_model: str,
         reserve_tokens: int = 0,
+        person: str | None = None,
+        author: str = "",
     ) -> TurnStart:
+        # `person` is not billed apart here: this store keeps no limits per person.
         if user_id is None and session_id is None:
             raise ValueError("a turn needs a user, a session, or both")
         if content is not None:
             self.check_content(content)
+            content = as_authored(content, author)
         self.begin_tokens.append(lock_token)
         if (begun := self.turns.get(lock_token)) is not None:
             return self._begun_again(begun)
@@ -202,7 +207,7 @@ class InMemoryTurnStore:
         return True
 
     async def release_lock(
-        self, session_id: str, lock_token: str, *, spent_tokens: int = 0
+        self, session_id: str, lock_token: str, *, spent_tokens: int = 0, billed_apart: str = ""
     ) -> bool:
         record = self.turns.get(lock_token)
         if record is not None and record.released is not None:

@@ -12,6 +12,9 @@
 -- ARGV[16] tokens the turn reserves beyond its context's estimate (the completion's cap and the
 --          system prompt's estimate), spent from today's budget until the turn settles
 --          (reserve_tokens in lib.lua); only with a budget
+-- ARGV[17] the person who wrote ('' = the owner): whose rate limit and budget [13] and [15]
+--          check (only a person of this slot: in a shared space they are '0' and the person is
+--          billed in their own slot, reserve_turn.lua), and the creator of a session made here
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq,
 --          the context entries as one JSON array}
 --      or {'NOT_FOUND'} | {'BUSY'} | {'NOTHING_TO_RETRY'}
@@ -23,6 +26,7 @@ local rate_limit, window_ms = tonumber(ARGV[13]) or 0, tonumber(ARGV[14]) or 0
 local budget = tonumber(ARGV[15]) or 0
 local reserve_beyond_context = tonumber(ARGV[16]) or 0
 local lock_ttl_ms = tonumber(ARGV[7])
+local person = ARGV[17] or ''
 
 -- The context: the newest messages up to the user message's (on /retry the answers after it
 -- are left out). Built from what is stored, so that a repeat answers exactly what the first
@@ -57,8 +61,9 @@ if sid ~= '' then
   uid = owner_of(sid, uid)
   if not uid then return {'NOT_FOUND'} end
 end
+if person == '' then person = uid end
 -- Refused before anything is created, locked or stored.
-local refusal = turn_refusal(uid, rate_limit, window_ms, budget, now)
+local refusal = turn_refusal(person, rate_limit, window_ms, budget, now)
 if refusal then return refusal end
 
 if sid == '' then
@@ -68,7 +73,7 @@ if sid == '' then
     if content == '' then return {'NOTHING_TO_RETRY'} end
     sid = ARGV[4]
     local model = redis.call('HGET', user_key(uid), 'model') or ARGV[11]
-    create_session(uid, sid, '', model, now)
+    create_session(uid, sid, '', model, now, person)
   end
 end
 
@@ -99,7 +104,7 @@ else
   end
 end
 
-if rate_limit > 0 then count_turn(uid, token, window_ms, now) end
+if rate_limit > 0 then count_turn(person, token, window_ms, now) end
 redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)
 redis.call('HSET', user_key(uid), 'active', sid)
@@ -108,6 +113,6 @@ record_turn(token, sid, user_seq, lock_ttl_ms)
 local context = turn_context(sid, user_seq)
 if budget > 0 then
   -- Estimated from the stored entries, JSON included: the prompt is never larger.
-  reserve_tokens(token, uid, estimated_tokens(context) + reserve_beyond_context, now)
+  reserve_tokens(token, person, estimated_tokens(context) + reserve_beyond_context, now)
 end
 return turn_reply(sid, user_seq, context)

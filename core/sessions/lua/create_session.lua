@@ -6,6 +6,7 @@
 -- ARGV[6] default model  [7] ttl seconds  [8] max sessions  [9] policy: 'reject' | 'evict_oldest'
 -- ARGV[10] turns per window  [11] window ms  [12] daily token budget: for a session made for a
 --          turn that follows at once, refused as that turn would be (all '0': no check)
+-- ARGV[13] the person creating it ('' = the owner; see create_session in lib.lua)
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, evicted sid...} or {'LIMIT'}
 --      or {'RATE_LIMITED', ms} | {'BUDGET_EXHAUSTED', ms} (see begin_turn.lua)
 local uid, sid, title, ttl, max_sessions = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -28,7 +29,7 @@ if #live >= max_sessions then
     evicted[#evicted + 1] = live[i]
   end
 end
-create_session(uid, sid, title, model, now)
+create_session(uid, sid, title, model, now, ARGV[13])
 touch(sid, uid, ttl)
 local f = session_fields(sid)
 local reply = {'OK', sid, f[1], f[2], f[3], f[4], f[5], f[6]}

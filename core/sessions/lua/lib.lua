@@ -71,9 +71,14 @@ local function mark_recent(uid, sid, now)
   redis.call('ZADD', index, score, sid)
 end
 
-local function create_session(uid, sid, title, model, now)
+-- `creator`: the person who started a session of a shared space (kept only when it is not the
+-- owner itself), for /delete to tell who may.
+local function create_session(uid, sid, title, model, now, creator)
   redis.call('HSET', session_key(sid), 'userId', uid, 'title', title, 'model', model,
     'createdAt', now, 'updatedAt', now, 'seq', 0)
+  if creator and creator ~= '' and creator ~= uid then
+    redis.call('HSET', session_key(sid), 'creator', creator)
+  end
   mark_recent(uid, sid, now)
   redis.call('HSET', user_key(uid), 'active', sid)
 end
