@@ -6,6 +6,8 @@ A document (`/export`) is written to the current directory, never over an existi
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import re
 import threading
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from typing import TextIO
 import structlog
 
 from bots.chatfront.streaming import stream_turn
-from core.commands import CommandHandler, FileReply, Reply, TurnReply, parse_number
+from core.commands import CommandHandler, FileReply, Reply, TurnReply, is_command, parse_number
 from core.conversation import Message
 from core.messages import text
 
@@ -49,8 +51,9 @@ class Terminal:
         self._out = stdout
         self._lines: asyncio.Queue[str] = asyncio.Queue()
         self._is_at_end = False
-        # A line typed at a choice prompt that was no choice: the next line of the conversation.
-        self._typed_at_picker: str | None = None
+        # Lines typed at a choice prompt that were no choice, or while an answer was being
+        # written: the next lines of the conversation.
+        self._typed_ahead: collections.deque[str] = collections.deque()
 
     async def run(self) -> None:
         structlog.contextvars.bind_contextvars(platform="cli", user=self._user_id)
@@ -84,8 +87,9 @@ class Terminal:
             return  # end of input, or Enter: no choice
         picked = parse_number(line.strip())
         if picked is None:
-            # Not a number: a message or a command, typed without leaving the picker first.
-            self._typed_at_picker = line
+            # Not a number: a message or a command, typed without leaving the picker first;
+            # the next line of the conversation, before any typed after it.
+            self._typed_ahead.appendleft(line)
         elif 1 <= picked <= len(reply.choices):
             command = reply.choices[picked - 1].command
             if command is not None:
@@ -93,14 +97,31 @@ class Terminal:
 
     async def _stream(self, reply: TurnReply) -> None:
         answer = _PrintedAnswer(self._write, text(self._locale, "prompt_assistant"))
-        await stream_turn(
-            reply,
-            answer,
-            self._locale,
-            say=self._say,
-            footer=lambda message: self._footer(message, reply),
-            is_failure_logged=False,  # said on screen; a log line would interrupt the conversation
-        )
+        watcher = asyncio.create_task(self._watch_for_stop(reply))
+        try:
+            await stream_turn(
+                reply,
+                answer,
+                self._locale,
+                say=self._say,
+                footer=lambda message: self._footer(message, reply),
+                is_failure_logged=False,  # said on screen; a log would interrupt the conversation
+            )
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _watch_for_stop(self, reply: TurnReply) -> None:
+        """While the answer is written: /stop ends it; any other line waits its turn."""
+        while True:
+            line = await self._lines.get()
+            if line and is_command(line.strip(), "stop"):
+                reply.turn.stop()
+                continue
+            self._typed_ahead.append(line)
+            if not line:
+                return  # end of input: nothing more will come
 
     async def _say(self, sentence: str) -> None:
         self._write(sentence + "\n")
@@ -112,17 +133,17 @@ class Terminal:
 
     async def _next_line(self) -> str | None:
         """The next line of the conversation: one left at a choice prompt, else one read."""
-        if self._typed_at_picker is not None:
-            line, self._typed_at_picker = self._typed_at_picker, None
-            return line
         return await self._read(text(self._locale, "prompt_you"))
 
     async def _read(self, prompt: str) -> str | None:
         """The next line, or None at end of input (and at every read after it)."""
         if self._is_at_end:
             return None
-        self._write(prompt)
-        line = await self._lines.get()
+        if self._typed_ahead:
+            line = self._typed_ahead.popleft()
+        else:
+            self._write(prompt)
+            line = await self._lines.get()
         self._is_at_end = not line
         return line.rstrip("\n") if line else None
 
@@ -156,7 +177,7 @@ class _PrintedAnswer:
         # Once the prompt is out, however the answer ends is printed after it.
         return self._is_prompt_shown
 
-    async def started(self) -> None:
+    async def started(self, session_id: str) -> None:
         self._write(self._prompt)
         self._is_prompt_shown = True
 

@@ -7,11 +7,13 @@ The service depends on two ports, `ChatModel` (core.llm.openrouter.OpenRouterCli
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from core.conversation import Message, Session, Usage
+from core.errors import ChatbridgeError
 from core.events.publisher import EventPublisher
 from core.llm.wire import ChatMessage, StreamEvent
 from core.observability.metrics import UNKNOWN_FRONT, Metrics
@@ -22,6 +24,9 @@ from core.turn import Turn
 # After the grace period, how long interrupted turns get to end (each ends at its next read
 # from the model; one still busy in its front's code is left to the front's own shutdown).
 INTERRUPTED_TURNS_WAIT_SECONDS = 5.0
+# How often this process asks Redis whether a /stop named one of its turns (one round trip for
+# all of them): a stop sent to any replica ends the answer within this, plus one model read.
+STOP_POLL_SECONDS = 0.25
 
 
 class ChatModel(Protocol):
@@ -69,9 +74,14 @@ class TurnStore(Protocol):
         usage: Usage | None,
         is_retry: bool,
         spent_tokens: int,
+        stopped: bool = False,
     ) -> tuple[Message, Session]: ...
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool: ...
+
+    async def request_stop(self, session_id: str, *, owner: str | None = None) -> bool: ...
+
+    async def stop_marks(self, turns: Sequence[tuple[str, str]]) -> list[bool]: ...
 
     async def release_lock(
         self, session_id: str, lock_token: str, *, spent_tokens: int = 0, billed_apart: str = ""
@@ -114,6 +124,7 @@ class ChatService(Generic[TurnStoreT_co]):
         # Told how each turn ended (webhooks); by default the store's.
         self.events = events if events is not None else store.events
         self._running = _RunningTurns()
+        self._stop_requests = _StopRequests(store, self._running)
         self._is_stopping = False
 
     @property
@@ -138,13 +149,31 @@ class ChatService(Generic[TurnStoreT_co]):
         lock is released.
         """
         self._is_stopping = True
-        if await self._running.none_within(grace_seconds):
-            return 0
-        interrupted = self._running.now()
-        for turn in interrupted:
-            turn.interrupt()
-        await self._running.none_within(INTERRUPTED_TURNS_WAIT_SECONDS)
-        return len(interrupted)
+        try:
+            if await self._running.none_within(grace_seconds):
+                return 0
+            interrupted = self._running.now()
+            for turn in interrupted:
+                turn.interrupt()
+            await self._running.none_within(INTERRUPTED_TURNS_WAIT_SECONDS)
+            return len(interrupted)
+        finally:
+            await self._stop_requests.close()
+
+    async def stop_answer(self, session_id: str, *, owner: str | None = None) -> bool:
+        """/stop: end the answer being written in `session_id`, on whichever replica writes it;
+        what it showed is stored, marked stopped. False when no answer was being written;
+        SessionNotFound when the session is not `owner`'s."""
+        requested = await self._store.request_stop(session_id, owner=owner)
+        if requested:
+            for turn in self._running.now():  # no need to wait for the next poll here
+                if turn.is_answering and turn.session.id == session_id:
+                    turn.stop()
+        return requested
+
+    def _watch_stop_requests(self) -> None:
+        """A turn of this process began: from now on it may be asked to stop from anywhere."""
+        self._stop_requests.watch()
 
     def turn(
         self,
@@ -175,6 +204,41 @@ class ChatService(Generic[TurnStoreT_co]):
     ) -> Turn:
         """Answer the session's last user message again, replacing the answer it had."""
         return Turn(self, user_id, session_id, text=None, model=model, front=front, speaker=speaker)
+
+
+class _StopRequests:
+    """Ends the turns of this process that a /stop named, sent to whichever replica: every
+    STOP_POLL_SECONDS while turns run, one round trip asks about all of them."""
+
+    def __init__(self, store: TurnStore, running: _RunningTurns) -> None:
+        self._store = store
+        self._running = running
+        self._task: asyncio.Task[None] | None = None
+
+    def watch(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._poll())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _poll(self) -> None:
+        while self._running.now():  # ends with the last turn; the next one starts it again
+            await asyncio.sleep(STOP_POLL_SECONDS)
+            answering = [turn for turn in self._running.now() if turn.is_answering]
+            if not answering:
+                continue
+            asked = [(turn.session.id, turn.lock_token) for turn in answering]
+            try:
+                marks = await self._store.stop_marks(asked)
+            except ChatbridgeError:
+                continue  # Redis out of reach: asked again at the next poll
+            for turn, is_marked in zip(answering, marks, strict=True):
+                if is_marked:
+                    turn.stop()
 
 
 class _RunningTurns:

@@ -296,6 +296,19 @@ class CommandHandler:
         )
         return TurnReply(turn)
 
+    async def stop(self, request: Request) -> Outcome:
+        """End the answer being written in the active session (or the one named), wherever it
+        is being written; what it showed stays, marked stopped."""
+        if request.args:
+            session_id = await self._resolve(request)
+        else:
+            active = await self.store.active_session(request.user_id)
+            if active is None:
+                return Reply(text(request.locale, "nothing_to_stop"))
+            session_id = active.id
+        stopped = await self.chat.stop_answer(session_id, owner=request.user_id)
+        return Reply(text(request.locale, "stop_done" if stopped else "nothing_to_stop"))
+
     async def _require_deletable(self, session: Session, request: Request) -> None:
         """In a shared space, only the session's creator or a chat admin may delete it."""
         speaker = request.speaker
@@ -327,6 +340,7 @@ COMMANDS: dict[str, Handler] = {
     "delete": CommandHandler.delete,
     "model": CommandHandler.model,
     "retry": CommandHandler.retry,
+    "stop": CommandHandler.stop,
 }
 
 
@@ -366,4 +380,5 @@ def _preview(message: Message, request: Request) -> str:
     content = message.content
     if len(content) > HISTORY_PREVIEW_CHARS:
         content = content[:HISTORY_PREVIEW_CHARS].rstrip() + "…"
-    return f"*{speaker}:* {content}"
+    mark = " " + text(request.locale, "answer_stopped") if message.stopped else ""
+    return f"*{speaker}:* {content}{mark}"

@@ -45,6 +45,7 @@ class Message:
     model: str | None
     timestamp: datetime
     usage: Usage | None = None
+    stopped: bool = False  # an answer /stop ended: what was shown of it
 
 
 @dataclass(frozen=True, slots=True)

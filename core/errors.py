@@ -19,6 +19,7 @@ password or a raw upstream body.
     ├── NothingToRetry               /retry with no user message in the session
     ├── SessionBusy                  another turn held the session's lock for too long
     ├── TurnLockLost                 the turn lost its session to another writer: answer not stored
+    ├── TurnStopped                  /stop ended the answer: what it showed is stored, marked
     ├── QuotaExceeded                a per-user allowance is used up (retry_after whole seconds)
     │   ├── RateLimited              RATE_LIMIT_MESSAGES turns in the last RATE_LIMIT_WINDOW seconds
     │   └── DailyBudgetExhausted     DAILY_TOKEN_BUDGET tokens spent today (UTC)
@@ -145,6 +146,18 @@ class TurnLockLost(ChatbridgeError):
     default_text = (
         "The session was taken over before the answer was stored; the answer was not saved."
     )
+
+    def __init__(self, *, partial_text: str = "") -> None:
+        super().__init__()
+        self.partial_text = partial_text
+
+
+class TurnStopped(ChatbridgeError):
+    """The person stopped the answer (/stop, the ⏹ button, the HTTP API): what was streamed of
+    it (`partial_text`) is stored marked stopped, unless nothing was; /retry answers again."""
+
+    code = "turn_stopped"
+    default_text = "Stopped."
 
     def __init__(self, *, partial_text: str = "") -> None:
         super().__init__()

@@ -30,6 +30,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "delete": "Delete a conversation (the current one by default)",
         "model": "Show or choose the model",
         "retry": "Answer your last message again",
+        "stop": "Stop the answer being written",
         "help": "What I can do",
     },
     PORTUGUESE: {
@@ -41,6 +42,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "delete": "Apagar uma conversa (a atual por padrão)",
         "model": "Ver ou escolher o modelo",
         "retry": "Responder de novo a sua última mensagem",
+        "stop": "Interromper a resposta em andamento",
         "help": "O que eu sei fazer",
     },
 }
@@ -84,6 +86,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "{count} messages",
         "export_saved": "Saved to {path}",
         "no_session": "You have no conversation yet. Send a message to start one.",
+        "stop_button": "⏹ Stop",
+        "stop_done": "⏹ Stopped. What was written so far is kept; /retry answers again.",
+        "nothing_to_stop": "No answer is being written right now.",
+        "answer_stopped": "⏹ Stopped.",
         "delete_confirm": "Delete *{title}* and its {count} messages? This cannot be undone.",
         "delete_yes": "Delete",
         "delete_no": "Cancel",
@@ -124,6 +130,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Your budget renews at midnight UTC, in {wait}.",
         "service_stopping": "I'm restarting and didn't take that message. "
         "Please send it again in a moment.",
+        "turn_stopped": "⏹ Stopped before any answer. Your message is kept: /retry answers it.",
         "turn_interrupted": "I restarted before finishing this answer. "
         "Your message is saved: use /retry to ask again.",
         "store_unavailable": "Storage is temporarily unavailable. Please try again shortly.",
@@ -175,6 +182,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "{updated} · {count} mensagens",
         "export_saved": "Salvo em {path}",
         "no_session": "Você ainda não tem conversas. Mande uma mensagem para começar.",
+        "stop_button": "⏹ Parar",
+        "stop_done": "⏹ Interrompida. O que já foi escrito fica guardado; /retry responde de novo.",
+        "nothing_to_stop": "Nenhuma resposta está sendo escrita agora.",
+        "answer_stopped": "⏹ Interrompida.",
         "delete_confirm": "Apagar *{title}* e suas {count} mensagens? Não dá para desfazer.",
         "delete_yes": "Apagar",
         "delete_no": "Cancelar",
@@ -214,6 +225,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Seu limite renova à meia-noite UTC, daqui a {wait}.",
         "service_stopping": "Estou reiniciando e não recebi essa mensagem. "
         "Envie de novo em instantes.",
+        "turn_stopped": "⏹ Interrompida antes de qualquer resposta. Sua mensagem está guardada: "
+        "/retry responde a ela.",
         "turn_interrupted": "Reiniciei antes de terminar esta resposta. "
         "Sua mensagem está salva: use /retry para perguntar de novo.",
         "store_unavailable": "O armazenamento está indisponível no momento. Tente em instantes.",

@@ -6,7 +6,8 @@ as it was — with the user's message kept for /retry — when the model fails, 
 cut (the partial text is never stored), its circuit breaker refuses the call, the answer goes
 on past TURN_TIMEOUT (TurnTimeout), the service stops before the answer is complete
 (`ChatService.stop_turns`), or the turn loses its session to another writer (TurnLockLost: its
-lock lapsed, and the answer is fenced out).
+lock lapsed, and the answer is fenced out). A turn the person stops (/stop: TurnStopped) keeps
+what it showed, stored marked stopped.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from core.errors import (
     SessionBusy,
     TurnInterrupted,
     TurnLockLost,
+    TurnStopped,
     TurnTimeout,
 )
 from core.events.publisher import EventType, turn_completed, turn_failed
@@ -49,7 +51,7 @@ log = structlog.get_logger(__name__)
 # How a turn is ended before its answer is complete, given the text streamed so far.
 Ending: TypeAlias = Callable[[str], ChatbridgeError]
 # Errors that say nothing about the model: ended by us, or refused before anything was sent.
-NOT_THE_MODELS_FAULT = (ModelCircuitOpen, TurnInterrupted, TurnLockLost)
+NOT_THE_MODELS_FAULT = (ModelCircuitOpen, TurnInterrupted, TurnLockLost, TurnStopped)
 
 
 class Turn:
@@ -94,6 +96,15 @@ class Turn:
         return self._started.session
 
     @property
+    def lock_token(self) -> str:
+        return self._started.lock_token
+
+    @property
+    def is_answering(self) -> bool:
+        """Begun, and its answer not stored yet: what a /stop can still end."""
+        return self._start is not None and self.reply is None
+
+    @property
     def is_retry(self) -> bool:
         return self._text is None
 
@@ -112,6 +123,7 @@ class Turn:
             raise
         structlog.contextvars.bind_contextvars(session=self._start.session.id)
         self._lock_keeper = asyncio.create_task(self._keep_lock())
+        self._service._watch_stop_requests()
         return self
 
     async def __aexit__(
@@ -145,6 +157,11 @@ class Turn:
     def interrupt(self) -> None:
         """End the turn at its next read from the model (at once if it is waiting for one)."""
         self._end_early(lambda shown: TurnInterrupted(partial_text=shown))
+
+    def stop(self) -> None:
+        """/stop: end the answer at its next read from the model (at once if it is waiting for
+        one); what was streamed is stored, marked stopped, and TurnStopped ends `deltas()`."""
+        self._end_early(lambda shown: TurnStopped(partial_text=shown))
 
     def _end_early(self, ending: Ending) -> None:
         """End the turn with `ending` at its next read from the model, at once if it is waiting
@@ -192,6 +209,8 @@ class Turn:
             self._model_ending = error
             if not isinstance(error, NOT_THE_MODELS_FAULT):
                 call.failed()  # a no-op when the model answered and storing its answer failed
+            if isinstance(error, TurnStopped) and error.partial_text.strip():
+                await self._store_stopped(error.partial_text)
             await self._report(error)
             raise
         finally:
@@ -367,6 +386,16 @@ class Turn:
             )  # fmt: skip
         except TurnLockLost:
             raise TurnLockLost(partial_text=text) from None
+
+    async def _store_stopped(self, shown: str) -> None:
+        """What the person saw of a stopped answer, kept so that the model sees it too."""
+        try:
+            self.reply, self.session_after = await self._service.store.finish_turn(
+                self._started, shown, model=self.model, usage=None, is_retry=self.is_retry,
+                spent_tokens=self._tokens_spent(), stopped=True,
+            )  # fmt: skip
+        except TurnLockLost:
+            raise TurnLockLost(partial_text=shown) from None
 
 
 def _ending_code(ending: BaseException | None) -> str:

@@ -113,6 +113,7 @@ class ReplyStream(ABC, Generic[Handle, PlatformError]):
         )
         self._preview: asyncio.Task[None] | None = None
         self._is_preview_sending = False
+        self.stoppable = ""  # the session whose answer this is, once its turn began: for ⏹
 
     # What each platform supplies.
 
@@ -126,12 +127,14 @@ class ReplyStream(ABC, Generic[Handle, PlatformError]):
         """`text` split into messages, each PREVIEW_ROOM short of the platform's limit."""
 
     @abstractmethod
-    async def _send(self, text: str) -> Handle | None:
-        """Send `text` as the answer's next message; None when nothing was sent."""
+    async def _send(self, text: str, *, is_preview: bool) -> Handle | None:
+        """Send `text` as the answer's next message; None when nothing was sent. A preview
+        (the growing end of an answer) carries the ⏹ button that stops it (`stoppable`)."""
 
     @abstractmethod
-    async def _edit(self, handle: Handle, text: str) -> None:
-        """Show `text` in the answer's message `handle` instead of what it shows now."""
+    async def _edit(self, handle: Handle, text: str, *, is_preview: bool) -> None:
+        """Show `text` in the answer's message `handle` instead of what it shows now; with
+        the ⏹ button only as a preview."""
 
     @abstractmethod
     async def _show_typing(self) -> None: ...
@@ -160,8 +163,9 @@ class ReplyStream(ABC, Generic[Handle, PlatformError]):
     def has_shown_anything(self) -> bool:
         return bool(self._parts)
 
-    async def started(self) -> None:
-        return None  # the "typing" hint, from __aenter__, is all a chat shows before the text
+    async def started(self, session_id: str) -> None:
+        # The "typing" hint, from __aenter__, is all a chat shows before the text.
+        self.stoppable = session_id
 
     async def add(self, delta: str) -> None:
         self.text += delta
@@ -234,9 +238,10 @@ class ReplyStream(ABC, Generic[Handle, PlatformError]):
             shown = close_open_code_block(part) + PREVIEW_MARK if is_preview else part
             try:
                 if is_final:
-                    await until_delivered(partial(self._show_part, index, shown), self._retries)
+                    show = partial(self._show_part, index, shown, is_preview=False)
+                    await until_delivered(show, self._retries)
                 else:
-                    await self._show_part(index, shown)
+                    await self._show_part(index, shown, is_preview=is_preview)
             except self._retries.error_type as error:
                 if not self._retries.is_retryable(error):
                     raise
@@ -245,13 +250,13 @@ class ReplyStream(ABC, Generic[Handle, PlatformError]):
                     raise  # until_delivered already waited as long as it should
                 return  # a skipped preview is harmless: the final text follows
 
-    async def _show_part(self, index: int, shown: str) -> None:
+    async def _show_part(self, index: int, shown: str, *, is_preview: bool) -> None:
         if index >= len(self._parts):
-            handle = await self._send(shown)
+            handle = await self._send(shown, is_preview=is_preview)
             if handle is not None:
                 self._parts.append(_Part(handle, shown))
             return
         part = self._parts[index]
         if part.shown != shown:
-            await self._edit(part.handle, shown)
+            await self._edit(part.handle, shown, is_preview=is_preview)
             part.shown = shown

@@ -21,6 +21,7 @@ from core.errors import (
     ModelStreamBroken,
     TurnInterrupted,
     TurnLockLost,
+    TurnStopped,
     TurnTimeout,
 )
 from core.messages import describe, text
@@ -70,8 +71,9 @@ class AnswerStream(Protocol):
         """Whether an ending would be shown under something: else it is said on its own."""
         ...
 
-    async def started(self) -> None:
-        """The turn is under way: the model is being asked."""
+    async def started(self, session_id: str) -> None:
+        """The turn is under way in `session_id` (what a ⏹ button stops): the model is being
+        asked."""
         ...
 
     async def add(self, delta: str) -> None: ...
@@ -100,17 +102,22 @@ async def stream_turn(
 ) -> None:
     """Stream the turn's answer into `stream`; `say` tells what `stream` has nowhere to show.
 
-    A cut-off answer stays shown, marked incomplete; an error is added under what was shown
-    (or streamed, for a turn ended mid-answer), or said on its own; an empty answer is said to
-    be empty.
+    A cut-off answer stays shown, marked incomplete, and a stopped one marked stopped; an error
+    is added under what was shown (or streamed, for a turn ended mid-answer), or said on its
+    own; an empty answer is said to be empty.
     """
     try:
         async with reply.turn as turn:
-            await stream.started()
+            await stream.started(turn.session.id)
             async for delta in turn.deltas():
                 await stream.add(delta)
     except ModelStreamBroken:
         await stream.cut_off(text(locale, "reply_incomplete"))
+        return
+    except TurnStopped as stopped:
+        # Stopped before a word: the /stop's own reply says it, nothing is left to mark.
+        if stopped.partial_text.strip() or stream.has_shown_anything:
+            await stream.cut_off(text(locale, "answer_stopped"))
         return
     except ChatbridgeError as error:
         if is_failure_logged:

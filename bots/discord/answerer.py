@@ -24,6 +24,10 @@ class Answerer(Protocol):
         """A button or menu pick: its command, or None for a button that only closes."""
         ...
 
+    async def stop_answer(self, interaction: Interaction, session_id: str) -> None:
+        """⏹ under an answer being written: acknowledged at once, the answer stopped."""
+        ...
+
     async def suggest_sessions(
         self, interaction: Interaction, typed: str
     ) -> list[app_commands.Choice[str]]: ...

@@ -113,7 +113,7 @@ _switch.autocomplete("session")(_suggest)
 _delete.autocomplete("session")(_suggest)
 SLASH_COMMANDS: tuple[SlashCommand, ...] = (
     _new, _without_options("sessions"), _switch, _history, _without_options("export"), _delete,
-    _model, _without_options("retry"), _without_options("help"),
+    _model, _without_options("retry"), _without_options("stop"), _without_options("help"),
 )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ BUTTON_LABEL_LIMIT = 80
 COMMAND_BUTTON = "cb:run:"
 DISMISS_BUTTON = "cb:dismiss"
 COMMAND_MENU = "cb:menu"
+STOP_BUTTON = "cb:stop:"
 
 
 class CommandButton(
@@ -98,7 +99,32 @@ class CommandMenu(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"cb:
         await answerer_of(interaction).run_choice(interaction, command or None)
 
 
-PERSISTENT_COMPONENTS = (CommandButton, DismissButton, CommandMenu)
+class StopButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"cb:stop:(?P<session>[0-9a-f]{32})"
+):
+    """⏹ under an answer being written: stops it, on whichever replica writes it."""
+
+    def __init__(self, label: str, session_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=shortened(label, BUTTON_LABEL_LIMIT),
+                style=discord.ButtonStyle.secondary,
+                custom_id=STOP_BUTTON + session_id,
+            )
+        )
+        self.session_id = session_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> StopButton:
+        return cls(getattr(item, "label", None) or "", match["session"])
+
+    async def callback(self, interaction: Interaction) -> None:
+        await answerer_of(interaction).stop_answer(interaction, self.session_id)
+
+
+PERSISTENT_COMPONENTS = (CommandButton, DismissButton, CommandMenu, StopButton)
 
 
 def view_of(reply: Reply) -> discord.ui.View | None:

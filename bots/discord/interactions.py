@@ -24,8 +24,8 @@ from bots.discord.stream import InteractionSurface
 from bots.discord.users import DISCORD, Locales, may_talk, speaker_in
 from bots.runtime import Services
 from core.commands import Outcome, TurnReply
-from core.errors import StoreError
-from core.messages import text
+from core.errors import ChatbridgeError, SessionNotFound, StoreError
+from core.messages import describe, text
 from core.sessions.store import SessionList
 from core.spaces import GroupSessions, Speaker
 
@@ -66,6 +66,28 @@ class InteractionAnswers:
             await interaction.response.edit_message(view=None)
             return
         await self._answer(interaction, command, replaces_message=True)
+
+    async def stop_answer(self, interaction: Interaction, session_id: str) -> None:
+        """⏹: acknowledged first (the answer's own message shows it stopped), then stopped."""
+        with self._handlers.track():
+            try:
+                if not may_talk(self._allowed, interaction.user):
+                    locale = self._locales.of_interaction(interaction)
+                    await interaction.response.send_message(
+                        text(locale, "not_allowed"), ephemeral=True
+                    )
+                    return
+                await interaction.response.defer()
+                space = self._speaker(interaction).space
+                await self._services.chat.stop_answer(session_id, owner=space)
+            except SessionNotFound:  # someone else's answer (or long gone)
+                locale = self._locales.of_interaction(interaction)
+                await interaction.followup.send(text(locale, "not_your_buttons"), ephemeral=True)
+            except ChatbridgeError as error:
+                locale = self._locales.of_interaction(interaction)
+                await interaction.followup.send(describe(error, locale), ephemeral=True)
+            except Exception as error:
+                await self._on_error(interaction, error)
 
     async def suggest_sessions(
         self, interaction: Interaction, typed: str

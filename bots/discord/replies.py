@@ -31,7 +31,7 @@ async def deliver(outcome: Outcome, surface: Surface, locale: str, pacer: ChatPa
 
 
 async def stream_answer(reply: TurnReply, surface: Surface, locale: str, pacer: ChatPacer) -> None:
-    async with ReplyStream(surface, pacer) as stream:
+    async with ReplyStream(surface, pacer, stop_label=text(locale, "stop_button")) as stream:
         await stream_turn(reply, stream, locale, say=surface.send_private, footer=footer)
 
 

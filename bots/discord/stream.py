@@ -27,6 +27,7 @@ from bots.chatfront import reply_stream
 from bots.chatfront.pacing import ChatPacer
 from bots.chatfront.reply_stream import PREVIEW_ROOM, RetryPolicy
 from bots.chatfront.text_split import split_message
+from bots.discord.components import StopButton
 from core.conversation import Message
 
 log = structlog.get_logger(__name__)
@@ -61,7 +62,9 @@ class Surface(Protocol):
         self, content: str, *, view: discord.ui.View | None = None, file: discord.File | None = None
     ) -> Sent: ...
 
-    async def edit(self, message: Sent, content: str) -> None: ...
+    async def edit(self, message: Sent, content: str, *, view: discord.ui.View | None) -> None:
+        """Show `content` in `message`, with `view`'s components (None: none)."""
+        ...
 
     async def send_private(self, content: str) -> None:
         """A notice only the user should see, where the platform allows it."""
@@ -99,8 +102,8 @@ class ChannelSurface:
         self._has_sent = True
         return sent
 
-    async def edit(self, message: Sent, content: str) -> None:
-        await message.edit(content=content)
+    async def edit(self, message: Sent, content: str, *, view: discord.ui.View | None) -> None:
+        await message.edit(content=content, view=view)
 
     async def send_private(self, content: str) -> None:
         await send_text(self, content)  # a channel has no private messages
@@ -182,16 +185,16 @@ class InteractionSurface:
             return callback.resource
         return await self.interaction.original_response()
 
-    async def edit(self, message: Sent, content: str) -> None:
+    async def edit(self, message: Sent, content: str, *, view: discord.ui.View | None) -> None:
         if self._is_token_over():
-            await self._edit_in_channel(message, content)
+            await self._edit_in_channel(message, content, view)
             return
         try:
-            await message.edit(content=content)
+            await message.edit(content=content, view=view)
         except discord.HTTPException as error:
             if not self._gives_up_token(error):
                 raise
-            await self._edit_in_channel(message, content)
+            await self._edit_in_channel(message, content, view)
 
     # --- past the token's life: a public answer goes on through the channel -------------------
 
@@ -231,9 +234,11 @@ class InteractionSurface:
         self._has_sent = True
         return sent
 
-    async def _edit_in_channel(self, message: Sent, content: str) -> None:
+    async def _edit_in_channel(
+        self, message: Sent, content: str, view: discord.ui.View | None
+    ) -> None:
         """A public response is a message of the bot: the channel's endpoint edits it too."""
-        await self._channel().get_partial_message(message.id).edit(content=content)
+        await self._channel().get_partial_message(message.id).edit(content=content, view=view)
 
     async def send_private(self, content: str) -> None:
         """A public "thinking…" that ends in an error is taken back; the error goes privately.
@@ -329,8 +334,9 @@ async def until_delivered(attempt: Callable[[], Awaitable[T]]) -> T:
 class ReplyStream(reply_stream.ReplyStream[Sent, discord.HTTPException]):
     """`async with ReplyStream(surface, pacer) as s: await s.add(d) ...; await s.finish()`."""
 
-    def __init__(self, surface: Surface, pacer: ChatPacer) -> None:
+    def __init__(self, surface: Surface, pacer: ChatPacer, *, stop_label: str = "⏹") -> None:
         self.surface = surface
+        self._stop_label = stop_label
         super().__init__(pacer, typing_every=TYPING_EVERY_SECONDS, retries=RETRIES)
 
     @property
@@ -340,11 +346,18 @@ class ReplyStream(reply_stream.ReplyStream[Sent, discord.HTTPException]):
     def _parts_of(self, text: str) -> list[str]:
         return discord_parts(text)
 
-    async def _send(self, text: str) -> Sent:
-        return await self.surface.send(text)
+    async def _send(self, text: str, *, is_preview: bool) -> Sent:
+        return await self.surface.send(text, view=self._stop_button(is_preview))
 
-    async def _edit(self, handle: Sent, text: str) -> None:
-        await self.surface.edit(handle, text)
+    async def _edit(self, handle: Sent, text: str, *, is_preview: bool) -> None:
+        await self.surface.edit(handle, text, view=self._stop_button(is_preview))
+
+    def _stop_button(self, is_preview: bool) -> discord.ui.View | None:
+        if not is_preview or not self.stoppable:
+            return None
+        view = discord.ui.View(timeout=None)
+        view.add_item(StopButton(self._stop_label, self.stoppable))
+        return view
 
     async def _show_typing(self) -> None:
         await self.surface.show_typing()

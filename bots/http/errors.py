@@ -23,6 +23,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.ChatbridgeError], int], ...] = (
     (errors.NothingToRetry, 409),
     (errors.SessionBusy, 409),
     (errors.TurnLockLost, 409),
+    (errors.TurnStopped, 409),
     (errors.QuotaExceeded, 429),
     (errors.ServiceStopping, 503),
     (errors.StoreError, 503),

@@ -30,6 +30,8 @@ from bots.http.schema import (
     SessionOut,
     SessionsHealth,
     StartChat,
+    StoppedEvent,
+    StopResult,
 )
 from core.sessions.keys import SESSION_ID_PATTERN
 from core.settings import Settings
@@ -39,7 +41,7 @@ REF = "#/components/schemas/{model}"
 REQUESTS: tuple[type[BaseModel], ...] = (CreateSession, StartChat, ChatMessage, AddMessage)
 RESPONSES: tuple[type[BaseModel], ...] = (
     SessionOut, SessionList, MessageOut, MessageList, ChatReply, ErrorOut, Health, SessionsHealth,
-    DashboardOut,
+    DashboardOut, StopResult, StoppedEvent,
 )  # fmt: skip
 ERROR_TEXT = {
     400: "Malformed JSON",
@@ -47,7 +49,8 @@ ERROR_TEXT = {
     403: "A user's token acting for another user, or doing what needs the service token "
     "(API_TOKEN): adding a message of role assistant or system, the dashboard, the metrics",
     404: "No such session (or another user's)",
-    409: "Session limit reached, session busy, nothing to retry, or the turn lost its session",
+    409: "Session limit reached, session busy, nothing to retry, the turn lost its session, or "
+    "it was stopped before a word (turn_stopped)",
     413: "Request body over 64 KiB",
     422: "Body or query of the wrong shape, or a message too long or empty",
     429: "The user's rate limit (RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW) or daily token "
@@ -142,6 +145,13 @@ def _session_paths(session: JSON) -> JSON:
             "parameters": [session],
             "get": _export_operation(),
         },
+        "/api/sessions/{sessionId}/stop": {
+            "parameters": [session],
+            "post": _operation(
+                "Stop the answer being written in the session, on whichever replica writes "
+                "it (within a second): what it showed is kept, marked stopped",
+                ok=(200, "StopResult"), errors=SESSION_ERRORS),
+        },
         "/api/sessions/{sessionId}/messages": {
             "parameters": [session],
             "get": _page_operation("A session's messages, oldest first", default_limit=50),
@@ -216,7 +226,8 @@ def _chat_operation() -> JSON:
     operation["responses"]["200"]["content"]["text/event-stream"] = {
         "schema": {"type": "string"},
         "description": "With stream: true. Events: `delta` ({text}) per piece of the answer, "
-        "then `done` (a ChatReply) or `error` ({error: {code, message}}).",
+        "then `done` (a ChatReply), `stopped` (a StoppedEvent: POST "
+        "/api/sessions/{sessionId}/stop ended it) or `error` ({error: {code, message}}).",
     }
     return operation
 

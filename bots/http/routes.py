@@ -23,6 +23,8 @@ from bots.http.schema import (
     SessionList,
     SessionOut,
     StartChat,
+    StoppedEvent,
+    StopResult,
     TextDeltaEvent,
     UserPath,
 )
@@ -34,6 +36,7 @@ from core.errors import (
     QuotaExceeded,
     RateLimited,
     ServiceStopping,
+    TurnStopped,
 )
 from core.messages import normalize_locale
 from core.sessions.export import MEDIA_TYPE, export_session
@@ -128,6 +131,15 @@ async def add_message(request: web.Request) -> web.Response:
     return respond(MessageOut.of(message), status=201)
 
 
+@routes.post("/api/sessions/{session_id:[0-9a-f]{32}}/stop")
+async def stop(request: web.Request) -> web.Response:
+    """Stop the answer being written in the session, on whichever replica writes it."""
+    stopped = await request.app[SERVICES].chat.stop_answer(
+        request.match_info["session_id"], owner=principal_of(request).owner
+    )
+    return respond(StopResult(stopped=stopped))
+
+
 @routes.get("/api/sessions/{session_id:[0-9a-f]{32}}/messages")
 async def list_messages(request: web.Request) -> web.Response:
     return await _page_of_messages(request, MESSAGES_DEFAULT_LIMIT)
@@ -207,9 +219,14 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 async def _complete(turn: Turn) -> ChatReply:
-    async with turn:
-        async for _ in turn.deltas():
-            pass
+    """The answer; a stopped one as far as it was written (409 turn_stopped before a word)."""
+    try:
+        async with turn:
+            async for _ in turn.deltas():
+                pass
+    except TurnStopped:
+        if turn.reply is None:
+            raise
     return _chat_reply(turn)
 
 
@@ -224,12 +241,23 @@ async def _stream(request: web.Request, turn: Turn) -> web.StreamResponse:
         try:
             async for text in turn.deltas():
                 await writer.send("delta", TextDeltaEvent(text=text))
+        except TurnStopped:
+            await writer.send("stopped", _stopped_event(turn))
+            return response
         except ChatbridgeError as error:
             await writer.send_raw(sse_error_event(error))
             return response
         await writer.send("done", _chat_reply(turn))
     await writer.close()
     return response
+
+
+def _stopped_event(turn: Turn) -> StoppedEvent:
+    reply = turn.reply
+    session = turn.session_after or turn.session
+    return StoppedEvent(
+        session=SessionOut.of(session), reply=MessageOut.of(reply) if reply else None
+    )
 
 
 def _chat_reply(turn: Turn) -> ChatReply:

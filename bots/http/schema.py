@@ -106,6 +106,9 @@ class MessageOut(ApiModel):
     model: str | None
     timestamp: str = Field(description="ISO 8601, UTC")
     usage: UsageOut | None = Field(description="token usage of an assistant message")
+    stopped: bool = Field(
+        description="an answer /stop ended: what was written of it before (no usage then)"
+    )
 
     @classmethod
     def of(cls, message: Message) -> MessageOut:
@@ -116,6 +119,7 @@ class MessageOut(ApiModel):
             model=message.model,
             timestamp=iso_utc(message.timestamp),
             usage=UsageOut.of(message.usage),
+            stopped=message.stopped,
         )
 
 
@@ -157,6 +161,18 @@ class MessageList(ApiModel):
 class ChatReply(ApiModel):
     session: SessionOut
     reply: MessageOut
+
+
+class StoppedEvent(ApiModel):
+    """The SSE `stopped` event: the session, and what was written of the answer (null when
+    nothing was: the question stays for a retry)."""
+
+    session: SessionOut
+    reply: MessageOut | None
+
+
+class StopResult(ApiModel):
+    stopped: bool = Field(description="whether an answer was being written (it stops now)")
 
 
 class TextDeltaEvent(ApiModel):

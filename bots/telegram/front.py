@@ -74,7 +74,7 @@ Space = tuple[int, int | None]  # (chat id, forum topic's thread id or None)
 
 class InOrderPerSpace(BaseUpdateProcessor):
     """Spaces (chats, and each forum topic apart) in parallel, each space's messages one after
-    the other; button taps at once.
+    the other; button taps and /stop at once.
 
     A tap is answered within a second or Telegram expires it and the user sees an error, so it
     waits neither behind a space's turn (the one it may act on) nor for a free slot.
@@ -86,8 +86,8 @@ class InOrderPerSpace(BaseUpdateProcessor):
         self._running = asyncio.Semaphore(max_concurrent_updates)
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        if isinstance(update, Update) and update.callback_query is not None:
-            await coroutine
+        if isinstance(update, Update) and (update.callback_query is not None or _is_stop(update)):
+            await coroutine  # a /stop, like a tap, must not wait for the answer it stops
             return
         space = space_of(update)
         if space is None:
@@ -259,6 +259,8 @@ class TelegramFront:
         TELEGRAM.bind(user.id, message.chat_id)
         speaker = await self._speaker(message, user, tap.command)
         outcome = await self._services.commands.handle(speaker, tap.command, locale=_locale(user))
+        if is_command(tap.command, "stop") and isinstance(outcome, Reply) and not outcome.is_error:
+            return  # ⏹ under an answer: the answer itself shows it stopped
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
         else:
@@ -323,7 +325,8 @@ class TelegramFront:
 
         stream = ReplyStream(
             self.app.bot, message.chat_id, self._pacer, thread_id=topic,
-            reply_to=message.message_id,
+            reply_to=message.message_id, stop_label=text(_locale(user), "stop_button"),
+            owner=user.id,
         )  # fmt: skip
         async with stream:
             await stream_turn(reply, stream, _locale(user), say=say)
@@ -391,6 +394,11 @@ def topic_of(message: Message | None) -> int | None:
     if message is None or not message.is_topic_message:
         return None
     return message.message_thread_id
+
+
+def _is_stop(update: Update) -> bool:
+    typed = _typed_text(update.effective_message)
+    return typed is not None and is_command(typed, "stop")
 
 
 def _typed_text(message: Message | None) -> str | None:

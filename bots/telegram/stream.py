@@ -26,7 +26,9 @@ from bots.chatfront import reply_stream
 from bots.chatfront.pacing import ChatPacer
 from bots.chatfront.reply_stream import PREVIEW_ROOM, RetryPolicy, until_delivered
 from bots.chatfront.text_split import split_message
+from bots.telegram.buttons import keyboard
 from bots.telegram.render import plain_text, to_telegram_html, visible_length
+from core.commands import Choice
 
 log = structlog.get_logger(__name__)
 
@@ -167,8 +169,12 @@ class ReplyStream(reply_stream.ReplyStream[int, RetryAfter]):
         *,
         thread_id: int | None = None,
         reply_to: int | None = None,
+        stop_label: str = "⏹",
+        owner: int | None = None,
     ) -> None:
         self.bot, self.chat_id, self.thread_id, self.reply_to = bot, chat_id, thread_id, reply_to
+        # The ⏹ button under a preview is the asker's, as every button is (buttons.py).
+        self._stop_label, self._owner = stop_label, owner
         super().__init__(pacer, typing_every=TYPING_EVERY_SECONDS, retries=FLOOD_CONTROL)
 
     @property
@@ -178,19 +184,29 @@ class ReplyStream(reply_stream.ReplyStream[int, RetryAfter]):
     def _parts_of(self, text: str) -> list[str]:
         return telegram_parts(text)
 
-    async def _send(self, text: str) -> int | None:
+    async def _send(self, text: str, *, is_preview: bool) -> int | None:
         reply_to = self.reply_to if not self._parts else None
-        send = _sender(self.bot, self.chat_id, self.thread_id, reply_to, None)
+        markup = self._stop_button(is_preview)
+        send = _sender(self.bot, self.chat_id, self.thread_id, reply_to, markup)
         sent = await deliver(send, text)
         return sent.message_id if isinstance(sent, Message) else None
 
-    async def _edit(self, handle: int, text: str) -> None:
+    async def _edit(self, handle: int, text: str, *, is_preview: bool) -> None:
+        markup = self._stop_button(is_preview)  # None takes it away
+
         async def edit(shown: str, mode: ParseMode | None) -> Message | bool:
             return await self.bot.edit_message_text(
-                shown, chat_id=self.chat_id, message_id=handle, parse_mode=mode
-            )
+                shown, chat_id=self.chat_id, message_id=handle, parse_mode=mode,
+                reply_markup=markup,
+            )  # fmt: skip
 
         await deliver(edit, text)
+
+    def _stop_button(self, is_preview: bool) -> InlineKeyboardMarkup | None:
+        if not is_preview or not self.stoppable or self._owner is None:
+            return None
+        choice = Choice(self._stop_label, f"/stop {self.stoppable}")
+        return keyboard((choice,), owner=self._owner)
 
     async def _show_typing(self) -> None:
         await self.bot.send_chat_action(

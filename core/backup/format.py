@@ -3,7 +3,8 @@
     {"format": "chatbridge-backup", "version": 1, "createdAt": ms}
     {"kind": "session", "id", "userId", "title", "model", "createdAt", "updatedAt", "seq",
      "lastActivity", "expiresAt", "messages": [{"seq", "role", "timestamp", "content",
-     "model"?, "usage"?: {"promptTokens", "completionTokens", "cost"?}}, ...]}     one per session
+     "model"?, "usage"?: {"promptTokens", "completionTokens", "cost"?}, "stopped"?}, ...]}
+                                                                          one per session
     {"kind": "user", "userId", "active", "model", "expiresAt"}           one per user state hash
     {"kind": "end", "sessions": n, "users": n, "messages": n}
 
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from core.conversation import Role
+from core.conversation import Role, Usage
 from core.errors import InvalidBackup
-from core.sessions.codec import ROLE_CODES, ROLES_BY_CODE
+from core.sessions.codec import Entry, encoded_entry, entry_of
 from core.sessions.keys import SESSION_ID_PATTERN, user_tag
 
 FORMAT: Literal["chatbridge-backup"] = "chatbridge-backup"
@@ -55,6 +56,8 @@ class MessageRecord(Line):
     content: str
     model: str | None = None
     usage: UsageRecord | None = None
+    # Written only when true: an answer /stop ended (see codec.py).
+    stopped: bool = Field(default=False, exclude_if=lambda stopped: not stopped)
 
 
 class SessionRecord(Line):
@@ -118,32 +121,35 @@ def line_of(record: Line) -> str:
 
 
 def message_record(raw: str) -> MessageRecord:
-    """A stored entry `[seq, role, timestamp_ms, content, model?, prompt?, completion?, cost?]`."""
-    entry = json.loads(raw)
-    usage = None
-    if len(entry) >= 7:
-        cost = float(entry[7]) if len(entry) >= 8 else None
-        usage = UsageRecord(prompt_tokens=entry[5], completion_tokens=entry[6], cost=cost)
+    """A stored entry (core/sessions/codec.py), as backed up."""
+    entry = entry_of(raw)
+    usage = entry.usage
     return MessageRecord(
-        seq=entry[0],
-        role=ROLES_BY_CODE[entry[1]],
-        timestamp=entry[2],
-        content=entry[3],
-        model=(entry[4] if len(entry) >= 5 else None) or None,
-        usage=usage,
-    )
+        seq=entry.seq,
+        role=entry.role,
+        timestamp=entry.timestamp_ms,
+        content=entry.content,
+        model=entry.model,
+        usage=None if usage is None else UsageRecord(
+            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+            cost=usage.cost,
+        ),
+        stopped=entry.stopped,
+    )  # fmt: skip
 
 
 def stored_entry(message: MessageRecord) -> str:
     """The entry as the store writes it (see append_message.lua), compact JSON."""
-    entry: list[Any] = [message.seq, ROLE_CODES[message.role], message.timestamp, message.content]
-    if message.model is not None or message.usage is not None:
-        entry.append(message.model or "")
-    if message.usage is not None:
-        entry += [message.usage.prompt_tokens, message.usage.completion_tokens]
-        if message.usage.cost is not None:
-            entry.append(message.usage.cost)
-    return json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+    usage = message.usage
+    return encoded_entry(
+        Entry(
+            seq=message.seq, role=message.role, timestamp_ms=message.timestamp,
+            content=message.content, model=message.model, stopped=message.stopped,
+            usage=None if usage is None else Usage(
+                usage.prompt_tokens, usage.completion_tokens, usage.cost
+            ),
+        )
+    )  # fmt: skip
 
 
 @dataclass

@@ -1,13 +1,15 @@
 """How sessions and messages are encoded in Redis replies and list entries.
 
 A message is one compact JSON array in the session's list (see docs/data-model.md):
-`[seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?]`.
+`[seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?, stopped?]`;
+a stopped answer (/stop) has null usage and cost unless they were reported, and 1 last.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from core.conversation import Message, Role, Session, Usage, datetime_from_ms
@@ -29,21 +31,61 @@ def session_from(fields: Sequence[Any]) -> Session:
     )
 
 
-def message_from(session_id: str, raw: str) -> Message:
-    # [seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?]
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored message as its list entry holds it."""
+
+    seq: int
+    role: Role
+    timestamp_ms: int
+    content: str
+    model: str | None = None
+    usage: Usage | None = None
+    stopped: bool = False
+
+
+def entry_of(raw: str | bytes) -> Entry:
     entry = json.loads(raw)
-    seq, role_code, timestamp_ms, content = entry[:4]
+    fields = len(entry)
     usage = None
-    if len(entry) >= 7:
-        cost = float(entry[7]) if len(entry) >= 8 else None
+    if fields >= 7 and entry[5] is not None:
+        cost = float(entry[7]) if fields >= 8 and entry[7] is not None else None
         usage = Usage(prompt_tokens=int(entry[5]), completion_tokens=int(entry[6]), cost=cost)
-    return Message(
-        id=message_id(session_id, int(seq)),
-        role=ROLES_BY_CODE[role_code],
-        content=content,
-        model=(entry[4] if len(entry) >= 5 else None) or None,
-        timestamp=datetime_from_ms(int(timestamp_ms)),
+    return Entry(
+        seq=int(entry[0]),
+        role=ROLES_BY_CODE[entry[1]],
+        timestamp_ms=int(entry[2]),
+        content=entry[3],
+        model=(entry[4] if fields >= 5 else None) or None,
         usage=usage,
+        stopped=fields >= 9 and entry[8] == 1,
+    )
+
+
+def encoded_entry(entry: Entry) -> str:
+    """Compact JSON, as append_message.lua writes it."""
+    fields: list[Any] = [entry.seq, ROLE_CODES[entry.role], entry.timestamp_ms, entry.content]
+    if entry.model is not None or entry.usage is not None or entry.stopped:
+        fields.append(entry.model or "")
+    if entry.usage is not None:
+        fields += [entry.usage.prompt_tokens, entry.usage.completion_tokens]
+        if entry.usage.cost is not None or entry.stopped:
+            fields.append(entry.usage.cost)
+    if entry.stopped:
+        fields += [None] * (8 - len(fields)) + [1]
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+
+
+def message_from(session_id: str, raw: str) -> Message:
+    entry = entry_of(raw)
+    return Message(
+        id=message_id(session_id, entry.seq),
+        role=entry.role,
+        content=entry.content,
+        model=entry.model,
+        timestamp=datetime_from_ms(entry.timestamp_ms),
+        usage=entry.usage,
+        stopped=entry.stopped,
     )
 
 

@@ -86,6 +86,8 @@ def _message(message: Message, locale: str) -> str:
     if message.role is Role.ASSISTANT and message.model:
         tokens = message.usage.total_tokens if message.usage else "?"
         heading += " · " + text(locale, "reply_footer", model=message.model, tokens=tokens)
+    if message.stopped:
+        heading += " · " + text(locale, "answer_stopped")
     return f"{heading}\n\n{_closed(message.content)}"
 
 

@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "create_session",
     "begin_turn",
     "append_message",
+    "request_stop",
     "add_message",
     "get_session",
     "read_messages",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -56,6 +57,9 @@ from core.spaces import as_authored, person_of_space
 from core.storage.connection import RedisClient
 
 TITLE_LENGTH = 60
+# How long a /stop waits for the turn it names (the turn's replica polls every fraction of a
+# second; a turn that ended meanwhile never reads it).
+STOP_MARK_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,9 +302,11 @@ class SessionStore:
         usage: Usage | None,
         is_retry: bool,
         spent_tokens: int,
+        stopped: bool = False,
     ) -> tuple[Message, Session]:
-        """The turn's second round trip: store the answer, settle its `spent_tokens` (its usage,
-        or their estimate) against the reservation, release the lock.
+        """The turn's second round trip: store the answer (`stopped`: what was shown of one
+        /stop ended, marked so), settle its `spent_tokens` (its usage, or their estimate)
+        against the reservation, release the lock.
 
         TurnLockLost (nothing stored, the tokens still counted) when the turn no longer holds
         its session: its lock lapsed and another turn took it, or wrote to the session."""
@@ -312,6 +318,7 @@ class SessionStore:
                 start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
                 lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
                 charged_user=charged, call_id=start.lock_token, spent_tokens=spent_tokens,
+                stopped=stopped,
             )  # fmt: skip
         finally:
             if start.billed_apart:  # stored or fenced out, the model's work was done
@@ -333,6 +340,7 @@ class SessionStore:
         call_id: str,
         charged_user: str = "",
         spent_tokens: int = 0,
+        stopped: bool = False,
     ) -> tuple[Message, int]:
         reply = await self._run(
             "append_message",
@@ -351,6 +359,7 @@ class SessionStore:
             charged_user,
             call_id,
             spent_tokens,
+            "1" if stopped else "",
             active_session=session_id,
         )
         if reply[0] == "NOT_FOUND":
@@ -365,6 +374,7 @@ class SessionStore:
             model=model,
             timestamp=datetime_from_ms(timestamp_ms),
             usage=usage,
+            stopped=stopped,
         )
         return message, count
 
@@ -463,6 +473,27 @@ class SessionStore:
         """Keep the turn's lock `ttl_ms` more (taking back a lapsed one nobody wrote after);
         False once the turn no longer holds its session."""
         return await self._lock(session_id, lock_token, ttl_ms, 0)
+
+    async def request_stop(self, session_id: str, *, owner: str | None = None) -> bool:
+        """Ask the turn answering in `session_id` to stop, wherever it runs: True when a turn
+        held the session (it stops within STOP_POLL_SECONDS, core/chat.py), False when none
+        did. SessionNotFound when the session is not `owner`'s."""
+        reply = await self._run(
+            "request_stop", session_key(session_id), tag_of_session(session_id), session_id,
+            owner or "", STOP_MARK_MS, new_call_id(), active_session=session_id,
+        )  # fmt: skip
+        if reply[0] == "NOT_FOUND":
+            raise SessionNotFound()
+        return bool(int(reply[1]))
+
+    async def stop_marks(self, turns: Sequence[tuple[str, str]]) -> list[bool]:
+        """For each running turn (session id, lock token): whether it was asked to stop; one
+        round trip for all (a pipeline: on a cluster, one per node)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id, _ in turns:
+                pipe.get(session_key(session_id, ":stop"))
+            marks = await self._scripts.translate(pipe.execute())
+        return [mark == token for mark, (_, token) in zip(marks, turns, strict=True)]
 
     def check_content(self, content: str) -> None:
         """Refuse empty or over-long user content before anything is stored."""

@@ -815,6 +815,7 @@ SESSION_SCOPED = [
     ("POST", "/api/sessions/{id}/messages", {"role": "user", "content": "sneaky"}),
     ("POST", "/api/chat/session", {"sessionId": "{id}", "message": "sneaky"}),
     ("POST", "/api/chat/session", {"sessionId": "{id}", "message": "sneaky", "stream": True}),
+    ("POST", "/api/sessions/{id}/stop", None),
 ]
 
 

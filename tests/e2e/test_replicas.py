@@ -27,6 +27,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from core.messages import ENGLISH, text
 from core.sessions.keys import session_key, user_turns_key
 from tests.e2e.conftest import Service, StartService, service_env
 from tests.e2e.http_app import assert_error, create_session
@@ -337,3 +338,36 @@ async def test_one_chats_updates_posted_to_both_replicas_are_each_answered_unmix
         u["message"]["text"] for u in questions
     )
     assert_every_context_is_a_prefix_of(conversation, fake_openrouter.requests)
+
+
+async def test_a_stop_tapped_on_one_replica_ends_the_answer_streaming_on_the_other(
+    start_telegram_replicas: StartReplicas,
+    fake_telegram: FakeTelegram,
+    fake_openrouter: FakeOpenRouter,
+) -> None:
+    """The message goes to A, which streams its answer; the ⏹ under it is tapped and Telegram
+    delivers that tap to B. B marks the turn in Redis; A reads the mark and ends the answer
+    within a second, showing what it had, marked stopped."""
+    a, b = await start_telegram_replicas()
+    gate = asyncio.Event()
+    fake_openrouter.pause(gate, after_deltas=1)
+    question = fake_telegram.user_says("tell me a long story")
+    assert (await post_update(a, question)).status_code == 200
+    preview = await fake_telegram.wait_for(
+        lambda: [m for m in fake_telegram.messages(DEFAULT_USER_ID) if m.buttons()],
+        what="the preview with its ⏹",
+    )
+    [streaming] = preview
+    [stop] = [button["callback_data"] for button in streaming.buttons()]
+    tap = fake_telegram.user_taps(stop, message_id=streaming.message_id)
+
+    tapped_at = asyncio.get_running_loop().time()
+    assert (await post_update(b, tap)).status_code == 200
+    stopped = text(ENGLISH, "answer_stopped")
+    await fake_telegram.wait_for(lambda: streaming.visible_text.endswith(stopped), what="mark")
+    took = asyncio.get_running_loop().time() - tapped_at
+    gate.set()
+
+    assert took < 1.0, f"stopped after {took:.2f} s"
+    assert streaming.reply_markup is None
+    assert tap["callback_query"]["id"] in fake_telegram.callback_answers

@@ -6,6 +6,7 @@ expected sentences come from core.messages, as the terminal shows them (bold mar
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -277,3 +278,33 @@ async def test_past_the_session_limit_the_sessions_are_listed_to_pick_one_to_del
     assert say("en", "delete_confirm", title="One", count=0) in out
     assert say("en", "deleted", title="One") in out
     assert say("en", "session_created", title="Three") in out
+
+
+async def test_stop_typed_while_an_answer_is_written_ends_it_and_later_lines_follow(
+    run_cli: RunCli, redis_server: RedisProcess, fake_openrouter: FakeOpenRouter
+) -> None:
+    gate = asyncio.Event()
+    fake_openrouter.pause(gate, after_deltas=1)
+    lines = ["tell me everything", "/stop", "/history", "/quit"]
+    try:
+        result = await chat(
+            run_cli,
+            "erin",  # her own sessions: the module's Redis keeps the other tests' users
+            lines,
+            REDIS_URL=redis_server.url,
+            OPENROUTER_API_KEY=fake_openrouter.api_key,
+            OPENROUTER_BASE_URL=fake_openrouter.base_url,
+        )
+    finally:
+        gate.set()
+
+    assert result.returncode == 0, result.output
+    assert "Traceback" not in result.stderr
+    printed = result.stdout.splitlines()
+    assert say("en", "answer_stopped") in printed, result.output
+    assert "echo: tell me everything" not in result.stdout  # the model was still holding it
+    # The line typed after the /stop was kept for after the answer.
+    history = [line for line in printed if line.endswith("messages") and ": last " in line]
+    assert len(history) == 1, result.output
+    assert printed.index(say("en", "answer_stopped")) < printed.index(history[0])
+    assert result.stdout.rstrip().endswith(say("en", "goodbye"))

@@ -6,7 +6,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
 
-from core.conversation import Message
+from core.conversation import Message, Session, datetime_from_ms
+
+# The session every in-memory turn answers in (what a ⏹ button under it would stop).
+SESSION = Session(
+    id="0" * 32, user_id="telegram:1", title="", model="m/x",
+    created_at=datetime_from_ms(0), updated_at=datetime_from_ms(0), message_count=0,
+)  # fmt: skip
 
 
 class InMemoryTurn:
@@ -26,6 +32,7 @@ class InMemoryTurn:
         self._fails_to_start = fails_to_start
         self._reply = reply
         self.reply: Message | None = None
+        self.session = SESSION
 
     async def __aenter__(self) -> InMemoryTurn:
         if self._fails_to_start is not None:

@@ -27,6 +27,8 @@ lua/append_message.lua):
   with a token it began answers that same turn, storing nothing more (TurnLockLost if the
   turn no longer holds its session), `finish_turn` called again answers what it answered, and
   so does `release_lock`.
+- `request_stop` marks the session with the token holding its lock (`stop_marks` holds them),
+  as lua/request_stop.lua does; `stop_marks` answers which turns were marked.
 
 Left to tests/integration, on the real store: expiry (a lock here lasts until it is released),
 the rate limit, the token budget and the session limit. The few reads the commands make are
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -108,6 +111,7 @@ class InMemoryTurnStore:
         self.locks: dict[str, str] = {}  # session id: the token of the turn holding its lock
         self.busy_refusals = 0  # turns refused with SessionBusy
         self.lock_extensions = 0
+        self.stop_requests: dict[str, str] = {}  # session id: the token of the turn asked to stop
         self.begin_tokens: list[str] = []  # the lock token of every begin_turn call, in order
         self.turns: dict[str, _TurnRecord] = {}  # by lock token
         self._sessions: dict[str, _StoredSession] = {}
@@ -171,6 +175,7 @@ class InMemoryTurnStore:
         usage: Usage | None,
         is_retry: bool,
         spent_tokens: int,
+        stopped: bool = False,
     ) -> tuple[Message, Session]:
         record = self.turns.get(start.lock_token)
         if record is not None and record.outcome is not None:
@@ -189,6 +194,8 @@ class InMemoryTurnStore:
             stored.messages.pop()
         now = _now()
         message = self._append(stored, Role.ASSISTANT, reply, model=model, usage=usage, now=now)
+        if stopped:
+            message = stored.messages[-1] = replace(message, stopped=True)
         self._touch(stored, now)
         session = replace(
             start.session, updated_at=message.timestamp, message_count=len(stored.messages)
@@ -220,6 +227,16 @@ class InMemoryTurnStore:
         if record is not None:
             record.released = is_held
         return is_held
+
+    async def request_stop(self, session_id: str, *, owner: str | None = None) -> bool:
+        self._owned(session_id, owner)
+        holder = self.locks.get(session_id)
+        if holder is not None:
+            self.stop_requests[session_id] = holder
+        return holder is not None
+
+    async def stop_marks(self, turns: Sequence[tuple[str, str]]) -> list[bool]:
+        return [self.stop_requests.get(session_id) == token for session_id, token in turns]
 
     def _holds(self, record: _TurnRecord) -> bool:
         """Whether the turn still holds its session: its token holds the lock, or nobody does

@@ -497,6 +497,10 @@ async def test_a_backup_of_5000_sessions_streams_in_constant_memory(
         [3, "a", 1_700_000_000_002, "hello", "", 1, 2],
         [4, "a", 1_700_000_000_003, "hello", "m/x", 10, 20, 0.0001],
         [5, "s", 1_700_000_000_004, 'ünï 🌊 "/\\'],
+        # Stopped answers (/stop): usage unknown, or reported before the stop.
+        [6, "a", 1_700_000_000_005, "half an ans", "m/x", None, None, None, 1],
+        [7, "a", 1_700_000_000_006, "half", "m/x", 10, 2, None, 1],
+        [8, "a", 1_700_000_000_007, "half", "m/x", 10, 2, 0.5, 1],
     ],
 )
 def test_a_stored_message_survives_the_backup_encoding_unchanged(entry: list[Any]) -> None:

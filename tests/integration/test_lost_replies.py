@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from core.chat import ChatService, TurnSettings
 from core.conversation import Role
-from core.errors import ModelStreamBroken
+from core.errors import ModelStreamBroken, TurnStopped
 from core.events.publisher import EventType
 from core.llm.openrouter import OpenRouterClient
 from core.sessions.keys import user_tokens_key, user_turns_key
@@ -32,6 +32,7 @@ from tests.fault_proxy import FaultProxy, Matcher, evalsha_of
 from tests.integration.store_turns import today
 from tests.redis_process import RedisProcess
 from tests.stored_sessions import census
+from tests.waiting import until
 
 MODEL = "test/model"
 FAULTED, CONTROL = "telegram:1001", "telegram:1002"
@@ -174,6 +175,42 @@ async def test_a_lost_reply_of_the_keepers_extension_changes_nothing(
 
     state = await same_for_both(redis_client, store)
     assert state.conversations == [[("user", "slow"), ("assistant", "echo: slow")]]
+
+
+async def test_a_stop_whose_reply_is_lost_stops_the_answer_and_says_so(
+    chat: ChatService[SessionStore],
+    proxy: FaultProxy,
+    redis_client: aioredis.Redis,
+    store: SessionStore,
+    fake_openrouter: FakeOpenRouter,
+):
+    """The repeat of request_stop.lua answers True (the turn was asked), not False (the lock
+    it released meanwhile), and the answer is stopped once, for both users alike."""
+    for user in (FAULTED, CONTROL):
+        gate = asyncio.Event()
+        fake_openrouter.pause(gate, after_deltas=1)
+        seen: list[str] = []
+
+        async def stopped_answer(user: str = user, seen: list[str] = seen) -> None:
+            async with chat.turn("long one", user_id=user) as turn:
+                async for delta in turn.deltas():
+                    seen.append(delta)
+
+        answer = asyncio.create_task(stopped_answer())
+        await until(lambda seen=seen: seen, what="a delta")
+        session = await store.active_session(user)
+        assert session is not None
+        if user == FAULTED:
+            lost = proxy.drop_reply(evalsha_of("request_stop"))
+        assert await chat.stop_answer(session.id, owner=user) is True
+        with pytest.raises(TurnStopped):
+            await answer
+        gate.set()
+    assert lost.has_fired
+
+    state = await same_for_both(redis_client, store)
+    assert state.conversations == [[("user", "long one"), ("assistant", "".join(seen))]]
+    assert state.locked_sessions == 0
 
 
 async def test_a_lost_reply_of_a_failed_turns_release_changes_nothing(

@@ -108,10 +108,10 @@ class InMemoryStream(ReplyStream[int, Refused]):
     def _parts_of(self, text: str) -> list[str]:
         return [text[start : start + PART_LIMIT] for start in range(0, len(text), PART_LIMIT)]
 
-    async def _send(self, text: str) -> int | None:
+    async def _send(self, text: str, *, is_preview: bool) -> int | None:
         return await self.chat.send(text)
 
-    async def _edit(self, handle: int, text: str) -> None:
+    async def _edit(self, handle: int, text: str, *, is_preview: bool) -> None:
         await self.chat.edit(handle, text)
 
     async def _show_typing(self) -> None:

@@ -16,6 +16,7 @@
 --          work (DAILY_TOKEN_BUDGET; the turn's reservation is settled: settle_tokens)
 -- ARGV[15] call id ('' = none: a repeat would store again)
 -- ARGV[16] the tokens the turn spent: its usage, or their estimate when none was reported
+-- ARGV[17] '1': an answer /stop ended, stored marked stopped (codec.py); else ''
 -- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'} or {'LOCK_LOST'}
 local sid, role, token, call = ARGV[2], ARGV[4], ARGV[12], ARGV[15] or ''
 local kept = kept_reply(call)
@@ -54,6 +55,11 @@ if ARGV[7] ~= '' then
   entry[5] = tonumber(ARGV[7])
   entry[6] = tonumber(ARGV[8])
   if ARGV[9] ~= '' then entry[7] = tonumber(ARGV[9]) end
+end
+if ARGV[17] == '1' then
+  entry[4] = ARGV[6]
+  for i = #entry + 1, 7 do entry[i] = cjson.null end
+  entry[8] = 1
 end
 local seq = push_message(sid, entry, tonumber(ARGV[11]))
 
