@@ -1,4 +1,5 @@
 """Showing a growing answer in Telegram: one message sent at the first text, then edited.
+(A private chat's answer is shown as drafts instead: `bots/telegram/drafts.py`.)
 
 Edits are paced per chat (TELEGRAM_EDIT_INTERVAL) because Telegram limits edits per chat, and
 a 429 (`RetryAfter`) only skips previews: the final text is always delivered, waiting as long
@@ -25,6 +26,7 @@ from telegram.error import BadRequest, RetryAfter
 from bots.chatfront import reply_stream
 from bots.chatfront.pacing import ChatPacer
 from bots.chatfront.reply_stream import PREVIEW_ROOM, RetryPolicy, until_delivered
+from bots.chatfront.streaming import FIRST_PREVIEW_AFTER_SECONDS
 from bots.chatfront.text_split import split_message
 from bots.telegram.render import plain_text, to_telegram_html, visible_length
 
@@ -167,9 +169,13 @@ class ReplyStream(reply_stream.ReplyStream[int, RetryAfter]):
         *,
         thread_id: int | None = None,
         reply_to: int | None = None,
+        first_preview_after: float = FIRST_PREVIEW_AFTER_SECONDS,
     ) -> None:
         self.bot, self.chat_id, self.thread_id, self.reply_to = bot, chat_id, thread_id, reply_to
-        super().__init__(pacer, typing_every=TYPING_EVERY_SECONDS, retries=FLOOD_CONTROL)
+        super().__init__(
+            pacer, typing_every=TYPING_EVERY_SECONDS, retries=FLOOD_CONTROL,
+            first_preview_after=first_preview_after,
+        )  # fmt: skip
 
     @property
     def _pace_key(self) -> Hashable:
