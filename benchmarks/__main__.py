@@ -16,8 +16,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from benchmarks.draft_stream import WORD_SECONDS, DraftStream, StreamSide, draft_stream
 from benchmarks.front_overhead import FrontOverhead, front_overhead
-from benchmarks.harness import counting_client, redis_server
+from benchmarks.harness import REPLY, counting_client, redis_server
 from benchmarks.measures import (
     Cost,
     Memory,
@@ -47,13 +48,15 @@ class Size:
     scale_samples: int
     front_chats: tuple[int, ...]
     front_updates_per_chat: int | None = None  # None: 200 per row, spread over its chats
+    draft_chats: tuple[int, ...] = (1, 20)
+    draft_updates_per_chat: int = 5
 
 
 SIZES = {
     "tiny": Size(
         turns=20, concurrencies=(1, 10), sessions=5, messages_per_session=10,
         scale_sizes=(50, 200), scale_samples=20, front_chats=(1, 5),
-        front_updates_per_chat=1,
+        front_updates_per_chat=1, draft_chats=(1, 5), draft_updates_per_chat=2,
     ),
     "default": Size(
         turns=2000, concurrencies=(1, 10, 100), sessions=1000, messages_per_session=100,
@@ -130,6 +133,48 @@ def front_rows(rows: list[FrontOverhead]) -> list[str]:
             f"| +{row.added_p99_ms:,.1f} ms | < +{FRONT_TARGET_MS:g} ms "
             f"| {status(row.added_p99_ms < FRONT_TARGET_MS)} |"
         )
+    return lines
+
+
+METHOD_NAMES = {
+    "sendMessageDraft": "drafts",
+    "sendMessage": "sends",
+    "editMessageText": "edits",
+    "sendChatAction": "typing",
+}
+
+
+def _requests(side: StreamSide) -> str:
+    """Requests per answer by kind, e.g. "4.0 drafts + 1.0 sends"."""
+    return " + ".join(
+        f"{count:.1f} {METHOD_NAMES.get(method, method)}"
+        for method, count in side.by_method.items()
+    )
+
+
+def draft_rows(rows: list[DraftStream]) -> list[str]:
+    """A private chat's streamed answer as drafts (ours) against paced edits (baseline)."""
+    words = len(REPLY.split(" "))
+    lines = []
+    for row in rows:
+        drafts, edits = row.drafts, row.edits
+        where = (
+            f"Telegram private chat, an answer streamed as drafts, {words} words over "
+            f"{words * WORD_SECONDS:.1f} s, {row.chats} concurrent chats"
+        )
+        lines += [
+            f"| {where}: Bot API requests per answer (baseline: paced edits; {_requests(drafts)} "
+            f"vs {_requests(edits)}) | {drafts.requests_per_answer:.1f} "
+            f"| {edits.requests_per_answer:.1f} "
+            f"| {drafts.requests_per_answer / edits.requests_per_answer:.2f} | — | — |",
+            f"| {where}: update → final message, p50 ms (baseline: paced edits; first text shown "
+            f"p50 {drafts.first_text_p50_ms:,.0f} vs {edits.first_text_p50_ms:,.0f} ms) "
+            f"| {drafts.final_p50_ms:,.0f} | {edits.final_p50_ms:,.0f} "
+            f"| {drafts.final_p50_ms / edits.final_p50_ms:.2f} | — | — |",
+            f"| {where}: CPU ms per answer, this process (baseline: paced edits) "
+            f"| {drafts.cpu_ms_per_answer:.1f} | {edits.cpu_ms_per_answer:.1f} "
+            f"| {drafts.cpu_ms_per_answer / edits.cpu_ms_per_answer:.2f} | — | — |",
+        ]
     return lines
 
 
@@ -272,7 +317,12 @@ against the fake Bot API in a child process, from the update put on the queue to
 receipt of the message showing the whole answer; the baseline is a python-telegram-bot handler
 that sends the same reply with one `sendMessage` and no core. With the shipped edit interval the
 final text waits for the chat's next edit slot, so that row measures the interval; the row
-without interval and rate limiter measures the processing.
+without interval and rate limiter measures the processing. Those updates come from private
+chats, but an instant answer is complete before any draft or preview is due: one sendMessage.
+The draft rows stream an answer from a model that sends a word every 0.1 s through the same
+front with the shipped settings, in private chats: as drafts (then one sendMessage), against
+the same chats with drafts refused by the fake, which stream as a group does (a first message,
+then edits at most every 1 s). A warm-up question per chat goes first, uncounted.
 
 ## Scale: one database grown to {scaled.steps[-1].sessions:,} sessions
 
@@ -312,6 +362,9 @@ def main() -> None:
     with redis_server() as url:
         overhead = front_overhead(url, size.front_chats, size.front_updates_per_chat)
         rows += front_rows(asyncio.run(overhead))
+    with redis_server() as url:
+        streamed = draft_stream(url, size.draft_chats, size.draft_updates_per_chat)
+        rows += draft_rows(asyncio.run(streamed))
     with redis_server() as url:
         scaled = asyncio.run(scale(url, size.scale_sizes, size.scale_samples))
     rows += scale_rows(scaled)

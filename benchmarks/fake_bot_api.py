@@ -1,10 +1,11 @@
 """The strict fake Bot API (tests/fakes/telegram_server.py) in a child process, for
 front_overhead.py: its request parsing would otherwise be charged to the front measured.
 
-The parent writes requests on the child's stdin (updates to make, stats); the child answers on
-stdout, and also reports every bot message it accepts, with its `time.monotonic()` (the
-system-wide monotonic clock on Linux, so comparable with the parent's) and whether it is a
-preview, the final answer, or something else.
+The parent writes requests on the child's stdin (updates to make, chats to refuse drafts,
+stats); the child answers on stdout, and also reports every bot message it accepts, with its
+`time.monotonic()` (the system-wide monotonic clock on Linux, so comparable with the parent's)
+and whether it is a preview, the final answer, or something else; and the first draft of each
+answer (the rest would only cost the parent's CPU, which is what is measured).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +56,7 @@ class Stats:
     requests: int  # Bot API calls the fake has taken so far
     cpu: float  # the fake process's CPU seconds so far
     at: float  # its time.monotonic()
+    by_method: dict[str, int]  # the requests, per Bot API method
 
 
 class FakeBotApi:
@@ -85,8 +88,12 @@ class FakeBotApi:
         return dict(zip(chat_ids, listed, strict=True))
 
     async def stats(self) -> Stats:
-        requests, cpu, at = await self._ask({"stats": True})
-        return Stats(requests, cpu, at)
+        requests, cpu, at, by_method = await self._ask({"stats": True})
+        return Stats(requests, cpu, at, by_method)
+
+    async def refuse_drafts(self, chat_ids: list[int]) -> None:
+        """The fake refuses drafts to these chats from now on, as Telegram may (a 400)."""
+        await self._ask({"refuse_drafts": chat_ids})
 
     async def converse(self, app: TelegramApp, updates: list[dict[str, Any]]) -> list[Answer]:
         """One user: each message once the answer to the one before is final."""
@@ -165,10 +172,23 @@ async def _serve_fake() -> None:
         sys.stdout.flush()
 
     class ReportingFake(fake_telegram):  # type: ignore[misc]
-        """Tells of each message the bot sends, and of each edit that completes the answer."""
+        """Tells of each message the bot sends, of each edit that completes the answer, and of
+        the first draft of each answer."""
+
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options)
+            self.drafting: set[int] = set()  # chats whose answer's first draft was told
 
         def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
             return self._told(super()._send_message(params), is_edit=False)
+
+        def _send_message_draft(self, params: dict[str, Any]) -> bool:
+            taken = super()._send_message_draft(params)
+            chat_id = int(params["chat_id"])
+            if chat_id not in self.drafting:
+                self.drafting.add(chat_id)
+                say({"bot": [chat_id, time.monotonic(), "draft", ""]})
+            return bool(taken)
 
         def _edit_message_text(self, params: dict[str, Any]) -> dict[str, Any]:
             return self._told(super()._edit_message_text(params), is_edit=True)
@@ -178,6 +198,8 @@ async def _serve_fake() -> None:
             kind = "final" if shown == final_text else "preview" if shown.endswith("…") else "other"
             if kind != "preview" or not is_edit:
                 say({"bot": [message["chat"]["id"], time.monotonic(), kind, shown]})
+            if kind == "final":
+                self.drafting.discard(message["chat"]["id"])  # the next answer's draft is told
             return message
 
     fake = ReportingFake(token=BOT_TOKEN)
@@ -193,7 +215,13 @@ async def _serve_fake() -> None:
                     for chat_id in request["updates"]
                 ]
                 say({"reply": said})
+            elif "refuse_drafts" in request:
+                for chat_id in request["refuse_drafts"]:
+                    fake.refuse_drafts(chat_id=chat_id)
+                say({"reply": True})
             elif "stats" in request:
-                say({"reply": [len(fake.calls), time.process_time(), time.monotonic()]})
+                by_method = Counter(call.method for call in fake.calls)
+                stats = [len(fake.calls), time.process_time(), time.monotonic(), by_method]
+                say({"reply": stats})
     finally:
         await fake.close()

@@ -63,7 +63,7 @@ from benchmarks.fake_bot_api import BOT_TOKEN, REPLY_HTML, FakeBotApi, fake_bot_
 from benchmarks.harness import InstantModel
 from bots.runtime import Services
 from bots.telegram.front import CONCURRENT_UPDATES, InOrderPerSpace, TelegramApp, TelegramFront
-from core.chat import ChatService, TurnSettings
+from core.chat import ChatModel, ChatService, TurnSettings
 from core.commands import CommandHandler
 from core.observability.metrics import Metrics
 from core.sessions.limits import SessionLimits
@@ -143,7 +143,7 @@ async def front_overhead(
                     ids = list(range(next_chat, next_chat + WARMUP_CHATS + count))
                     next_chat += len(ids)
                     app = (
-                        _ours(url, fake.base_url, variant, per_chat)
+                        running_front(url, fake.base_url, variant, per_chat)
                         if side == "ours"
                         else _baseline(fake.base_url, variant)
                     )
@@ -235,10 +235,11 @@ async def _measure(
 
 
 @contextlib.asynccontextmanager
-async def _ours(
-    redis_url: str, api_url: str, variant: Variant, per_chat: int
+async def running_front(
+    redis_url: str, api_url: str, variant: Variant, per_chat: int, model: ChatModel | None = None
 ) -> AsyncIterator[TelegramApp]:
-    """The real front, on services built as `open_services` builds them, with the instant model."""
+    """The real front, on services built as `open_services` builds them, with `model` (by
+    default the instant one)."""
     turns = per_chat + 1  # and the warm-up turn
     settings = _ExplicitSettings(
         redis_url=SecretStr(redis_url),
@@ -259,7 +260,7 @@ async def _ours(
         turn_settings = TurnSettings(
             system_prompt=settings.system_prompt, default_model=settings.default_model
         )
-        chat = ChatService(store, InstantModel(), turn_settings, metrics)
+        chat = ChatService(store, model or InstantModel(), turn_settings, metrics)
         services = Services(settings, redis, store, chat, CommandHandler(chat, metrics), metrics)
         front = TelegramFront(services, settings)
         if not variant.rate_limiter:

@@ -1,7 +1,9 @@
-"""Shared by every benchmark: its own redis-server, a counting connection, an instant model."""
+"""Shared by every benchmark: its own redis-server, a counting connection, an instant model
+(and a paced one, for streaming)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -39,6 +41,24 @@ class InstantModel:
         self, messages: Sequence[ChatMessage], *, model: str, max_tokens: int | None = None
     ) -> AsyncIterator[StreamEvent]:
         for word in REPLY.split(" "):
+            yield TextDelta(word + " ")
+        yield CompletionDone(model=model, usage=Usage(12, 14, 0.00001), finish_reason="stop")
+
+
+class PacedModel:
+    """The same answer as InstantModel's, a word every `seconds_per_word`: a model that takes
+    its time, so that a chat front has something to stream."""
+
+    is_configured = True
+
+    def __init__(self, seconds_per_word: float) -> None:
+        self.seconds_per_word = seconds_per_word
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], *, model: str, max_tokens: int | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        for word in REPLY.split(" "):
+            await asyncio.sleep(self.seconds_per_word)
             yield TextDelta(word + " ")
         yield CompletionDone(model=model, usage=Usage(12, 14, 0.00001), finish_reason="stop")
 

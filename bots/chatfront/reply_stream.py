@@ -108,8 +108,9 @@ class ReplyStream(ABC, Generic[Handle, PlatformError]):
         self._retries = retries
         self._first_preview_after = first_preview_after
         self._parts: list[_Part[Handle]] = []
+        # Over once anything is shown, by whatever a platform shows first (a Telegram draft).
         self._typing = TypingHint(
-            self._show_typing, every=typing_every, is_over=lambda: bool(self._parts)
+            self._show_typing, every=typing_every, is_over=lambda: self.has_shown_anything
         )
         self._preview: asyncio.Task[None] | None = None
         self._is_preview_sending = False

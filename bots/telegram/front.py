@@ -1,8 +1,9 @@
 """The Telegram front: python-telegram-bot in the service's own event loop.
 
 Only translation lives here: who spoke (a `telegram:<id>` user), in which chat, forum topic and
-language, and how a core reply looks in Telegram (HTML, split messages, inline buttons, streamed
-edits). Every reply goes to the topic the user wrote in.
+language, and how a core reply looks in Telegram (HTML, split messages, inline buttons, answers
+streamed as drafts in private chats and as paced edits elsewhere). Every reply goes to the topic
+the user wrote in.
 
 Updates are handled concurrently across spaces (a chat, or a forum topic of one) and in order
 within one; button taps at once, never behind a turn: Telegram gives up on an unanswered tap
@@ -45,6 +46,7 @@ from bots.chatfront.startup import StartFailures, start_when_reachable
 from bots.chatfront.streaming import stream_turn
 from bots.runtime import Services
 from bots.telegram.buttons import keyboard, read_tap
+from bots.telegram.drafts import DraftChats, DraftReplyStream
 from bots.telegram.stream import ReplyStream, send_document, send_text
 from core.commands import FileReply, Reply, TurnReply, is_command
 from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, text
@@ -117,6 +119,7 @@ class TelegramFront:
             TELEGRAM, (entry.lstrip("@") for entry in settings.telegram_allowed_users)
         )
         self._pacer = ChatPacer(settings.telegram_edit_interval)
+        self._drafts = DraftChats()
         self._group_sessions = settings.group_sessions
         self._is_stopping = False
         self.app = self._build(settings)
@@ -323,13 +326,24 @@ class TelegramFront:
             await send_text(self.app.bot, message.chat_id, said, thread_id=topic,
                             reply_to=message.message_id)  # fmt: skip
 
-        stream = ReplyStream(
-            self.app.bot, message.chat_id, self._pacer, thread_id=topic,
-            reply_to=message.message_id, stop_label=text(_locale(user), "stop_button"),
-            owner=user.id,
-        )  # fmt: skip
-        async with stream:
+        async with self._reply_stream(message, user) as stream:
             await stream_turn(reply, stream, _locale(user), say=say)
+
+    def _reply_stream(self, message: Message, user: User) -> ReplyStream:
+        """Drafts in a private chat (unless Telegram refused them there), paced edits elsewhere:
+        Telegram takes drafts for private chats only. A draft carries no button: ⏹ comes
+        under edited previews (a private chat has /stop in its command menu)."""
+        chat_id, topic, reply_to = message.chat_id, topic_of(message), message.message_id
+        stop_label = text(_locale(user), "stop_button")
+        if message.chat.type == "private" and self._drafts.allow(chat_id):
+            return DraftReplyStream(
+                self.app.bot, chat_id, self._pacer, self._drafts, thread_id=topic,
+                reply_to=reply_to, stop_label=stop_label, owner=user.id,
+            )  # fmt: skip
+        return ReplyStream(
+            self.app.bot, chat_id, self._pacer, thread_id=topic, reply_to=reply_to,
+            stop_label=stop_label, owner=user.id,
+        )  # fmt: skip
 
     # --- who may talk, and when we are addressed ------------------------------------------------
 

@@ -1,4 +1,5 @@
 """Showing a growing answer in Telegram: one message sent at the first text, then edited.
+(A private chat's answer is shown as drafts instead: `bots/telegram/drafts.py`.)
 
 Edits are paced per chat (TELEGRAM_EDIT_INTERVAL) because Telegram limits edits per chat, and
 a 429 (`RetryAfter`) only skips previews: the final text is always delivered, waiting as long
@@ -25,6 +26,7 @@ from telegram.error import BadRequest, RetryAfter
 from bots.chatfront import reply_stream
 from bots.chatfront.pacing import ChatPacer
 from bots.chatfront.reply_stream import PREVIEW_ROOM, RetryPolicy, until_delivered
+from bots.chatfront.streaming import FIRST_PREVIEW_AFTER_SECONDS
 from bots.chatfront.text_split import split_message
 from bots.telegram.buttons import keyboard
 from bots.telegram.render import plain_text, to_telegram_html, visible_length
@@ -171,11 +173,15 @@ class ReplyStream(reply_stream.ReplyStream[int, RetryAfter]):
         reply_to: int | None = None,
         stop_label: str = "⏹",
         owner: int | None = None,
+        first_preview_after: float = FIRST_PREVIEW_AFTER_SECONDS,
     ) -> None:
         self.bot, self.chat_id, self.thread_id, self.reply_to = bot, chat_id, thread_id, reply_to
         # The ⏹ button under a preview is the asker's, as every button is (buttons.py).
         self._stop_label, self._owner = stop_label, owner
-        super().__init__(pacer, typing_every=TYPING_EVERY_SECONDS, retries=FLOOD_CONTROL)
+        super().__init__(
+            pacer, typing_every=TYPING_EVERY_SECONDS, retries=FLOOD_CONTROL,
+            first_preview_after=first_preview_after,
+        )  # fmt: skip
 
     @property
     def _pace_key(self) -> Hashable:

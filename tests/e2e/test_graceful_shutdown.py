@@ -205,12 +205,14 @@ async def test_telegram_shows_an_interrupted_answer_as_incomplete_with_a_retry_h
     fake_openrouter.reply_text = "the first part, and then a long pause"
     fake_openrouter.stall(after_deltas=1, seconds=LONG_STALL)
     fake_telegram.user_says("tell me slowly")
-    answer = await fake_telegram.wait_for(lambda: fake_telegram.messages(CHAT)[:1])
+    # A private chat: the first part shows as a draft, not yet as a message.
+    await fake_telegram.wait_for(lambda: fake_telegram.drafts(CHAT), what="a draft")
 
     assert await service.stop() == 0
 
+    [answer] = fake_telegram.messages(CHAT)
     notice = text("en", "turn_interrupted")
-    shown = answer[0].visible_text
+    shown = answer.visible_text
     assert shown.startswith("the first"), shown
     assert shown.endswith(notice), shown
 
@@ -232,7 +234,7 @@ async def test_telegram_webhook_answers_503_while_stopping_so_telegram_delivers_
     fake_openrouter.stall(after_deltas=1, seconds=3.0)
     taken = await http.post(webhook, json=fake_telegram.user_says("keep it busy"), headers=headers)
     assert taken.status_code == 200
-    await fake_telegram.wait_for(lambda: fake_telegram.messages(CHAT))
+    await fake_telegram.wait_for(lambda: fake_telegram.drafts(CHAT), what="the answer under way")
 
     service.process.terminate()
     await service.wait_for_event("service.stopping")

@@ -32,7 +32,7 @@ from core.sessions.keys import session_key, user_turns_key
 from tests.e2e.conftest import Service, StartService, service_env
 from tests.e2e.http_app import assert_error, create_session
 from tests.fakes.openrouter_server import FakeOpenRouter, RecordedRequest
-from tests.fakes.telegram_server import DEFAULT_USER_ID, FakeTelegram
+from tests.fakes.telegram_server import DEFAULT_GROUP_ID, DEFAULT_USER_ID, FakeTelegram
 from tests.redis_process import RedisProcess
 from tests.stored_sessions import census
 
@@ -345,21 +345,22 @@ async def test_a_stop_tapped_on_one_replica_ends_the_answer_streaming_on_the_oth
     fake_telegram: FakeTelegram,
     fake_openrouter: FakeOpenRouter,
 ) -> None:
-    """The message goes to A, which streams its answer; the ⏹ under it is tapped and Telegram
-    delivers that tap to B. B marks the turn in Redis; A reads the mark and ends the answer
-    within a second, showing what it had, marked stopped."""
+    """In a group, the message goes to A, which streams its answer; the ⏹ under it is tapped
+    and Telegram delivers that tap to B. B marks the turn in Redis; A reads the mark and ends
+    the answer within a second, showing what it had, marked stopped."""
     a, b = await start_telegram_replicas()
     gate = asyncio.Event()
     fake_openrouter.pause(gate, after_deltas=1)
-    question = fake_telegram.user_says("tell me a long story")
+    asked = f"@{fake_telegram.bot_username} tell me a long story"
+    question = fake_telegram.user_says(asked, chat_id=DEFAULT_GROUP_ID, chat_type="group")
     assert (await post_update(a, question)).status_code == 200
     preview = await fake_telegram.wait_for(
-        lambda: [m for m in fake_telegram.messages(DEFAULT_USER_ID) if m.buttons()],
+        lambda: [m for m in fake_telegram.messages(DEFAULT_GROUP_ID) if m.buttons()],
         what="the preview with its ⏹",
     )
     [streaming] = preview
     [stop] = [button["callback_data"] for button in streaming.buttons()]
-    tap = fake_telegram.user_taps(stop, message_id=streaming.message_id)
+    tap = fake_telegram.user_taps(stop, message_id=streaming.message_id, chat_id=DEFAULT_GROUP_ID)
 
     tapped_at = asyncio.get_running_loop().time()
     assert (await post_update(b, tap)).status_code == 200

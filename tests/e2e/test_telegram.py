@@ -10,6 +10,10 @@ A few tests bend a fake the way a real peer could behave and the fakes have no s
 older Bot API without <blockquote>, a Telegram refusal the bot cannot foresee (a lower length
 limit), a user deleting their message, a model sending its tokens one by one. Webhook mode is
 in `test_telegram_webhook.py`.
+
+Private chats stream as drafts (`test_telegram_drafts.py`). Here the fake refuses drafts, as
+Telegram may for a bot, so a private chat streams as paced edits, the path groups and forum
+topics take: these tests cover that path where a private chat is simplest to play.
 """
 
 from __future__ import annotations
@@ -189,6 +193,13 @@ def words(shown: str) -> list[str]:
 
 
 # --- the service ------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def private_chats_stream_as_edits(fake_telegram: FakeTelegram) -> None:
+    """Drafts refused: a private chat's first streamed answer falls back to edits at its first
+    preview, and the chat's later answers stream as edits from the start."""
+    fake_telegram.refuse_drafts()
 
 
 @pytest.fixture

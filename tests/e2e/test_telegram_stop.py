@@ -1,7 +1,8 @@
 """/stop on Telegram, end to end (`python -m bots` on the fake Bot API): the ⏹ button under a
-streaming preview and a typed /stop end the answer at once — never queued behind the answer
-they stop — leaving what was shown, marked stopped, without the button; a stranger's ⏹ is
-refused with a toast. (Stopping from another replica: tests/e2e/test_replicas.py.)"""
+streaming preview (in a group: a private chat's answer streams as drafts, which carry no
+button) and a typed /stop end the answer at once — never queued behind the answer they stop —
+leaving what was shown, marked stopped, without the button; a stranger's ⏹ is refused with a
+toast. (Stopping from another replica: tests/e2e/test_replicas.py.)"""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from core.messages import ENGLISH, text
 from tests.e2e.conftest import Service
 from tests.e2e.test_telegram import (
+    BOT_USERNAME,
     DEFAULT_MODEL,
     EDIT_INTERVAL,
     PREVIEW_SUFFIX,
@@ -40,10 +42,10 @@ async def test_the_stop_button_ends_the_answer_at_once_keeping_what_was_shown(
     start_bot: StartBot, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
 ) -> None:
     await start_bot()
-    alice = Person(fake_telegram)
+    alice = Person(fake_telegram, chat_type="group")
     gate = asyncio.Event()
     fake_openrouter.pause(gate, after_deltas=1)
-    preview = await alice.asks("tell me about tides")
+    preview = await alice.asks(f"@{BOT_USERNAME} tell me about tides")
     await fake_telegram.wait_for(preview.buttons, what="the ⏹ under the preview")
     assert [b["text"] for b in preview.buttons()] == [STOP]
     shown = preview.visible_text.removesuffix(PREVIEW_SUFFIX)
@@ -66,23 +68,29 @@ async def test_the_stop_button_ends_the_answer_at_once_keeping_what_was_shown(
     assert history.visible_text.endswith(f"{shown} {STOPPED}")
 
 
-async def test_a_typed_stop_is_not_queued_behind_the_answer_it_stops(
+async def test_a_typed_stop_ends_a_private_chats_draft_not_queued_behind_it(
     start_bot: StartBot, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
 ) -> None:
     await start_bot()
     alice = Person(fake_telegram)
     gate = asyncio.Event()
     fake_openrouter.pause(gate, after_deltas=1)
-    preview = await alice.asks("tell me about currents")
-    await fake_telegram.wait_for(preview.buttons, what="the preview")
+    alice.says("tell me about currents")
+    draft = await fake_telegram.wait_for(
+        lambda: fake_telegram.shown_draft(alice.chat_id), what="the answer's draft"
+    )
     try:
         said = await alice.asks("/stop")
         assert said.visible_text == text(ENGLISH, "stop_done")
-        await fake_telegram.wait_for(lambda: preview.visible_text.endswith(STOPPED), what="mark")
+        answer = await fake_telegram.wait_for(
+            lambda: [m for m in alice.bot_messages() if m.visible_text.endswith(STOPPED)],
+            what="the stopped answer",
+        )
         assert not gate.is_set()  # the model still held its answer: the stop ended it
     finally:
         gate.set()
-    assert preview.reply_markup is None
+    assert answer[0].visible_text == f"{draft.visible_text}\n\n{STOPPED}"
+    assert answer[0].reply_markup is None
     nothing = await alice.asks("/stop")
     assert nothing.visible_text == text(ENGLISH, "nothing_to_stop")
 

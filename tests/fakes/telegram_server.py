@@ -11,6 +11,15 @@ caption over 1024 characters, a reply to a message that is gone (unless
 answer to a callback query more than `callback_query_timeout` seconds (15, as Telegram) after
 the tap.
 
+Drafts (`sendMessageDraft`, Bot API 9.3) are what a user sees of a message the bot is still
+writing: only in a private chat (elsewhere Telegram answers `TEXTDRAFT_PEER_INVALID`), with a
+non-zero `draft_id` and a text of 1-4096 characters after HTML parsing, refused like
+sendMessage's. A draft is no message: `fake.drafts(chat_id)` lists every draft sent,
+`fake.shown_draft(chat_id)` the one the user sees now, until the bot sends the chat a message
+or `DRAFT_TTL` passes. `fake.refuse_drafts()` refuses every draft (400), or those to one chat
+(`chat_id=`), as Telegram does for a bot it does not allow them; `as_unknown_method=True`
+answers 404, as a Bot API server older than 9.3 answers a method it does not know.
+
 Forum topics are modelled as Telegram has them: `fake.open_topic("Tides")` makes the group a
 forum and returns the topic's thread id; a user's message there carries `message_thread_id` and
 `is_topic_message`. A message the bot sends goes to the topic it names, else to the topic of the
@@ -61,6 +70,7 @@ MAX_TEXT_LENGTH = 4096  # UTF-16 code units of the visible text, as Telegram cou
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_CAPTION_LENGTH = 1024  # UTF-16 code units, like text
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what a bot may upload through the Bot API
+DRAFT_TTL = 30.0  # seconds a draft stays shown without a newer one (message_typing_draft_ttl)
 WELL_FORMED_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 COMMAND_OR_MENTION = re.compile(r"(?<![\w/@])(/[A-Za-z0-9_]{1,64}(?:@\w{3,32})?|@\w{5,32})(?!\w)")
@@ -70,6 +80,7 @@ JSON_PARAMETERS = frozenset(
 )
 INT_PARAMETERS = frozenset(
     {"chat_id", "message_id", "offset", "limit", "timeout", "cache_time", "message_thread_id"}
+    | {"draft_id"}
 )
 BOOL_PARAMETERS = frozenset({"drop_pending_updates", "show_alert", "disable_notification"})
 CHAT_ACTIONS = frozenset(
@@ -95,6 +106,12 @@ POLLING_CONFLICT = (
     "Conflict: terminated by other getUpdates request; "
     "make sure that only one bot instance is running"
 )
+# Telegram's answer to a draft for a group, supergroup or channel (seen in the wild: it is not
+# in the Bot API's documentation), and to a bot it does not let use drafts.
+DRAFT_PEER_INVALID = "TEXTDRAFT_PEER_INVALID"
+# A zero or missing draft_id: the documentation says "must be non-zero"; Telegram's wording of
+# the refusal is not documented, so this one says what is wrong.
+DRAFT_ID_ZERO = "draft_id must be non-zero"
 T = TypeVar("T")
 
 
@@ -183,6 +200,20 @@ class StoredMessage:
 
 
 @dataclass(frozen=True)
+class Draft:
+    """One sendMessageDraft Telegram showed: the text a user sees of a message being written."""
+
+    chat_id: int
+    draft_id: int
+    thread_id: int | None
+    text: str  # as sent, markup included
+    parse_mode: str | None
+    visible_text: str
+    entities: list[dict[str, Any]]
+    at: float  # when it was taken, on the fake's draft_clock (time.monotonic by default)
+
+
+@dataclass(frozen=True)
 class Upload:
     """A file part of a multipart request, read whole."""
 
@@ -238,6 +269,11 @@ class FakeTelegram:
         self._members: dict[int, dict[int, dict[str, Any]]] = {}  # chat -> user id -> user
         self._admins: dict[int, set[int]] = {}  # group chat id -> its administrators
         self._chat_messages: dict[int, list[StoredMessage]] = {}
+        self._drafts: dict[int, list[Draft]] = {}  # chat -> every draft sent there
+        self._shown_drafts: dict[int, Draft] = {}  # chat -> the draft its user sees now
+        self._drafts_refused_in: set[int] | None = set()  # None: refused in every chat
+        self.draft_clock: Callable[[], float] = time.monotonic  # what DRAFT_TTL is measured on
+        self._unknown_methods: set[str] = set()  # known to this fake, refused as unknown (404)
         self._by_id: dict[tuple[int, int], StoredMessage] = {}
         self._pending: list[dict[str, Any]] = []
         self._next_update_id = 1
@@ -262,6 +298,7 @@ class FakeTelegram:
                 ("setMyCommands", self._set_my_commands),
                 ("getMyCommands", self._get_my_commands),
                 ("sendMessage", self._send_message),
+                ("sendMessageDraft", self._send_message_draft),
                 ("editMessageText", self._edit_message_text),
                 ("editMessageReplyMarkup", self._edit_message_reply_markup),
                 ("deleteMessage", self._delete_message),
@@ -303,6 +340,18 @@ class FakeTelegram:
             if not message.is_deleted and (message.is_from_bot or include_user)
         ]
 
+    def drafts(self, chat_id: int) -> list[Draft]:
+        """Every draft the bot sent to the chat and Telegram took, oldest first."""
+        return list(self._drafts.get(chat_id, []))
+
+    def shown_draft(self, chat_id: int) -> Draft | None:
+        """The draft the chat's user sees now: the latest, until the bot sent the chat a
+        message (any message of the bot's ends its draft) or DRAFT_TTL passed."""
+        draft = self._shown_drafts.get(chat_id)
+        if draft is None or self.draft_clock() - draft.at > DRAFT_TTL:
+            return None
+        return draft
+
     def commands(
         self, *, language_code: str = "", scope: dict[str, Any] | None = None
     ) -> list[dict[str, str]]:
@@ -341,6 +390,23 @@ class FakeTelegram:
         """Refuse (429) edits or sends to one chat that come faster than this."""
         self._min_gap["edit"] = 1 / edits_per_second if edits_per_second else 0.0
         self._min_gap["send"] = 1 / sends_per_second if sends_per_second else 0.0
+        return self
+
+    def refuse_drafts(
+        self, *, chat_id: int | None = None, as_unknown_method: bool = False
+    ) -> FakeTelegram:
+        """Refuse sendMessageDraft from now on, to `chat_id` or to every chat: 400
+        `TEXTDRAFT_PEER_INVALID` once its parameters are checked, as Telegram refuses a bot it
+        does not allow drafts; or, with `as_unknown_method`, 404 for every chat, as a Bot API
+        server that does not know the method."""
+        if as_unknown_method:
+            if chat_id is not None:
+                raise ValueError("an unknown method is unknown for every chat")
+            self._unknown_methods.add("sendmessagedraft")
+        elif chat_id is None:
+            self._drafts_refused_in = None
+        elif self._drafts_refused_in is not None:
+            self._drafts_refused_in.add(chat_id)
         return self
 
     def make_admin(self, user_id: int, *, chat_id: int = DEFAULT_GROUP_ID) -> FakeTelegram:
@@ -539,6 +605,8 @@ class FakeTelegram:
         )  # fmt: skip
         in_chat.append(message)
         self._by_id[chat_id, message_id] = message
+        if message.is_from_bot:
+            self._shown_drafts.pop(chat_id, None)  # the bot's message replaces its draft
         return message
 
     def message_json(self, message: StoredMessage) -> dict[str, Any]:
@@ -580,6 +648,7 @@ class FakeTelegram:
         self.calls.append(call)
         try:
             call.params = await _read_params(request)
+            self._refuse_if_unknown(method.lower())
             if delay := self._delays.get(method.lower()):
                 await asyncio.sleep(delay)
             self._take_fault(method.lower())
@@ -591,6 +660,12 @@ class FakeTelegram:
             return _error(refusal)
         call.status = 200
         return web.json_response({"ok": True, "result": result})
+
+    def _refuse_if_unknown(self, method: str) -> None:
+        """A method this fake plays a Bot API server without (refuse_drafts): 404, as for any
+        unknown method, but recorded with its parameters."""
+        if method in self._unknown_methods:
+            raise ApiError(404, "Not Found")
 
     def _take_fault(self, method: str) -> None:
         queued = self._faults.get(method)
@@ -701,6 +776,31 @@ class FakeTelegram:
         if reply_to is not None:
             message.extra["reply_to_message"] = self.message_json(reply_to)
         return self.message_json(message)
+
+    def _send_message_draft(self, params: dict[str, Any]) -> bool:
+        """A draft of a message being written, in the order the Bot API checks: the text (as
+        sendMessage's: parse errors, empty, too long), the chat, the topic; then Telegram's
+        servers: drafts go to private chats only, under a non-zero draft_id.
+
+        Bot API 10.0 also takes an empty text, shown as "Thinking…"; this fake refuses it, as
+        9.3 did (1-4096 characters): chatbridge never sends one."""
+        version = self._version(params)
+        chat_id = self._known_chat(params)
+        thread_id = self._thread(chat_id, params)
+        if self.chats[chat_id]["type"] != "private":
+            raise bad_request(DRAFT_PEER_INVALID)
+        draft_id = _int(params, "draft_id", 0)
+        if draft_id == 0:
+            raise bad_request(DRAFT_ID_ZERO)
+        if self._drafts_refused_in is None or chat_id in self._drafts_refused_in:
+            raise bad_request(DRAFT_PEER_INVALID)
+        draft = Draft(
+            chat_id, draft_id, thread_id, version.text, version.parse_mode,
+            version.visible_text, version.entities, self.draft_clock(),
+        )  # fmt: skip
+        self._drafts.setdefault(chat_id, []).append(draft)
+        self._shown_drafts[chat_id] = draft
+        return True
 
     def _send_document(self, params: dict[str, Any]) -> dict[str, Any]:
         """An uploaded file (or one sent before, by file_id) under an optional caption."""

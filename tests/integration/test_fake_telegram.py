@@ -25,6 +25,7 @@ from telegram.error import BadRequest, Conflict, InvalidToken, RetryAfter
 from telegram.ext import filters
 
 from tests.fakes import telegram_server
+from tests.fakes.clock import FakeClock
 from tests.fakes.telegram_server import DEFAULT_FORUM_ID, DEFAULT_USER_ID, FakeTelegram
 
 # The fixture lives with the fake (tests/conftest.py may load that module as a plugin instead).
@@ -626,3 +627,146 @@ async def test_a_reply_to_a_deleted_message_is_refused_unless_sending_without_re
     # Without the question, nothing says which topic a reply belongs to: only the thread id.
     assert (lost.reply_to_message, lost.message_thread_id) == (None, None)
     assert (kept.reply_to_message, kept.message_thread_id) == (None, tides)
+
+
+# --- drafts (sendMessageDraft) -----------------------------------------------------------------
+
+
+def draft_texts(fake: FakeTelegram, chat_id: int) -> list[str]:
+    return [draft.visible_text for draft in fake.drafts(chat_id)]
+
+
+async def test_drafts_show_the_latest_text_until_the_bots_next_message_and_are_no_messages(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    assert await bot.send_message_draft(USER, 7, "The tide")
+    assert await bot.send_message_draft(USER, 7, "The tide <b>rises</b>", parse_mode=ParseMode.HTML)
+
+    shown = fake_telegram.shown_draft(USER)
+    assert shown is not None
+    assert (shown.draft_id, shown.visible_text, shown.parse_mode) == (7, "The tide rises", "HTML")
+    assert shown.entities == [{"type": "bold", "offset": 9, "length": 5}]
+    assert draft_texts(fake_telegram, USER) == ["The tide", "The tide rises"]
+    assert fake_telegram.messages(USER) == []  # a draft is not a message of the chat
+
+    await bot.send_message(USER, "The tide rises twice a day.")
+
+    assert fake_telegram.shown_draft(USER) is None  # the message took its place
+    assert len(fake_telegram.drafts(USER)) == 2
+
+
+async def test_a_draft_is_shown_for_30_seconds_without_a_newer_one(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    clock = FakeClock()
+    fake_telegram.draft_clock = clock
+    await bot.send_message_draft(USER, 1, "still writing")
+
+    clock.advance(telegram_server.DRAFT_TTL)
+    assert fake_telegram.shown_draft(USER) is not None
+    clock.advance(0.001)
+    assert fake_telegram.shown_draft(USER) is None
+
+
+async def test_a_draft_to_a_group_is_refused_as_telegram_refuses_it(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    fake_telegram.user_says("hello @chatbridge_test_bot", chat_type="group")
+
+    with pytest.raises(BadRequest, match=r"(?i)textdraft_peer_invalid"):
+        await bot.send_message_draft(telegram_server.DEFAULT_GROUP_ID, 1, "nope")
+
+    assert fake_telegram.drafts(telegram_server.DEFAULT_GROUP_ID) == []
+
+
+async def test_a_draft_in_a_forum_topic_is_refused_as_in_any_group(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    tides = fake_telegram.open_topic("Tides")
+
+    with pytest.raises(BadRequest, match=r"(?i)textdraft_peer_invalid"):
+        await bot.send_message_draft(FORUM, 1, "nope", message_thread_id=tides)
+
+
+@pytest.mark.parametrize(("draft_id", "is_taken"), [(-1, True), (0, False), (1, True)])
+async def test_a_draft_id_must_be_non_zero(
+    bot: Bot, fake_telegram: FakeTelegram, draft_id: int, is_taken: bool
+) -> None:
+    if is_taken:
+        assert await bot.send_message_draft(USER, draft_id, "hi")
+        assert [d.draft_id for d in fake_telegram.drafts(USER)] == [draft_id]
+        return
+    with pytest.raises(BadRequest, match=r"(?i)draft_id must be non-zero"):
+        await bot.send_message_draft(USER, draft_id, "hi")
+
+
+@pytest.mark.parametrize(("visible", "is_taken"), [(4095, True), (4096, True), (4097, False)])
+async def test_a_draft_takes_at_most_4096_visible_characters_however_many_bytes_of_html(
+    bot: Bot, fake_telegram: FakeTelegram, visible: int, is_taken: bool
+) -> None:
+    html = "<b>" + "&lt;" * visible + "</b>"
+    if is_taken:
+        await bot.send_message_draft(USER, 1, html, parse_mode=ParseMode.HTML)
+        assert fake_telegram.drafts(USER)[-1].visible_text == "<" * visible
+        return
+    with pytest.raises(BadRequest, match="Message is too long"):
+        await bot.send_message_draft(USER, 1, html, parse_mode=ParseMode.HTML)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "<b></b>"])
+async def test_a_draft_with_nothing_visible_is_refused(bot: Bot, text: str) -> None:
+    with pytest.raises(BadRequest, match="Message text is empty"):
+        await bot.send_message_draft(USER, 1, text, parse_mode=ParseMode.HTML)
+
+
+async def test_a_draft_with_broken_html_is_refused_as_a_message_would_be(bot: Bot) -> None:
+    with pytest.raises(BadRequest, match="Can't parse entities") as refused:
+        await bot.send_message_draft(USER, 1, "<b>bold", parse_mode=ParseMode.HTML)
+
+    assert 'end tag corresponding to start tag "b"' in refused.value.message
+
+
+async def test_a_draft_to_an_unknown_chat_or_a_missing_topic_is_refused(bot: Bot) -> None:
+    with pytest.raises(BadRequest, match="Chat not found"):
+        await bot.send_message_draft(424242, 1, "anyone?")
+    with pytest.raises(BadRequest, match="Message thread not found"):
+        await bot.send_message_draft(USER, 1, "no topics here", message_thread_id=5)
+
+
+async def test_refused_drafts_answer_400_once_their_parameters_are_checked(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    fake_telegram.refuse_drafts()
+
+    with pytest.raises(BadRequest, match=r"(?i)textdraft_peer_invalid"):
+        await bot.send_message_draft(USER, 1, "hi")
+    with pytest.raises(BadRequest, match="Message text is empty"):
+        await bot.send_message_draft(USER, 1, "")
+
+    assert [c.status for c in fake_telegram.calls_to("sendMessageDraft")] == [400, 400]
+    assert fake_telegram.drafts(USER) == []
+    assert (await bot.send_message(USER, "messages still go")).text == "messages still go"
+
+
+async def test_a_bot_api_without_drafts_answers_404_as_for_any_unknown_method(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    fake_telegram.refuse_drafts(as_unknown_method=True)
+
+    with pytest.raises(InvalidToken):  # how python-telegram-bot reads a 404
+        await bot.send_message_draft(USER, 1, "hi")
+
+    assert [c.status for c in fake_telegram.calls_to("sendMessageDraft")] == [404]
+
+
+async def test_drafts_refused_to_one_chat_still_go_to_the_others(
+    bot: Bot, fake_telegram: FakeTelegram
+) -> None:
+    fake_telegram.user_says("hi", user_id=2002, username="bob")
+    fake_telegram.refuse_drafts(chat_id=USER)
+
+    with pytest.raises(BadRequest, match=r"(?i)textdraft_peer_invalid"):
+        await bot.send_message_draft(USER, 1, "hi")
+    assert await bot.send_message_draft(2002, 1, "hi bob")
+
+    assert draft_texts(fake_telegram, 2002) == ["hi bob"]
