@@ -26,6 +26,7 @@ nothing is lost or shown twice.
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from collections import OrderedDict
 
@@ -53,7 +54,9 @@ class DraftChats:
     def __init__(self, *, capacity: int = REFUSALS_KEPT) -> None:
         self._capacity = capacity
         self._refused: OrderedDict[int, None] = OrderedDict()
-        self._draft_ids = itertools.count(1)  # non-zero, as Telegram requires
+        # Non-zero, as Telegram requires; from a random start, so that two replicas answering
+        # one chat at once (webhook mode) do not animate into each other's draft.
+        self._draft_ids = itertools.count(secrets.randbelow(2**40) + 1)
 
     def allow(self, chat_id: int) -> bool:
         return chat_id not in self._refused
