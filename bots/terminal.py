@@ -184,8 +184,8 @@ class _PrintedAnswer:
     async def add(self, delta: str) -> None:
         self._write(delta)
 
-    async def finish(self, *, footer_line: str = "") -> None:
-        self._write(f"\n  [{footer_line}]\n")
+    async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
+        self._write(f"{plain(suffix)}\n  [{footer_line}]\n")
 
     async def cut_off(self, notice: str) -> None:
         self._write("\n" + notice + "\n")

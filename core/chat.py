@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from core.conversation import Message, Session, Usage
+from core.conversation import Message, Notice, Session, Usage
 from core.errors import ChatbridgeError
 from core.events.publisher import EventPublisher
 from core.llm.wire import ChatMessage, StreamEvent
@@ -75,6 +75,7 @@ class TurnStore(Protocol):
         is_retry: bool,
         spent_tokens: int,
         stopped: bool = False,
+        told: tuple[Notice, ...] = (),
     ) -> tuple[Message, Session]: ...
 
     async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool: ...

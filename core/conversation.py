@@ -1,4 +1,4 @@
-"""The core's value types: sessions, messages, token usage."""
+"""The core's value types: sessions, messages, token usage, what a reply tells besides."""
 
 from __future__ import annotations
 
@@ -22,6 +22,18 @@ class Role(StrEnum):
     USER = "user"
     ASSISTANT = "assistant"
     SYSTEM = "system"
+
+
+class Notice(StrEnum):
+    """What a turn's reply tells besides its answer, once (docs/data-model.md, "Notices")."""
+
+    # The turn was sent to the space's active session, which had expired (SESSION_TTL without
+    # messages): it started a new one.
+    PREVIOUS_SESSION_EXPIRED = "previous_session_expired"
+    # Older messages of the session no longer reach the model: trimmed by
+    # MAX_MESSAGES_PER_SESSION, or left out of the turn's context (its count or character
+    # budget). Told the first time only.
+    CONTEXT_LOST = "context_lost"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from core.conversation import Notice
 from core.errors import (
     ChatbridgeError,
     ModelCircuitOpen,
@@ -106,6 +107,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "me (this bot lacks the Message Content intent). Mention me, or use a slash command.",
         "empty_answer": "The model sent an empty answer. Try /retry.",
         "not_your_buttons": "These buttons are someone else's.",
+        "previous_session_expired": "📌 Your previous conversation expired after {ttl} without "
+        "messages, so this is a new one. /sessions lists the ones you still have.",
+        "context_lost": "📌 Older messages of this conversation no longer reach the model, so "
+        "it may not remember how it began. /new starts a fresh one.",
         # errors, by ChatbridgeError.code
         "invalid_input": "That request is not valid.",
         "empty_message": "Your message is empty.",
@@ -202,6 +207,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "mencionam (este bot não tem a intent Message Content). Mencione-me ou use um comando /.",
         "empty_answer": "O modelo enviou uma resposta vazia. Tente /retry.",
         "not_your_buttons": "Esses botões são de outra pessoa.",
+        "previous_session_expired": "📌 Sua conversa anterior expirou após {ttl} sem mensagens, "
+        "então esta é uma nova. /sessions lista as que você ainda tem.",
+        "context_lost": "📌 As mensagens mais antigas desta conversa não chegam mais ao modelo, "
+        "então ele pode não lembrar como ela começou. /new começa uma nova.",
         "invalid_input": "Esse pedido não é válido.",
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "
@@ -290,6 +299,15 @@ def describe(error: ChatbridgeError, locale: str) -> str:
     catalogue = _TEXTS[normalize_locale(locale)]
     template = catalogue.get(error.code, catalogue["unexpected"])
     return template.format(**params)
+
+
+def notice_text(locale: str, notice: Notice, *, expired_after: int = 0) -> str:
+    """The sentence a reply adds for `notice`; `expired_after`: the seconds without messages
+    after which the previous session expired (Turn.expired_after)."""
+    if notice is Notice.PREVIOUS_SESSION_EXPIRED:
+        ttl = duration(locale, expired_after, is_exact=True)
+        return text(locale, notice.value, ttl=ttl)
+    return text(locale, notice.value)
 
 
 def duration(locale: str, seconds: float, *, is_exact: bool = False) -> str:

@@ -8,6 +8,11 @@ on past TURN_TIMEOUT (TurnTimeout), the service stops before the answer is compl
 (`ChatService.stop_turns`), or the turn loses its session to another writer (TurnLockLost: its
 lock lapsed, and the answer is fenced out). A turn the person stops (/stop: TurnStopped) keeps
 what it showed, stored marked stopped.
+
+A turn's reply also tells, once, what the person could not see coming (`Turn.notices`): that
+its space's previous session had expired, so this is a new one, and that older messages of
+the session no longer reach the model. Both come with the two round trips: begin_turn says
+what is left to tell, the stored answer notes it told it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import structlog
 
-from core.conversation import Message, Session, estimated_tokens
+from core.conversation import Message, Notice, Session, estimated_tokens
 from core.errors import (
     ChatbridgeError,
     ModelCircuitOpen,
@@ -86,6 +91,7 @@ class Turn:
         self._has_asked_model = False
         self._prompt_tokens = 0  # the estimate of what the model was sent
         self._parts: list[str] = []  # the answer's text so far
+        self._is_context_trimmed = False  # CONTEXT_CHARACTERS left older messages out
         self._model_ending: ChatbridgeError | None = None
         self._done: CompletionDone | None = None
         self.reply: Message | None = None
@@ -111,6 +117,28 @@ class Turn:
     @property
     def model(self) -> str:
         return self._model_override or self.session.model or self._service.settings.default_model
+
+    @property
+    def notices(self) -> tuple[Notice, ...]:
+        """What the reply tells besides its answer: the expiry of the space's previous session
+        (known once the turn began), lost context (known once `deltas()` has started). Its
+        stored answer counts them as told, so no later turn tells them again; an answer /stop
+        ended tells nothing (the next answer does)."""
+        if self._start is None or isinstance(self._model_ending, TurnStopped):
+            return ()
+        found = []
+        if self._start.expired_after:
+            found.append(Notice.PREVIOUS_SESSION_EXPIRED)
+        is_lost = self._start.is_context_cut or self._is_context_trimmed
+        if is_lost and not self._start.is_context_loss_told:
+            found.append(Notice.CONTEXT_LOST)
+        return tuple(found)
+
+    @property
+    def expired_after(self) -> int:
+        """With PREVIOUS_SESSION_EXPIRED: the seconds without messages after which the space's
+        previous session expired (its SESSION_TTL then); else 0."""
+        return self._start.expired_after if self._start is not None else 0
 
     async def __aenter__(self) -> Turn:
         self._service._running.add(self)
@@ -356,6 +384,7 @@ class Turn:
                 break
             kept.append(ChatMessage(role, content))  # a Role is its own value: a str
         kept.reverse()
+        self._is_context_trimmed = len(kept) < len(self._started.context)
         system = self._service.settings.system_prompt
         context = [ChatMessage(role="system", content=system), *kept] if system else kept
         self._prompt_tokens = sum(estimated_tokens(message.content) for message in context)
@@ -382,7 +411,7 @@ class Turn:
         try:
             self.reply, self.session_after = await self._service.store.finish_turn(
                 self._started, text, model=done.model, usage=done.usage, is_retry=self.is_retry,
-                spent_tokens=self._tokens_spent(),
+                spent_tokens=self._tokens_spent(), told=self.notices,
             )  # fmt: skip
         except TurnLockLost:
             raise TurnLockLost(partial_text=text) from None

@@ -24,7 +24,8 @@ from core.errors import (
     TurnStopped,
     TurnTimeout,
 )
-from core.messages import describe, text
+from core.messages import describe, notice_text, text
+from core.turn import Turn
 
 log = structlog.get_logger(__name__)
 
@@ -78,8 +79,9 @@ class AnswerStream(Protocol):
 
     async def add(self, delta: str) -> None: ...
 
-    async def finish(self, *, footer_line: str = "") -> None:
-        """The answer is complete; `footer_line` (may be empty) goes under it."""
+    async def finish(self, suffix: str = "", *, footer_line: str = "") -> None:
+        """The answer is complete; `suffix` (may be empty: the reply's notices) goes right
+        after its text, `footer_line` (may be empty) under both."""
         ...
 
     async def cut_off(self, notice: str) -> None:
@@ -104,7 +106,8 @@ async def stream_turn(
 
     A cut-off answer stays shown, marked incomplete, and a stopped one marked stopped; an error
     is added under what was shown (or streamed, for a turn ended mid-answer), or said on its
-    own; an empty answer is said to be empty.
+    own; an empty answer is said to be empty. A complete answer has the turn's notices under
+    it, a paragraph of their own.
     """
     try:
         async with reply.turn as turn:
@@ -127,9 +130,17 @@ async def stream_turn(
         else:
             await say(describe(error, locale))
         return
-    await stream.finish(footer_line=footer(turn.reply))
+    await stream.finish(notices_paragraph(turn, locale), footer_line=footer(turn.reply))
     if not stream.has_shown_anything:
         await say(text(locale, "empty_answer"))
+
+
+def notices_paragraph(turn: Turn, locale: str) -> str:
+    """What the answer tells besides (Turn.notices), a paragraph after it; '' for nothing."""
+    lines = [
+        notice_text(locale, notice, expired_after=turn.expired_after) for notice in turn.notices
+    ]
+    return "\n\n" + "\n".join(lines) if lines else ""
 
 
 def _ended_mid_answer(error: ChatbridgeError) -> bool:

@@ -226,7 +226,7 @@ def _chat_operation() -> JSON:
     operation["responses"]["200"]["content"]["text/event-stream"] = {
         "schema": {"type": "string"},
         "description": "With stream: true. Events: `delta` ({text}) per piece of the answer, "
-        "then `done` (a ChatReply), `stopped` (a StoppedEvent: POST "
+        "then `done` (a ChatReply, its `notices` included), `stopped` (a StoppedEvent: POST "
         "/api/sessions/{sessionId}/stop ended it) or `error` ({error: {code, message}}).",
     }
     return operation

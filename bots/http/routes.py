@@ -262,7 +262,7 @@ def _stopped_event(turn: Turn) -> StoppedEvent:
 
 def _chat_reply(turn: Turn) -> ChatReply:
     message, session = turn.outcome()
-    return ChatReply(session=SessionOut.of(session), reply=MessageOut.of(message))
+    return ChatReply.of(session, message, turn.notices)
 
 
 class _EventWriter:

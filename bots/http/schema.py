@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
 from core.commands import MODEL_ID_MAX_CHARS, MODEL_ID_PATTERN, TITLE_MAX_CHARS
-from core.conversation import Message, MessagePage, Session, Usage, iso_utc
+from core.conversation import Message, MessagePage, Notice, Session, Usage, iso_utc
 
 USER_ID_MAX_CHARS = 128
 PAGE_LIMIT_MAX = 100
@@ -158,9 +158,27 @@ class MessageList(ApiModel):
         return cls(messages=[MessageOut.of(m) for m in page.messages], total=page.total)
 
 
+NoticeCode = Literal["previous_session_expired", "context_lost"]
+
+
 class ChatReply(ApiModel):
     session: SessionOut
     reply: MessageOut
+    notices: list[NoticeCode] = Field(
+        description="what the reply tells besides its answer, each once: `context_lost`, the "
+        "first time older messages of the session no longer reach the model (dropped past "
+        "MAX_MESSAGES_PER_SESSION, or left out of the model's context); "
+        "`previous_session_expired`, when the chat's active session had expired and this turn "
+        "started a new one (a chat front's turn: a turn here names its session)"
+    )
+
+    @classmethod
+    def of(cls, session: Session, reply: Message, notices: tuple[Notice, ...]) -> ChatReply:
+        return cls(
+            session=SessionOut.of(session),
+            reply=MessageOut.of(reply),
+            notices=[notice.value for notice in notices],
+        )
 
 
 class StoppedEvent(ApiModel):

@@ -35,7 +35,8 @@ INDEX = "sessions"  # sorted set: their session ids by last activity
 STATE = "state"  # hash: the active session, the /model choice
 TURNS = "turns"  # sorted set: their turns of the last RATE_LIMIT_WINDOW
 TOKENS = "tokens"  # string, one per UTC day: tokens spent that day
-USER_KEY_KINDS = (INDEX, STATE, TURNS, TOKENS)
+SEEN = "seen"  # string: the space took a turn lately (outlives its sessions: told they expired)
+USER_KEY_KINDS = (INDEX, STATE, TURNS, TOKENS, SEEN)
 
 
 def user_tag(user_id: str) -> str:
@@ -73,6 +74,12 @@ def user_index_key(user_id: str) -> str:
 
 def user_state_key(user_id: str) -> str:
     return user_key(STATE, user_id, user_tag(user_id))
+
+
+def user_seen_key(user_id: str) -> str:
+    """The space's mark of a recent turn, which outlives its sessions (written by the Lua
+    scripts only): a turn that finds none left while it lasts tells they expired."""
+    return user_key(SEEN, user_id, user_tag(user_id))
 
 
 def user_turns_key(user_id: str) -> str:

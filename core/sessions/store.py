@@ -17,7 +17,15 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from core.conversation import Message, MessagePage, Role, Session, Usage, datetime_from_ms
+from core.conversation import (
+    Message,
+    MessagePage,
+    Notice,
+    Role,
+    Session,
+    Usage,
+    datetime_from_ms,
+)
 from core.errors import (
     ChatbridgeError,
     NothingToRetry,
@@ -60,6 +68,8 @@ TITLE_LENGTH = 60
 # How long a /stop waits for the turn it names (the turn's replica polls every fraction of a
 # second; a turn that ended meanwhile never reads it).
 STOP_MARK_MS = 60_000
+# How append_message.lua is told what an answer told besides (its ARGV[18]).
+NOTICE_CODES = {Notice.PREVIOUS_SESSION_EXPIRED: "e", Notice.CONTEXT_LOST: "c"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +89,15 @@ class TurnStart:
     # The person billed for the turn in their own slot (a shared space's turn: bills.py) when
     # it ends, '' when begin_turn billed them itself.
     billed_apart: str = ""
+    # What the reply must tell (Notice). The seconds without messages after which the space's
+    # previous session expired, while the turn's session was started for that and no stored
+    # answer has said so (0: nothing to tell).
+    expired_after: int = 0
+    # Whether older messages of the session are left out of `context` (trimmed by
+    # MAX_MESSAGES_PER_SESSION, or past the context size), and whether an answer of the
+    # session has said that some were.
+    is_context_cut: bool = False
+    is_context_loss_told: bool = False
 
 
 class SessionStore:
@@ -303,10 +322,12 @@ class SessionStore:
         is_retry: bool,
         spent_tokens: int,
         stopped: bool = False,
+        told: tuple[Notice, ...] = (),
     ) -> tuple[Message, Session]:
         """The turn's second round trip: store the answer (`stopped`: what was shown of one
         /stop ended, marked so), settle its `spent_tokens` (its usage, or their estimate)
-        against the reservation, release the lock.
+        against the reservation, release the lock, and note what the answer `told` besides, so
+        that no later turn tells it again.
 
         TurnLockLost (nothing stored, the tokens still counted) when the turn no longer holds
         its session: its lock lapsed and another turn took it, or wrote to the session."""
@@ -319,6 +340,7 @@ class SessionStore:
                 lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
                 charged_user=charged, call_id=start.lock_token, spent_tokens=spent_tokens,
                 stopped=stopped,
+                told="".join(NOTICE_CODES[notice] for notice in told),
             )  # fmt: skip
         finally:
             if start.billed_apart:  # stored or fenced out, the model's work was done
@@ -341,6 +363,7 @@ class SessionStore:
         charged_user: str = "",
         spent_tokens: int = 0,
         stopped: bool = False,
+        told: str = "",
     ) -> tuple[Message, int]:
         reply = await self._run(
             "append_message",
@@ -360,6 +383,7 @@ class SessionStore:
             call_id,
             spent_tokens,
             "1" if stopped else "",
+            told,
             active_session=session_id,
         )
         if reply[0] == "NOT_FOUND":
@@ -546,8 +570,10 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
     session = session_from(reply[1:8])
     context = context_from(reply[9])
     return TurnStart(
-        session=session, user_seq=int(reply[8]), context=context, lock_token=lock_token
-    )
+        session=session, user_seq=int(reply[8]), context=context, lock_token=lock_token,
+        expired_after=int(reply[10] or 0), is_context_cut=reply[11] == "1",
+        is_context_loss_told=reply[12] == "1",
+    )  # fmt: skip
 
 
 def _session_or_not_found(reply: list[Any]) -> Session:

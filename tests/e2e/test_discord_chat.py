@@ -21,14 +21,16 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from core.conversation import Notice
 from core.errors import ModelRateLimited, ModelUnavailable, TurnTimeout
-from core.messages import ENGLISH, describe, help_text, text
+from core.messages import ENGLISH, describe, help_text, notice_text, text
 from tests.e2e.conftest import Service
 from tests.e2e.discord_support import CHANNEL, FOOTER_MARK, GUILD, Person, StartBot, answer_text
 from tests.fakes.discord_gateway import MESSAGE_CONTENT_INTENT
 from tests.fakes.discord_payloads import StoredMessage, user_json
 from tests.fakes.discord_server import DEFAULT_USER_ID, FakeDiscord
 from tests.fakes.openrouter_server import FakeOpenRouter
+from tests.redis_expiry import let_time_pass
 
 DEFAULT_MODEL = "test/default-model"
 EDIT_INTERVAL = 0.3
@@ -765,3 +767,24 @@ async def test_after_the_gateway_drops_the_bot_resumes_and_answers_what_was_sent
     assert answer_text(after) == "echo: after"
     assert [r["session_id"] for r in alice.fake.gateway.resumes] == [session.session_id]
     assert len(alice.fake.identifies) == 1
+
+
+# --- 10. what a reply tells besides -----------------------------------------------------------
+
+
+async def test_notices_go_between_the_answer_and_its_footer_each_once(
+    start_bot: StartBot, alice: Person, redis_client: aioredis.Redis
+) -> None:
+    await start_bot(MAX_MESSAGES_PER_SESSION="2")
+    await asks(alice, "first")
+    await let_time_pass(redis_client, 3600)  # SESSION_TTL without messages: it expired
+
+    (new,) = await asks(alice, "back again")
+    (trimmed,) = await asks(alice, "next")  # "back again" is trimmed now
+    (plain,) = await asks(alice, "and then")
+
+    expired = notice_text(ENGLISH, Notice.PREVIOUS_SESSION_EXPIRED, expired_after=3600)
+    lost = notice_text(ENGLISH, Notice.CONTEXT_LOST)
+    assert new.content.startswith(f"echo: back again\n\n{expired}{FOOTER_MARK}")
+    assert trimmed.content.startswith(f"echo: next\n\n{lost}{FOOTER_MARK}")
+    assert answer_text([plain]) == "echo: and then"

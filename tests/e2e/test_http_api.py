@@ -177,7 +177,7 @@ async def test_starting_a_chat_creates_a_session_and_answers_201_with_the_reply(
 
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"session", "reply"}
+    assert set(body) == {"session", "reply", "notices"}
     assert_session_shape(body["session"])
     assert body["session"]["userId"] == "ana"
     assert body["session"]["messageCount"] == 2
@@ -185,6 +185,7 @@ async def test_starting_a_chat_creates_a_session_and_answers_201_with_the_reply(
     assert_message_shape(reply)
     assert reply["role"] == "assistant"
     assert reply["content"] == "echo: Hello there"
+    assert body["notices"] == []
     assert reply["model"] == TEST_MODEL
     assert set(reply["usage"]) == USAGE_FIELDS
     usage = reply["usage"]
@@ -230,7 +231,7 @@ async def test_a_chat_turn_answers_200_with_the_models_echo_and_the_updated_sess
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"session", "reply"}
+    assert set(body) == {"session", "reply", "notices"}
     assert_session_shape(body["session"])
     assert body["session"]["id"] == session["id"]
     assert body["session"]["messageCount"] == 2
@@ -377,6 +378,43 @@ async def test_the_openapi_document_is_3_1_and_describes_every_operation_of_the_
     assert described >= DESIGN_OPERATIONS
 
 
+async def test_the_first_reply_without_the_oldest_messages_lists_context_lost_once(
+    serve_api: ServeApi,
+) -> None:
+    """At MAX_MESSAGES_PER_SESSION=4 the third question is the fifth message: the first one
+    is trimmed, and that reply says so; streamed or not, the next says nothing."""
+    api = await serve_api(max_messages_per_session=4)
+    session = await create_session(api.client)
+
+    async def notices_of(message: str, *, stream: bool = False) -> list[str]:
+        body = {"sessionId": session["id"], "message": message, "stream": stream}
+        response = await api.client.post("/api/chat/session", json=body)
+        assert response.status_code == 200, response.text
+        reply = sse_events(response)[-1][1] if stream else response.json()
+        notices: list[str] = reply["notices"]
+        return notices
+
+    assert await notices_of("one") == []
+    assert await notices_of("two", stream=True) == []
+    assert await notices_of("three") == ["context_lost"]
+    assert await notices_of("four", stream=True) == []
+
+
+async def test_a_streamed_reply_lists_context_lost_in_its_done_event(serve_api: ServeApi) -> None:
+    api = await serve_api(max_messages_per_session=2)
+    session = await create_session(api.client)
+    await api.client.post("/api/chat/session", json={"sessionId": session["id"], "message": "a"})
+
+    response = await api.client.post(
+        "/api/chat/session", json={"sessionId": session["id"], "message": "b", "stream": True}
+    )
+
+    events = sse_events(response)
+    assert events[-1][0] == "done"
+    assert events[-1][1]["notices"] == ["context_lost"]
+    assert all("notices" not in data for name, data in events if name == "delta")
+
+
 # --- Server-Sent Events ----------------------------------------------------------------------
 
 
@@ -400,7 +438,7 @@ async def test_a_streamed_turn_sends_deltas_then_done_and_stores_the_reply(
     streamed = "".join(data["text"] for name, data in events if name == "delta")
     assert streamed == "echo: Tell me a story"
     done = events[-1][1]
-    assert set(done) == {"session", "reply"}
+    assert set(done) == {"session", "reply", "notices"}
     assert_session_shape(done["session"])
     assert done["session"]["messageCount"] == 2
     assert_message_shape(done["reply"])

@@ -7,6 +7,8 @@ OpenRouter running on a thread of its own, because schemathesis calls the API sy
 from __future__ import annotations
 
 import asyncio
+import datetime
+import json
 import subprocess
 import sys
 import tempfile
@@ -14,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -101,6 +104,55 @@ def test_every_operation_conforms_to_the_openapi_document(
     case: schemathesis.Case, live_service: str
 ) -> None:
     case.call_and_validate(base_url=live_service)
+
+
+# --- the notices of a reply ------------------------------------------------------------------
+
+# The model's context keeps 24,000 characters: three 4,000-character questions and their echoes
+# fit, the fourth turn leaves the first question out and says so (`context_lost`).
+LONG_QUESTIONS = [letter * 4000 for letter in "abcd"]
+
+
+def test_a_reply_telling_a_notice_is_a_chat_reply_as_documented_streamed_or_not(
+    live_service: str,
+) -> None:
+    chat = schema["/api/chat/session"]["POST"]
+    with httpx.Client(base_url=live_service, timeout=30) as client:
+        created = client.post("/api/sessions", json={"userId": "conformance-notices"})
+        session_id = created.json()["id"]
+        replies = []
+        for number, question in enumerate(LONG_QUESTIONS):
+            body = {"sessionId": session_id, "message": question, "stream": number == 3}
+            replies.append(client.post("/api/chat/session", json=body))
+    for response in replies[:3]:
+        chat.validate_response(response)
+        assert response.json()["notices"] == []
+    done = json.loads(replies[3].text.split("event: done\ndata: ", 1)[1])
+    assert chat.is_valid_response(as_json_reply(done))  # the `done` event's data: a ChatReply
+    assert done["notices"] == ["context_lost"]
+
+
+def test_the_document_holds_a_reply_to_its_known_notices() -> None:
+    chat = schema["/api/chat/session"]["POST"]
+    reply = {"id": "s-2", "role": "assistant", "content": "hi", "model": None,
+             "timestamp": "2026-12-01T00:00:00.000Z", "usage": None, "stopped": False}  # fmt: skip
+    session = {"id": "s", "userId": "u", "title": "", "model": "m/x", "messageCount": 2,
+               "createdAt": reply["timestamp"], "updatedAt": reply["timestamp"]}  # fmt: skip
+
+    def reply_with(**extra: Any) -> httpx.Response:
+        return as_json_reply({"session": session, "reply": reply, **extra})
+
+    assert chat.is_valid_response(reply_with(notices=["previous_session_expired"]))
+    assert not chat.is_valid_response(reply_with(notices=["told_nothing"]))
+    assert not chat.is_valid_response(reply_with())  # `notices` is always there
+
+
+def as_json_reply(body: object) -> httpx.Response:
+    """`body` as the JSON answer of a chat turn (200), for the document to judge."""
+    request = httpx.Request("POST", "http://127.0.0.1/api/chat/session")
+    response = httpx.Response(200, json=body, request=request)
+    response.elapsed = datetime.timedelta(0)  # as if received: schemathesis reads it
+    return response
 
 
 def _wait_until_healthy(base_url: str, child: subprocess.Popen[bytes]) -> None:

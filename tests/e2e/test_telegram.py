@@ -29,8 +29,17 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from core.conversation import Notice
 from core.errors import TurnTimeout
-from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, describe, help_text, text
+from core.messages import (
+    COMMAND_DESCRIPTIONS,
+    ENGLISH,
+    PORTUGUESE,
+    describe,
+    help_text,
+    notice_text,
+    text,
+)
 from tests.e2e.conftest import Service
 from tests.fakes import telegram_server
 from tests.fakes.openrouter_server import FakeOpenRouter
@@ -43,6 +52,7 @@ from tests.fakes.telegram_server import (
     FakeTelegram,
     StoredMessage,
 )
+from tests.redis_expiry import let_time_pass
 
 BOT_USERNAME = "chatbridge_test_bot"
 GROUP = DEFAULT_GROUP_ID
@@ -1278,3 +1288,46 @@ async def test_within_one_topic_messages_are_still_answered_in_order(
     helped = alice.bot_messages()[1]
     assert (held.visible_text, helped.visible_text) == ("echo: talk", HELP_SHOWN)
     assert helped.versions[0].at >= held.current.at  # sent once the answer was whole
+
+
+# --- 14. what a reply tells besides -----------------------------------------------------------
+
+
+async def test_a_message_after_the_conversation_expired_says_it_is_a_new_one_once(
+    start_bot: StartBot, alice: Person, redis_client: aioredis.Redis
+) -> None:
+    await start_bot(SESSION_TTL="1800")
+    await alice.asks_model("first")
+    await let_time_pass(redis_client, 1800)  # half an hour without messages: it expired
+
+    expired = notice_text(ENGLISH, Notice.PREVIOUS_SESSION_EXPIRED, expired_after=1800)
+    await alice.asks_model("back again", f"echo: back again\n\n{expired}")
+    await alice.asks_model("and again")  # said once: nothing more under this one
+    listing = await alice.asks("/sessions")
+
+    assert "after 30 min without messages" in expired
+    assert len(listing.buttons()) == 1  # the new one: the expired one is gone
+
+
+async def test_a_new_conversation_after_delete_says_nothing(
+    start_bot: StartBot, alice: Person
+) -> None:
+    await start_bot()
+    await alice.asks_model("first")
+    confirm = await alice.asks("/delete")
+    await alice.taps(confirm, "Delete")
+
+    await alice.asks_model("a fresh start")  # nothing under the answer
+
+
+async def test_the_first_answer_whose_context_lost_older_messages_says_so_once_in_portuguese(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    await start_bot(MAX_MESSAGES_PER_SESSION="4")
+    joao = Person(fake_telegram, user_id=3003, username="joao", language_code="pt-br")
+    await joao.asks_model("um")
+    await joao.asks_model("dois")  # four messages: all still kept
+
+    lost = notice_text(PORTUGUESE, Notice.CONTEXT_LOST)
+    await joao.asks_model("três", f"echo: três\n\n{lost}")  # "um" is trimmed now
+    await joao.asks_model("quatro")

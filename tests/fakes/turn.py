@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
 
-from core.conversation import Message, Session, datetime_from_ms
+from core.conversation import Message, Notice, Session, datetime_from_ms
 
 # The session every in-memory turn answers in (what a ⏹ button under it would stop).
 SESSION = Session(
@@ -17,7 +17,7 @@ SESSION = Session(
 
 class InMemoryTurn:
     """A turn that yields `deltas`, waits for `before_ending` if given, then raises `ending`
-    (or completes with `reply`)."""
+    (or completes with `reply`, telling `notices`)."""
 
     def __init__(
         self,
@@ -27,12 +27,15 @@ class InMemoryTurn:
         before_ending: asyncio.Event | None = None,
         fails_to_start: Exception | None = None,
         reply: Message | None = None,
+        notices: tuple[Notice, ...] = (),
+        expired_after: int = 0,
     ) -> None:
         self._deltas, self._ending, self._before_ending = deltas, ending, before_ending
         self._fails_to_start = fails_to_start
         self._reply = reply
         self.reply: Message | None = None
         self.session = SESSION
+        self.notices, self.expired_after = notices, expired_after
 
     async def __aenter__(self) -> InMemoryTurn:
         if self._fails_to_start is not None:

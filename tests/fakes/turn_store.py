@@ -18,7 +18,11 @@ lua/append_message.lua):
 - `finish_turn` stores only for a turn that holds its session (else TurnLockLost, nothing
   stored), releases the turn's lock (even when the session is gone: SessionNotFound then),
   drops on /retry the answers after the user's message, and stores the answer with its model
-  and usage.
+  and usage, noting that it `told` CONTEXT_LOST when it did.
+- Notices: `begin_turn` says whether the context leaves older messages out (its first message
+  is not the session's first: trimmed at `max_messages_per_session`, or past `context_size`),
+  and whether an answer of the session has told so. A session here never expires, so
+  `expired_after` is always 0.
 - `extend_lock` keeps the lock of a turn that holds its session (taking a lapsed one back),
   False otherwise; `release_lock` releases only the token holding the lock.
 - The tokens a turn reserves (`reserve_tokens`) and settles to (`spent_tokens` of finish_turn
@@ -43,7 +47,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from core.conversation import Message, MessagePage, Role, Session, Usage, datetime_from_ms
+from core.conversation import (
+    Message,
+    MessagePage,
+    Notice,
+    Role,
+    Session,
+    Usage,
+    datetime_from_ms,
+)
 from core.errors import NothingToRetry, SessionBusy, SessionNotFound, TurnLockLost
 from core.events.publisher import NO_EVENTS, EventPublisher, EventType, session_created
 from core.observability.metrics import Metrics
@@ -65,6 +77,7 @@ class _StoredSession:
     title: str = ""
     last_seq: int = 0
     messages: list[Message] = field(default_factory=list)
+    is_context_loss_told: bool = False  # an answer told CONTEXT_LOST
 
     def value(self) -> Session:
         return Session(
@@ -150,17 +163,18 @@ class InMemoryTurnStore:
             self.busy_refusals += 1
             raise SessionBusy()
         self.locks[stored.id] = lock_token
-        window = stored.messages[-context_size:]
         now = _now()
         if content is None:
-            user_seq, context = self._retry_context(stored, window)
+            user_seq, context = self._retry_context(stored, stored.messages[-context_size:])
         else:
-            user_seq, context = self._store_question(stored, content, window, context_size, now)
+            user_seq, context = self._store_question(stored, content, context_size, now)
         self._touch(stored, now)
         self._active[stored.user_id] = stored.id
         start = TurnStart(
-            stored.value(), user_seq, tuple((m.role, m.content) for m in context), lock_token
-        )
+            stored.value(), user_seq, tuple((m.role, m.content) for m in context), lock_token,
+            is_context_cut=bool(context) and _seq_of(context[0]) > 1,
+            is_context_loss_told=stored.is_context_loss_told,
+        )  # fmt: skip
         self.turns[lock_token] = _TurnRecord(start, stored.last_seq, reserved_tokens=reserve_tokens)
         if is_created:
             await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
@@ -176,6 +190,7 @@ class InMemoryTurnStore:
         is_retry: bool,
         spent_tokens: int,
         stopped: bool = False,
+        told: tuple[Notice, ...] = (),
     ) -> tuple[Message, Session]:
         record = self.turns.get(start.lock_token)
         if record is not None and record.outcome is not None:
@@ -196,6 +211,7 @@ class InMemoryTurnStore:
         message = self._append(stored, Role.ASSISTANT, reply, model=model, usage=usage, now=now)
         if stopped:
             message = stored.messages[-1] = replace(message, stopped=True)
+        stored.is_context_loss_told |= Notice.CONTEXT_LOST in told
         self._touch(stored, now)
         session = replace(
             start.session, updated_at=message.timestamp, message_count=len(stored.messages)
@@ -325,14 +341,11 @@ class InMemoryTurnStore:
         self,
         stored: _StoredSession,
         content: str,
-        window: list[Message],
         context_size: int,
         now: datetime,
     ) -> tuple[int, list[Message]]:
         message = self._append(stored, Role.USER, content, model=None, usage=None, now=now)
-        context = [*window, message]
-        if len(context) > context_size:
-            context.pop(0)
+        context = stored.messages[-context_size:]  # once trimmed, as the store reads it
         if not stored.title:
             stored.title = content.lstrip().split("\n", 1)[0][:TITLE_LENGTH]
         return _seq_of(message), context

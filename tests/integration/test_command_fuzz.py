@@ -70,6 +70,7 @@ USER_KEY_TYPES = {
     re.compile(r"user:turns:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "zset",
     re.compile(r"user:tokens:[0-9]+:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "string",
     re.compile(r"user:state:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "hash",
+    re.compile(r"user:seen:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "string",
 }
 SESSION_KEY = re.compile(r"^session:\{(?P<tag>[0-9a-f]{4})\}:(?P<sid>[0-9a-f]{32})(?P<suffix>.*)$")
 SESSION_SUFFIX_TYPES = {"": "hash", ":messages": "list", ":lock": "string"}
@@ -77,6 +78,8 @@ STATS_KEY = re.compile(r"^stats:\{chatbridge-stats\}:active-sessions:\d+$")
 # What a write call did, kept a minute for a repeat of it (a turn's record under its token).
 CALL_KEY = re.compile(r"^call:\{(?P<tag>[0-9a-f]{4})\}:[0-9a-f]{24,32}$")
 SESSION_FIELDS = {"userId", "title", "model", "createdAt", "updatedAt", "seq"}
+# What a reply is left to tell, or has told (docs/data-model.md, "Notices").
+NOTICE_FIELDS = {"tellExpired": str.isdigit, "toldContextLoss": "1".__eq__}
 ROLE_CODES = {"u", "a", "s"}
 PLAIN_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -254,8 +257,11 @@ def expected_type(key: str) -> str | None:
 
 def session_problems(key: str, fields: dict[str, str]) -> list[str]:
     problems = []
-    if set(fields) != SESSION_FIELDS:
+    if set(fields) - NOTICE_FIELDS.keys() != SESSION_FIELDS:
         problems.append(f"{key!r} has the fields {sorted(fields)}")
+    for name, is_valid in NOTICE_FIELDS.items():
+        if name in fields and not is_valid(fields[name]):
+            problems.append(f"{key!r}: {name} is {fields[name]!r}")
     owner = fields.get("userId", "")
     if owner not in EVERYONE or not key.startswith(f"session:{{{user_tag(owner)}}}:"):
         problems.append(f"{key!r} belongs to {owner!r}")

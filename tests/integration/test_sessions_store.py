@@ -18,7 +18,13 @@ from core.errors import (
     SessionLimitReached,
     SessionNotFound,
 )
-from core.sessions.keys import session_key, user_index_key, user_state_key, user_turns_key
+from core.sessions.keys import (
+    session_key,
+    user_index_key,
+    user_seen_key,
+    user_state_key,
+    user_turns_key,
+)
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
 from core.settings import SessionLimitPolicy
@@ -189,12 +195,15 @@ async def test_every_key_has_a_ttl_and_activity_slides_it(redis_client: aioredis
     )
     every_key = [key async for key in redis_client.scan_iter(match="*")]
     assert all([await redis_client.ttl(key) > 0 for key in every_key])
-    turns_key = user_turns_key("cli:ana")
-    assert turns_key in every_key
+    turns_key, seen_key = user_turns_key("cli:ana"), user_seen_key("cli:ana")
+    assert {turns_key, seen_key} <= set(every_key)
     # The turn log expires with its own window (tests/integration/test_turn_limits.py), the
-    # turn's record a minute after the turn (test_lost_replies.py).
+    # turn's record a minute after the turn (test_lost_replies.py), the space's mark of a turn
+    # a week after its sessions (test_notices.py).
     keys = [
-        key for key in every_key if not key.startswith(("stats:", "call:")) and key != turns_key
+        key
+        for key in every_key
+        if not key.startswith(("stats:", "call:")) and key not in (turns_key, seen_key)
     ]
     assert len(keys) == 4  # session hash, its messages, the user's index and state
     for key in keys:

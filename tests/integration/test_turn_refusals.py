@@ -4,12 +4,10 @@ languages, the metrics, and what it costs in Redis round trips."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
 
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler, Reply, TurnReply
@@ -20,8 +18,8 @@ from core.messages import ENGLISH, PORTUGUESE, describe
 from core.observability.metrics import Metrics
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
+from tests.integration.round_trips import CountingConnection, counting_client  # noqa: F401
 from tests.integration.store_turns import make_store, spend, store_turn, today
-from tests.redis_process import RedisProcess
 
 ANA = "telegram:1"
 
@@ -155,30 +153,8 @@ async def test_refused_turns_are_counted_by_the_limit_that_refused_them(
 # --- round trips ------------------------------------------------------------------------------
 
 
-class CountingConnection(Connection):
-    """One socket write is one round trip (a pipeline is one write)."""
-
-    writes = 0
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.writes += 1
-        await super().send_packed_command(command, check_health)
-
-
-@pytest.fixture
-async def counting_client(
-    redis_server: RedisProcess, redis_client: aioredis.Redis
-) -> AsyncIterator[aioredis.Redis]:
-    """A client on the test Redis (emptied by `redis_client`) that counts its round trips."""
-    client = aioredis.Redis.from_url(
-        redis_server.url, decode_responses=True, connection_class=CountingConnection
-    )
-    yield client
-    await client.aclose()
-
-
 async def test_a_turn_with_both_limits_on_still_costs_two_round_trips_and_a_refusal_one(
-    counting_client: aioredis.Redis,
+    counting_client: aioredis.Redis,  # noqa: F811
     model_client: OpenRouterClient,
     turn_settings: TurnSettings,
 ):

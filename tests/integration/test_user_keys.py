@@ -13,6 +13,7 @@ import pytest
 from core.conversation import Usage
 from core.sessions.keys import (
     user_index_key,
+    user_seen_key,
     user_state_key,
     user_tag,
     user_tokens_key,
@@ -69,6 +70,7 @@ async def test_the_scripts_name_a_users_keys_as_keys_py_does(redis_client):
         user_state_key(user),
         user_turns_key(user),
         user_tokens_key(user, day),
+        user_seen_key(user),
     }
     assert await redis_client.zrange(user_index_key(user), 0, -1) == [start.session.id]
     assert await redis_client.hget(user_state_key(user), "model") == "other/model"

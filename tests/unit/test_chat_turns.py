@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from core.chat import ChatService, TurnSettings
-from core.conversation import Usage
+from core.conversation import Notice, Usage
 from core.errors import (
     ChatbridgeError,
     ModelError,
@@ -572,6 +572,46 @@ async def test_the_context_holds_at_most_context_messages(
         ("assistant", "echo: two"),
         ("user", "three"),
     ]
+
+
+# --- what the reply tells besides: lost context ----------------------------------------------
+
+
+async def notices_of_turn(chat: ChatService[InMemoryTurnStore], text: str) -> tuple[Notice, ...]:
+    async with chat.turn(text, user_id=USER, front=FRONT) as turn:
+        _ = [delta async for delta in turn.deltas()]
+    return turn.notices
+
+
+# `aaaa`, `bbbb`, `cc`: 10 characters, as above.
+@pytest.mark.parametrize(("budget", "is_lost"), [(11, False), (10, False), (9, True)])
+async def test_a_turn_whose_character_budget_leaves_messages_out_says_so(
+    chat: ChatService[InMemoryTurnStore], model: ScriptedModel, budget: int, is_lost: bool
+):
+    budgeted = with_settings(chat, context_characters=budget)
+    model.then(answer("bbbb"))
+    assert await notices_of_turn(budgeted, "aaaa") == ()
+    assert await notices_of_turn(budgeted, "cc") == ((Notice.CONTEXT_LOST,) if is_lost else ())
+
+
+async def test_lost_context_is_told_by_the_first_answer_only(chat: ChatService[InMemoryTurnStore]):
+    short = with_settings(chat, context_messages=3)
+    assert await notices_of_turn(short, "one") == ()
+    assert await notices_of_turn(short, "two") == ()  # the third message: all of it is sent
+    assert await notices_of_turn(short, "three") == (Notice.CONTEXT_LOST,)
+    assert await notices_of_turn(short, "four") == ()
+
+
+async def test_lost_context_a_failed_turn_could_not_tell_is_told_by_the_next_answer(
+    chat: ChatService[InMemoryTurnStore], model: ScriptedModel
+):
+    short = with_settings(chat, context_messages=3)
+    await run_turn(short, "one")
+    model.then(failure(ModelUnavailable()))
+    with pytest.raises(ModelUnavailable):
+        await run_turn(short, "two")
+    assert await notices_of_turn(short, "three") == (Notice.CONTEXT_LOST,)
+    assert await notices_of_turn(short, "four") == ()
 
 
 # --- /retry -----------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from bots.chatfront.pacing import ChatPacer
 from bots.chatfront.reply_stream import ReplyStream, RetryPolicy, until_delivered
 from bots.chatfront.streaming import stream_turn
 from core.commands import TurnReply
-from core.conversation import Message, Role
+from core.conversation import Message, Notice, Role
 from core.errors import ModelStreamBroken, ModelUnavailable, StoreUnavailable
-from core.messages import describe, text
+from core.messages import describe, notice_text, text
 from tests.fakes.turn import InMemoryTurn
 
 PART_LIMIT = 10
@@ -396,6 +396,19 @@ async def test_a_complete_answer_gets_the_footer_of_its_stored_reply():
 
     assert footers == [reply]
     assert chat.shown == ["Tides\n-# m"]
+
+
+async def test_a_complete_answers_notices_are_a_paragraph_between_it_and_its_footer():
+    chat = InMemoryChat()
+    reply = Message("m1", Role.ASSISTANT, "Tides", "m", datetime.now(UTC))
+    notices = (Notice.PREVIOUS_SESSION_EXPIRED, Notice.CONTEXT_LOST)
+    turn = InMemoryTurn(["Tides"], reply=reply, notices=notices, expired_after=3600)
+
+    await run_turn(turn, chat, footer=lambda _: "-# m")
+
+    expired = notice_text("en", Notice.PREVIOUS_SESSION_EXPIRED, expired_after=3600)
+    lost = notice_text("en", Notice.CONTEXT_LOST)
+    assert "".join(chat.shown) == f"Tides\n\n{expired}\n{lost}\n-# m"
 
 
 @pytest.mark.parametrize("is_failure_logged", [True, False])

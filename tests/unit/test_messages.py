@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core import errors
+from core.conversation import Notice
 from core.errors import (
     ChatbridgeError,
     DailyBudgetExhausted,
@@ -21,6 +22,7 @@ from core.messages import (
     describe,
     duration,
     normalize_locale,
+    notice_text,
 )
 
 
@@ -104,3 +106,22 @@ def test_turn_limit_refusals_say_the_limit_and_when_to_try_again():
     assert describe(over_budget, ENGLISH).endswith("at midnight UTC, in 5 h 1 min.")
     assert describe(over_budget, PORTUGUESE).endswith("meia-noite UTC, daqui a 5 h 1 min.")
     assert "50000" in describe(over_budget, PORTUGUESE)
+
+
+@pytest.mark.parametrize(
+    ("locale", "seconds", "said"),
+    [(ENGLISH, 3600, "after 1 h without messages"), (ENGLISH, 90, "after 90 s without"),
+     (PORTUGUESE, 1800, "após 30 min sem mensagens")],
+)  # fmt: skip
+def test_an_expired_session_is_said_with_how_long_it_went_without_messages(
+    locale: str, seconds: int, said: str
+):
+    sentence = notice_text(locale, Notice.PREVIOUS_SESSION_EXPIRED, expired_after=seconds)
+    assert said in sentence
+    assert "/sessions" in sentence
+
+
+@pytest.mark.parametrize("locale", [ENGLISH, PORTUGUESE])
+def test_every_notice_has_a_sentence_in_both_languages(locale: str):
+    sentences = {notice_text(locale, notice, expired_after=60) for notice in Notice}
+    assert len(sentences) == len(Notice)

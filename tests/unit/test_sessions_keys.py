@@ -23,6 +23,7 @@ from core.sessions.keys import (
     session_key,
     user_index_key,
     user_key,
+    user_seen_key,
     user_state_key,
     user_tag,
     user_tokens_key,
@@ -122,7 +123,7 @@ def test_two_different_user_keys_never_share_a_name_even_under_one_tag(pair):
 
 
 @given(USER_IDS, DAYS)
-def test_a_users_keys_are_four_names_in_the_users_slot_apart_from_every_session_key(
+def test_a_users_keys_are_five_names_in_the_users_slot_apart_from_every_session_key(
     user_id: str, day: int
 ):
     keys = [
@@ -130,6 +131,7 @@ def test_a_users_keys_are_four_names_in_the_users_slot_apart_from_every_session_
         user_state_key(user_id),
         user_turns_key(user_id),
         user_tokens_key(user_id, day),
+        user_seen_key(user_id),
     ]
     assert len(set(keys)) == len(keys)
     assert {cluster_hash_tag(key) for key in keys} == {user_tag(user_id)}

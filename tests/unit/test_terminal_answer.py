@@ -12,9 +12,9 @@ import pytest
 
 from bots.terminal import Terminal
 from core.commands import TurnReply
-from core.conversation import Message, Role, Usage
+from core.conversation import Message, Notice, Role, Usage
 from core.errors import ModelStreamBroken, ModelUnavailable, StoreUnavailable
-from core.messages import describe, text
+from core.messages import describe, notice_text, text
 from tests.fakes.turn import InMemoryTurn
 
 REPLY = Message("m1", Role.ASSISTANT, "Hello", "a/b", datetime.now(UTC), Usage(3, 4))
@@ -52,6 +52,16 @@ async def test_a_complete_answer_is_printed_after_the_prompt_with_the_footer_und
 
     footer = text(locale, "reply_footer", model="a/b", tokens=7)
     assert printed == text(locale, "prompt_assistant") + "Hello\n  [" + footer + "]\n"
+
+
+async def test_a_notice_is_printed_a_paragraph_after_the_answer_above_the_footer():
+    turn = InMemoryTurn(["Hello"], reply=REPLY, notices=(Notice.CONTEXT_LOST,))
+
+    printed = await printed_answer(turn, "en")
+
+    footer = text("en", "reply_footer", model="a/b", tokens=7)
+    lost = notice_text("en", Notice.CONTEXT_LOST)
+    assert printed == text("en", "prompt_assistant") + f"Hello\n\n{lost}\n  [{footer}]\n"
 
 
 async def test_a_cut_answer_is_followed_by_the_incomplete_notice_on_its_own_line():

@@ -17,6 +17,9 @@
 -- ARGV[15] call id ('' = none: a repeat would store again)
 -- ARGV[16] the tokens the turn spent: its usage, or their estimate when none was reported
 -- ARGV[17] '1': an answer /stop ended, stored marked stopped (codec.py); else ''
+-- ARGV[18] what the answer tells besides (docs/data-model.md, "Notices"): 'e' that the space's
+--          previous session expired, 'c' that older messages no longer reach the model, both
+--          or '' (none); so the next turns do not tell it again
 -- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'} or {'LOCK_LOST'}
 local sid, role, token, call = ARGV[2], ARGV[4], ARGV[12], ARGV[15] or ''
 local kept = kept_reply(call)
@@ -63,6 +66,13 @@ if ARGV[17] == '1' then
 end
 local seq = push_message(sid, entry, tonumber(ARGV[11]))
 
+local told = ARGV[18] or ''
+if string.find(told, 'e', 1, true) then
+  redis.call('HDEL', session_key(sid), 'tellExpired')
+end
+if string.find(told, 'c', 1, true) then
+  redis.call('HSET', session_key(sid), 'toldContextLoss', 1)
+end
 redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)
 touch(sid, uid, tonumber(ARGV[10]))

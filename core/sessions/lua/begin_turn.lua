@@ -1,6 +1,6 @@
 -- First round trip of a chat turn: check the user's turn limits, find the session, take its
--- lock, store the user's message, count the turn (and reserve its tokens, with a budget), and
--- return the session and the recent context.
+-- lock, store the user's message, count the turn (and reserve its tokens, with a budget), mark
+-- the space as seen, and return the session, the recent context and what the reply must tell.
 -- Keyed by the lock token: run again with the same token (the client retrying after a lost
 -- reply) it answers the turn it began and stores and counts nothing more.
 -- KEYS[1] user:sessions:{tag}:<uid> when the user is known, else session:{tag}:<sid>
@@ -16,7 +16,12 @@
 --          check (only a person of this slot: in a shared space they are '0' and the person is
 --          billed in their own slot, reserve_turn.lua), and the creator of a session made here
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq,
---          the context entries as one JSON array}
+--          the context entries as one JSON array, expired after, context cut, loss told}: the
+--          last three say what the reply must tell (docs/data-model.md, "Notices"): the seconds
+--          without messages after which the space's previous session expired, while this one
+--          was made for that and no reply has said so ('' = nothing to tell); '1' when older
+--          messages of the session are left out of the context (trimmed by max messages, or
+--          past the context size), else ''; '1' once a reply has said that some were, else ''
 --      or {'NOT_FOUND'} | {'BUSY'} | {'NOTHING_TO_RETRY'}
 --      or {'RATE_LIMITED', ms until a turn fits} | {'BUDGET_EXHAUSTED', ms until the next UTC day}
 --      or {'LOCK_LOST'}: a repeat whose turn no longer holds the session (see holds_turn)
@@ -27,6 +32,9 @@ local budget = tonumber(ARGV[15]) or 0
 local reserve_beyond_context = tonumber(ARGV[16]) or 0
 local lock_ttl_ms = tonumber(ARGV[7])
 local person = ARGV[17] or ''
+-- How long after its sessions expired a space is still told so: a week covers a person back
+-- after a night or a weekend; past it nobody expects the conversation to go on.
+local SEEN_FOR_SECONDS = 7 * 86400
 
 -- The context: the newest messages up to the user message's (on /retry the answers after it
 -- are left out). Built from what is stored, so that a repeat answers exactly what the first
@@ -41,9 +49,16 @@ end
 
 local function turn_reply(turn_sid, user_seq, context)
   local f = session_fields(turn_sid)
+  -- What the reply must tell, read from the session as it is: a repeat of this script tells
+  -- what the first run did.
+  local told = redis.call('HMGET', session_key(turn_sid), 'tellExpired', 'toldContextLoss')
+  -- Sequence numbers start at 1, and only a trim takes entries from a list's head: a context
+  -- that begins past 1 leaves older messages out.
+  local is_cut = context[1] ~= nil and cjson.decode(context[1])[1] > 1
   -- One JSON document instead of one reply element per entry: a single decode on the way out.
   return {'OK', turn_sid, f[1], f[2], f[3], f[4], f[5], f[6], user_seq,
-    '[' .. table.concat(context, ',') .. ']'}
+    '[' .. table.concat(context, ',') .. ']', told[1] or '', is_cut and '1' or '',
+    told[2] and '1' or ''}
 end
 
 -- Checked first, before the limits: the first run may have taken the window's last turn.
@@ -74,6 +89,10 @@ if sid == '' then
     sid = ARGV[4]
     local model = redis.call('HGET', user_key(uid), 'model') or ARGV[11]
     create_session(uid, sid, '', model, now, person)
+    -- The space took a turn within its mark's life and has no session left: they expired
+    -- (/delete of the last one takes the mark away). Kept until a reply has said so.
+    local expired_after = redis.call('GET', user_key(uid, ':seen'))
+    if expired_after then redis.call('HSET', session_key(sid), 'tellExpired', expired_after) end
   end
 end
 
@@ -109,6 +128,11 @@ redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)
 redis.call('HSET', user_key(uid), 'active', sid)
 touch(sid, uid, ttl)
+if ARGV[3] == '' then
+  -- Outlives the space's sessions by SEEN_FOR_SECONDS: a turn that finds none left while it
+  -- lasts knows they expired, and after how long (ttl) without messages.
+  redis.call('SET', user_key(uid, ':seen'), ttl, 'EX', ttl + SEEN_FOR_SECONDS)
+end
 record_turn(token, sid, user_seq, lock_ttl_ms)
 local context = turn_context(sid, user_seq)
 if budget > 0 then

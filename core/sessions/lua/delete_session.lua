@@ -1,4 +1,5 @@
--- Deletes a session; when it was the active one, the most recent remaining becomes active.
+-- Deletes a session; when it was the active one, the most recent remaining becomes active;
+-- when none remains, the space's mark of being seen goes too (see begin_turn.lua).
 -- Keyed by a call id: run again with it (a retry after a lost reply) it answers what it did
 -- instead of 'not found'.
 -- KEYS[1] session:{tag}:<sid>
@@ -21,4 +22,8 @@ if redis.call('HGET', user_key(uid), 'active') == sid then
     redis.call('HDEL', user_key(uid), 'active')
   end
 end
-return keep_reply(call, {'OK', uid, resolve_active(uid) or ''})
+local active = resolve_active(uid) or ''
+-- The space's last session, ended by the person: their next one is no news (begin_turn.lua
+-- tells of a new session only while the mark of the space lasts).
+if active == '' then redis.call('DEL', user_key(uid, ':seen')) end
+return keep_reply(call, {'OK', uid, active})
