@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from core.conversation import Message, Notice, Session, Usage
+from core.conversation import Message, NewAttachment, Notice, Session, Usage
 from core.errors import ChatbridgeError
 from core.events.publisher import EventPublisher
 from core.llm.wire import ChatMessage, StreamEvent
@@ -63,6 +63,7 @@ class TurnStore(Protocol):
         reserve_tokens: int = 0,
         person: str | None = None,
         author: str = "",
+        attachments: Sequence[NewAttachment] = (),
     ) -> TurnStart: ...
 
     async def finish_turn(
@@ -185,14 +186,19 @@ class ChatService(Generic[TurnStoreT_co]):
         model: str | None = None,
         front: str = UNKNOWN_FRONT,
         speaker: Speaker | None = None,
+        attachments: Sequence[NewAttachment] = (),
     ) -> Turn:
-        """A turn on `session_id`, or on the user's active session when it is None.
+        """A turn on `session_id`, or on the user's active session when it is None; its
+        message brings `attachments` (checked and converted already: core/attachments).
 
         `speaker`: who wrote, when it is not the user themself (a space of a group chat:
         `user_id` is then the space). `front` (http, cli, telegram, discord) labels the turn's
         metrics.
         """
-        return Turn(self, user_id, session_id, text=text, model=model, front=front, speaker=speaker)
+        return Turn(
+            self, user_id, session_id, text=text, model=model, front=front, speaker=speaker,
+            attachments=attachments,
+        )  # fmt: skip
 
     def retry(
         self,

@@ -49,6 +49,35 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+class AttachmentKind(StrEnum):
+    IMAGE = "image"
+    DOCUMENT = "document"
+    AUDIO = "audio"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file of a user message, as its message lists it (the bytes are stored apart)."""
+
+    id: str  # "<message seq>-<n>", n from 1: unique within its session
+    kind: AttachmentKind
+    media_type: str  # sniffed from the bytes, never taken from a name
+    name: str
+    size: int  # bytes stored
+    kept: bool = True  # False once MAX_ATTACHMENT_BYTES_PER_SESSION dropped its bytes
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttachment:
+    """A file a turn stores with its user message: already checked and converted (an image
+    re-encoded, a document's text in the message)."""
+
+    kind: AttachmentKind
+    media_type: str
+    name: str
+    data: bytes
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     id: str
@@ -58,6 +87,7 @@ class Message:
     timestamp: datetime
     usage: Usage | None = None
     stopped: bool = False  # an answer /stop ended: what was shown of it
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

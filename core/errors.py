@@ -11,6 +11,7 @@ password or a raw upstream body.
     ├── InputError                   the user's request is not acceptable as given
     │   ├── EmptyMessage
     │   ├── MessageTooLong           longer than MAX_MESSAGE_LENGTH
+    │   ├── AttachmentsTooLarge      a message's files over MAX_ATTACHMENT_BYTES_PER_SESSION
     │   ├── UnknownCommand
     │   ├── InvalidArgument          a command argument or API field is malformed
     │   └── InvalidBackup            a line of a backup file (chatbridge restore) is wrong
@@ -77,6 +78,18 @@ class MessageTooLong(InputError):
 
     def __init__(self, *, length: int, limit: int) -> None:
         super().__init__(length=length, limit=limit)
+
+
+class AttachmentsTooLarge(InputError):
+    """A message's files exceed what a session keeps (MAX_ATTACHMENT_BYTES_PER_SESSION) on
+    their own: nothing older could make room for them."""
+
+    code = "attachments_too_large"
+    default_text = "The files of this message take {size} bytes; a conversation keeps {limit}."
+
+    def __init__(self, *, size: int, limit: int) -> None:
+        super().__init__(size=size, limit=limit)
+        self.size, self.limit = size, limit
 
 
 class UnknownCommand(InputError):

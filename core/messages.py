@@ -9,6 +9,7 @@ import math
 
 from core.conversation import Notice
 from core.errors import (
+    AttachmentsTooLarge,
     ChatbridgeError,
     ModelCircuitOpen,
     ModelRateLimited,
@@ -116,6 +117,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Your message is empty.",
         "message_too_long": "Your message has {length} characters; the limit is {limit}. "
         "Please shorten it or split it.",
+        "attachments_too_large": "These files are too large together: {size_mb} MB, and a "
+        "conversation keeps at most {limit_mb} MB of files. Send fewer or smaller ones.",
         "unknown_command": "I don't know {command}. Send /help to see what I can do.",
         "invalid_argument": "Invalid {name}: {reason}.",
         "session_not_found": "That conversation doesn't exist or has expired. See /sessions.",
@@ -215,6 +218,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "
         "Encurte ou divida a mensagem.",
+        "attachments_too_large": "Estes arquivos são grandes demais juntos: {size_mb} MB, e uma "
+        "conversa guarda no máximo {limit_mb} MB de arquivos. Mande menos ou menores.",
         "unknown_command": "Não conheço {command}. Mande /help para ver o que sei fazer.",
         "invalid_argument": "Valor inválido para {name}: {reason}.",
         "session_not_found": "Essa conversa não existe ou expirou. Veja /sessions.",
@@ -296,9 +301,18 @@ def describe(error: ChatbridgeError, locale: str) -> str:
         params["window"] = duration(locale, error.window_seconds, is_exact=True)
     if isinstance(error, TurnTimeout):
         params["limit"] = duration(locale, error.seconds, is_exact=True)
+    if isinstance(error, AttachmentsTooLarge):
+        params["size_mb"] = _megabytes(locale, error.size)
+        params["limit_mb"] = _megabytes(locale, error.limit)
     catalogue = _TEXTS[normalize_locale(locale)]
     template = catalogue.get(error.code, catalogue["unexpected"])
     return template.format(**params)
+
+
+def _megabytes(locale: str, size: int) -> str:
+    """`8`, `8.5` (`8,5` in Portuguese): bytes in MB of 2^20, one decimal where needed."""
+    shown = f"{size / 2**20:.1f}".removesuffix(".0")
+    return shown.replace(".", ",") if normalize_locale(locale) == PORTUGUESE else shown
 
 
 def notice_text(locale: str, notice: Notice, *, expired_after: int = 0) -> str:

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     rate_limit_window: int = Field(default=60, ge=1, le=86_400)
     # Prompt + completion tokens per user per UTC day (unset or 0: no budget).
     daily_token_budget: int | None = Field(default=None, ge=0)
+    # Bytes of files (images, documents, audio) a session keeps in Redis; past it the oldest
+    # go. Worst case per space: MAX_SESSIONS_PER_USER times this (docs/data-model.md).
+    max_attachment_bytes_per_session: int = Field(default=8 * 1024 * 1024, ge=0)
+    # The images of this many last user messages reach the model; older ones as a placeholder.
+    image_context_turns: int = Field(default=4, ge=0, le=100)
 
     openrouter_api_key: SecretStr | None = None
     openrouter_base_url: str = "https://openrouter.ai/api/v1"

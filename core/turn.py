@@ -18,16 +18,24 @@ what is left to tell, the stored answer notes it told it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeAlias
 
 import structlog
 
-from core.conversation import Message, Notice, Session, estimated_tokens
+from core.conversation import (
+    AttachmentKind,
+    Message,
+    NewAttachment,
+    Notice,
+    Session,
+    estimated_tokens,
+)
 from core.errors import (
     ChatbridgeError,
     ModelCircuitOpen,
@@ -42,8 +50,10 @@ from core.errors import (
     TurnTimeout,
 )
 from core.events.publisher import EventType, turn_completed, turn_failed
-from core.llm.wire import ChatMessage, CompletionDone, StreamEvent
+from core.llm.wire import ChatMessage, CompletionDone, ContentPart, StreamEvent
 from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, ModelCall
+from core.sessions.codec import ContextEntry
+from core.sessions.limits import IMAGE_TOKEN_ESTIMATE
 from core.sessions.store import TurnStart
 from core.spaces import Speaker
 
@@ -72,8 +82,10 @@ class Turn:
         model: str | None,
         front: str = UNKNOWN_FRONT,
         speaker: Speaker | None = None,
+        attachments: Sequence[NewAttachment] = (),
     ) -> None:
         self._service = service
+        self._attachments = attachments
         self._user_id = user_id
         self._speaker = speaker
         self._session_id = session_id
@@ -351,6 +363,7 @@ class Turn:
                     reserve_tokens=reserve,
                     person=self._speaker.person if self._speaker else None,
                     author=self._speaker.author if self._speaker else "",
+                    attachments=self._attachments,
                 )
             except SessionBusy:
                 if time.monotonic() + delay > deadline:
@@ -375,20 +388,39 @@ class Turn:
                 return
 
     def _context(self) -> list[ChatMessage]:
-        """System prompt plus the newest messages that fit the character budget."""
+        """System prompt plus the newest messages that fit the character budget; the images
+        begin_turn returned go with their messages, the others are named in text."""
         budget = self._service.settings.context_characters
         kept: list[ChatMessage] = []
-        for role, content in reversed(self._started.context):
-            budget -= len(content)
+        for entry in reversed(self._started.context):
+            budget -= len(entry.content)
             if budget < 0 and kept:
                 break
-            kept.append(ChatMessage(role, content))  # a Role is its own value: a str
+            kept.append(ChatMessage(entry.role, self._content_of(entry)))  # a Role is a str
         kept.reverse()
         self._is_context_trimmed = len(kept) < len(self._started.context)
         system = self._service.settings.system_prompt
         context = [ChatMessage(role="system", content=system), *kept] if system else kept
-        self._prompt_tokens = sum(estimated_tokens(message.content) for message in context)
+        self._prompt_tokens = sum(_estimated_tokens(message) for message in context)
         return context
+
+    def _content_of(self, entry: ContextEntry) -> str | tuple[ContentPart, ...]:
+        images = [a for a in entry.attachments if a.kind is AttachmentKind.IMAGE]
+        if not images:
+            return entry.content
+        sent = self._started.images
+        unseen = [image.name for image in images if image.id not in sent]
+        text = entry.content
+        if unseen:
+            names = ", ".join(unseen)
+            text = f"{text}\n[{len(unseen)} earlier image(s), no longer shown: {names}]".lstrip()
+        parts: list[ContentPart] = [{"type": "text", "text": text}] if text else []
+        for image in images:
+            if image.id in sent:
+                data = base64.b64encode(sent[image.id]).decode()
+                url = f"data:{image.media_type};base64,{data}"
+                parts.append({"type": "image_url", "image_url": {"url": url}})
+        return tuple(parts)
 
     def _tokens_spent(self) -> int:
         """What the model's work on this turn cost, for DAILY_TOKEN_BUDGET: its reported usage,
@@ -425,6 +457,15 @@ class Turn:
             )  # fmt: skip
         except TurnLockLost:
             raise TurnLockLost(partial_text=shown) from None
+
+
+def _estimated_tokens(message: ChatMessage) -> int:
+    if isinstance(message.content, str):
+        return estimated_tokens(message.content)
+    return sum(
+        estimated_tokens(part["text"]) if part["type"] == "text" else IMAGE_TOKEN_ESTIMATE
+        for part in message.content
+    )
 
 
 def _ending_code(ending: BaseException | None) -> str:

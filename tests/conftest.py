@@ -62,7 +62,9 @@ async def redis_client(
     all_redis_topologies) its Cluster or Sentinel set, through chatbridge's own client."""
     if redis_topology == "single":
         server: RedisProcess = request.getfixturevalue("redis_server")
-        client: RedisClient = aioredis.Redis.from_url(server.url, decode_responses=True)
+        client: RedisClient = aioredis.Redis.from_url(
+            server.url, decode_responses=True, encoding_errors="surrogateescape"
+        )
     else:
         client = redis_from_settings(request.getfixturevalue("redis_topology_settings"))
     await client.flushall()

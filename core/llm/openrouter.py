@@ -41,6 +41,7 @@ from core.llm.wire import (
     ChatMessage,
     Completion,
     CompletionDone,
+    ContentPart,
     JSONObject,
     Retryable,
     StreamEvent,
@@ -170,7 +171,7 @@ class OpenRouterClient:
     ) -> JSONObject:
         body: JSONObject = {
             "model": model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [{"role": m.role, "content": _content(m)} for m in messages],
             "stream": stream,
             "usage": {"include": True},
         }
@@ -241,6 +242,10 @@ class OpenRouterClient:
             await response.aclose()
             raise
         return response, events, first
+
+
+def _content(message: ChatMessage) -> str | list[ContentPart]:
+    return message.content if isinstance(message.content, str) else list(message.content)
 
 
 async def _reporting_failures(admitted: Attempt, attempt_once: Callable[[], Awaitable[T]]) -> T:

@@ -47,11 +47,16 @@ RETRYABLE_STATUSES = frozenset({429, 502, 503})
 JSONObject = dict[str, Any]
 
 
+# One part of a multimodal message, as OpenRouter takes it: {"type": "text", "text": ...},
+# {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,..."}}.
+ContentPart = dict[str, Any]
+
+
 class ChatMessage(NamedTuple):
     """One message of a model's context (a tuple: a turn builds up to 40 of them)."""
 
     role: str  # "system" | "user" | "assistant"
-    content: str
+    content: str | tuple[ContentPart, ...]  # text, or parts when it carries images
 
 
 @dataclass(frozen=True, slots=True)

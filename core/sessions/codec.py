@@ -1,18 +1,29 @@
 """How sessions and messages are encoded in Redis replies and list entries.
 
 A message is one compact JSON array in the session's list (see docs/data-model.md):
-`[seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?, stopped?]`;
-a stopped answer (/stop) has null usage and cost unless they were reported, and 1 last.
+`[seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?, stopped?,
+attachments?]`; a stopped answer (/stop) has null usage and cost unless they were reported, and
+1 at [8]; a user message with files lists them at [9] as `[n, kind, media type, name, size]`
+(kind `i`, `d` or `a`; the bytes are in the session's `:files` hash under `<seq>-<n>`), the
+fields before it null.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from core.conversation import Message, Role, Session, Usage, datetime_from_ms
+from core.conversation import (
+    Attachment,
+    AttachmentKind,
+    Message,
+    Role,
+    Session,
+    Usage,
+    datetime_from_ms,
+)
 
 ROLE_CODES = {Role.USER: "u", Role.ASSISTANT: "a", Role.SYSTEM: "s"}
 ROLES_BY_CODE = {code: role for role, code in ROLE_CODES.items()}
@@ -31,6 +42,19 @@ def session_from(fields: Sequence[Any]) -> Session:
     )
 
 
+KIND_CODES = {AttachmentKind.IMAGE: "i", AttachmentKind.DOCUMENT: "d", AttachmentKind.AUDIO: "a"}
+KINDS_BY_CODE = {code: kind for kind, code in KIND_CODES.items()}
+ATTACHMENTS_AT = 9  # where a stored entry lists its files
+
+
+class ContextEntry(NamedTuple):
+    """One message of a turn's context as stored: what the model is sent is built from it."""
+
+    role: Role
+    content: str
+    attachments: tuple[Attachment, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A stored message as its list entry holds it."""
@@ -42,9 +66,35 @@ class Entry:
     model: str | None = None
     usage: Usage | None = None
     stopped: bool = False
+    attachments: tuple[Attachment, ...] = ()
 
 
-def entry_of(raw: str | bytes) -> Entry:
+def as_bytes(value: str | bytes) -> bytes:
+    """A binary value as Redis holds it: the client decodes replies as UTF-8 with
+    `surrogateescape` (core/storage/connection.py), which this undoes exactly."""
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+
+
+def attachment_id(seq: int, number: int) -> str:
+    return f"{seq}-{number}"
+
+
+def attachments_of(entry: list[Any], kept: Container[str] | None = None) -> tuple[Attachment, ...]:
+    """The files an entry lists; `kept`: the ids whose bytes are still stored (None: all)."""
+    if len(entry) <= ATTACHMENTS_AT or not entry[ATTACHMENTS_AT]:
+        return ()
+    seq = int(entry[0])
+    found = []
+    for number, kind, media_type, name, size in entry[ATTACHMENTS_AT]:
+        ref = attachment_id(seq, int(number))
+        is_kept = kept is None or ref in kept
+        kind_of = KINDS_BY_CODE[kind]
+        found.append(Attachment(ref, kind_of, media_type, name, int(size), kept=is_kept))
+    return tuple(found)
+
+
+def entry_of(raw: str | bytes, kept: Container[str] | None = None) -> Entry:
+    """A stored entry; `kept`: the ids of the session's files still stored (None: all)."""
     entry = json.loads(raw)
     fields = len(entry)
     usage = None
@@ -59,6 +109,7 @@ def entry_of(raw: str | bytes) -> Entry:
         model=(entry[4] if fields >= 5 else None) or None,
         usage=usage,
         stopped=fields >= 9 and entry[8] == 1,
+        attachments=attachments_of(entry, kept),
     )
 
 
@@ -73,11 +124,17 @@ def encoded_entry(entry: Entry) -> str:
             fields.append(entry.usage.cost)
     if entry.stopped:
         fields += [None] * (8 - len(fields)) + [1]
+    if entry.attachments:
+        fields += [None] * (ATTACHMENTS_AT - len(fields))
+        fields.append([
+            [int(a.id.rsplit("-", 1)[1]), KIND_CODES[a.kind], a.media_type, a.name, a.size]
+            for a in entry.attachments
+        ])  # fmt: skip
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
-def message_from(session_id: str, raw: str) -> Message:
-    entry = entry_of(raw)
+def message_from(session_id: str, raw: str, kept: Container[str] | None = None) -> Message:
+    entry = entry_of(raw, kept)
     return Message(
         id=message_id(session_id, entry.seq),
         role=entry.role,
@@ -86,6 +143,7 @@ def message_from(session_id: str, raw: str) -> Message:
         timestamp=datetime_from_ms(entry.timestamp_ms),
         usage=entry.usage,
         stopped=entry.stopped,
+        attachments=entry.attachments,
     )
 
 
@@ -100,6 +158,9 @@ def usage_args(usage: Usage | None) -> tuple[str, str, str]:
     return str(usage.prompt_tokens), str(usage.completion_tokens), cost
 
 
-def context_from(entries_json: str) -> tuple[tuple[Role, str], ...]:
-    """The (role, content) pairs a model needs, from a JSON array of entries."""
-    return tuple((ROLES_BY_CODE[entry[1]], entry[3]) for entry in json.loads(entries_json))
+def context_from(entries_json: str) -> tuple[ContextEntry, ...]:
+    """What a model needs of each entry, from a JSON array of entries."""
+    return tuple(
+        ContextEntry(ROLES_BY_CODE[entry[1]], entry[3], attachments_of(entry))
+        for entry in json.loads(entries_json)
+    )

@@ -7,18 +7,25 @@ here reads Redis. docs/data-model.md says how each one is kept.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.conversation import Role
+from core.conversation import NewAttachment, Role
 from core.errors import (
+    AttachmentsTooLarge,
     DailyBudgetExhausted,
     EmptyMessage,
     MessageTooLong,
     QuotaExceeded,
     RateLimited,
 )
+from core.sessions.codec import KIND_CODES
 from core.settings import SessionLimitPolicy, Settings
+
+# What an image is estimated to cost the model, for DAILY_TOKEN_BUDGET's reservation: about
+# what providers charge for an image of IMAGE_MAX_SIDE (1568 px) on its long side.
+IMAGE_TOKEN_ESTIMATE = 1600
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,9 @@ class SessionLimits:
     rate_limit_messages: int = 20  # turns per user per window; 0: no rate limit
     rate_limit_window_seconds: int = 60
     daily_token_budget: int = 0  # prompt + completion tokens per user per UTC day; 0: none
+    # Bytes of files a session keeps; past it its oldest files are dropped.
+    max_attachment_bytes_per_session: int = 8 * 1024 * 1024
+    image_context_turns: int = 4  # the images of this many last user messages reach the model
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionLimits:
@@ -45,7 +55,23 @@ class SessionLimits:
             rate_limit_messages=settings.rate_limit_messages,
             rate_limit_window_seconds=settings.rate_limit_window,
             daily_token_budget=settings.daily_token_budget or 0,
+            max_attachment_bytes_per_session=settings.max_attachment_bytes_per_session,
+            image_context_turns=settings.image_context_turns,
         )
+
+    def file_args(self, attachments: Sequence[NewAttachment]) -> list[str | int | bytes]:
+        """begin_turn.lua's arguments for a message's files (AttachmentsTooLarge when they
+        alone exceed MAX_ATTACHMENT_BYTES_PER_SESSION: nothing older could make room)."""
+        total = sum(len(file.data) for file in attachments)
+        if total > self.max_attachment_bytes_per_session:
+            raise AttachmentsTooLarge(size=total, limit=self.max_attachment_bytes_per_session)
+        args: list[str | int | bytes] = [
+            self.max_attachment_bytes_per_session, self.image_context_turns,
+            IMAGE_TOKEN_ESTIMATE, len(attachments),
+        ]  # fmt: skip
+        for file in attachments:
+            args += [KIND_CODES[file.kind], file.media_type, file.name, file.data]
+        return args
 
     def check_content(self, content: str) -> None:
         """Refuse empty user content, or content over MAX_MESSAGE_LENGTH characters."""

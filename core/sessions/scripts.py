@@ -95,7 +95,7 @@ class LuaScripts:
         self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
 
     async def run(
-        self, name: str, key: str, *args: str | int, active_session: str | None = None
+        self, name: str, key: str, *args: str | int | bytes, active_session: str | None = None
     ) -> Any:
         """One script; with `active_session`, its activity record rides in the same round trip."""
         if active_session is None:
@@ -129,7 +129,7 @@ class LuaScripts:
             raise error from exc
 
     async def _run_recording(
-        self, name: str, key: str, args: tuple[str | int, ...], session_id: str
+        self, name: str, key: str, args: tuple[str | int | bytes, ...], session_id: str
     ) -> Any:
         script = self._scripts[name]
         for attempt in (1, 2):

@@ -9,10 +9,11 @@ core.sessions.limits.
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -20,6 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from core.conversation import (
     Message,
     MessagePage,
+    NewAttachment,
     Notice,
     Role,
     Session,
@@ -46,6 +48,8 @@ from core.observability.metrics import Metrics
 from core.sessions.bills import PersonBills
 from core.sessions.codec import (
     ROLE_CODES,
+    ContextEntry,
+    as_bytes,
     context_from,
     message_from,
     message_id,
@@ -84,7 +88,7 @@ class TurnStart:
 
     session: Session
     user_seq: int
-    context: tuple[tuple[Role, str], ...]  # (role, content), oldest first
+    context: tuple[ContextEntry, ...]  # oldest first
     lock_token: str
     # The person billed for the turn in their own slot (a shared space's turn: bills.py) when
     # it ends, '' when begin_turn billed them itself.
@@ -97,6 +101,9 @@ class TurnStart:
     # MAX_MESSAGES_PER_SESSION, or past the context size), and whether an answer of the
     # session has said that some were.
     is_context_cut: bool = False
+    # The bytes of the images the model is sent, by attachment id: those still kept of the
+    # last IMAGE_CONTEXT_TURNS user messages of `context`.
+    images: Mapping[str, bytes] = field(default_factory=dict)
     is_context_loss_told: bool = False
 
 
@@ -423,7 +430,8 @@ class SessionStore:
         )  # fmt: skip
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()
-        messages = tuple(message_from(session_id, raw) for raw in reply[2:])
+        kept = frozenset(json.loads(reply[2]))
+        messages = tuple(message_from(session_id, raw, kept) for raw in reply[3:])
         return MessagePage(messages=messages, total=int(reply[1]))
 
     async def begin_turn(
@@ -439,8 +447,11 @@ class SessionStore:
         reserve_tokens: int = 0,
         person: str | None = None,
         author: str = "",
+        attachments: Sequence[NewAttachment] = (),
     ) -> TurnStart:
-        """Lock the session and store the user's message (None: /retry the last one).
+        """Lock the session and store the user's message (None: /retry the last one) with its
+        `attachments` (their bytes kept within MAX_ATTACHMENT_BYTES_PER_SESSION, the oldest
+        of the session dropped first: AttachmentsTooLarge if they alone do not fit).
 
         `user_id` names the space whose session it is (core/spaces.py), `person` who wrote
         (None: the space's owner); in a shared space the message is stored as `author`'s.
@@ -454,6 +465,7 @@ class SessionStore:
         if content is not None:
             self.check_content(content)
             content = as_authored(content, author)
+        files = self.limits.file_args(attachments)
         anchor, tag = _turn_anchor(user_id, session_id)
         billed_apart = person if person is not None and user_tag(person) != tag else ""
         turn_limits = self.limits.turn_limit_args()
@@ -467,7 +479,7 @@ class SessionStore:
                 "begin_turn", anchor, tag, user_id or "", session_id or "", created_id,
                 content or "", lock_token, lock_ttl_ms, self.limits.ttl_seconds,
                 self.limits.max_messages_per_session, context_size, default_model, TITLE_LENGTH,
-                *turn_limits, reserve_tokens, person or "",
+                *turn_limits, reserve_tokens, person or "", *files,
             )  # fmt: skip
             if refusal := self.limits.refusal(reply):
                 raise refusal
@@ -569,10 +581,11 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
         raise TurnLockLost()
     session = session_from(reply[1:8])
     context = context_from(reply[9])
+    images = {str(reply[i]): as_bytes(reply[i + 1]) for i in range(13, len(reply), 2)}
     return TurnStart(
         session=session, user_seq=int(reply[8]), context=context, lock_token=lock_token,
         expired_after=int(reply[10] or 0), is_context_cut=reply[11] == "1",
-        is_context_loss_told=reply[12] == "1",
+        is_context_loss_told=reply[12] == "1", images=images,
     )  # fmt: skip
 
 

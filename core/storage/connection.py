@@ -91,6 +91,9 @@ def describe_redis(settings: Settings) -> str:
 def _client_options() -> dict[str, Any]:
     return {
         "decode_responses": True,
+        # A file's bytes (attachments) are not UTF-8: they come back as a str that
+        # core.sessions.codec.as_bytes turns back into exactly those bytes.
+        "encoding_errors": "surrogateescape",
         "retry": Retry(
             ExponentialBackoff(cap=BACKOFF_CAP_SECONDS, base=BACKOFF_BASE_SECONDS), RETRIES
         ),

@@ -99,9 +99,16 @@ def endless(*deltas: str) -> Answer:
     return Answer(deltas, gate=Gate())
 
 
+def text_of(message: ChatMessage) -> str:
+    """A message's text: its text parts, when it carries images."""
+    if isinstance(message.content, str):
+        return message.content
+    return "".join(part["text"] for part in message.content if part["type"] == "text")
+
+
 def echo_of(messages: Sequence[ChatMessage]) -> Answer:
     """The answer when the script is used up: the last user message echoed, in two deltas."""
-    last_user = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    last_user = next((text_of(m) for m in reversed(messages) if m.role == "user"), "")
     usage = Usage(prompt_tokens=len(messages), completion_tokens=2)
     return answer(ECHO_PREFIX, last_user, usage=usage)
 

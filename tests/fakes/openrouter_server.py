@@ -16,6 +16,7 @@ deltas. Faults are queued and consumed one per request, in order, so a test can 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import math
@@ -299,7 +300,7 @@ class FakeOpenRouter:
         if self.reply_text is not None:
             return self.reply_text
         last_user = next((m for m in reversed(messages) if m["role"] == "user"), None)
-        return f"echo: {last_user['content'] if last_user else ''}"
+        return f"echo: {_text_of(last_user['content']) if last_user else ''}"
 
     def _envelope(self, kind: str, model: str) -> dict[str, Any]:
         self._next_id += 1
@@ -322,7 +323,7 @@ class FakeOpenRouter:
         return chunk
 
     def _usage(self, messages: list[dict[str, Any]], text: str) -> dict[str, Any]:
-        prompt = sum(len(str(m["content"]).split()) for m in messages)
+        prompt = sum(len(_text_of(m["content"]).split()) for m in messages)
         completion = len(text.split())
         usage: dict[str, Any] = {
             "prompt_tokens": prompt,
@@ -374,10 +375,47 @@ def _are_messages(value: object) -> bool:
         and all(
             isinstance(m, dict)
             and m.get("role") in VALID_ROLES
-            and isinstance(m.get("content"), str | list)
+            and (isinstance(m.get("content"), str) or _are_parts(m.get("content")))
             for m in value
         )
     )
+
+
+def _are_parts(value: object) -> bool:
+    """Content parts as OpenRouter takes them: text, and images as URLs (data URLs included)."""
+    return isinstance(value, list) and bool(value) and all(_is_part(part) for part in value)
+
+
+def _is_part(part: object) -> bool:
+    if not isinstance(part, dict):
+        return False
+    if part.get("type") == "text":
+        return isinstance(part.get("text"), str)
+    image = part.get("image_url") if part.get("type") == "image_url" else None
+    url = image.get("url") if isinstance(image, dict) else None
+    if not isinstance(url, str):
+        return False
+    if url.startswith("data:image/"):
+        return _is_base64_data_url(url)
+    return url.startswith("https://")
+
+
+def _is_base64_data_url(url: str) -> bool:
+    header, _, data = url.partition(",")
+    if not header.endswith(";base64") or not data:
+        return False
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        return False
+    return True
+
+
+def _text_of(content: Any) -> str:
+    """A message's text: its text parts, when it is a list of parts."""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
 
 
 def _answering_model(body: dict[str, Any], *, is_primary_down: bool) -> str | None:

@@ -50,6 +50,7 @@ from datetime import datetime
 from core.conversation import (
     Message,
     MessagePage,
+    NewAttachment,
     Notice,
     Role,
     Session,
@@ -59,7 +60,7 @@ from core.conversation import (
 from core.errors import NothingToRetry, SessionBusy, SessionNotFound, TurnLockLost
 from core.events.publisher import NO_EVENTS, EventPublisher, EventType, session_created
 from core.observability.metrics import Metrics
-from core.sessions.codec import message_id
+from core.sessions.codec import ContextEntry, message_id
 from core.sessions.keys import new_session_id
 from core.sessions.limits import SessionLimits
 from core.sessions.store import TITLE_LENGTH, SessionList, TurnStart
@@ -148,6 +149,7 @@ class InMemoryTurnStore:
         reserve_tokens: int = 0,
         person: str | None = None,
         author: str = "",
+        attachments: Sequence[NewAttachment] = (),
     ) -> TurnStart:
         # `person` is not billed apart here: this store keeps no limits per person.
         if user_id is None and session_id is None:
@@ -171,7 +173,8 @@ class InMemoryTurnStore:
         self._touch(stored, now)
         self._active[stored.user_id] = stored.id
         start = TurnStart(
-            stored.value(), user_seq, tuple((m.role, m.content) for m in context), lock_token,
+            stored.value(), user_seq, tuple(ContextEntry(m.role, m.content) for m in context),
+            lock_token,
             is_context_cut=bool(context) and _seq_of(context[0]) > 1,
             is_context_loss_told=stored.is_context_loss_told,
         )  # fmt: skip

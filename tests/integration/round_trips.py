@@ -32,7 +32,10 @@ async def counting_client(
 ) -> AsyncIterator[aioredis.Redis]:
     """A client on the test Redis (emptied by `redis_client`) that counts its round trips."""
     client = aioredis.Redis.from_url(
-        redis_server.url, decode_responses=True, connection_class=CountingConnection
+        redis_server.url,
+        decode_responses=True,
+        encoding_errors="surrogateescape",
+        connection_class=CountingConnection,
     )
     yield client
     await client.aclose()

@@ -225,7 +225,7 @@ async def test_a_first_message_creates_a_session_titled_by_it(store: SessionStor
     turn = await begin(store, "cli:ana", "\n  How do tides work?\nAnd why?")
     assert turn.session.title == "How do tides work?"
     assert turn.session.model == MODEL
-    assert [content for _, content in turn.context] == ["\n  How do tides work?\nAnd why?"]
+    assert [entry.content for entry in turn.context] == ["\n  How do tides work?\nAnd why?"]
 
 
 async def test_a_turn_holds_the_session_until_its_reply_is_stored(store: SessionStore):
@@ -236,7 +236,7 @@ async def test_a_turn_holds_the_session_until_its_reply_is_stored(store: Session
         turn.session.id, Role.ASSISTANT, "reply", model=MODEL, lock_token=turn.lock_token
     )
     second = await begin(store, "cli:ana", "two")
-    assert [content for _, content in second.context] == ["one", "reply", "two"]
+    assert [entry.content for entry in second.context] == ["one", "reply", "two"]
 
 
 async def test_a_busy_session_stores_nothing(store: SessionStore):
@@ -292,7 +292,7 @@ async def test_retry_reuses_the_last_user_message_and_replaces_its_answer(store:
         turn.session.id, Role.ASSISTANT, "bad answer", model=MODEL, lock_token=turn.lock_token
     )
     retry = await begin(store, "cli:ana", None)
-    assert [content for _, content in retry.context] == ["question"]
+    assert [entry.content for entry in retry.context] == ["question"]
     await store.append_message(
         turn.session.id,
         Role.ASSISTANT,

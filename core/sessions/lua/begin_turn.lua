@@ -15,13 +15,18 @@
 -- ARGV[17] the person who wrote ('' = the owner): whose rate limit and budget [13] and [15]
 --          check (only a person of this slot: in a shared space they are '0' and the person is
 --          billed in their own slot, reserve_turn.lua), and the creator of a session made here
+-- ARGV[18] MAX_ATTACHMENT_BYTES_PER_SESSION  [19] IMAGE_CONTEXT_TURNS  [20] tokens an image is
+--          estimated to take  [21] how many files the message brings, then for each four
+--          values: kind code ('i', 'd', 'a'), media type, name, bytes
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq,
 --          the context entries as one JSON array, expired after, context cut, loss told}: the
 --          last three say what the reply must tell (docs/data-model.md, "Notices"): the seconds
 --          without messages after which the space's previous session expired, while this one
 --          was made for that and no reply has said so ('' = nothing to tell); '1' when older
 --          messages of the session are left out of the context (trimmed by max messages, or
---          past the context size), else ''; '1' once a reply has said that some were, else ''
+--          past the context size), else ''; '1' once a reply has said that some were, else '';
+--          then, for each image the model is sent (those still kept of the last [19] user
+--          messages of the context), its id and its bytes
 --      or {'NOT_FOUND'} | {'BUSY'} | {'NOTHING_TO_RETRY'}
 --      or {'RATE_LIMITED', ms until a turn fits} | {'BUDGET_EXHAUSTED', ms until the next UTC day}
 --      or {'LOCK_LOST'}: a repeat whose turn no longer holds the session (see holds_turn)
@@ -32,6 +37,8 @@ local budget = tonumber(ARGV[15]) or 0
 local reserve_beyond_context = tonumber(ARGV[16]) or 0
 local lock_ttl_ms = tonumber(ARGV[7])
 local person = ARGV[17] or ''
+local file_budget, image_turns = tonumber(ARGV[18]) or 0, tonumber(ARGV[19]) or 0
+local image_tokens, file_count = tonumber(ARGV[20]) or 0, tonumber(ARGV[21]) or 0
 -- How long after its sessions expired a space is still told so: a week covers a person back
 -- after a night or a weekend; past it nobody expects the conversation to go on.
 local SEEN_FOR_SECONDS = 7 * 86400
@@ -47,6 +54,26 @@ local function turn_context(turn_sid, user_seq)
   return context
 end
 
+-- The ids of the images the model is sent: those of the last `image_turns` user messages of
+-- the context.
+local function context_image_ids(context)
+  local ids, turns = {}, 0
+  for i = #context, 1, -1 do
+    if turns >= image_turns then break end
+    local entry = cjson.decode(context[i])
+    if entry[2] == 'u' then
+      turns = turns + 1
+      local listed = entry[ATTACHMENTS_AT]
+      if type(listed) == 'table' then
+        for _, file in ipairs(listed) do
+          if file[2] == 'i' then ids[#ids + 1] = entry[1] .. '-' .. file[1] end
+        end
+      end
+    end
+  end
+  return ids
+end
+
 local function turn_reply(turn_sid, user_seq, context)
   local f = session_fields(turn_sid)
   -- What the reply must tell, read from the session as it is: a repeat of this script tells
@@ -56,9 +83,20 @@ local function turn_reply(turn_sid, user_seq, context)
   -- that begins past 1 leaves older messages out.
   local is_cut = context[1] ~= nil and cjson.decode(context[1])[1] > 1
   -- One JSON document instead of one reply element per entry: a single decode on the way out.
-  return {'OK', turn_sid, f[1], f[2], f[3], f[4], f[5], f[6], user_seq,
+  local reply = {'OK', turn_sid, f[1], f[2], f[3], f[4], f[5], f[6], user_seq,
     '[' .. table.concat(context, ',') .. ']', told[1] or '', is_cut and '1' or '',
     told[2] and '1' or ''}
+  local ids = context_image_ids(context)
+  if #ids > 0 then
+    local images = redis.call('HMGET', session_key(turn_sid, ':files'), unpack(ids))
+    for i, id in ipairs(ids) do
+      if images[i] then
+        reply[#reply + 1] = id
+        reply[#reply + 1] = images[i]
+      end
+    end
+  end
+  return reply
 end
 
 -- Checked first, before the limits: the first run may have taken the window's last turn.
@@ -116,7 +154,24 @@ if content == '' then
     return {'NOTHING_TO_RETRY'}
   end
 else
-  user_seq = push_message(sid, {'u', now, content}, max_messages)
+  local entry = {'u', now, content}
+  if file_count > 0 then
+    -- Named by the seq push_message gives the message: the next one, within this script.
+    local seq = tonumber(redis.call('HGET', session_key(sid), 'seq') or '0') + 1
+    local listed, incoming = {}, 0
+    for n = 1, file_count do incoming = incoming + #ARGV[21 + 4 * n] end
+    make_room_for_files(sid, incoming, file_budget)
+    for n = 1, file_count do
+      local at = 18 + 4 * n
+      local data = ARGV[at + 3]
+      listed[n] = {n, ARGV[at], ARGV[at + 1], ARGV[at + 2], #data}
+      redis.call('HSET', session_key(sid, ':files'), seq .. '-' .. n, data)
+    end
+    redis.call('HINCRBY', session_key(sid), 'fileBytes', incoming)
+    for i = 4, ATTACHMENTS_AT - 2 do entry[i] = cjson.null end
+    entry[ATTACHMENTS_AT - 1] = listed
+  end
+  user_seq = push_message(sid, entry, max_messages)
   if redis.call('HGET', session_key(sid), 'title') == '' then
     local first_line = string.match(content, '^%s*([^\n]*)')
     redis.call('HSET', session_key(sid), 'title', utf8_prefix(first_line, tonumber(ARGV[12])))
@@ -137,6 +192,7 @@ record_turn(token, sid, user_seq, lock_ttl_ms)
 local context = turn_context(sid, user_seq)
 if budget > 0 then
   -- Estimated from the stored entries, JSON included: the prompt is never larger.
-  reserve_tokens(token, person, estimated_tokens(context) + reserve_beyond_context, now)
+  local images = #context_image_ids(context) * image_tokens
+  reserve_tokens(token, person, estimated_tokens(context) + images + reserve_beyond_context, now)
 end
 return turn_reply(sid, user_seq, context)

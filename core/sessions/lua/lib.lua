@@ -24,6 +24,7 @@ end
 local function touch(sid, uid, ttl)
   redis.call('EXPIRE', session_key(sid), ttl)
   redis.call('EXPIRE', session_key(sid, ':messages'), ttl)
+  redis.call('EXPIRE', session_key(sid, ':files'), ttl)
   redis.call('EXPIRE', user_key(uid, ':sessions'), ttl)
   redis.call('EXPIRE', user_key(uid), ttl)
 end
@@ -58,7 +59,52 @@ local function session_fields(sid)
 end
 
 local function delete_session_keys(sid)
-  redis.call('DEL', session_key(sid), session_key(sid, ':messages'))
+  redis.call('DEL', session_key(sid), session_key(sid, ':messages'), session_key(sid, ':files'))
+end
+
+-- Files of user messages (docs/data-model.md, "Attachments"): their bytes in the session's
+-- ':files' hash under '<seq>-<n>', their sum in the session's 'fileBytes'. An entry lists its
+-- files at [10] (Lua's count; codec.py's [9]).
+local ATTACHMENTS_AT = 10
+
+local function drop_files(sid, ids)
+  local files = session_key(sid, ':files')
+  local freed = 0
+  for _, id in ipairs(ids) do
+    freed = freed + redis.call('HSTRLEN', files, id)
+    redis.call('HDEL', files, id)
+  end
+  if freed > 0 then redis.call('HINCRBY', session_key(sid), 'fileBytes', -freed) end
+end
+
+local function file_ids_of(entry)
+  local ids = {}
+  local listed = entry[ATTACHMENTS_AT]
+  if type(listed) == 'table' then
+    for _, file in ipairs(listed) do ids[#ids + 1] = entry[1] .. '-' .. file[1] end
+  end
+  return ids
+end
+
+-- Makes room for `incoming` more bytes within `budget`: the oldest files go first (their
+-- messages keep naming them, as no longer kept).
+local function make_room_for_files(sid, incoming, budget)
+  local held = tonumber(redis.call('HGET', session_key(sid), 'fileBytes') or '0')
+  if held + incoming <= budget then return end
+  local ids = redis.call('HKEYS', session_key(sid, ':files'))
+  local function order(id)
+    local seq, n = string.match(id, '^(%d+)-(%d+)$')
+    return tonumber(seq) * 16 + tonumber(n)
+  end
+  table.sort(ids, function(a, b) return order(a) < order(b) end)
+  local files = session_key(sid, ':files')
+  local i = 1
+  while held + incoming > budget and ids[i] do
+    local size = redis.call('HSTRLEN', files, ids[i])
+    drop_files(sid, {ids[i]})
+    held = held - size
+    i = i + 1
+  end
 end
 
 -- Marks a session as the user's most recent: its score is now, or one past the newest score
@@ -111,7 +157,13 @@ local function push_message(sid, entry, max_messages)
   local seq = redis.call('HINCRBY', session_key(sid), 'seq', 1)
   table.insert(entry, 1, seq)
   local messages = session_key(sid, ':messages')
-  redis.call('RPUSH', messages, cjson.encode(entry))
+  local count = redis.call('RPUSH', messages, cjson.encode(entry))
+  if count > max_messages and redis.call('HGET', session_key(sid), 'fileBytes') then
+    -- A trimmed message takes its files along.
+    for _, raw in ipairs(redis.call('LRANGE', messages, 0, count - max_messages - 1)) do
+      drop_files(sid, file_ids_of(cjson.decode(raw)))
+    end
+  end
   redis.call('LTRIM', messages, -max_messages, -1)
   return seq
 end
