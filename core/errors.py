@@ -38,12 +38,14 @@ password or a raw upstream body.
         ├── ModelTimeout             no answer in time
         │   └── TurnTimeout          the answer went on past TURN_TIMEOUT (keep-alives included)
         ├── ModelStreamBroken        the stream ended early or carried an error chunk
-        └── ModelEmptyAnswer         the answer ended with no text (whitespace only counts as none)
+        ├── ModelEmptyAnswer         the answer ended with no text (whitespace only counts as none)
+        └── TranscriptionFailed      audio was not transcribed; `reason` says why (nothing stored)
+            └── TranscriptionEmpty   the transcript has no words (silence, or noise only)
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 class ChatbridgeError(Exception):
@@ -327,3 +329,56 @@ class ModelEmptyAnswer(ModelError):
 
     code = "model_empty_answer"
     default_text = "The model sent an empty answer."
+
+
+# Why audio was not transcribed: refused before sending (not_configured, too_large,
+# unsupported_format), how OpenRouter's answer failed (rejected, rate_limited, unavailable,
+# timeout), or a transcript without words (empty: TranscriptionEmpty).
+TranscriptionReason = Literal[
+    "not_configured",
+    "too_large",
+    "unsupported_format",
+    "rejected",
+    "rate_limited",
+    "unavailable",
+    "timeout",
+    "empty",
+]
+
+
+class TranscriptionFailed(ModelError):
+    """Audio was not transcribed, so there is no message to store; `reason` says why.
+
+    Every failure of a transcription leaves the client as this error (the model error behind
+    it is its `__cause__`), so a front tells "your audio was not transcribed" rather than a
+    chat model's failure. Params by reason: `status` (rejected: OpenRouter's HTTP status),
+    `size` and `limit` in bytes (too_large, when we refused it; not when OpenRouter did),
+    `media_type` (unsupported_format).
+    `retry_after`: seconds to wait, when known (rate_limited; unavailable while the
+    transcription model's circuit breaker is open).
+    """
+
+    code = "transcription_failed"
+    default_text = "The audio could not be transcribed ({reason})."
+
+    def __init__(
+        self,
+        *,
+        reason: TranscriptionReason,
+        retry_after: float | None = None,
+        **params: object,
+    ) -> None:
+        super().__init__(None, reason=reason, **params)
+        self.reason: TranscriptionReason = reason
+        self.retry_after = retry_after
+
+
+class TranscriptionEmpty(TranscriptionFailed):
+    """The transcription came back without words (whitespace only counts as none): there is
+    nothing to answer, and nothing is stored."""
+
+    code = "transcription_empty"
+    default_text = "The audio was transcribed, but no words were heard in it."
+
+    def __init__(self) -> None:
+        super().__init__(reason="empty")

@@ -15,6 +15,7 @@ from core.errors import (
     ModelRateLimited,
     QuotaExceeded,
     RateLimited,
+    TranscriptionFailed,
     TurnTimeout,
 )
 
@@ -117,8 +118,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Your message is empty.",
         "message_too_long": "Your message has {length} characters; the limit is {limit}. "
         "Please shorten it or split it.",
-        "attachments_too_large": "These files are too large together: {size_mb} MB, and a "
-        "conversation keeps at most {limit_mb} MB of files. Send fewer or smaller ones.",
+        "attachments_too_large": "These files are too large together: {size}, and a "
+        "conversation keeps at most {limit} of files. Send fewer or smaller ones.",
         "unknown_command": "I don't know {command}. Send /help to see what I can do.",
         "invalid_argument": "Invalid {name}: {reason}.",
         "session_not_found": "That conversation doesn't exist or has expired. See /sessions.",
@@ -160,6 +161,32 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_empty_answer": "The AI model sent an empty answer. "
         "Your message is saved: try /retry.",
         "model_error": "The AI model could not answer. Try /retry.",
+        # TranscriptionFailed, by reason; _sized and _wait: with the sizes, the wait
+        "transcription_failed": "I couldn't transcribe your audio, so nothing was saved. "
+        "Send it again, or type your message.",
+        "transcription_not_configured": "I can't transcribe audio: no AI provider is configured "
+        "(OPENROUTER_API_KEY is not set). Nothing was saved: please type your message.",
+        "transcription_too_large": "Your audio is too large to transcribe. "
+        "Nothing was saved: send a shorter recording.",
+        "transcription_too_large_sized": "Your audio is {size}; I can transcribe at most "
+        "{limit}. Nothing was saved: send a shorter recording.",
+        "transcription_unsupported_format": "I can't transcribe audio of type {media_type}. "
+        "Nothing was saved: send OGG, MP3, WAV, M4A, FLAC, WebM or AAC audio.",
+        "transcription_rejected": "The transcription service refused this audio ({status}). "
+        "Nothing was saved: send it again, or type your message.",
+        "transcription_rate_limited": "The transcription service is busy. "
+        "Nothing was saved: send the audio again in a minute.",
+        "transcription_rate_limited_wait": "The transcription service is busy. "
+        "Nothing was saved: send the audio again in {wait}.",
+        "transcription_unavailable": "Transcription is unavailable right now. "
+        "Nothing was saved: send the audio again shortly.",
+        "transcription_unavailable_wait": "Transcription keeps failing, so I'm letting it rest "
+        "for a moment. Nothing was saved: send the audio again in {wait}.",
+        "transcription_timeout": "Transcribing your audio took too long. "
+        "Nothing was saved: send it again, or a shorter recording.",
+        "transcription_empty": "I heard no words in your audio, so nothing was saved. "
+        "Send it again, or type your message.",
+        "megabytes": "{n} MB",
         "seconds": "{n} s",
         "minutes": "{n} min",
         "hours": "{n} h",
@@ -218,8 +245,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "
         "Encurte ou divida a mensagem.",
-        "attachments_too_large": "Estes arquivos são grandes demais juntos: {size_mb} MB, e uma "
-        "conversa guarda no máximo {limit_mb} MB de arquivos. Mande menos ou menores.",
+        "attachments_too_large": "Estes arquivos são grandes demais juntos: {size}, e uma "
+        "conversa guarda no máximo {limit} de arquivos. Mande menos ou menores.",
         "unknown_command": "Não conheço {command}. Mande /help para ver o que sei fazer.",
         "invalid_argument": "Valor inválido para {name}: {reason}.",
         "session_not_found": "Essa conversa não existe ou expirou. Veja /sessions.",
@@ -262,6 +289,31 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_empty_answer": "O modelo de IA enviou uma resposta vazia. "
         "Sua mensagem está guardada: tente /retry.",
         "model_error": "O modelo de IA não conseguiu responder. Tente /retry.",
+        "transcription_failed": "Não consegui transcrever seu áudio, então nada foi salvo. "
+        "Envie de novo ou escreva sua mensagem.",
+        "transcription_not_configured": "Não consigo transcrever áudio: nenhum provedor de IA "
+        "está configurado (falta OPENROUTER_API_KEY). Nada foi salvo: escreva sua mensagem.",
+        "transcription_too_large": "Seu áudio é grande demais para transcrever. "
+        "Nada foi salvo: envie uma gravação mais curta.",
+        "transcription_too_large_sized": "Seu áudio tem {size}; consigo transcrever no máximo "
+        "{limit}. Nada foi salvo: envie uma gravação mais curta.",
+        "transcription_unsupported_format": "Não consigo transcrever áudio do tipo {media_type}. "
+        "Nada foi salvo: envie áudio OGG, MP3, WAV, M4A, FLAC, WebM ou AAC.",
+        "transcription_rejected": "O serviço de transcrição recusou este áudio ({status}). "
+        "Nada foi salvo: envie de novo ou escreva sua mensagem.",
+        "transcription_rate_limited": "O serviço de transcrição está ocupado. "
+        "Nada foi salvo: envie o áudio de novo daqui a um minuto.",
+        "transcription_rate_limited_wait": "O serviço de transcrição está ocupado. "
+        "Nada foi salvo: envie o áudio de novo em {wait}.",
+        "transcription_unavailable": "A transcrição está indisponível agora. "
+        "Nada foi salvo: envie o áudio de novo em instantes.",
+        "transcription_unavailable_wait": "A transcrição continua falhando, então vou deixá-la "
+        "descansar um pouco. Nada foi salvo: envie o áudio de novo em {wait}.",
+        "transcription_timeout": "A transcrição do seu áudio demorou demais. "
+        "Nada foi salvo: envie de novo ou mande uma gravação mais curta.",
+        "transcription_empty": "Não ouvi nenhuma palavra no seu áudio, então nada foi salvo. "
+        "Envie de novo ou escreva sua mensagem.",
+        "megabytes": "{n} MB",
         "seconds": "{n} s",
         "minutes": "{n} min",
         "hours": "{n} h",
@@ -289,6 +341,8 @@ def text(locale: str, key: str, **params: object) -> str:
 
 def describe(error: ChatbridgeError, locale: str) -> str:
     """The user-facing sentence for a core error."""
+    if isinstance(error, TranscriptionFailed):
+        return _describe_transcription_failure(error, locale)
     if isinstance(error, ModelRateLimited):
         if error.retry_after is None:
             return text(locale, "model_rate_limited_unknown")
@@ -302,17 +356,41 @@ def describe(error: ChatbridgeError, locale: str) -> str:
     if isinstance(error, TurnTimeout):
         params["limit"] = duration(locale, error.seconds, is_exact=True)
     if isinstance(error, AttachmentsTooLarge):
-        params["size_mb"] = _megabytes(locale, error.size)
-        params["limit_mb"] = _megabytes(locale, error.limit)
+        params["size"] = megabytes(locale, error.size, is_rounded_up=True)
+        params["limit"] = megabytes(locale, error.limit)
     catalogue = _TEXTS[normalize_locale(locale)]
     template = catalogue.get(error.code, catalogue["unexpected"])
     return template.format(**params)
 
 
-def _megabytes(locale: str, size: int) -> str:
-    """`8`, `8.5` (`8,5` in Portuguese): bytes in MB of 2^20, one decimal where needed."""
-    shown = f"{size / 2**20:.1f}".removesuffix(".0")
-    return shown.replace(".", ",") if normalize_locale(locale) == PORTUGUESE else shown
+def _describe_transcription_failure(error: TranscriptionFailed, locale: str) -> str:
+    """The sentence for `error.reason`; `_sized` and `_wait` variants name the sizes and the
+    wait when the error knows them."""
+    params = dict(error.params)
+    key = f"transcription_{error.reason}"
+    size, limit = params.get("size"), params.get("limit")
+    if isinstance(size, int) and isinstance(limit, int):
+        params["size"] = megabytes(locale, size, is_rounded_up=True)
+        params["limit"] = megabytes(locale, limit)
+        key += "_sized"
+    if error.retry_after is not None:
+        params["wait"] = duration(locale, error.retry_after)
+        key += "_wait"
+    catalogue = _TEXTS[normalize_locale(locale)]
+    return catalogue.get(key, catalogue["transcription_failed"]).format(**params)
+
+
+def megabytes(locale: str, size: int, *, is_rounded_up: bool = False) -> str:
+    """`25 MB`, `12.4 MB` (`12,4 MB` in Portuguese): bytes in decimal megabytes, to a tenth.
+
+    A size compared to a limit is rounded up, so audio over the limit never reads as equal to it.
+    """
+    tenths = size / 100_000
+    shown = (math.ceil(tenths) if is_rounded_up else math.floor(tenths)) / 10
+    number = f"{shown:g}"
+    if normalize_locale(locale) == PORTUGUESE:
+        number = number.replace(".", ",")
+    return text(locale, "megabytes", n=number)
 
 
 def notice_text(locale: str, notice: Notice, *, expired_after: int = 0) -> str:

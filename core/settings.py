@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     default_model: str = "openai/gpt-4o-mini"
     fallback_models: Annotated[tuple[str, ...], NoDecode] = ()
     system_prompt: str = "You are a helpful assistant. Answer concisely."
+    # The speech-to-text model voice notes and audio are transcribed with (OpenRouter's
+    # POST /audio/transcriptions; a chat model is refused there).
+    transcription_model: str = "openai/whisper-1"
     # Seconds a turn may take from the start of the model call to the answer's last byte,
     # OpenRouter's keep-alive comments included: past it the turn ends like a cut stream.
     turn_timeout: float = Field(default=300.0, gt=0, le=86_400)
@@ -302,7 +305,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
-    @field_validator("default_model")
+    @field_validator("default_model", "transcription_model")
     @classmethod
     def _model_id(cls, value: str) -> str:
         if not value.strip():

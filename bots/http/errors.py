@@ -8,6 +8,7 @@ body — is sent.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -33,6 +34,18 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.ChatbridgeError], int], ...] = (
     (errors.ModelTimeout, 504),
     (errors.ModelError, 502),
 )
+# A failed transcription's status says whose the fault is, as the model errors' statuses do
+# (empty: the audio held no words, the client's to fix).
+STATUS_BY_TRANSCRIPTION_REASON: dict[errors.TranscriptionReason, int] = {
+    "not_configured": 503,
+    "too_large": 413,
+    "unsupported_format": 415,
+    "rejected": 502,
+    "rate_limited": 429,
+    "unavailable": 503,
+    "timeout": 504,
+    "empty": 422,
+}
 CODE_BY_STATUS = {
     400: "bad_request",
     401: "unauthorized",
@@ -50,6 +63,7 @@ API_HINTS = {
     "session_limit_reached": "Delete one (DELETE /api/sessions/{sessionId}) to create another.",
     "model_rate_limited": "Retry after the number of seconds in Retry-After.",
     "model_circuit_open": "Retry after the number of seconds in Retry-After.",
+    "transcription_empty": "Send audio with speech in it, or the message as text.",
 }
 
 
@@ -73,6 +87,8 @@ def error_response(
 
 
 def status_of(error: errors.ChatbridgeError) -> int:
+    if isinstance(error, errors.TranscriptionFailed):
+        return STATUS_BY_TRANSCRIPTION_REASON[error.reason]
     return next((status for kind, status in STATUS_BY_ERROR if isinstance(error, kind)), 500)
 
 
@@ -80,6 +96,11 @@ def core_error_response(error: errors.ChatbridgeError) -> web.Response:
     headers = {}
     if isinstance(error, errors.ModelRateLimited):
         headers["Retry-After"] = str(max(1, round(error.retry_after or 60)))
+    if isinstance(error, errors.TranscriptionFailed) and (
+        error.retry_after is not None or error.reason == "rate_limited"
+    ):
+        # As model_rate_limited, a 429 always says when (a minute when OpenRouter did not).
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after or 60)))
     if isinstance(error, errors.QuotaExceeded | errors.ModelCircuitOpen):
         headers["Retry-After"] = str(error.retry_after)  # whole seconds, already rounded up
     return error_response(status_of(error), error.code, api_message(error), headers)

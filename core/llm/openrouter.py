@@ -1,6 +1,8 @@
-"""The OpenRouter chat completions client: one pooled HTTP client, retries, SSE streaming.
+"""The OpenRouter client: chat completions (whole or streamed) and audio transcriptions, over
+one pooled HTTP client, with retries.
 
-What goes over the wire, and how replies and failures are read, is in wire.py.
+What goes over the wire, and how replies and failures are read, is in wire.py (chat) and
+transcription.py (speech to text).
 
 Every failure leaves this module as a `core.errors.ModelError`:
 
@@ -20,6 +22,10 @@ once it went out, the model may be generating, and billing, whatever happens to 
 Every request (each retry too) is admitted by the model's circuit breaker and reports to it
 how it ended (core.llm.breaker), so a failing provider stops getting requests for a while.
 
+A transcription is retried and admitted by the breaker (its model's own circuit) the same
+way; it leaves as `TranscriptionFailed` whatever failed (the model error as its cause), or
+`TranscriptionEmpty` when no words were heard, which the breaker counts as an answer.
+
 Error texts are the errors' own defaults: no key and no upstream body ever reaches them.
 """
 
@@ -35,8 +41,25 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
-from core.errors import ModelError, ModelNotConfigured, ModelUnavailable
+from core.errors import (
+    ModelError,
+    ModelNotConfigured,
+    ModelUnavailable,
+    TranscriptionEmpty,
+    TranscriptionFailed,
+)
 from core.llm.breaker import Attempt, ModelBreaker
+from core.llm.transcription import (
+    DEFAULT_TRANSCRIPTION_MODEL,
+    JSON_HEADERS,
+    MAX_AUDIO_BYTES,
+    TRANSCRIPTION_READ_TIMEOUT,
+    TRANSCRIPTIONS_PATH,
+    Transcript,
+    transcript_from,
+    transcription_body,
+    transcription_failure,
+)
 from core.llm.wire import (
     ChatMessage,
     Completion,
@@ -90,11 +113,17 @@ class OpenRouterClient:
         retry: RetryPolicy = RetryPolicy(),  # frozen, so one shared default is safe
         breaker: ModelBreaker | None = None,  # None: a breaker that never opens
         transport: httpx.AsyncBaseTransport | None = None,
+        transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL,
+        transcription_timeout: float = TRANSCRIPTION_READ_TIMEOUT,
+        max_audio_bytes: int = MAX_AUDIO_BYTES,
     ) -> None:
         key = api_key.get_secret_value().strip() if api_key is not None else ""
         self._is_configured = bool(key)
         self._fallback_models = tuple(fallback_models)
         self._retry = retry
+        self._transcription_model = transcription_model
+        self._transcription_timeout = httpx.Timeout(transcription_timeout, connect=connect_timeout)
+        self.max_audio_bytes = max_audio_bytes
         self.breaker = breaker if breaker is not None else ModelBreaker(failures=0)
         headers = {"HTTP-Referer": app_url, "X-Title": app_title}
         if key:
@@ -113,6 +142,7 @@ class OpenRouterClient:
             base_url=settings.openrouter_base_url,
             fallback_models=settings.fallback_models,
             breaker=ModelBreaker.from_settings(settings, metrics),
+            transcription_model=settings.transcription_model,
         )
 
     @property
@@ -162,6 +192,31 @@ class OpenRouterClient:
             admitted.released()  # a no-op once settled; else the consumer left early
             await events.aclose()
             await response.aclose()
+
+    async def transcribe(
+        self, audio: bytes, media_type: str, *, model: str | None = None
+    ) -> Transcript:
+        """The words spoken in `audio` (of `media_type`, e.g. `audio/ogg`), as `model` hears them
+        (None: TRANSCRIPTION_MODEL), with what OpenRouter reports it cost.
+
+        Raises TranscriptionEmpty when no words were heard, TranscriptionFailed for anything
+        else; audio that is empty, over `max_audio_bytes` or of a media type OpenRouter does not
+        take is refused before any request.
+        """
+        if not self._is_configured:
+            raise TranscriptionFailed(reason="not_configured")
+        model = model or self._transcription_model
+        body = transcription_body(audio, media_type, model, max_bytes=self.max_audio_bytes)
+        try:
+            transcript, admitted = await self._with_retries(
+                model, lambda: self._transcribe_once(body, model)
+            )
+        except ModelError as error:
+            raise transcription_failure(error) from error
+        admitted.succeeded()  # silence is no fault of the provider's: it answered
+        if not transcript.text:
+            raise TranscriptionEmpty
+        return transcript
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -224,6 +279,20 @@ class OpenRouterClient:
         if "error" in payload:
             raise error_for_code(payload["error"])
         return completion_from(payload, model)
+
+    async def _transcribe_once(self, body: bytes, model: str) -> Transcript:
+        try:
+            response = await self._http.post(
+                TRANSCRIPTIONS_PATH,
+                content=body,
+                headers=JSON_HEADERS,
+                timeout=self._transcription_timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise transport_failure(exc) from exc
+        if not response.is_success:
+            raise response_error(response, self._retry.max_retry_after)
+        return transcript_from(response, model)
 
     async def _open_stream(self, body: JSONObject, model: str) -> _OpenedStream:
         request = self._http.build_request("POST", COMPLETIONS_PATH, json=body)

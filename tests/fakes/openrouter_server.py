@@ -1,4 +1,5 @@
-"""A strict stand-in for OpenRouter's `POST /api/v1/chat/completions`, served on 127.0.0.1.
+"""A strict stand-in for OpenRouter's `POST /api/v1/chat/completions`, served on 127.0.0.1
+(and its `POST /api/v1/audio/transcriptions`: openrouter_transcriptions.py).
 
 It answers the way the real service does (OpenRouter's JSON and SSE shapes, its error body
 `{"error": {"code", "message"}}`), refuses what the real service refuses (a wrong or missing
@@ -76,6 +77,10 @@ class FakeOpenRouter:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._next_id = 0
+        # Imported here: the transcription endpoint builds on this module's helpers.
+        from tests.fakes.openrouter_transcriptions import FakeTranscriptions  # noqa: PLC0415
+
+        self.transcriptions = FakeTranscriptions(self)
 
     @property
     def base_url(self) -> str:
@@ -84,6 +89,7 @@ class FakeOpenRouter:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/v1/chat/completions", self._handle)
+        app.router.add_post("/api/v1/audio/transcriptions", self.transcriptions.handle)
         # A client that gives up (read timeout) must not leave a sleeping handler behind.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()

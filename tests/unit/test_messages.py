@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
 from core import errors
@@ -12,6 +14,9 @@ from core.errors import (
     MessageTooLong,
     ModelRateLimited,
     RateLimited,
+    TranscriptionEmpty,
+    TranscriptionFailed,
+    TranscriptionReason,
 )
 from core.messages import (
     _TEXTS,
@@ -23,6 +28,7 @@ from core.messages import (
     duration,
     normalize_locale,
     notice_text,
+    text,
 )
 
 
@@ -125,3 +131,66 @@ def test_an_expired_session_is_said_with_how_long_it_went_without_messages(
 def test_every_notice_has_a_sentence_in_both_languages(locale: str):
     sentences = {notice_text(locale, notice, expired_after=60) for notice in Notice}
     assert len(sentences) == len(Notice)
+
+
+# A failed transcription: told by reason, in the variant its parameters allow
+
+TRANSCRIPTION_FAILURES = {
+    "not_configured": TranscriptionFailed(reason="not_configured"),
+    "too_large": TranscriptionFailed(reason="too_large"),
+    "too_large_sized": TranscriptionFailed(reason="too_large", size=30_000_000, limit=25_000_000),
+    "unsupported_format": TranscriptionFailed(reason="unsupported_format", media_type="video/mp4"),
+    "rejected": TranscriptionFailed(reason="rejected", status=402),
+    "rate_limited": TranscriptionFailed(reason="rate_limited"),
+    "rate_limited_wait": TranscriptionFailed(reason="rate_limited", retry_after=11.6),
+    "unavailable": TranscriptionFailed(reason="unavailable"),
+    "unavailable_wait": TranscriptionFailed(reason="unavailable", retry_after=30),
+    "timeout": TranscriptionFailed(reason="timeout"),
+    "empty": TranscriptionEmpty(),
+}
+
+
+def test_every_transcription_reason_is_among_the_failures_checked_here():
+    assert set(get_args(TranscriptionReason)) <= set(TRANSCRIPTION_FAILURES)
+
+
+@pytest.mark.parametrize("locale", [ENGLISH, PORTUGUESE])
+@pytest.mark.parametrize("variant", TRANSCRIPTION_FAILURES)
+def test_every_transcription_failure_has_its_own_sentence_saying_nothing_was_kept(
+    variant: str, locale: str
+):
+    sentence = describe(TRANSCRIPTION_FAILURES[variant], locale)
+
+    assert sentence == text(locale, f"transcription_{variant}", **_shown_params(variant, locale))
+    assert "{" not in sentence
+    assert ("nothing was saved" if locale == ENGLISH else "nada foi salvo") in sentence.lower()
+
+
+def _shown_params(variant: str, locale: str) -> dict[str, object]:
+    error = TRANSCRIPTION_FAILURES[variant]
+    shown = dict(error.params)
+    if variant == "too_large_sized":
+        shown.update(size="30 MB", limit="25 MB")
+    if error.retry_after is not None:
+        shown["wait"] = duration(locale, error.retry_after)
+    return shown
+
+
+@pytest.mark.parametrize(
+    ("locale", "size", "limit", "said"),
+    [(ENGLISH, 25_000_001, 25_000_000, "Your audio is 25.1 MB; I can transcribe at most 25 MB."),
+     (ENGLISH, 10_000_000, 9_999_999, "Your audio is 10 MB; I can transcribe at most 9.9 MB."),
+     (PORTUGUESE, 25_000_001, 25_000_000, "Seu áudio tem 25,1 MB; consigo transcrever no "
+      "máximo 25 MB.")],
+)  # fmt: skip
+def test_audio_over_the_limit_is_said_rounded_up_and_never_equal_to_the_limit(
+    locale: str, size: int, limit: int, said: str
+):
+    error = TranscriptionFailed(reason="too_large", size=size, limit=limit)
+    assert describe(error, locale).startswith(said)
+
+
+def test_a_transcription_failure_says_the_wait_and_the_refused_type():
+    assert "in 12 s" in describe(TRANSCRIPTION_FAILURES["rate_limited_wait"], ENGLISH)
+    assert "video/mp4" in describe(TRANSCRIPTION_FAILURES["unsupported_format"], PORTUGUESE)
+    assert "(402)" in describe(TRANSCRIPTION_FAILURES["rejected"], ENGLISH)

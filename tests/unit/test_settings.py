@@ -30,6 +30,14 @@ def test_defaults_are_the_original_designs():
     assert not settings.redis_is_configured
 
 
+def test_audio_is_transcribed_with_whisper_1_unless_transcription_model_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    assert load_settings().transcription_model == "openai/whisper-1"
+    monkeypatch.setenv("TRANSCRIPTION_MODEL", " openai/gpt-4o-transcribe ")
+    assert load_settings().transcription_model == "openai/gpt-4o-transcribe"
+
+
 def test_fallback_models_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FALLBACK_MODELS", " a/one, b/two ,,")
     assert load_settings().fallback_models == ("a/one", "b/two")
@@ -67,6 +75,7 @@ def test_secrets_do_not_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatc
         ("LOG_LEVEL", "LOUD"),
         ("OPENROUTER_BASE_URL", "ftp://example.com"),
         ("DEFAULT_MODEL", "  "),
+        ("TRANSCRIPTION_MODEL", "  "),
         ("REDIS_URL", "localhost:6379"),
         ("REDIS_URL", "redis://db:notaport/0"),
         ("REDIS_URL", "redis:///0"),

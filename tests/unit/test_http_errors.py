@@ -1,0 +1,49 @@
+"""The HTTP API's statuses for core errors: a failed transcription's status by its reason."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import pytest
+
+from bots.http.errors import STATUS_BY_TRANSCRIPTION_REASON, core_error_response, status_of
+from core.errors import TranscriptionEmpty, TranscriptionFailed, TranscriptionReason
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [("not_configured", 503), ("too_large", 413), ("unsupported_format", 415),
+     ("rejected", 502), ("rate_limited", 429), ("unavailable", 503), ("timeout", 504),
+     ("empty", 422)],
+)  # fmt: skip
+def test_a_failed_transcription_answers_the_status_of_its_reason(reason: str, status: int):
+    assert status_of(TranscriptionFailed(reason=reason)) == status  # type: ignore[arg-type]
+
+
+def test_every_transcription_reason_has_a_status():
+    assert set(STATUS_BY_TRANSCRIPTION_REASON) == set(get_args(TranscriptionReason))
+
+
+def test_no_words_heard_is_a_422_transcription_empty():
+    response = core_error_response(TranscriptionEmpty())
+
+    assert response.status == 422
+    assert response.text is not None
+    assert '"code": "transcription_empty"' in response.text
+
+
+@pytest.mark.parametrize(
+    ("error", "retry_after"),
+    [(TranscriptionFailed(reason="rate_limited", retry_after=2.2), "3"),
+     (TranscriptionFailed(reason="rate_limited"), "60"),
+     (TranscriptionFailed(reason="unavailable", retry_after=30), "30"),
+     (TranscriptionFailed(reason="unavailable"), None),
+     (TranscriptionFailed(reason="timeout"), None)],
+)  # fmt: skip
+def test_a_failed_transcription_says_when_to_retry_when_that_is_known(
+    error: TranscriptionFailed, retry_after: str | None
+):
+    response = core_error_response(error)
+
+    assert response.headers.get("Retry-After") == retry_after
+    assert '"code": "transcription_failed"' in (response.text or "")
