@@ -10,6 +10,7 @@ import math
 from core.conversation import Notice
 from core.errors import (
     ChatbridgeError,
+    ModelCannotReadImages,
     ModelCircuitOpen,
     ModelRateLimited,
     QuotaExceeded,
@@ -118,6 +119,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Please shorten it or split it.",
         "unknown_command": "I don't know {command}. Send /help to see what I can do.",
         "invalid_argument": "Invalid {name}: {reason}.",
+        "model_cannot_read_images": "`{model}` can't read images, so I didn't take this message. "
+        "Send it without the image, or switch to a model that reads images with /model.",
+        "model_cannot_read_images_suggest": "`{model}` can't read images, so I didn't take this "
+        "message. Send it without the image, or switch to a model that reads images, "
+        "e.g. /model {suggestion}.",
         "session_not_found": "That conversation doesn't exist or has expired. See /sessions.",
         "session_limit_reached": "You already have {limit} conversations, the most allowed. "
         "Delete one with /delete to start another.",
@@ -217,6 +223,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Encurte ou divida a mensagem.",
         "unknown_command": "Não conheço {command}. Mande /help para ver o que sei fazer.",
         "invalid_argument": "Valor inválido para {name}: {reason}.",
+        "model_cannot_read_images": "`{model}` não lê imagens, então não recebi esta mensagem. "
+        "Envie sem a imagem ou troque para um modelo que leia imagens com /model.",
+        "model_cannot_read_images_suggest": "`{model}` não lê imagens, então não recebi esta "
+        "mensagem. Envie sem a imagem ou troque para um modelo que leia imagens, "
+        "por exemplo /model {suggestion}.",
         "session_not_found": "Essa conversa não existe ou expirou. Veja /sessions.",
         "session_limit_reached": "Você já tem {limit} conversas, o máximo permitido. "
         "Apague uma com /delete para começar outra.",
@@ -289,6 +300,9 @@ def describe(error: ChatbridgeError, locale: str) -> str:
             return text(locale, "model_rate_limited_unknown")
         wait = text(locale, "seconds", n=max(1, round(error.retry_after)))
         return text(locale, "model_rate_limited", wait=wait)
+    if isinstance(error, ModelCannotReadImages) and error.suggestion is not None:
+        key = "model_cannot_read_images_suggest"
+        return text(locale, key, model=error.model, suggestion=error.suggestion)
     params = dict(error.params)
     if isinstance(error, QuotaExceeded | ModelCircuitOpen):
         params["wait"] = duration(locale, error.retry_after)
