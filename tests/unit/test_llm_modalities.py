@@ -14,6 +14,7 @@ from core.llm.modalities import (
     ModelModalities,
     route_images,
 )
+from core.llm.models import decoded, encoded
 
 SEES = "openai/gpt-4o-mini"
 BLIND = "meta-llama/llama-3.1-8b-instruct"
@@ -162,3 +163,18 @@ def test_without_any_model_that_reads_images_there_is_no_suggestion():
     with pytest.raises(ModelCannotReadImages) as refused:
         route_images(BLIND, catalog, vision_model=None, preferred=("x/y",))
     assert refused.value.suggestion is None
+
+
+def test_a_stored_list_reads_back_as_it_was(catalog: ModelModalities):
+    back = decoded(encoded(catalog))
+    assert back is not None
+    assert back.models == catalog.models
+    assert back.models["openrouter/auto"].prompt_price is None
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["", "not json", "[]", '{"v": 2, "models": {}}', '{"v": 1}', '{"v": 1, "models": {"a/b": 3}}'],
+)
+def test_a_stored_value_of_another_shape_reads_as_no_copy(stored: str):
+    assert decoded(stored) is None
