@@ -14,6 +14,7 @@ password or a raw upstream body.
     │   ├── AttachmentsTooLarge      a message's files over MAX_ATTACHMENT_BYTES_PER_SESSION
     │   ├── UnknownCommand
     │   ├── InvalidArgument          a command argument or API field is malformed
+    │   ├── ModelCannotReadImages    images for a model that takes none, and no VISION_MODEL
     │   └── InvalidBackup            a line of a backup file (chatbridge restore) is wrong
     ├── SessionNotFound              missing, expired, or someone else's (we never say which)
     ├── SessionLimitReached          MAX_SESSIONS_PER_USER with SESSION_LIMIT_POLICY=reject
@@ -108,6 +109,23 @@ class InvalidArgument(InputError):
 
     def __init__(self, *, name: str, reason: str) -> None:
         super().__init__(name=name, reason=reason)
+
+
+class ModelCannotReadImages(InputError):
+    """A message with images for a model that OpenRouter's models list says takes none, with
+    no VISION_MODEL that could take them instead: nothing is stored. `suggestion`: a model the
+    list says reads images, or None when it names none."""
+
+    code = "model_cannot_read_images"
+    default_text = "The model {model} cannot read images."
+
+    def __init__(self, *, model: str, suggestion: str | None = None) -> None:
+        text = None
+        if suggestion is not None:
+            text = f"The model {model} cannot read images; {suggestion} can."
+        super().__init__(text, model=model, suggestion=suggestion)
+        self.model = model
+        self.suggestion = suggestion
 
 
 class InvalidBackup(InputError):

@@ -11,6 +11,7 @@ from core.conversation import Notice
 from core.errors import (
     AttachmentsTooLarge,
     ChatbridgeError,
+    ModelCannotReadImages,
     ModelCircuitOpen,
     ModelRateLimited,
     QuotaExceeded,
@@ -122,6 +123,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "conversation keeps at most {limit} of files. Send fewer or smaller ones.",
         "unknown_command": "I don't know {command}. Send /help to see what I can do.",
         "invalid_argument": "Invalid {name}: {reason}.",
+        "model_cannot_read_images": "`{model}` can't read images, so I didn't take this message. "
+        "Send it without the image, or switch to a model that reads images with /model.",
+        "model_cannot_read_images_suggest": "`{model}` can't read images, so I didn't take this "
+        "message. Send it without the image, or switch to a model that reads images, "
+        "e.g. /model {suggestion}.",
         "session_not_found": "That conversation doesn't exist or has expired. See /sessions.",
         "session_limit_reached": "You already have {limit} conversations, the most allowed. "
         "Delete one with /delete to start another.",
@@ -249,6 +255,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "conversa guarda no máximo {limit} de arquivos. Mande menos ou menores.",
         "unknown_command": "Não conheço {command}. Mande /help para ver o que sei fazer.",
         "invalid_argument": "Valor inválido para {name}: {reason}.",
+        "model_cannot_read_images": "`{model}` não lê imagens, então não recebi esta mensagem. "
+        "Envie sem a imagem ou troque para um modelo que leia imagens com /model.",
+        "model_cannot_read_images_suggest": "`{model}` não lê imagens, então não recebi esta "
+        "mensagem. Envie sem a imagem ou troque para um modelo que leia imagens, "
+        "por exemplo /model {suggestion}.",
         "session_not_found": "Essa conversa não existe ou expirou. Veja /sessions.",
         "session_limit_reached": "Você já tem {limit} conversas, o máximo permitido. "
         "Apague uma com /delete para começar outra.",
@@ -348,6 +359,9 @@ def describe(error: ChatbridgeError, locale: str) -> str:
             return text(locale, "model_rate_limited_unknown")
         wait = text(locale, "seconds", n=max(1, round(error.retry_after)))
         return text(locale, "model_rate_limited", wait=wait)
+    if isinstance(error, ModelCannotReadImages) and error.suggestion is not None:
+        key = "model_cannot_read_images_suggest"
+        return text(locale, key, model=error.model, suggestion=error.suggestion)
     params = dict(error.params)
     if isinstance(error, QuotaExceeded | ModelCircuitOpen):
         params["wait"] = duration(locale, error.retry_after)

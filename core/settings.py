@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     default_model: str = "openai/gpt-4o-mini"
     fallback_models: Annotated[tuple[str, ...], NoDecode] = ()
+    # Where a message with images goes when its session's model takes none (OpenRouter's models
+    # list says which do: core/llm/models.py); unset: such a message is refused, naming a model
+    # that reads images.
+    vision_model: str | None = None
     system_prompt: str = "You are a helpful assistant. Answer concisely."
     # The speech-to-text model voice notes and audio are transcribed with (OpenRouter's
     # POST /audio/transcriptions; a chat model is refused there).
@@ -311,6 +315,13 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("must not be empty")
         return value.strip()
+
+    @field_validator("vision_model")
+    @classmethod
+    def _optional_model_id(cls, value: str | None) -> str | None:
+        # Blank counts as unset, as an empty value does (env_ignore_empty).
+        stripped = value.strip() if value is not None else ""
+        return stripped or None
 
     @property
     def redis_is_configured(self) -> bool:

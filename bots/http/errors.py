@@ -17,6 +17,7 @@ from core import errors
 
 STATUS_BY_ERROR: tuple[tuple[type[errors.ChatbridgeError], int], ...] = (
     (errors.MessageTooLong, 422),
+    (errors.ModelCannotReadImages, 422),
     (errors.InputError, 422),
     (errors.SessionNotFound, 404),
     (errors.NotSessionCreator, 403),
@@ -61,6 +62,8 @@ CODE_BY_STATUS = {
 
 API_HINTS = {
     "session_limit_reached": "Delete one (DELETE /api/sessions/{sessionId}) to create another.",
+    "model_cannot_read_images": "Send the message without images, or with a modelId that "
+    "reads them.",
     "model_rate_limited": "Retry after the number of seconds in Retry-After.",
     "model_circuit_open": "Retry after the number of seconds in Retry-After.",
     "transcription_empty": "Send audio with speech in it, or the message as text.",

@@ -12,6 +12,9 @@ Every failure leaves this module as a `core.errors.ModelError`:
     ModelUnavailable     502/503 or a connection never made, after the retries; at once: other
                          5xx, a connection lost once the request went out, an unreadable reply
     ModelTimeout         connect or pool timeouts after the retries; 408 or a read timeout at once
+
+The models list (`list_models`, a GET that changes and bills nothing) is retried on every
+failure but a refusal, and leaves the breakers alone: it says nothing of any model's health.
     ModelStreamBroken    the stream was cut, or carried an error chunk, after text was yielded
     ModelEmptyAnswer     the answer ended without any text (or only whitespace): never retried
     ModelCircuitOpen     the model's circuit breaker is open: raised before any request
@@ -72,6 +75,8 @@ from core.llm.wire import (
     completion_from,
     error_for_code,
     json_object,
+    read_failure,
+    read_response_error,
     response_error,
     transport_failure,
 )
@@ -79,6 +84,10 @@ from core.observability.metrics import Metrics
 from core.settings import Settings
 
 COMPLETIONS_PATH = "/chat/completions"
+MODELS_PATH = "/models"
+# Pages of the models list read at most (500 models a page when OpenRouter pages it at all):
+# a `links.next` that never ends must not keep a fetch going.
+MAX_MODEL_PAGES = 20
 
 logger = structlog.get_logger(__name__)
 # Backoff jitter only spreads clients apart; it needs no cryptographic quality.
@@ -218,6 +227,24 @@ class OpenRouterClient:
             raise TranscriptionEmpty
         return transcript
 
+    async def list_models(self) -> list[JSONObject]:
+        """Every entry of OpenRouter's models list (`GET /models`), all its pages.
+
+        The list is public; the key goes with it as with every request. ModelError when a page
+        cannot be read after the retries, or is not a list of models."""
+        entries: list[JSONObject] = []
+        params: dict[str, str] = {}
+        for _ in range(MAX_MODEL_PAGES):
+            page = await self._read_with_retries(MODELS_PATH, params)
+            data = page.get("data")
+            if not isinstance(data, list):
+                raise ModelUnavailable
+            entries += [entry for entry in data if isinstance(entry, dict)]
+            params = _next_page_params(page)
+            if not params:
+                break
+        return entries
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -265,6 +292,34 @@ class OpenRouterClient:
             return retry_after
         ceiling = min(self._retry.max_delay, self._retry.base_delay * 2 ** (attempt - 1))
         return _jitter.uniform(0.0, ceiling)
+
+    async def _read_with_retries(self, path: str, params: dict[str, str]) -> JSONObject:
+        attempts = max(1, self._retry.attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._read_once(path, params)
+            except Retryable as failure:
+                if attempt == attempts:
+                    raise failure.error from failure.__cause__
+                delay = round(self._delay(attempt, failure.retry_after), 3)
+                reason, status = failure.error.code, failure.status
+            logger.warning(
+                "read_retry", path=path, reason=reason, status=status, attempt=attempt, delay=delay
+            )
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _read_once(self, path: str, params: dict[str, str]) -> JSONObject:
+        try:
+            response = await self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise read_failure(exc) from exc
+        if not response.is_success:
+            raise read_response_error(response, self._retry.max_retry_after)
+        payload = json_object(response.text)
+        if payload is None:
+            raise Retryable(ModelUnavailable())
+        return payload
 
     async def _complete_once(self, body: JSONObject, model: str) -> Completion:
         try:
@@ -315,6 +370,16 @@ class OpenRouterClient:
 
 def _content(message: ChatMessage) -> str | list[ContentPart]:
     return message.content if isinstance(message.content, str) else list(message.content)
+
+
+def _next_page_params(page: JSONObject) -> dict[str, str]:
+    """The query of the next page (`links.next`, e.g. `/api/v1/models?offset=500&limit=500`),
+    empty on the last page. Only its query is taken: the key never goes to another address."""
+    links = page.get("links")
+    following = links.get("next") if isinstance(links, dict) else None
+    if not isinstance(following, str) or not following:
+        return {}
+    return dict(httpx.URL(following).params)
 
 
 async def _reporting_failures(admitted: Attempt, attempt_once: Callable[[], Awaitable[T]]) -> T:

@@ -193,6 +193,26 @@ def response_error(response: httpx.Response, max_retry_after: float) -> Exceptio
     return _status_error(response.status_code, retry_after, max_retry_after)
 
 
+def read_failure(exc: httpx.HTTPError) -> Retryable:
+    """A read (a GET: the models list) that failed in transit: it changed and billed nothing,
+    so asking again is always safe."""
+    if isinstance(exc, httpx.TimeoutException):
+        return Retryable(ModelTimeout())
+    return Retryable(ModelUnavailable())
+
+
+def read_response_error(response: httpx.Response, max_retry_after: float) -> Exception:
+    """A read's error status: retried unless it is a refusal (a 4xx but 408 and 429) or asks
+    to wait longer than `max_retry_after`."""
+    retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+    final = _error_for_status(response.status_code, retry_after)
+    if isinstance(final, ModelRejected) or (
+        retry_after is not None and retry_after > max_retry_after
+    ):
+        return final
+    return Retryable(final, response.status_code, retry_after)
+
+
 def _status_error(status: int, retry_after: float | None, cap: float) -> Exception:
     final = _error_for_status(status, retry_after)
     if status not in RETRYABLE_STATUSES or (retry_after is not None and retry_after > cap):

@@ -1,5 +1,5 @@
-"""A strict stand-in for OpenRouter's `POST /api/v1/chat/completions`, served on 127.0.0.1
-(and its `POST /api/v1/audio/transcriptions`: openrouter_transcriptions.py).
+"""A strict stand-in for OpenRouter's `POST /api/v1/chat/completions` and `GET /api/v1/models`,
+served on 127.0.0.1 (and its `POST /api/v1/audio/transcriptions`: openrouter_transcriptions.py).
 
 It answers the way the real service does (OpenRouter's JSON and SSE shapes, its error body
 `{"error": {"code", "message"}}`), refuses what the real service refuses (a wrong or missing
@@ -12,6 +12,13 @@ deltas. Faults are queued and consumed one per request, in order, so a test can 
 "429 twice, then answer":
 
     fake_openrouter.rate_limit(retry_after=0, times=2)
+
+The models list answers as the real one does: public (any key, or none, gets it), each model
+shaped as OpenRouter's (`id`, `architecture.input_modalities`, `pricing`, ...), only models
+that write text unless `output_modalities` asks otherwise, pages linked by `links.next`. Tests
+set what it lists (`list_model`, `unlist_model`) and script its own faults, apart from the chat
+completions' (`fail_models_list`, `hold_models_list`, `drop_models_list`); its requests are in
+`models_requests`, so `requests` stays the chat completions alone.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
@@ -46,6 +53,31 @@ class RecordedRequest:
     path: str
     headers: CIMultiDict[str]
     body: Any  # the parsed JSON, or None when the body was not JSON
+
+
+@dataclass(frozen=True)
+class ListedModel:
+    """One model of the models list; prices are US dollars a token, strings as OpenRouter's."""
+
+    id: str
+    input_modalities: tuple[str, ...] = ("text",)
+    output_modalities: tuple[str, ...] = ("text",)
+    prompt_price: str = "0.000001"
+
+
+# Ids as OpenRouter names them, with plausible modalities (a test sets its own where it
+# matters), and one model that writes no text, which the list leaves out unless asked.
+DEFAULT_LISTED_MODELS = (
+    ListedModel("openai/gpt-4o-mini", ("text", "image", "file"), prompt_price="0.00000015"),
+    ListedModel("anthropic/claude-3.5-haiku", ("text", "image"), prompt_price="0.0000008"),
+    ListedModel("meta-llama/llama-3.1-8b-instruct", ("text",), prompt_price="0.00000002"),
+    ListedModel(
+        "google/gemini-2.0-flash-001",
+        ("text", "image", "file", "audio", "video"),
+        prompt_price="0.0000001",
+    ),
+    ListedModel("openai/text-embedding-3-small", ("text",), ("embeddings",), "0.00000002"),
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,10 @@ class FakeOpenRouter:
         self.reports_cost = True
         self.sends_comment_between_chunks = False
         self._faults: deque[_Fault] = deque()
+        self.listed_models = {model.id: model for model in DEFAULT_LISTED_MODELS}
+        self.models_page_size: int | None = None  # None: the whole list in one page
+        self.models_requests: list[RecordedRequest] = []
+        self._models_faults: deque[_Fault] = deque()
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._next_id = 0
@@ -90,6 +126,7 @@ class FakeOpenRouter:
         app = web.Application()
         app.router.add_post("/api/v1/chat/completions", self._handle)
         app.router.add_post("/api/v1/audio/transcriptions", self.transcriptions.handle)
+        app.router.add_get("/api/v1/models", self._handle_models)
         # A client that gives up (read timeout) must not leave a sleeping handler behind.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -190,6 +227,69 @@ class FakeOpenRouter:
     def _queue(self, fault: _Fault, times: int) -> FakeOpenRouter:
         self._faults.extend([fault] * times)
         return self
+
+    # The models list: what it lists, and its own faults (consumed by its requests only).
+
+    def list_model(
+        self,
+        model_id: str,
+        *,
+        inputs: tuple[str, ...] = ("text",),
+        outputs: tuple[str, ...] = ("text",),
+        prompt_price: str = "0.000001",
+    ) -> FakeOpenRouter:
+        """List the model (again) with these input and output modalities."""
+        self.listed_models[model_id] = ListedModel(model_id, inputs, outputs, prompt_price)
+        return self
+
+    def unlist_model(self, model_id: str) -> FakeOpenRouter:
+        self.listed_models.pop(model_id, None)
+        return self
+
+    def fail_models_list(self, status: int = 503, *, times: int = 1) -> FakeOpenRouter:
+        """The models list answers this status with OpenRouter's error body."""
+        self._models_faults.extend([_Fault("error", status)] * times)
+        return self
+
+    def hold_models_list(self, gate: asyncio.Event, *, times: int = 1) -> FakeOpenRouter:
+        """The models list sends nothing until `gate` is set (a client's timeout, meanwhile)."""
+        self._models_faults.extend([_Fault("hold", gate=gate)] * times)
+        return self
+
+    def drop_models_list(self, *, times: int = 1) -> FakeOpenRouter:
+        """The models list closes the connection without a byte of answer."""
+        self._models_faults.extend([_Fault("drop")] * times)
+        return self
+
+    async def _handle_models(self, request: web.Request) -> web.StreamResponse:
+        # Public: OpenRouter answers whatever the Authorization header says, or without one.
+        self.models_requests.append(
+            RecordedRequest(request.path, CIMultiDict(request.headers), None)
+        )
+        fault = self._models_faults.popleft() if self._models_faults else _Fault("none")
+        if fault.kind == "drop":
+            _drop_connection(request)
+            return web.Response()
+        if fault.kind == "error":
+            return _error_response(fault.status, f"Fake failure {fault.status}")
+        if fault.kind == "hold" and fault.gate is not None:
+            await fault.gate.wait()
+        page = _page_of(request.query, self.models_page_size)
+        if page is None:
+            return _error_response(400, "offset and limit must be non-negative integers")
+        wanted = _wanted_outputs(request.query.get("output_modalities"))
+        models = [
+            m
+            for m in self.listed_models.values()
+            if wanted is None or wanted & set(m.output_modalities)
+        ]
+        offset, limit = page
+        shown = models[offset : offset + limit] if limit else models[offset:]
+        has_more = bool(limit) and offset + limit < len(models)
+        next_page = f"{request.path}?offset={offset + limit}&limit={limit}" if has_more else None
+        return web.json_response(
+            {"data": [_model_object(m) for m in shown], "links": {"next": next_page}}
+        )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await _json_or_none(request)
@@ -429,6 +529,61 @@ def _answering_model(body: dict[str, Any], *, is_primary_down: bool) -> str | No
     if not is_primary_down:
         return str(candidates[0])
     return str(candidates[1]) if len(candidates) > 1 else None
+
+
+def _page_of(query: Mapping[str, str], page_size: int | None) -> tuple[int, int] | None:
+    """(offset, limit) from the query (limit 0: to the end), or None when they are not numbers."""
+    try:
+        offset = int(query.get("offset", "0"))
+        limit = int(query.get("limit", str(page_size or 0)))
+    except ValueError:
+        return None
+    return (offset, limit) if offset >= 0 and limit >= 0 else None
+
+
+def _wanted_outputs(value: str | None) -> set[str] | None:
+    """The output modalities asked for (None: all); models writing text when not asked."""
+    if value is None:
+        return {"text"}
+    wanted = {part.strip() for part in value.split(",") if part.strip()}
+    return None if "all" in wanted else wanted
+
+
+def _model_object(model: ListedModel) -> dict[str, Any]:
+    """One entry of `data`, with every field the real list gives a model."""
+    inputs, outputs = list(model.input_modalities), list(model.output_modalities)
+    return {
+        "id": model.id,
+        "canonical_slug": model.id,
+        "hugging_face_id": "",
+        "name": model.id.split("/")[-1],
+        "created": 1721260800,
+        "description": f"{model.id}, as listed by the fake OpenRouter.",
+        "context_length": 128000,
+        "architecture": {
+            "modality": f"{'+'.join(inputs)}->{'+'.join(outputs)}",
+            "input_modalities": inputs,
+            "output_modalities": outputs,
+            "tokenizer": "Other",
+            "instruct_type": None,
+        },
+        "pricing": {
+            "prompt": model.prompt_price,
+            "completion": model.prompt_price,
+            "request": "0",
+            "image": "0",
+            "web_search": "0",
+            "internal_reasoning": "0",
+        },
+        "top_provider": {
+            "context_length": 128000,
+            "max_completion_tokens": 16384,
+            "is_moderated": False,
+        },
+        "per_request_limits": None,
+        "supported_parameters": ["max_tokens", "temperature", "top_p", "stop"],
+        "default_parameters": {},
+    }
 
 
 def _rate_limited(fault: _Fault) -> web.Response:

@@ -1,4 +1,4 @@
-"""The HTTP API's statuses for core errors: a failed transcription's status by its reason."""
+"""The HTTP API's statuses and sentences for core errors, at the edge."""
 
 from __future__ import annotations
 
@@ -6,8 +6,18 @@ from typing import get_args
 
 import pytest
 
-from bots.http.errors import STATUS_BY_TRANSCRIPTION_REASON, core_error_response, status_of
-from core.errors import TranscriptionEmpty, TranscriptionFailed, TranscriptionReason
+from bots.http.errors import (
+    STATUS_BY_TRANSCRIPTION_REASON,
+    api_message,
+    core_error_response,
+    status_of,
+)
+from core.errors import (
+    ModelCannotReadImages,
+    TranscriptionEmpty,
+    TranscriptionFailed,
+    TranscriptionReason,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,3 +57,18 @@ def test_a_failed_transcription_says_when_to_retry_when_that_is_known(
 
     assert response.headers.get("Retry-After") == retry_after
     assert '"code": "transcription_failed"' in (response.text or "")
+
+
+def test_a_model_that_cannot_read_images_is_422_naming_the_model_and_one_that_can():
+    error = ModelCannotReadImages(model="a/text-only", suggestion="b/sees")
+    assert status_of(error) == 422
+    assert error.code == "model_cannot_read_images"
+    message = api_message(error)
+    assert "a/text-only cannot read images; b/sees can." in message
+    assert "modelId" in message
+
+
+def test_a_model_that_cannot_read_images_without_a_suggestion_names_only_the_model():
+    message = api_message(ModelCannotReadImages(model="a/text-only"))
+    assert message.startswith("The model a/text-only cannot read images.")
+    assert "None" not in message

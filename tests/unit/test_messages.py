@@ -12,6 +12,7 @@ from core.errors import (
     ChatbridgeError,
     DailyBudgetExhausted,
     MessageTooLong,
+    ModelCannotReadImages,
     ModelRateLimited,
     RateLimited,
     TranscriptionEmpty,
@@ -75,6 +76,21 @@ def test_errors_are_described_with_their_parameters():
     assert "4000" in describe(MessageTooLong(length=4001, limit=4000), PORTUGUESE)
     assert "12 s" in describe(ModelRateLimited(retry_after=11.6), ENGLISH)
     assert "minute" in describe(ModelRateLimited(retry_after=None), ENGLISH)
+
+
+@pytest.mark.parametrize("locale", [ENGLISH, PORTUGUESE])
+def test_a_model_that_cannot_read_images_is_named_with_a_model_that_can(locale: str):
+    said = describe(ModelCannotReadImages(model="a/text-only", suggestion="b/sees"), locale)
+    assert "`a/text-only`" in said
+    assert "/model b/sees" in said
+
+
+@pytest.mark.parametrize("locale", [ENGLISH, PORTUGUESE])
+def test_a_model_that_cannot_read_images_without_a_suggestion_points_to_model(locale: str):
+    said = describe(ModelCannotReadImages(model="a/text-only"), locale)
+    assert "`a/text-only`" in said
+    assert "/model." in said
+    assert "None" not in said
 
 
 def test_an_unknown_error_code_gets_the_generic_sentence():

@@ -192,3 +192,17 @@ def test_turn_limits_at_the_ends_of_their_ranges_are_accepted(
 ):
     monkeypatch.setenv(variable, value)
     assert getattr(load_settings(), field) == int(value)
+
+
+def test_vision_model_is_unset_by_default():
+    assert load_settings().vision_model is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("  ", None), (" openai/gpt-4o ", "openai/gpt-4o")]
+)
+def test_vision_model_is_trimmed_and_blank_counts_as_unset(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str | None
+):
+    monkeypatch.setenv("VISION_MODEL", value)
+    assert load_settings().vision_model == expected
