@@ -8,11 +8,11 @@ buttons), a `FileReply` (a document with a caption) or a `TurnReply` whose turn 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from core.chat import ChatService
-from core.conversation import Message, Role, Session
+from core.conversation import Message, NewAttachment, Role, Session
 from core.errors import (
     ChatbridgeError,
     InvalidArgument,
@@ -112,14 +112,21 @@ class CommandHandler:
         self.store = chat.store
         self.metrics = metrics if metrics is not None else chat.metrics
 
-    async def handle(self, speaker: Speaker | str, message: str, *, locale: str = "en") -> Outcome:
+    async def handle(
+        self,
+        speaker: Speaker | str,
+        message: str,
+        *,
+        locale: str = "en",
+        attachments: Sequence[NewAttachment] = (),
+    ) -> Outcome:
         """What `speaker` said, acted on in their space; a person id alone is the person in
-        their own space. Never raises a core error: those come back as a Reply with
-        `is_error`."""
+        their own space. `attachments` go with a plain message (which may then be empty).
+        Never raises a core error: those come back as a Reply with `is_error`."""
         if isinstance(speaker, str):
             speaker = Speaker.alone(speaker)
         try:
-            return await self._dispatch(speaker, message, locale)
+            return await self._dispatch(speaker, message, locale, attachments)
         except ChatbridgeError as error:
             # Counted here because no front ever sees this error raised.
             self.metrics.command_failed(front_of(speaker.person), error)
@@ -145,14 +152,18 @@ class CommandHandler:
         )
         return Reply(f"{refused}\n{text(locale, 'session_limit_pick')}", choices, is_error=True)
 
-    async def _dispatch(self, speaker: Speaker, message: str, locale: str) -> Outcome:
+    async def _dispatch(
+        self, speaker: Speaker, message: str, locale: str, attachments: Sequence[NewAttachment]
+    ) -> Outcome:
         _require_unicode(message)
         parsed = parse_command(message)
         if parsed is None:
-            self.store.check_content(message)
+            if message or not attachments:
+                self.store.check_content(message)
             turn = self.chat.turn(
-                message, user_id=speaker.space, front=front_of(speaker.person), speaker=speaker
-            )
+                message, user_id=speaker.space, front=front_of(speaker.person), speaker=speaker,
+                attachments=attachments,
+            )  # fmt: skip
             return TurnReply(turn)
         name, args = parsed
         handler = COMMANDS.get(name)

@@ -463,7 +463,8 @@ class SessionStore:
         (its completion's cap and system prompt) until finish_turn or release_lock settles it.
         """
         if content is not None:
-            self.check_content(content)
+            if content or not attachments:  # files may come without a word
+                self.check_content(content)
             content = as_authored(content, author)
         files = self.limits.file_args(attachments)
         anchor, tag = _turn_anchor(user_id, session_id)

@@ -180,3 +180,26 @@ async def test_a_turn_with_files_is_still_two_round_trips(
     CountingConnection.writes = 0
     await talk(chat, "two files", [image(BINARY), image(b"second", "b.jpg")])
     assert CountingConnection.writes == 2
+
+
+async def test_a_picture_without_a_word_is_a_message_named_after_it_and_retry_finds_it(
+    redis_client: aioredis.Redis, model_client: OpenRouterClient, fake_openrouter: FakeOpenRouter
+):
+    store = make_store(redis_client)
+    chat = chat_on(store, model_client)
+
+    await talk(chat, "", [image(b"pixels", "sunset.jpg")])
+
+    [message] = fake_openrouter.requests[-1].body["messages"]
+    assert message["content"] == [
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,cGl4ZWxz"}}
+    ]
+    session = await store.active_session(USER)
+    assert session is not None
+    assert session.title == "sunset.jpg"
+    async with chat.retry(user_id=USER) as retried:
+        assert [d async for d in retried.deltas()]
+    assert sent_images(fake_openrouter) == [b"pixels"]
+    page = await store.read_messages(session.id)
+    assert page.messages[0].content == ""
+    assert len(page.messages) == 2  # the retry replaced the answer

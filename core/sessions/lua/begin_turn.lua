@@ -5,7 +5,8 @@
 -- reply) it answers the turn it began and stores and counts nothing more.
 -- KEYS[1] user:sessions:{tag}:<uid> when the user is known, else session:{tag}:<sid>
 -- ARGV[1] tag  [2] uid ('' = whoever owns [3])  [3] sid ('' = the user's active session,
---         created when the user has none)  [4] sid for that new session  [5] content ('' = /retry)
+--         created when the user has none)  [4] sid for that new session  [5] content ('' with
+--         no files, [21]: /retry)
 -- ARGV[6] lock token  [7] lock ttl ms  [8] ttl seconds  [9] max messages  [10] context size
 -- ARGV[11] default model  [12] title length for an untitled session
 -- ARGV[13] turns per window (0 = no rate limit)  [14] window ms  [15] daily token budget (0 = none)
@@ -39,6 +40,7 @@ local lock_ttl_ms = tonumber(ARGV[7])
 local person = ARGV[17] or ''
 local file_budget, image_turns = tonumber(ARGV[18]) or 0, tonumber(ARGV[19]) or 0
 local image_tokens, file_count = tonumber(ARGV[20]) or 0, tonumber(ARGV[21]) or 0
+local is_retry = content == '' and file_count == 0
 -- How long after its sessions expired a space is still told so: a week covers a person back
 -- after a night or a weekend; past it nobody expects the conversation to go on.
 local SEEN_FOR_SECONDS = 7 * 86400
@@ -123,7 +125,7 @@ if sid == '' then
   sid = resolve_active(uid)
   if not sid then
     -- Nothing to answer again: create nothing (a session made here would never expire).
-    if content == '' then return {'NOTHING_TO_RETRY'} end
+    if is_retry then return {'NOTHING_TO_RETRY'} end
     sid = ARGV[4]
     local model = redis.call('HGET', user_key(uid), 'model') or ARGV[11]
     create_session(uid, sid, '', model, now, person)
@@ -139,7 +141,7 @@ if not redis.call('SET', session_key(sid, ':lock'), token, 'NX', 'PX', lock_ttl_
 end
 
 local user_seq
-if content == '' then
+if is_retry then
   -- /retry: answer the newest user message again, with the context that preceded it.
   local window = redis.call('LRANGE', session_key(sid, ':messages'), -context_size, -1)
   for i = #window, 1, -1 do
@@ -174,6 +176,8 @@ else
   user_seq = push_message(sid, entry, max_messages)
   if redis.call('HGET', session_key(sid), 'title') == '' then
     local first_line = string.match(content, '^%s*([^\n]*)')
+    -- A file sent without a word names the session after itself.
+    if first_line == '' and file_count > 0 then first_line = ARGV[24] end
     redis.call('HSET', session_key(sid), 'title', utf8_prefix(first_line, tonumber(ARGV[12])))
   end
 end
