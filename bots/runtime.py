@@ -16,6 +16,7 @@ from core.commands import CommandHandler
 from core.errors import StoreError
 from core.events.publisher import event_publisher
 from core.events.webhooks import Webhooks
+from core.llm.models import ModelCatalog
 from core.llm.openrouter import OpenRouterClient
 from core.observability.analytics import AnalyticsFlusher, Tallies
 from core.observability.metrics import Metrics
@@ -78,6 +79,8 @@ async def open_services(
         webhooks = Webhooks.from_settings(redis, events, settings)
         if webhooks is not None:
             stack.push_async_callback(webhooks.stop)  # before the Redis client closes
+        catalog = ModelCatalog(redis, model)
+        stack.push_async_callback(catalog.aclose)
         chat = ChatService(
             store,
             model,
@@ -86,8 +89,10 @@ async def open_services(
                 default_model=settings.default_model,
                 turn_timeout_seconds=settings.turn_timeout,
                 max_completion_tokens=settings.max_completion_tokens,
+                vision_model=settings.vision_model,
             ),
             metrics,
+            catalog=catalog,
         )
         analytics = AnalyticsFlusher(redis, tallies)
         # Entered after the Redis client, so its last flush runs before the client closes.

@@ -15,6 +15,7 @@ from typing import Generic, Protocol, TypeVar
 from core.conversation import Message, NewAttachment, Notice, Session, Usage
 from core.errors import ChatbridgeError
 from core.events.publisher import EventPublisher
+from core.llm.modalities import ModelModalities
 from core.llm.wire import ChatMessage, StreamEvent
 from core.observability.metrics import UNKNOWN_FRONT, Metrics
 from core.sessions.store import TurnStart
@@ -38,6 +39,12 @@ class ChatModel(Protocol):
     def stream(
         self, messages: Sequence[ChatMessage], *, model: str, max_tokens: int | None = None
     ) -> AsyncIterator[StreamEvent]: ...
+
+
+class ModelCatalog(Protocol):
+    """Which models read what (core.llm.models.ModelCatalog)."""
+
+    async def modalities(self) -> ModelModalities: ...
 
 
 class TurnStore(Protocol):
@@ -64,6 +71,7 @@ class TurnStore(Protocol):
         person: str | None = None,
         author: str = "",
         attachments: Sequence[NewAttachment] = (),
+        blind_models: Sequence[str] = (),
     ) -> TurnStart: ...
 
     async def finish_turn(
@@ -104,6 +112,8 @@ class TurnSettings:
     context_characters: int = 24_000
     turn_timeout_seconds: float = 300.0  # TURN_TIMEOUT
     max_completion_tokens: int = 4096  # MAX_COMPLETION_TOKENS
+    # VISION_MODEL: answers a message with images when its session's model reads none.
+    vision_model: str | None = None
 
 
 class ChatService(Generic[TurnStoreT_co]):
@@ -117,8 +127,11 @@ class ChatService(Generic[TurnStoreT_co]):
         metrics: Metrics | None = None,
         *,
         events: EventPublisher | None = None,
+        catalog: ModelCatalog | None = None,
     ) -> None:
         self._store = store
+        # Which models read images; None: none is known, images go to whichever model.
+        self.catalog = catalog
         self.model = model
         self.settings = settings
         # By default the store's, so one Metrics object sees the turn and its Redis errors.

@@ -38,6 +38,7 @@ from core.conversation import (
 )
 from core.errors import (
     ChatbridgeError,
+    ModelCannotReadImages,
     ModelCircuitOpen,
     ModelError,
     ModelNotConfigured,
@@ -50,6 +51,8 @@ from core.errors import (
     TurnTimeout,
 )
 from core.events.publisher import EventType, turn_completed, turn_failed
+from core.llm.modalities import UNKNOWN as UNKNOWN_MODALITIES
+from core.llm.modalities import Modality, ModelModalities, route_images
 from core.llm.wire import ChatMessage, CompletionDone, ContentPart, StreamEvent
 from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, ModelCall
 from core.sessions.codec import ContextEntry
@@ -86,6 +89,7 @@ class Turn:
     ) -> None:
         self._service = service
         self._attachments = attachments
+        self._sends_images = True  # False: the answering model reads no images (_route_images)
         self._user_id = user_id
         self._speaker = speaker
         self._session_id = session_id
@@ -337,9 +341,67 @@ class Turn:
     async def _begin(self) -> TurnStart:
         if not self._service.model.is_configured:
             raise ModelNotConfigured()
-        return await self._begin_when_free()
+        modalities = await self._modalities_for_images()
+        blind = self._blind_models(modalities)
+        try:
+            start = await self._begin_when_free(blind)
+        except ModelCannotReadImages as refused:
+            suggestion = modalities.suggestion(
+                Modality.IMAGE, instead_of=refused.model,
+                preferred=(self._service.settings.default_model,),
+            )  # fmt: skip
+            raise ModelCannotReadImages(model=refused.model, suggestion=suggestion) from None
+        if start.images and not modalities.is_known and self._service.catalog is not None:
+            modalities = await self._service.catalog.modalities()  # earlier images, no new one
+        if start.images and modalities.is_known:
+            self._route_images(start, modalities)
+        return start
 
-    async def _begin_when_free(self) -> TurnStart:
+    def _route_images(self, start: TurnStart, modalities: ModelModalities) -> None:
+        """The context carries images: a model that reads none gets VISION_MODEL to answer
+        instead, or the images as text placeholders (a new image was refused already)."""
+        if self._model_override:
+            self._sends_images = (
+                modalities.accepts(self._model_override, Modality.IMAGE) is not False
+            )
+            return
+        model = start.session.model or self._service.settings.default_model
+        try:
+            route = route_images(
+                model, modalities, vision_model=self._service.settings.vision_model
+            )
+        except ModelCannotReadImages:
+            self._sends_images = False
+            return
+        if route.is_vision_model:
+            self._model_override = route.model
+
+    async def _modalities_for_images(self) -> ModelModalities:
+        """What the models list says, when this message brings images and it matters."""
+        catalog = self._service.catalog
+        if catalog is None or not any(a.kind is AttachmentKind.IMAGE for a in self._attachments):
+            return UNKNOWN_MODALITIES
+        return await catalog.modalities()
+
+    def _blind_models(self, modalities: ModelModalities) -> tuple[str, ...]:
+        """The models this message's images may not go to (begin_turn refuses the turn if its
+        session answers with one): none when VISION_MODEL can answer instead."""
+        if not modalities.is_known:
+            return ()
+        settings = self._service.settings
+        if self._model_override:  # asked for one model: it reads images, or the turn is refused
+            route_images(self._model_override, modalities, vision_model=None,
+                         preferred=(settings.default_model,))  # fmt: skip
+            return ()
+        vision = settings.vision_model
+        if vision is not None and modalities.accepts(vision, Modality.IMAGE) is not False:
+            return ()
+        return tuple(
+            sorted(model for model in modalities.models
+                   if modalities.accepts(model, Modality.IMAGE) is False)
+        )  # fmt: skip
+
+    async def _begin_when_free(self, blind_models: Sequence[str] = ()) -> TurnStart:
         settings = self._service.settings
         deadline = time.monotonic() + settings.lock_wait_seconds
         delay = 0.05
@@ -364,6 +426,7 @@ class Turn:
                     person=self._speaker.person if self._speaker else None,
                     author=self._speaker.author if self._speaker else "",
                     attachments=self._attachments,
+                    blind_models=blind_models,
                 )
             except SessionBusy:
                 if time.monotonic() + delay > deadline:
@@ -408,7 +471,7 @@ class Turn:
         images = [a for a in entry.attachments if a.kind is AttachmentKind.IMAGE]
         if not images:
             return entry.content
-        sent = self._started.images
+        sent = self._started.images if self._sends_images else {}
         unseen = [image.name for image in images if image.id not in sent]
         text = entry.content
         if unseen:

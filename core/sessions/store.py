@@ -30,6 +30,7 @@ from core.conversation import (
 )
 from core.errors import (
     ChatbridgeError,
+    ModelCannotReadImages,
     NothingToRetry,
     SessionBusy,
     SessionLimitReached,
@@ -448,10 +449,13 @@ class SessionStore:
         person: str | None = None,
         author: str = "",
         attachments: Sequence[NewAttachment] = (),
+        blind_models: Sequence[str] = (),
     ) -> TurnStart:
         """Lock the session and store the user's message (None: /retry the last one) with its
         `attachments` (their bytes kept within MAX_ATTACHMENT_BYTES_PER_SESSION, the oldest
-        of the session dropped first: AttachmentsTooLarge if they alone do not fit).
+        of the session dropped first: AttachmentsTooLarge if they alone do not fit). A message
+        with images is refused (ModelCannotReadImages, nothing stored) when its session's model
+        is one of `blind_models`.
 
         `user_id` names the space whose session it is (core/spaces.py), `person` who wrote
         (None: the space's owner); in a shared space the message is stored as `author`'s.
@@ -467,6 +471,7 @@ class SessionStore:
                 self.check_content(content)
             content = as_authored(content, author)
         files = self.limits.file_args(attachments)
+        files.append(json.dumps(list(blind_models)) if blind_models else "")
         anchor, tag = _turn_anchor(user_id, session_id)
         billed_apart = person if person is not None and user_tag(person) != tag else ""
         turn_limits = self.limits.turn_limit_args()
@@ -580,6 +585,8 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
         raise NothingToRetry()
     if status == "LOCK_LOST":
         raise TurnLockLost()
+    if status == "MODEL_CANNOT_SEE":
+        raise ModelCannotReadImages(model=str(reply[1]))
     session = session_from(reply[1:8])
     context = context_from(reply[9])
     images = {str(reply[i]): as_bytes(reply[i + 1]) for i in range(13, len(reply), 2)}

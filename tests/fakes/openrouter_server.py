@@ -299,8 +299,16 @@ class FakeOpenRouter:
         problem = _problem_with(request, body)
         if problem is not None:
             return _error_response(400, problem)
+        if _has_images(body["messages"]) and not self._reads_images(body["model"]):
+            # What OpenRouter answers when no provider of the model takes image input.
+            return _error_response(404, "No endpoints found that support image input")
         fault = self._faults.popleft() if self._faults else _Fault("none")
         return await self._respond(request, body, fault)
+
+    def _reads_images(self, model: str) -> bool:
+        """A model listed without image input reads none; an unlisted one is not refused."""
+        listed = self.listed_models.get(model)
+        return listed is None or "image" in listed.input_modalities
 
     async def _respond(
         self, request: web.Request, body: dict[str, Any], fault: _Fault
@@ -515,6 +523,13 @@ def _is_base64_data_url(url: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _has_images(messages: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(m["content"], list) and any(p["type"] == "image_url" for p in m["content"])
+        for m in messages
+    )
 
 
 def _text_of(content: Any) -> str:

@@ -150,6 +150,7 @@ class InMemoryTurnStore:
         person: str | None = None,
         author: str = "",
         attachments: Sequence[NewAttachment] = (),
+        blind_models: Sequence[str] = (),
     ) -> TurnStart:
         # `person` is not billed apart here: this store keeps no limits per person.
         if user_id is None and session_id is None:

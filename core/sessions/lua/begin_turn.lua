@@ -18,7 +18,10 @@
 --          billed in their own slot, reserve_turn.lua), and the creator of a session made here
 -- ARGV[18] MAX_ATTACHMENT_BYTES_PER_SESSION  [19] IMAGE_CONTEXT_TURNS  [20] tokens an image is
 --          estimated to take  [21] how many files the message brings, then for each four
---          values: kind code ('i', 'd', 'a'), media type, name, bytes
+--          values: kind code ('i', 'd', 'a'), media type, name, bytes; after them, the models
+--          that read no images as a JSON array ('' = none): a message with images whose session
+--          answers with one of them is refused ({'MODEL_CANNOT_SEE', model}) before anything
+--          is created, locked or stored
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq,
 --          the context entries as one JSON array, expired after, context cut, loss told}: the
 --          last three say what the reply must tell (docs/data-model.md, "Notices"): the seconds
@@ -41,6 +44,11 @@ local person = ARGV[17] or ''
 local file_budget, image_turns = tonumber(ARGV[18]) or 0, tonumber(ARGV[19]) or 0
 local image_tokens, file_count = tonumber(ARGV[20]) or 0, tonumber(ARGV[21]) or 0
 local is_retry = content == '' and file_count == 0
+local blind = {}
+local listed_blind = ARGV[22 + 4 * file_count] or ''
+if listed_blind ~= '' then
+  for _, model in ipairs(cjson.decode(listed_blind)) do blind[model] = true end
+end
 -- How long after its sessions expired a space is still told so: a week covers a person back
 -- after a night or a weekend; past it nobody expects the conversation to go on.
 local SEEN_FOR_SECONDS = 7 * 86400
@@ -128,12 +136,18 @@ if sid == '' then
     if is_retry then return {'NOTHING_TO_RETRY'} end
     sid = ARGV[4]
     local model = redis.call('HGET', user_key(uid), 'model') or ARGV[11]
+    if blind[model] then return {'MODEL_CANNOT_SEE', model} end
     create_session(uid, sid, '', model, now, person)
     -- The space took a turn within its mark's life and has no session left: they expired
     -- (/delete of the last one takes the mark away). Kept until a reply has said so.
     local expired_after = redis.call('GET', user_key(uid, ':seen'))
     if expired_after then redis.call('HSET', session_key(sid), 'tellExpired', expired_after) end
   end
+end
+
+if next(blind) then
+  local model = redis.call('HGET', session_key(sid), 'model')
+  if model and blind[model] then return {'MODEL_CANNOT_SEE', model} end
 end
 
 if not redis.call('SET', session_key(sid, ':lock'), token, 'NX', 'PX', lock_ttl_ms) then
