@@ -17,6 +17,7 @@ password or a raw upstream body.
     │   ├── ModelCannotReadImages    images for a model that takes none, and no VISION_MODEL
     │   └── InvalidBackup            a line of a backup file (chatbridge restore) is wrong
     ├── SessionNotFound              missing, expired, or someone else's (we never say which)
+    ├── AttachmentGone               a file whose bytes the session's budget dropped
     ├── SessionLimitReached          MAX_SESSIONS_PER_USER with SESSION_LIMIT_POLICY=reject
     ├── NothingToRetry               /retry with no user message in the session
     ├── SessionBusy                  another turn held the session's lock for too long
@@ -149,6 +150,16 @@ class NotSessionCreator(ChatbridgeError):
 
     code = "not_session_creator"
     default_text = "Only who started this session, or an admin of the chat, may delete it."
+
+
+class AttachmentGone(ChatbridgeError):
+    """A file its session still lists, whose bytes MAX_ATTACHMENT_BYTES_PER_SESSION dropped to
+    make room for newer ones."""
+
+    code = "attachment_gone"
+    default_text = (
+        "The file {name} is no longer kept: newer files of its conversation took its room."
+    )
 
 
 class SessionLimitReached(ChatbridgeError):

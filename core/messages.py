@@ -129,6 +129,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "message. Send it without the image, or switch to a model that reads images, "
         "e.g. /model {suggestion}.",
         "session_not_found": "That conversation doesn't exist or has expired. See /sessions.",
+        "attachment_gone": "The file {name} is no longer kept: newer files of this "
+        "conversation took its room.",
         "session_limit_reached": "You already have {limit} conversations, the most allowed. "
         "Delete one with /delete to start another.",
         "session_limit_pick": "Pick the one to delete:",
@@ -261,6 +263,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "mensagem. Envie sem a imagem ou troque para um modelo que leia imagens, "
         "por exemplo /model {suggestion}.",
         "session_not_found": "Essa conversa não existe ou expirou. Veja /sessions.",
+        "attachment_gone": "O arquivo {name} não está mais guardado: arquivos mais novos desta "
+        "conversa ocuparam o espaço dele.",
         "session_limit_reached": "Você já tem {limit} conversas, o máximo permitido. "
         "Apague uma com /delete para começar outra.",
         "session_limit_pick": "Escolha qual apagar:",

@@ -37,6 +37,7 @@ from core.sessions.keys import SESSION_ID_PATTERN
 from core.settings import Settings
 
 JSON = dict[str, Any]
+ATTACHMENT_ID_PATTERN = r"^[0-9]{1,9}-[0-9]{1,2}$"  # <message seq>-<n>
 REF = "#/components/schemas/{model}"
 REQUESTS: tuple[type[BaseModel], ...] = (CreateSession, StartChat, ChatMessage, AddMessage)
 RESPONSES: tuple[type[BaseModel], ...] = (
@@ -48,7 +49,9 @@ ERROR_TEXT = {
     401: "Missing, malformed or expired token",
     403: "A user's token acting for another user, or doing what needs the service token "
     "(API_TOKEN): adding a message of role assistant or system, the dashboard, the metrics",
-    404: "No such session (or another user's)",
+    404: "No such session (or another user's), or no such file in it",
+    410: "The file is listed but no longer kept: MAX_ATTACHMENT_BYTES_PER_SESSION dropped it for "
+    "newer files of its session",
     409: "Session limit reached, session busy, nothing to retry, the turn lost its session, or "
     "it was stopped before a word (turn_stopped)",
     413: "Request body over 64 KiB",
@@ -141,6 +144,11 @@ def _session_paths(session: JSON) -> JSON:
             "get": _operation("A user's sessions, most recent activity first",
                               ok=(200, "SessionList"), errors=(401, 403, 422, 503)),
         },
+        "/api/sessions/{sessionId}/attachments/{attachmentId}": {
+            "parameters": [session, _path_parameter(
+                "attachmentId", {"type": "string", "pattern": ATTACHMENT_ID_PATTERN})],
+            "get": _attachment_operation(),
+        },
         "/api/sessions/{sessionId}/export": {
             "parameters": [session],
             "get": _export_operation(),
@@ -229,6 +237,27 @@ def _chat_operation() -> JSON:
         "then `done` (a ChatReply, its `notices` included), `stopped` (a StoppedEvent: POST "
         "/api/sessions/{sessionId}/stop ended it) or `error` ({error: {code, message}}).",
     }
+    return operation
+
+
+def _attachment_operation() -> JSON:
+    operation = _operation(
+        "A file of the session's messages, its bytes as stored (an image as re-encoded for the "
+        "model), for whoever may read the session", ok=(200, None), errors=(*SESSION_ERRORS, 410),
+    )  # fmt: skip
+    operation["responses"]["200"].update(
+        {
+            "description": "The bytes, typed as sniffed from them (never from the file's name)",
+            "headers": {
+                "Content-Disposition": {
+                    "description": "attachment; filename=\"<ASCII name>\"; filename*=UTF-8''<name>",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    )
     return operation
 
 

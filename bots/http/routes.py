@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from typing import TypeVar
+from urllib.parse import quote
 
 import structlog
 from aiohttp import web
@@ -157,6 +158,27 @@ async def export(request: web.Request) -> web.Response:
         content_type=MEDIA_TYPE,
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{exported.filename}"'},
+    )
+
+
+@routes.get(
+    "/api/sessions/{session_id:[0-9a-f]{32}}/attachments/{attachment_id:[0-9]{1,9}-[0-9]{1,2}}"
+)
+async def attachment(request: web.Request) -> web.Response:
+    """A file of the session's messages, as stored, for whoever may read the session."""
+    file, data = await request.app[SERVICES].store.read_attachment(
+        request.match_info["session_id"], request.match_info["attachment_id"],
+        owner=principal_of(request).owner,
+    )  # fmt: skip
+    return web.Response(
+        body=data,
+        content_type=file.media_type,
+        headers={
+            "Content-Disposition": content_disposition(file.name),
+            # The type was sniffed from the bytes: a browser must not guess another.
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store",
+        },
     )
 
 
@@ -331,6 +353,14 @@ def _validated(model: type[Body], data: object) -> Body:
         if first["type"] == "string_pattern_mismatch":
             what = PATTERN_RULES.get(str(first["loc"][-1]), "has characters that are not allowed")
         raise ApiError(422, "validation_error", f"{where}: {what}") from None
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` naming the file: an ASCII fallback, and the name itself (RFC 6266)."""
+    fallback = "".join(
+        c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name
+    )
+    return f"attachment; filename=\"{fallback or 'file'}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def respond(body: BaseModel, *, status: int = 200, exclude_none: bool = False) -> web.Response:

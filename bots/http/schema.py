@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from pydantic.alias_generators import to_camel
 
 from core.commands import MODEL_ID_MAX_CHARS, MODEL_ID_PATTERN, TITLE_MAX_CHARS
-from core.conversation import Message, MessagePage, Notice, Session, Usage, iso_utc
+from core.conversation import Attachment, Message, MessagePage, Notice, Session, Usage, iso_utc
 
 USER_ID_MAX_CHARS = 128
 PAGE_LIMIT_MAX = 100
@@ -99,6 +99,24 @@ class UsageOut(ApiModel):
         )
 
 
+class AttachmentOut(ApiModel):
+    id: str = Field(description="GET /api/sessions/{sessionId}/attachments/{id} returns its bytes")
+    type: Literal["image", "document", "audio"]
+    media_type: str = Field(description="sniffed from the bytes, never taken from a name")
+    name: str
+    size: int = Field(description="bytes stored (an image as re-encoded for the model)")
+    kept: bool = Field(
+        description="false once MAX_ATTACHMENT_BYTES_PER_SESSION dropped its bytes for newer files"
+    )
+
+    @classmethod
+    def of(cls, attachment: Attachment) -> AttachmentOut:
+        return cls(
+            id=attachment.id, type=attachment.kind.value, media_type=attachment.media_type,
+            name=attachment.name, size=attachment.size, kept=attachment.kept,
+        )  # fmt: skip
+
+
 class MessageOut(ApiModel):
     id: str
     role: Literal["user", "assistant", "system"]
@@ -109,6 +127,7 @@ class MessageOut(ApiModel):
     stopped: bool = Field(
         description="an answer /stop ended: what was written of it before (no usage then)"
     )
+    attachments: list[AttachmentOut] = Field(description="the files of a user message")
 
     @classmethod
     def of(cls, message: Message) -> MessageOut:
@@ -120,6 +139,7 @@ class MessageOut(ApiModel):
             timestamp=iso_utc(message.timestamp),
             usage=UsageOut.of(message.usage),
             stopped=message.stopped,
+            attachments=[AttachmentOut.of(attachment) for attachment in message.attachments],
         )
 
 

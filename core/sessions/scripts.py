@@ -31,6 +31,7 @@ SCRIPT_NAMES = (
     "add_message",
     "get_session",
     "read_messages",
+    "read_attachment",
     "list_sessions",
     "switch_session",
     "delete_session",

@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 
 from core.conversation import (
+    Attachment,
     Message,
     MessagePage,
     NewAttachment,
@@ -29,6 +30,7 @@ from core.conversation import (
     datetime_from_ms,
 )
 from core.errors import (
+    AttachmentGone,
     ChatbridgeError,
     ModelCannotReadImages,
     NothingToRetry,
@@ -48,6 +50,7 @@ from core.observability.activity import SessionActivity
 from core.observability.metrics import Metrics
 from core.sessions.bills import PersonBills
 from core.sessions.codec import (
+    KINDS_BY_CODE,
     ROLE_CODES,
     ContextEntry,
     as_bytes,
@@ -515,6 +518,25 @@ class SessionStore:
         """Keep the turn's lock `ttl_ms` more (taking back a lapsed one nobody wrote after);
         False once the turn no longer holds its session."""
         return await self._lock(session_id, lock_token, ttl_ms, 0)
+
+    async def read_attachment(
+        self, session_id: str, attachment_id: str, *, owner: str | None = None
+    ) -> tuple[Attachment, bytes]:
+        """A file of the session's messages and its bytes (GET .../attachments/{id}).
+
+        SessionNotFound for no such session or file, or someone else's; AttachmentGone when
+        MAX_ATTACHMENT_BYTES_PER_SESSION dropped its bytes."""
+        reply = await self._run(
+            "read_attachment", session_key(session_id), tag_of_session(session_id), session_id,
+            owner or "", attachment_id,
+        )  # fmt: skip
+        if reply[0] == "NOT_FOUND":
+            raise SessionNotFound()
+        kind, media_type, name = KINDS_BY_CODE[str(reply[1])], str(reply[2]), str(reply[3])
+        if reply[0] == "GONE":
+            raise AttachmentGone(name=name)
+        data = as_bytes(reply[4])
+        return Attachment(attachment_id, kind, media_type, name, len(data)), data
 
     async def request_stop(self, session_id: str, *, owner: str | None = None) -> bool:
         """Ask the turn answering in `session_id` to stop, wherever it runs: True when a turn

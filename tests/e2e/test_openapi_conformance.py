@@ -135,7 +135,8 @@ def test_a_reply_telling_a_notice_is_a_chat_reply_as_documented_streamed_or_not(
 def test_the_document_holds_a_reply_to_its_known_notices() -> None:
     chat = schema["/api/chat/session"]["POST"]
     reply = {"id": "s-2", "role": "assistant", "content": "hi", "model": None,
-             "timestamp": "2026-12-01T00:00:00.000Z", "usage": None, "stopped": False}  # fmt: skip
+             "timestamp": "2026-12-01T00:00:00.000Z", "usage": None, "stopped": False,
+             "attachments": []}  # fmt: skip
     session = {"id": "s", "userId": "u", "title": "", "model": "m/x", "messageCount": 2,
                "createdAt": reply["timestamp"], "updatedAt": reply["timestamp"]}  # fmt: skip
 
