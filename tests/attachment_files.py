@@ -14,6 +14,7 @@ import wave
 import zlib
 
 from PIL import Image
+from pypdf import PdfReader, PdfWriter
 
 
 def image_file(fmt: str, size: tuple[int, int] = (8, 6), mode: str = "RGB") -> bytes:
@@ -163,3 +164,13 @@ def _pdf_with_xref(objects: dict[int, bytes]) -> bytes:
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n".encode()
     out += f"startxref\n{xref_at}\n%%EOF\n".encode()
     return bytes(out)
+
+
+def encrypted_pdf(text: str, *, user_password: str) -> bytes:
+    """A one-page PDF encrypted by pypdf (RC4, 128 bits): with an empty user password anyone
+    may open it (only editing is locked), with another only who knows it."""
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_file(text))))
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
