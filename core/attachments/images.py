@@ -31,7 +31,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image
 
 from core.attachments.media import MediaType, sniff_media_type
 from core.conversation import AttachmentKind
@@ -56,6 +56,16 @@ _PILLOW_FORMAT: Final = {
 _DAMAGED_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
 _BOMB_ERRORS: Final = (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError)
 _EIGHT_BITS: Final = 1 / 256
+# What undoes each EXIF orientation (EXIF 2.3, tag 0x0112): 1 is upright, 6 a phone held upright.
+_ORIENTATION_FIX: Final = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,8 @@ def normalize_image(
     try:
         with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMAT[media_type]]) as opened:
             _refuse_bombs(opened, max_side=max_side, max_pixels=max_pixels)
-            image = ImageOps.exif_transpose(opened)  # loads the first frame
-        return _encoded(_shrunk(_eight_bit(image), max_side))
+            opened.load()  # the first frame only
+            return _encoded(_shrunk(_eight_bit(_upright(opened)), max_side))
     except _BOMB_ERRORS:
         raise InvalidAttachment(reason=AttachmentProblem.TOO_MANY_PIXELS) from None
     except _DAMAGED_ERRORS:
@@ -111,6 +121,16 @@ def _refuse_bombs(image: Image.Image, *, max_side: int, max_pixels: int) -> None
         image.draft(None, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
     if image.width * image.height > max_pixels:
         raise InvalidAttachment(reason=AttachmentProblem.TOO_MANY_PIXELS)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation says a viewer shows it.
+
+    Not ImageOps.exif_transpose: that also writes the EXIF back without the tag, which fails on
+    some damaged EXIF (a TypeError deep in Pillow), and we drop the EXIF anyway."""
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    method = _ORIENTATION_FIX.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
 
 
 def _eight_bit(image: Image.Image) -> Image.Image:

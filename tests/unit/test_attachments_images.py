@@ -77,6 +77,18 @@ def test_a_photo_is_turned_upright_by_its_exif_orientation():
     assert close_to(image.getpixel((7, 52)), BLUE)
 
 
+def test_a_photo_whose_exif_is_damaged_is_still_turned_upright():
+    """A GPS entry renumbered as a text tag (GPSDestDistanceRef) still holding three numbers:
+    Pillow reads it, but cannot write it back (ImageOps.exif_transpose would raise)."""
+    longitude = b"\x00\x04\x00\x05\x00\x00\x00\x03"  # tag 4, RATIONAL, 3 values (big-endian)
+    photo = photo_with_orientation_and_location()
+    assert photo.count(longitude) == 1
+    damaged = photo.replace(longitude, b"\x00\x19" + longitude[2:])
+    result = normalize_image(damaged, max_side=1568)
+    assert (result.width, result.height) == (30, 60)
+    assert not reopened(result).getexif()
+
+
 def test_a_photos_location_camera_comment_and_profile_are_gone():
     original = Image.open(io.BytesIO(photo_with_orientation_and_location()))
     assert original.getexif().get_ifd(ExifTags.IFD.GPSInfo)  # it had them
