@@ -154,6 +154,7 @@ class AttachmentProblem(StrEnum):
     DAMAGED = "damaged"  # a truncated or corrupt image or PDF
     TOO_MANY_PIXELS = "too_many_pixels"  # a decompression bomb, or just too big to decode
     ENCRYPTED = "encrypted"  # a PDF that needs a password
+    UNSUPPORTED = "unsupported"  # a PDF encrypted or compressed in a way pypdf does not read
     NOT_TEXT = "not_text"  # text-like at first, but not UTF-8 further on, or NUL bytes
 
 
@@ -167,6 +168,8 @@ _ATTACHMENT_PROBLEM_TEXT = {
     AttachmentProblem.DAMAGED: "the file is damaged or incomplete",
     AttachmentProblem.TOO_MANY_PIXELS: "the image has too many pixels to decode",
     AttachmentProblem.ENCRYPTED: "the PDF is protected by a password",
+    AttachmentProblem.UNSUPPORTED: "the PDF is encrypted or compressed in a way that cannot be "
+    "read",
     AttachmentProblem.NOT_TEXT: "the text is not UTF-8, or holds NUL bytes",
 }
 

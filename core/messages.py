@@ -142,6 +142,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Send a smaller version of it.",
         "invalid_attachment_encrypted": "That PDF is protected by a password. "
         "Send a copy without the password.",
+        "invalid_attachment_unsupported": "That PDF is encrypted or compressed in a way I can't "
+        "read. Try saving or printing it as a new PDF.",
         "invalid_attachment_not_text": "That file is not plain text in UTF-8. "
         "Save it as UTF-8 text and send it again.",
         "file_too_large": "That file is {size}; the most I take in one file is {limit}.",
@@ -294,6 +296,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Envie uma versão menor.",
         "invalid_attachment_encrypted": "Esse PDF é protegido por senha. "
         "Envie uma cópia sem a senha.",
+        "invalid_attachment_unsupported": "Esse PDF usa uma criptografia ou compressão que não "
+        "consigo ler. Tente salvá-lo ou imprimi-lo como um novo PDF.",
         "invalid_attachment_not_text": "Esse arquivo não é texto simples em UTF-8. "
         "Salve-o como texto UTF-8 e envie de novo.",
         "file_too_large": "Esse arquivo tem {size}; o máximo que aceito num arquivo é {limit}.",

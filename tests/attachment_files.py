@@ -109,9 +109,15 @@ def ebml(doc_type: bytes) -> bytes:
     return b"\x1a\x45\xdf\xa3" + bytes([0x80 | len(elements)]) + elements + b"\x18\x53\x80\x67\x80"
 
 
-def pdf_file(*pages: str | None, image_pages: tuple[int, ...] = ()) -> bytes:
+def pdf_file(
+    *pages: str | None,
+    image_pages: tuple[int, ...] = (),
+    stream_filter: str = "FlateDecode",
+    trailer: bytes = b"",
+) -> bytes:
     """A valid PDF, one page per item: its text in Helvetica, or None for a page with nothing
-    on it. Pages whose index is in `image_pages` draw a picture (a scan has nothing else)."""
+    on it. Pages whose index is in `image_pages` draw a picture (a scan has nothing else).
+    `stream_filter` names the pages' compression, `trailer` adds entries to the trailer."""
     objects: dict[int, bytes] = {
         1: b"<< /Type /Catalog /Pages 2 0 R >>",
         3: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
@@ -132,9 +138,9 @@ def pdf_file(*pages: str | None, image_pages: tuple[int, ...] = ()) -> bytes:
             b"/Resources << /Font << /F1 3 0 R >> /XObject << /Im1 4 0 R >> >> "
             + f"/Contents {content} 0 R >>".encode()
         )
-        objects[content] = _pdf_stream(drawing)
+        objects[content] = _pdf_stream(drawing, stream_filter)
     objects[2] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(pages)} >>".encode()
-    return _pdf_with_xref(objects)
+    return _pdf_with_xref(objects, trailer)
 
 
 def _pdf_string(text: str) -> bytes:
@@ -142,16 +148,16 @@ def _pdf_string(text: str) -> bytes:
     return b"(" + escaped.encode("cp1252") + b")"
 
 
-def _pdf_stream(data: bytes) -> bytes:
+def _pdf_stream(data: bytes, stream_filter: str) -> bytes:
     packed = zlib.compress(data)
     return (
-        f"<< /Length {len(packed)} /Filter /FlateDecode >>\nstream\n".encode()
+        f"<< /Length {len(packed)} /Filter /{stream_filter} >>\nstream\n".encode()
         + packed
         + b"\nendstream"
     )
 
 
-def _pdf_with_xref(objects: dict[int, bytes]) -> bytes:
+def _pdf_with_xref(objects: dict[int, bytes], trailer: bytes) -> bytes:
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = {}
     for number in sorted(objects):
@@ -161,7 +167,7 @@ def _pdf_with_xref(objects: dict[int, bytes]) -> bytes:
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     for number in sorted(objects):
         out += f"{offsets[number]:010d} 00000 n \n".encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n".encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R ".encode() + trailer + b" >>\n"
     out += f"startxref\n{xref_at}\n%%EOF\n".encode()
     return bytes(out)
 

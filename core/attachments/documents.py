@@ -26,7 +26,8 @@ A PDF that needs a password is refused (pypdf tries the empty password first, wh
 many PDFs locked only against editing; those encrypted with AES need the `cryptography` package,
 not installed, and are refused the same way); a damaged one too; one with no text in the pages
 read is DocumentHasNoText, a different error, because the file is fine and another engine may
-read it (PDF_ENGINE=openrouter).
+read it (PDF_ENGINE=openrouter). One encrypted by another handler than the standard one
+(certificates, DRM), or compressed by a filter pypdf lacks, is UNSUPPORTED.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def document_text(data: bytes, *, name: str, max_chars: int, max_pages: int) -> 
     """The text of a PDF or UTF-8 text file (see the module's docstring).
 
     InvalidAttachment: not a document (NOT_A_DOCUMENT, UNKNOWN_TYPE, EMPTY), a damaged PDF
-    (DAMAGED), one that needs a password (ENCRYPTED), text that is not UTF-8 throughout or
+    (DAMAGED), one that needs a password (ENCRYPTED) or that pypdf cannot decode
+    (UNSUPPORTED), text that is not UTF-8 throughout or
     holds NUL bytes (NOT_TEXT). DocumentHasNoText: a PDF whose pages read hold no text."""
     if max_chars < 1 or max_pages < 1:
         raise ValueError("max_chars and max_pages must be at least 1")
@@ -181,6 +183,8 @@ def _pdf_text(data: bytes, *, name: str, max_chars: int, max_pages: int) -> Docu
                 length += len(page) + (len(PAGE_SEPARATOR) if len(pieces) > 1 else 0)
     except (DependencyError, FileNotDecryptedError):
         raise InvalidAttachment(reason=AttachmentProblem.ENCRYPTED) from None
+    except NotImplementedError:  # an encryption handler or a stream filter pypdf lacks
+        raise InvalidAttachment(reason=AttachmentProblem.UNSUPPORTED) from None
     except _DAMAGED_PDF_ERRORS:
         raise InvalidAttachment(reason=AttachmentProblem.DAMAGED) from None
     text = PAGE_SEPARATOR.join(pieces)

@@ -72,6 +72,18 @@ def test_a_pdf_locked_only_against_editing_is_read():
 
 
 @pytest.mark.parametrize(
+    "data",
+    [
+        pdf_file("Hello", trailer=b"/Encrypt << /Filter /Adobe.PubSec /V 4 /R 4 >>"),
+        pdf_file("Hello", stream_filter="NoSuchDecode"),
+    ],
+    ids=["encrypted for certificates", "compressed by an unknown filter"],
+)
+def test_a_pdf_pypdf_cannot_decode_is_refused_as_unsupported(data: bytes):
+    assert refusal(data) is AttachmentProblem.UNSUPPORTED
+
+
+@pytest.mark.parametrize(
     ("pages", "max_pages", "pages_read", "was_cut"),
     [(2, 3, 2, False), (3, 3, 3, False), (4, 3, 3, True)],
     ids=["below the page cap", "at the page cap", "above the page cap"],
