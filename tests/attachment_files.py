@@ -9,6 +9,7 @@ a sniffer reads no more than that.
 from __future__ import annotations
 
 import io
+import random
 import struct
 import wave
 import zlib
@@ -180,3 +181,26 @@ def encrypted_pdf(text: str, *, user_password: str) -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def damaged_copies(data: bytes, *, count: int, seed: int) -> list[bytes]:
+    """`count` copies of `data`, each damaged a few times over: bytes changed, cut out,
+    inserted, or the end cut off. Seeded: the same copies on every run."""
+    rng = random.Random(seed)
+    copies = []
+    for _ in range(count):
+        copy = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            if len(copy) < 2:
+                break
+            at, kind = rng.randrange(len(copy)), rng.random()
+            if kind < 0.5:
+                copy[at] = rng.randrange(256)
+            elif kind < 0.7:
+                del copy[at : at + rng.randint(1, 50)]
+            elif kind < 0.85:
+                copy[at:at] = rng.randbytes(rng.randint(1, 20))
+            elif at > 8:
+                del copy[at:]
+        copies.append(bytes(copy))
+    return copies

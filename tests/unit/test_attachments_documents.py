@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -15,7 +16,13 @@ from core.attachments.documents import (
 )
 from core.attachments.media import SNIFF_BYTES, MediaType
 from core.errors import AttachmentProblem, DocumentHasNoText, InvalidAttachment
-from tests.attachment_files import encrypted_pdf, image_file, ogg_opus, pdf_file
+from tests.attachment_files import (
+    damaged_copies,
+    encrypted_pdf,
+    image_file,
+    ogg_opus,
+    pdf_file,
+)
 
 LIMITS = {"max_chars": 100_000, "max_pages": 100}
 
@@ -139,6 +146,18 @@ def test_a_pdf_whose_pages_fill_max_chars_exactly_is_whole():
 )
 def test_a_broken_pdf_is_refused_as_damaged(data: bytes):
     assert refusal(data) is AttachmentProblem.DAMAGED
+
+
+def test_a_damaged_pdf_is_read_or_refused_never_a_crash():
+    originals = [
+        pdf_file("Hello", "World", image_pages=(1,)),
+        encrypted_pdf("Anyone may read this", user_password=""),
+        encrypted_pdf("Secret", user_password="hunter2"),
+    ]
+    for seed, original in enumerate(originals):
+        for data in damaged_copies(original, count=200, seed=seed):
+            with contextlib.suppress(InvalidAttachment, DocumentHasNoText):
+                read(data, max_chars=1000, max_pages=5)
 
 
 # --- Text files ----------------------------------------------------------------------------

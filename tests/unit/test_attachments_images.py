@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import time
@@ -18,7 +19,7 @@ from core.attachments.images import (
 )
 from core.attachments.media import MediaType
 from core.errors import AttachmentProblem, InvalidAttachment
-from tests.attachment_files import image_file, pdf_file, wav_file
+from tests.attachment_files import damaged_copies, image_file, pdf_file, wav_file
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 # Generous: a bomb is refused from its header, in well under a millisecond.
@@ -264,6 +265,24 @@ def test_a_truncated_image_is_damaged(fmt: str):
     data = image_file(fmt, size=(64, 64))
     for cut in (40, len(data) // 2, len(data) * 3 // 4):  # each cuts into the pixels
         assert refusal(data[:cut]) is AttachmentProblem.DAMAGED, cut
+
+
+# Pillow warns of damaged EXIF it reads past ("Truncated File Read"): a warning in production,
+# an error under this suite's filterwarnings.
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_damaged_image_is_read_or_refused_never_a_crash():
+    frames = [Image.new("RGB", (12, 12), colour) for colour in (RED, BLUE)]
+    originals = [
+        photo_with_orientation_and_location(),
+        encode(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+        encode(frames[0], "WEBP", save_all=True, append_images=frames[1:]),
+        image_file("PNG", size=(20, 20), mode="I;16"),
+        image_file("PNG", size=(30, 30), mode="P"),
+    ]
+    for seed, original in enumerate(originals):
+        for data in damaged_copies(original, count=200, seed=seed):
+            with contextlib.suppress(InvalidAttachment):
+                normalize_image(data, max_side=32)
 
 
 def test_a_known_signature_over_garbage_is_damaged():
