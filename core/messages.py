@@ -133,7 +133,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "invalid_attachment": "I can't use that attachment.",
         "invalid_attachment_empty": "That file is empty.",
         "invalid_attachment_unknown_type": "I can't read that kind of file. I read pictures "
-        "(JPEG, PNG, GIF, WebP), PDFs, text files in UTF-8 and audio (OGG, MP3, M4A, WAV, WebM).",
+        "(JPEG, PNG, GIF, WebP), PDFs, text files in UTF-8 and audio (OGG, MP3, M4A, WAV, WebM, "
+        "FLAC, AAC).",
         "invalid_attachment_not_an_image": "That file is not a picture.",
         "invalid_attachment_not_a_document": "That file is not a PDF or a text file.",
         "invalid_attachment_damaged": "That file is damaged or incomplete, so I can't open it. "
@@ -287,7 +288,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "invalid_attachment_empty": "Esse arquivo está vazio.",
         "invalid_attachment_unknown_type": "Não consigo ler esse tipo de arquivo. Leio imagens "
         "(JPEG, PNG, GIF, WebP), PDFs, arquivos de texto em UTF-8 e áudio (OGG, MP3, M4A, WAV, "
-        "WebM).",
+        "WebM, FLAC, AAC).",
         "invalid_attachment_not_an_image": "Esse arquivo não é uma imagem.",
         "invalid_attachment_not_a_document": "Esse arquivo não é um PDF nem um arquivo de texto.",
         "invalid_attachment_damaged": "Esse arquivo está danificado ou incompleto, então não "

@@ -67,8 +67,26 @@ def ogg_vorbis() -> bytes:
 
 
 def ogg_flac() -> bytes:
-    """An Ogg FLAC stream's first packet: Ogg, but not a codec we take."""
-    return ogg_page(b"\x7fFLAC\x01\x00\x00\x01fLaC" + bytes(38))
+    """An Ogg FLAC stream's first packet (the FLAC-to-Ogg mapping): version 1.0, one header
+    packet to follow, then the native signature and STREAMINFO."""
+    return ogg_page(b"\x7fFLAC\x01\x00\x00\x01" + flac_file()[:42])
+
+
+def ogg_theora() -> bytes:
+    """An Ogg Theora stream's identification header: Ogg, but video, not a codec we take."""
+    return ogg_page(b"\x80theora\x03\x02\x01" + bytes(39))
+
+
+def flac_file() -> bytes:
+    """A native FLAC stream: the signature, then STREAMINFO (the last metadata block) of a
+    44.1 kHz mono 16-bit stream, then no frames."""
+    streaminfo = (
+        struct.pack(">HH", 4096, 4096)  # min and max block size
+        + bytes(6)  # min and max frame size: unknown
+        + (44100 << 44 | 0 << 41 | 15 << 36).to_bytes(8, "big")  # rate, channels-1, bits-1
+        + bytes(16)  # MD5 of the audio: none
+    )
+    return b"fLaC" + bytes([0x80]) + len(streaminfo).to_bytes(3, "big") + streaminfo
 
 
 # MPEG-1 Layer III, 128 kbit/s, 44.1 kHz, no padding, joint stereo: 417 bytes a frame.
@@ -77,11 +95,12 @@ MP3_FRAME = b"\xff\xfb\x90\x64" + bytes(413)
 ADTS_FRAME = b"\xff\xf1\x50\x80\x02\x1f\xfc" + bytes(9)
 
 
-def mp3_with_id3() -> bytes:
-    """An ID3v2.4 tag holding a title (TIT2), then two frames."""
+def with_id3(audio: bytes = MP3_FRAME * 2, *, padding: int = 0) -> bytes:
+    """An ID3v2.4 tag holding a title (TIT2) and `padding` zero bytes, before `audio`: an MP3's
+    frames by default."""
     title = b"\x03Song"  # encoding 3: UTF-8
-    frame = b"TIT2" + _syncsafe(len(title)) + b"\x00\x00" + title
-    return b"ID3\x04\x00\x00" + _syncsafe(len(frame)) + frame + MP3_FRAME * 2
+    frame = b"TIT2" + _syncsafe(len(title)) + b"\x00\x00" + title + bytes(padding)
+    return b"ID3\x04\x00\x00" + _syncsafe(len(frame)) + frame + audio
 
 
 def _syncsafe(value: int) -> bytes:

@@ -8,8 +8,12 @@ refused before any decoder sees it.
     kind      media types
     image     image/jpeg, image/png, image/gif, image/webp
     document  application/pdf, text/plain (valid UTF-8 without NUL bytes, in the first 4 KiB)
-    audio     audio/ogg (Opus, Vorbis), audio/mpeg (ID3 tag or an MPEG-1/2 Layer III frame),
-              audio/mp4 (an ISO BMFF `ftyp` of an MP4 or M4A brand), audio/wav, audio/webm
+    audio     audio/ogg (Opus, Vorbis, FLAC), audio/mpeg (an MPEG-1/2 Layer III frame),
+              audio/aac (ADTS), audio/flac, audio/mp4 (an ISO BMFF `ftyp` of an MP4 or M4A
+              brand), audio/wav, audio/webm: what OpenRouter's transcription takes
+
+An ID3v2 tag is looked past to the audio it precedes (MP3, and sometimes AAC or FLAC); a tag
+longer than the sniffed bytes (cover art) leaves MP3, by far the most common.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class MediaType(StrEnum):
     TEXT = "text/plain"
     OGG = "audio/ogg"
     MP3 = "audio/mpeg"
+    AAC = "audio/aac"
+    FLAC = "audio/flac"
     MP4 = "audio/mp4"
     WAV = "audio/wav"
     WEBM = "audio/webm"
@@ -52,6 +58,8 @@ _KIND_OF: Final = {
     MediaType.TEXT: AttachmentKind.DOCUMENT,
     MediaType.OGG: AttachmentKind.AUDIO,
     MediaType.MP3: AttachmentKind.AUDIO,
+    MediaType.AAC: AttachmentKind.AUDIO,
+    MediaType.FLAC: AttachmentKind.AUDIO,
     MediaType.MP4: AttachmentKind.AUDIO,
     MediaType.WAV: AttachmentKind.AUDIO,
     MediaType.WEBM: AttachmentKind.AUDIO,
@@ -66,7 +74,7 @@ _PREFIXES: Final = (
     # PDF readers tolerate junk before the header; we do not, so a text file that quotes
     # "%PDF-" further down stays text (as in the WHATWG MIME sniffing standard).
     (b"%PDF-", MediaType.PDF),
-    (b"ID3", MediaType.MP3),  # an ID3v2 tag, then the frames
+    (b"fLaC", MediaType.FLAC),
 )
 # ISO BMFF major brands of MP4/M4A audio (and of video, whose sound track a transcription
 # reads). HEIF and AVIF are ISO BMFF too (mif1, heic, avif): images we do not decode, so an
@@ -78,11 +86,15 @@ _MP4_BRANDS: Final = frozenset(
         b"3g2a", b"MSNV", b"F4A ", b"F4V ",
     }
 )  # fmt: skip
-_OGG_CODECS: Final = (b"OpusHead", b"\x01vorbis")
+_OGG_CODECS: Final = (b"OpusHead", b"\x01vorbis", b"\x7fFLAC")
+_ID3_MAGIC: Final = b"ID3"
+_ID3_HEADER_BYTES: Final = 10
+_ID3_HAS_FOOTER: Final = 0x10
 _EBML_MAGIC: Final = b"\x1a\x45\xdf\xa3"
 _EBML_DOCTYPE_ID: Final = b"\x42\x82"
 _MP3_LAYER_III: Final = 0b01
 _MP3_RESERVED_VERSION: Final = 0b01
+_ADTS_SAMPLE_RATES: Final = 13  # indexes 13 to 15 are reserved
 
 
 def sniff_media_type(data: bytes) -> MediaType:
@@ -94,7 +106,9 @@ def sniff_media_type(data: bytes) -> MediaType:
     for prefix, media_type in _PREFIXES:
         if head.startswith(prefix):
             return media_type
-    found = _container_type(head) or _mp3_frame_type(head)
+    if head.startswith(_ID3_MAGIC):
+        return _tagged_audio_type(head)
+    found = _container_type(head) or _audio_frame_type(head)
     if found is not None:
         return found
     if _looks_like_text(head, is_whole=len(data) <= SNIFF_BYTES):
@@ -158,20 +172,39 @@ def _ebml_size(head: bytes, at: int) -> tuple[int, int]:
     return value, width
 
 
-def _mp3_frame_type(head: bytes) -> MediaType | None:
-    """An MP3 without an ID3 tag starts with a frame header: 11 sync bits, then a version,
-    layer III, a bitrate and a sample rate that exist. AAC (layer bits 00) does not match."""
+def _tagged_audio_type(head: bytes) -> MediaType:
+    """What follows an ID3v2 tag: its size is four 7-bit bytes, then a footer if flagged."""
+    if len(head) < _ID3_HEADER_BYTES:
+        return MediaType.MP3
+    size = 0
+    for byte in head[6:10]:
+        size = size << 7 | byte & 0x7F
+    if head[5] & _ID3_HAS_FOOTER:
+        size += _ID3_HEADER_BYTES
+    after = head[_ID3_HEADER_BYTES + size :]
+    if after.startswith(b"fLaC"):
+        return MediaType.FLAC
+    return _audio_frame_type(after) or MediaType.MP3
+
+
+def _audio_frame_type(head: bytes) -> MediaType | None:
+    """Audio without a container starts with a frame header: 12 sync bits, then fields whose
+    values must exist. Layer bits 01 are MP3 (MPEG layer III), 00 are AAC in ADTS."""
     if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
         return None
-    version, layer = head[1] >> 3 & 0b11, head[1] >> 1 & 0b11
+    layer = head[1] >> 1 & 0b11
+    if layer == _MP3_LAYER_III and _is_mp3_frame(head):
+        return MediaType.MP3
+    if layer == 0 and head[1] & 0xF0 == 0xF0 and head[2] >> 2 & 0xF < _ADTS_SAMPLE_RATES:
+        return MediaType.AAC
+    return None
+
+
+def _is_mp3_frame(head: bytes) -> bool:
+    """A version, a bitrate and a sample rate that exist (not free-format, not reserved)."""
+    version = head[1] >> 3 & 0b11
     bitrate, sample_rate = head[2] >> 4, head[2] >> 2 & 0b11
-    is_frame = (
-        version != _MP3_RESERVED_VERSION
-        and layer == _MP3_LAYER_III
-        and bitrate not in (0, 0b1111)  # free-format and invalid
-        and sample_rate != 0b11  # reserved
-    )
-    return MediaType.MP3 if is_frame else None
+    return version != _MP3_RESERVED_VERSION and bitrate not in (0, 0b1111) and sample_rate != 0b11
 
 
 def _looks_like_text(head: bytes, *, is_whole: bool) -> bool:

@@ -11,14 +11,16 @@ from tests.attachment_files import (
     ADTS_FRAME,
     MP3_FRAME,
     ebml,
+    flac_file,
     image_file,
     iso_bmff,
-    mp3_with_id3,
     ogg_flac,
     ogg_opus,
+    ogg_theora,
     ogg_vorbis,
     pdf_file,
     wav_file,
+    with_id3,
 )
 
 # Each file under the name and claimed type a sender might give it; neither is looked at.
@@ -30,7 +32,13 @@ KNOWN_FILES = [
     ("picture.png", "image/png", pdf_file("Hello"), MediaType.PDF),
     ("song.mp3", "audio/mpeg", ogg_opus(), MediaType.OGG),
     ("voice.opus", "audio/opus", ogg_vorbis(), MediaType.OGG),
-    ("data.bin", "application/octet-stream", mp3_with_id3(), MediaType.MP3),
+    ("data.bin", "application/octet-stream", with_id3(), MediaType.MP3),
+    ("cover.jpg", "image/jpeg", with_id3(padding=SNIFF_BYTES), MediaType.MP3),  # a long tag
+    ("song.mp3", "audio/mpeg", flac_file(), MediaType.FLAC),
+    ("song.ogg", "audio/ogg", with_id3(flac_file()), MediaType.FLAC),
+    ("voice.m4a", "audio/mp4", ADTS_FRAME * 2, MediaType.AAC),
+    ("voice.wav", "audio/wav", with_id3(ADTS_FRAME * 2), MediaType.AAC),
+    ("song.flac", "audio/flac", ogg_flac(), MediaType.OGG),
     ("voice.ogg", "audio/ogg", MP3_FRAME * 3, MediaType.MP3),
     ("movie.webm", "video/webm", iso_bmff(b"M4A ", b"M4A ", b"mp42", b"isom"), MediaType.MP4),
     ("talk.m4a", "audio/mp4", iso_bmff(b"isom", b"isom", b"avc1"), MediaType.MP4),
@@ -50,8 +58,8 @@ UNKNOWN_FILES = [
     ("photo.heic", "image/heic", iso_bmff(b"heic", b"mif1", b"heic")),
     ("photo.avif", "image/avif", iso_bmff(b"avif", b"mif1", b"avif")),
     ("movie.mkv", "video/x-matroska", ebml(b"matroska")),
-    ("song.flac", "audio/ogg", ogg_flac()),
-    ("song.aac", "audio/aac", ADTS_FRAME * 2),
+    ("movie.ogv", "video/ogg", ogg_theora()),
+    ("song.aac", "audio/aac", ADTS_FRAME[:2] + b"\x7c" + ADTS_FRAME[3:]),  # rate index 15
     ("archive.zip", "application/zip", b"PK\x03\x04" + bytes(26)),
     ("half.ogg", "audio/ogg", ogg_opus()[:20]),
     ("tiny.mp3", "audio/mpeg", b"\xff\xfb"),
@@ -92,6 +100,7 @@ def test_no_bytes_at_all_is_said_to_be_empty():
      (MediaType.GIF, AttachmentKind.IMAGE), (MediaType.WEBP, AttachmentKind.IMAGE),
      (MediaType.PDF, AttachmentKind.DOCUMENT), (MediaType.TEXT, AttachmentKind.DOCUMENT),
      (MediaType.OGG, AttachmentKind.AUDIO), (MediaType.MP3, AttachmentKind.AUDIO),
+     (MediaType.AAC, AttachmentKind.AUDIO), (MediaType.FLAC, AttachmentKind.AUDIO),
      (MediaType.MP4, AttachmentKind.AUDIO), (MediaType.WAV, AttachmentKind.AUDIO),
      (MediaType.WEBM, AttachmentKind.AUDIO)],
 )  # fmt: skip
