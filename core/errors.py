@@ -15,7 +15,10 @@ password or a raw upstream body.
     │   ├── UnknownCommand
     │   ├── InvalidArgument          a command argument or API field is malformed
     │   ├── ModelCannotReadImages    images for a model that takes none, and no VISION_MODEL
-    │   └── InvalidBackup            a line of a backup file (chatbridge restore) is wrong
+    │   ├── InvalidBackup            a line of a backup file (chatbridge restore) is wrong
+    │   ├── InvalidAttachment        an attachment's bytes cannot be used (`reason` says why)
+    │   ├── FileTooLarge             one attachment has more bytes than MAX_ATTACHMENT_BYTES
+    │   └── DocumentHasNoText        a PDF whose pages hold no text to extract (scans, images)
     ├── SessionNotFound              missing, expired, or someone else's (we never say which)
     ├── AttachmentGone               a file whose bytes the session's budget dropped
     ├── SessionLimitReached          MAX_SESSIONS_PER_USER with SESSION_LIMIT_POLICY=reject
@@ -47,6 +50,7 @@ password or a raw upstream body.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import ClassVar, Literal
 
 
@@ -138,6 +142,72 @@ class InvalidBackup(InputError):
     def __init__(self, *, where: str, reason: str, line: int = 0) -> None:
         super().__init__(where=where, reason=reason)
         self.line = line
+
+
+class AttachmentProblem(StrEnum):
+    """Why an attachment's bytes cannot be used (core/attachments/); each has a sentence."""
+
+    EMPTY = "empty"
+    UNKNOWN_TYPE = "unknown_type"  # none of the kinds we read, whatever its name or claimed type
+    NOT_AN_IMAGE = "not_an_image"
+    NOT_A_DOCUMENT = "not_a_document"
+    DAMAGED = "damaged"  # a truncated or corrupt image or PDF
+    TOO_MANY_PIXELS = "too_many_pixels"  # a decompression bomb, or just too big to decode
+    ENCRYPTED = "encrypted"  # a PDF that needs a password
+    UNSUPPORTED = "unsupported"  # a PDF encrypted or compressed in a way pypdf does not read
+    NOT_TEXT = "not_text"  # text-like at first, but not UTF-8 further on, or NUL bytes
+
+
+# What str(InvalidAttachment) says (logs, the HTTP API); chat users read core.messages.
+_ATTACHMENT_PROBLEM_TEXT = {
+    AttachmentProblem.EMPTY: "the file is empty",
+    AttachmentProblem.UNKNOWN_TYPE: "its bytes are none of the images, documents or audio "
+    "formats that are read",
+    AttachmentProblem.NOT_AN_IMAGE: "it is not an image",
+    AttachmentProblem.NOT_A_DOCUMENT: "it is not a PDF or a text file",
+    AttachmentProblem.DAMAGED: "the file is damaged or incomplete",
+    AttachmentProblem.TOO_MANY_PIXELS: "the image has too many pixels to decode",
+    AttachmentProblem.ENCRYPTED: "the PDF is protected by a password",
+    AttachmentProblem.UNSUPPORTED: "the PDF is encrypted or compressed in a way that cannot be "
+    "read",
+    AttachmentProblem.NOT_TEXT: "the text is not UTF-8, or holds NUL bytes",
+}
+
+
+class InvalidAttachment(InputError):
+    """An attachment whose bytes cannot be used; `reason` says why (core.messages has a
+    sentence for each reason)."""
+
+    code = "invalid_attachment"
+    default_text = "The attachment cannot be used: {detail}."
+
+    def __init__(self, *, reason: AttachmentProblem) -> None:
+        super().__init__(reason=reason, detail=_ATTACHMENT_PROBLEM_TEXT[reason])
+        self.reason = reason
+
+
+class FileTooLarge(InputError):
+    """One attachment of `size` bytes, more than MAX_ATTACHMENT_BYTES (`limit`). Not
+    AttachmentsTooLarge: that is a message's files together, against a session's budget."""
+
+    code = "file_too_large"
+    default_text = "The file has {size} bytes; one file may have {limit}."
+
+    def __init__(self, *, size: int, limit: int) -> None:
+        super().__init__(size=size, limit=limit)
+        self.size, self.limit = size, limit
+
+
+class DocumentHasNoText(InputError):
+    """A PDF whose pages (those read) hold no text to extract: a scan, or images only.
+
+    `name` is the file's name, for the user's sentence; str() leaves it out of the logs."""
+
+    code = "document_has_no_text"
+    default_text = "The PDF has no text that can be extracted (it may hold only images)."
+
+    def __init__(self, *, name: str) -> None:
+        super().__init__(name=name)
 
 
 class SessionNotFound(ChatbridgeError):

@@ -11,6 +11,8 @@ from core.conversation import Notice
 from core.errors import (
     AttachmentsTooLarge,
     ChatbridgeError,
+    FileTooLarge,
+    InvalidAttachment,
     ModelCannotReadImages,
     ModelCircuitOpen,
     ModelRateLimited,
@@ -128,6 +130,26 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_cannot_read_images_suggest": "`{model}` can't read images, so I didn't take this "
         "message. Send it without the image, or switch to a model that reads images, "
         "e.g. /model {suggestion}.",
+        "invalid_attachment": "I can't use that attachment.",
+        "invalid_attachment_empty": "That file is empty.",
+        "invalid_attachment_unknown_type": "I can't read that kind of file. I read pictures "
+        "(JPEG, PNG, GIF, WebP), PDFs, text files in UTF-8 and audio (OGG, MP3, M4A, WAV, WebM, "
+        "FLAC, AAC).",
+        "invalid_attachment_not_an_image": "That file is not a picture.",
+        "invalid_attachment_not_a_document": "That file is not a PDF or a text file.",
+        "invalid_attachment_damaged": "That file is damaged or incomplete, so I can't open it. "
+        "Try sending it again.",
+        "invalid_attachment_too_many_pixels": "That picture is too large for me to open. "
+        "Send a smaller version of it.",
+        "invalid_attachment_encrypted": "That PDF is protected by a password. "
+        "Send a copy without the password.",
+        "invalid_attachment_unsupported": "That PDF is encrypted or compressed in a way I can't "
+        "read. Try saving or printing it as a new PDF.",
+        "invalid_attachment_not_text": "That file is not plain text in UTF-8. "
+        "Save it as UTF-8 text and send it again.",
+        "file_too_large": "That file is {size}; the most I take in one file is {limit}.",
+        "document_has_no_text": "“{name}” has no text I can read: it may be a scan or only "
+        "pictures. Send the text itself, or the pages as pictures.",
         "session_not_found": "That conversation doesn't exist or has expired. See /sessions.",
         "attachment_gone": "The file {name} is no longer kept: newer files of this "
         "conversation took its room.",
@@ -262,6 +284,26 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_cannot_read_images_suggest": "`{model}` não lê imagens, então não recebi esta "
         "mensagem. Envie sem a imagem ou troque para um modelo que leia imagens, "
         "por exemplo /model {suggestion}.",
+        "invalid_attachment": "Não consigo usar esse anexo.",
+        "invalid_attachment_empty": "Esse arquivo está vazio.",
+        "invalid_attachment_unknown_type": "Não consigo ler esse tipo de arquivo. Leio imagens "
+        "(JPEG, PNG, GIF, WebP), PDFs, arquivos de texto em UTF-8 e áudio (OGG, MP3, M4A, WAV, "
+        "WebM, FLAC, AAC).",
+        "invalid_attachment_not_an_image": "Esse arquivo não é uma imagem.",
+        "invalid_attachment_not_a_document": "Esse arquivo não é um PDF nem um arquivo de texto.",
+        "invalid_attachment_damaged": "Esse arquivo está danificado ou incompleto, então não "
+        "consigo abri-lo. Tente enviar de novo.",
+        "invalid_attachment_too_many_pixels": "Essa imagem é grande demais para eu abrir. "
+        "Envie uma versão menor.",
+        "invalid_attachment_encrypted": "Esse PDF é protegido por senha. "
+        "Envie uma cópia sem a senha.",
+        "invalid_attachment_unsupported": "Esse PDF usa uma criptografia ou compressão que não "
+        "consigo ler. Tente salvá-lo ou imprimi-lo como um novo PDF.",
+        "invalid_attachment_not_text": "Esse arquivo não é texto simples em UTF-8. "
+        "Salve-o como texto UTF-8 e envie de novo.",
+        "file_too_large": "Esse arquivo tem {size}; o máximo que aceito num arquivo é {limit}.",
+        "document_has_no_text": "“{name}” não tem texto que eu consiga ler: pode ser uma "
+        "digitalização ou só imagens. Envie o próprio texto, ou as páginas como imagens.",
         "session_not_found": "Essa conversa não existe ou expirou. Veja /sessions.",
         "attachment_gone": "O arquivo {name} não está mais guardado: arquivos mais novos desta "
         "conversa ocuparam o espaço dele.",
@@ -373,11 +415,14 @@ def describe(error: ChatbridgeError, locale: str) -> str:
         params["window"] = duration(locale, error.window_seconds, is_exact=True)
     if isinstance(error, TurnTimeout):
         params["limit"] = duration(locale, error.seconds, is_exact=True)
-    if isinstance(error, AttachmentsTooLarge):
+    if isinstance(error, AttachmentsTooLarge | FileTooLarge):
         params["size"] = megabytes(locale, error.size, is_rounded_up=True)
         params["limit"] = megabytes(locale, error.limit)
     catalogue = _TEXTS[normalize_locale(locale)]
-    template = catalogue.get(error.code, catalogue["unexpected"])
+    key = error.code
+    if isinstance(error, InvalidAttachment):
+        key = f"{error.code}_{error.reason}"  # each reason has its own sentence
+    template = catalogue.get(key, catalogue.get(error.code, catalogue["unexpected"]))
     return template.format(**params)
 
 

@@ -27,11 +27,20 @@ SHORTEST_WEBHOOK_SECRET = 16
 CLUSTER_URL_SCHEMES = ("redis+cluster", "rediss+cluster")
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix", *CLUSTER_URL_SCHEMES)
 DEFAULT_SENTINEL_PORT = 26379
+MIB = 1024 * 1024
 
 
 class SessionLimitPolicy(StrEnum):
     REJECT = "reject"
     EVICT_OLDEST = "evict_oldest"
+
+
+class PdfEngine(StrEnum):
+    """Who reads a PDF's text: pypdf here, or OpenRouter's file parser for the PDFs in which
+    pypdf finds none (scans)."""
+
+    LOCAL = "local"
+    OPENROUTER = "openrouter"
 
 
 class Settings(BaseSettings):
@@ -102,6 +111,18 @@ class Settings(BaseSettings):
     # this many failed requests in a row (0: never) stop requests to it for the cooldown.
     model_breaker_failures: int = Field(default=5, ge=0, le=1000)
     model_breaker_cooldown: float = Field(default=30.0, gt=0, le=3600)
+
+    # Attachments (core/attachments/). An image's long side as the model gets it, in pixels:
+    # 1568 is what Anthropic's models take without scaling again; past 8000 they refuse it, and
+    # below 64 nothing in it can be made out.
+    image_max_side: int = Field(default=1568, ge=64, le=8000)
+    # Characters of one document's text that reach the model (the rest is cut, and said so).
+    # The text is stored and resent with the conversation: 2,000,000 is past every context.
+    max_document_chars: int = Field(default=100_000, ge=1, le=2_000_000)
+    # Bytes of one attachment as sent (before any re-encoding). Each is held in memory whole
+    # while it is read, up to four per message, hence the ceiling of 50 MiB.
+    max_attachment_bytes: int = Field(default=10 * MIB, ge=1, le=50 * MIB)
+    pdf_engine: PdfEngine = PdfEngine.LOCAL
 
     telegram_bot_token: SecretStr | None = None
     telegram_api_base_url: str = "https://api.telegram.org/bot"

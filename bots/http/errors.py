@@ -18,6 +18,12 @@ from core import errors
 STATUS_BY_ERROR: tuple[tuple[type[errors.ChatbridgeError], int], ...] = (
     (errors.MessageTooLong, 422),
     (errors.ModelCannotReadImages, 422),
+    # An attachment's decoded bytes are wrong (damaged, encrypted, not what its `type` says):
+    # 422 like any other bad field. Bytes of no type read at all are 415 (status_of).
+    (errors.InvalidAttachment, 422),
+    (errors.DocumentHasNoText, 422),
+    # One attachment over MAX_ATTACHMENT_BYTES: too large content, whatever the body's size.
+    (errors.FileTooLarge, 413),
     (errors.InputError, 422),
     (errors.SessionNotFound, 404),
     (errors.AttachmentGone, 410),
@@ -94,6 +100,13 @@ def error_response(
 def status_of(error: errors.ChatbridgeError) -> int:
     if isinstance(error, errors.TranscriptionFailed):
         return STATUS_BY_TRANSCRIPTION_REASON[error.reason]
+    if (
+        isinstance(error, errors.InvalidAttachment)
+        and error.reason is errors.AttachmentProblem.UNKNOWN_TYPE
+    ):
+        # RFC 9110's 415 covers a type found by inspecting the data, as here (the JSON body
+        # itself is fine); an audio format transcription refuses is a 415 as well.
+        return 415
     return next((status for kind, status in STATUS_BY_ERROR if isinstance(error, kind)), 500)
 
 

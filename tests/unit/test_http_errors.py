@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import get_args
 
 import pytest
@@ -12,6 +13,7 @@ from bots.http.errors import (
     core_error_response,
     status_of,
 )
+from core import errors
 from core.errors import (
     ModelCannotReadImages,
     TranscriptionEmpty,
@@ -72,3 +74,24 @@ def test_a_model_that_cannot_read_images_without_a_suggestion_names_only_the_mod
     message = api_message(ModelCannotReadImages(model="a/text-only"))
     assert message.startswith("The model a/text-only cannot read images.")
     assert "None" not in message
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.InvalidAttachment(reason=errors.AttachmentProblem.UNKNOWN_TYPE), 415),
+        (errors.InvalidAttachment(reason=errors.AttachmentProblem.DAMAGED), 422),
+        (errors.InvalidAttachment(reason=errors.AttachmentProblem.NOT_AN_IMAGE), 422),
+        (errors.InvalidAttachment(reason=errors.AttachmentProblem.ENCRYPTED), 422),
+        (errors.DocumentHasNoText(name="scan.pdf"), 422),
+        (errors.FileTooLarge(size=11, limit=10), 413),
+    ],
+    ids=lambda value: getattr(value, "params", {}).get("reason", getattr(value, "code", value)),
+)
+def test_attachment_errors_answer_with_their_status_code_and_sentence(
+    error: errors.ChatbridgeError, status: int
+):
+    response = core_error_response(error)
+    assert response.status == status
+    assert response.text is not None
+    assert json.loads(response.text) == {"error": {"code": error.code, "message": str(error)}}

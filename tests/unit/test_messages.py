@@ -210,3 +210,41 @@ def test_a_transcription_failure_says_the_wait_and_the_refused_type():
     assert "in 12 s" in describe(TRANSCRIPTION_FAILURES["rate_limited_wait"], ENGLISH)
     assert "video/mp4" in describe(TRANSCRIPTION_FAILURES["unsupported_format"], PORTUGUESE)
     assert "(402)" in describe(TRANSCRIPTION_FAILURES["rejected"], ENGLISH)
+
+
+@pytest.mark.parametrize("locale", [ENGLISH, PORTUGUESE])
+def test_every_attachment_problem_has_its_own_sentence_in_both_languages(locale: str):
+    sentences = {
+        describe(errors.InvalidAttachment(reason=problem), locale)
+        for problem in errors.AttachmentProblem
+    }
+    generic = _TEXTS[locale]["invalid_attachment"]
+    assert len(sentences) == len(errors.AttachmentProblem)
+    assert generic not in sentences
+
+
+def test_an_attachment_problem_logs_as_an_english_sentence_without_the_users_words():
+    error = errors.InvalidAttachment(reason=errors.AttachmentProblem.ENCRYPTED)
+    assert str(error) == "The attachment cannot be used: the PDF is protected by a password."
+    assert error.code == "invalid_attachment"
+    assert isinstance(error, errors.InputError)
+    no_text = errors.DocumentHasNoText(name="secret-plans.pdf")
+    assert "secret-plans" not in str(no_text)
+    assert "secret-plans.pdf" in describe(no_text, ENGLISH)
+    assert "secret-plans.pdf" in describe(no_text, PORTUGUESE)
+
+
+@pytest.mark.parametrize(
+    ("size", "limit", "english", "portuguese"),
+    [(10_000_001, 10_000_000, "That file is 10.1 MB; the most I take in one file is 10 MB.",
+      "Esse arquivo tem 10,1 MB; o máximo que aceito num arquivo é 10 MB."),
+     (10 * 2**20 + 1, 10 * 2**20, "That file is 10.5 MB; the most I take in one file is 10.4 MB.",
+      "Esse arquivo tem 10,5 MB; o máximo que aceito num arquivo é 10,4 MB.")],
+)  # fmt: skip
+def test_a_file_too_large_is_said_in_mb_rounded_so_it_never_looks_within_the_limit(
+    size: int, limit: int, english: str, portuguese: str
+):
+    error = errors.FileTooLarge(size=size, limit=limit)
+    assert describe(error, ENGLISH) == english
+    assert describe(error, PORTUGUESE) == portuguese
+    assert str(error) == f"The file has {size} bytes; one file may have {limit}."

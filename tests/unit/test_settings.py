@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ConfigError
-from core.settings import SessionLimitPolicy, Settings, load_settings
+from core.settings import PdfEngine, SessionLimitPolicy, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -206,3 +206,60 @@ def test_vision_model_is_trimmed_and_blank_counts_as_unset(
 ):
     monkeypatch.setenv("VISION_MODEL", value)
     assert load_settings().vision_model == expected
+
+
+def test_attachment_settings_default_to_the_issues_values():
+    settings = load_settings()
+    assert settings.image_max_side == 1568
+    assert settings.max_document_chars == 100_000
+    assert settings.max_attachment_bytes == 10 * 1024 * 1024
+    assert settings.pdf_engine is PdfEngine.LOCAL
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("IMAGE_MAX_SIDE", "64", "image_max_side"),
+        ("IMAGE_MAX_SIDE", "65", "image_max_side"),
+        ("IMAGE_MAX_SIDE", "7999", "image_max_side"),
+        ("IMAGE_MAX_SIDE", "8000", "image_max_side"),
+        ("MAX_DOCUMENT_CHARS", "1", "max_document_chars"),
+        ("MAX_DOCUMENT_CHARS", "2000000", "max_document_chars"),
+        ("MAX_ATTACHMENT_BYTES", "1", "max_attachment_bytes"),
+        ("MAX_ATTACHMENT_BYTES", str(50 * 1024 * 1024 - 1), "max_attachment_bytes"),
+        ("MAX_ATTACHMENT_BYTES", str(50 * 1024 * 1024), "max_attachment_bytes"),
+    ],
+)
+def test_attachment_limits_at_the_ends_of_their_ranges_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+):
+    monkeypatch.setenv(variable, value)
+    assert getattr(load_settings(), field) == int(value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("IMAGE_MAX_SIDE", "63"),
+        ("IMAGE_MAX_SIDE", "8001"),
+        ("MAX_DOCUMENT_CHARS", "0"),
+        ("MAX_DOCUMENT_CHARS", "2000001"),
+        ("MAX_ATTACHMENT_BYTES", "0"),
+        ("MAX_ATTACHMENT_BYTES", str(50 * 1024 * 1024 + 1)),
+        ("MAX_ATTACHMENT_BYTES", "10MB"),
+        ("PDF_ENGINE", "ocr"),
+    ],
+)
+def test_attachment_limits_past_their_ranges_are_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert str(error.value).startswith(f"{variable}: ")
+    assert "\n" not in str(error.value)
+
+
+def test_pdf_engine_openrouter_is_accepted(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PDF_ENGINE", "openrouter")
+    assert load_settings().pdf_engine is PdfEngine.OPENROUTER
