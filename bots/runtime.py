@@ -11,6 +11,7 @@ from pathlib import Path
 
 import structlog
 
+from core.attachments.intake import AttachmentIntake, IntakeLimits
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
 from core.errors import StoreError
@@ -49,6 +50,8 @@ class Services:
     metrics: Metrics  # the one every part above counts into; GET /metrics serves it
     # Writes what `metrics` tallies for the dashboard to Redis every few seconds.
     analytics: AnalyticsFlusher | None = None
+    # Files sent with a message, made into what a turn stores (core/attachments/intake.py).
+    intake: AttachmentIntake | None = None
     # Event delivery to WEBHOOK_URLS (None: off); only `serve` starts it.
     webhooks: Webhooks | None = None
     # What moving keys of the first layout did at start (None: Redis did not answer, and a
@@ -97,9 +100,17 @@ async def open_services(
         analytics = AnalyticsFlusher(redis, tallies)
         # Entered after the Redis client, so its last flush runs before the client closes.
         await stack.enter_async_context(analytics.running())
-        commands = CommandHandler(chat, metrics)
+        intake = AttachmentIntake(
+            IntakeLimits(
+                max_file_bytes=settings.max_attachment_bytes,
+                image_max_side=settings.image_max_side,
+                max_document_chars=settings.max_document_chars,
+            ),
+            model,
+        )
+        commands = CommandHandler(chat, metrics, intake=intake)
         yield Services(
-            settings, redis, store, chat, commands, metrics, analytics=analytics,
+            settings, redis, store, chat, commands, metrics, analytics=analytics, intake=intake,
             webhooks=webhooks, key_migration=key_migration,
         )  # fmt: skip
 

@@ -11,11 +11,14 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from core.attachments.intake import AttachmentIntake, IncomingFile, TakenIn
 from core.chat import ChatService
-from core.conversation import Message, NewAttachment, Role, Session
+from core.conversation import Message, Role, Session
 from core.errors import (
+    AttachmentProblem,
     ChatbridgeError,
     InvalidArgument,
+    InvalidAttachment,
     NotSessionCreator,
     SessionLimitReached,
     SessionNotFound,
@@ -67,9 +70,12 @@ class FileReply:
 
 @dataclass(frozen=True, slots=True)
 class TurnReply:
-    """A model answer to stream: `async with reply.turn as turn: async for t in turn.deltas()`."""
+    """A model answer to stream: `async with reply.turn as turn: async for t in turn.deltas()`.
+    `preface`, when not empty, is said first, on its own: what was heard in a voice message,
+    which documents were only partly read."""
 
     turn: Turn
+    preface: str = ""
 
 
 Outcome = Reply | FileReply | TurnReply
@@ -107,10 +113,28 @@ def is_command(message: str, name: str) -> bool:
 class CommandHandler:
     """Executes commands and plain messages on behalf of a user."""
 
-    def __init__(self, chat: ChatService[SessionStore], metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        chat: ChatService[SessionStore],
+        metrics: Metrics | None = None,
+        *,
+        intake: AttachmentIntake | None = None,
+    ) -> None:
         self.chat = chat
         self.store = chat.store
         self.metrics = metrics if metrics is not None else chat.metrics
+        self._intake = intake  # None: files are refused (a core without a model client)
+
+    @property
+    def _document_chars(self) -> int:
+        return self._intake.limits.max_document_chars if self._intake is not None else 0
+
+    async def _taken_in(self, typed: str, files: Sequence[IncomingFile]) -> TakenIn:
+        if not files:
+            return TakenIn(typed, ())
+        if self._intake is None:
+            raise InvalidAttachment(reason=AttachmentProblem.UNKNOWN_TYPE)
+        return await self._intake.take_in(typed, files)
 
     async def handle(
         self,
@@ -118,15 +142,16 @@ class CommandHandler:
         message: str,
         *,
         locale: str = "en",
-        attachments: Sequence[NewAttachment] = (),
+        files: Sequence[IncomingFile] = (),
     ) -> Outcome:
         """What `speaker` said, acted on in their space; a person id alone is the person in
-        their own space. `attachments` go with a plain message (which may then be empty).
-        Never raises a core error: those come back as a Reply with `is_error`."""
+        their own space. `files` go with a plain message (which may then be empty: a photo,
+        a voice note). Never raises a core error: those come back as a Reply with
+        `is_error`."""
         if isinstance(speaker, str):
             speaker = Speaker.alone(speaker)
         try:
-            return await self._dispatch(speaker, message, locale, attachments)
+            return await self._dispatch(speaker, message, locale, files)
         except ChatbridgeError as error:
             # Counted here because no front ever sees this error raised.
             self.metrics.command_failed(front_of(speaker.person), error)
@@ -153,18 +178,19 @@ class CommandHandler:
         return Reply(f"{refused}\n{text(locale, 'session_limit_pick')}", choices, is_error=True)
 
     async def _dispatch(
-        self, speaker: Speaker, message: str, locale: str, attachments: Sequence[NewAttachment]
+        self, speaker: Speaker, message: str, locale: str, files: Sequence[IncomingFile]
     ) -> Outcome:
         _require_unicode(message)
         parsed = parse_command(message)
-        if parsed is None:
-            if message or not attachments:
+        if parsed is None or files:
+            if message or not files:
                 self.store.check_content(message)
+            taken = await self._taken_in(message, files)
             turn = self.chat.turn(
-                message, user_id=speaker.space, front=front_of(speaker.person), speaker=speaker,
-                attachments=attachments,
+                taken.text, user_id=speaker.space, front=front_of(speaker.person),
+                speaker=speaker, attachments=taken.attachments,
             )  # fmt: skip
-            return TurnReply(turn)
+            return TurnReply(turn, _preface(taken, locale, self._document_chars))
         name, args = parsed
         handler = COMMANDS.get(name)
         if handler is None:
@@ -353,6 +379,16 @@ COMMANDS: dict[str, Handler] = {
     "retry": CommandHandler.retry,
     "stop": CommandHandler.stop,
 }
+
+
+def _preface(taken: TakenIn, locale: str, document_chars: int) -> str:
+    """What to say before the answer: what was heard, which documents were cut."""
+    lines = [text(locale, "heard", transcript=heard) for heard in taken.transcripts]
+    lines += [
+        text(locale, "document_cut", name=name, limit=f"{document_chars:,}")
+        for name in taken.cut_documents
+    ]
+    return "\n".join(lines)
 
 
 def parse_number(value: str) -> int | None:

@@ -12,6 +12,7 @@ password or a raw upstream body.
     │   ├── EmptyMessage
     │   ├── MessageTooLong           longer than MAX_MESSAGE_LENGTH
     │   ├── AttachmentsTooLarge      a message's files over MAX_ATTACHMENT_BYTES_PER_SESSION
+    │   ├── TooManyAttachments       more files in one message than MAX_FILES_PER_MESSAGE
     │   ├── UnknownCommand
     │   ├── InvalidArgument          a command argument or API field is malformed
     │   ├── ModelCannotReadImages    images for a model that takes none, and no VISION_MODEL
@@ -184,6 +185,16 @@ class InvalidAttachment(InputError):
     def __init__(self, *, reason: AttachmentProblem) -> None:
         super().__init__(reason=reason, detail=_ATTACHMENT_PROBLEM_TEXT[reason])
         self.reason = reason
+
+
+class TooManyAttachments(InputError):
+    """More files in one message than a message may bring (`limit`)."""
+
+    code = "too_many_attachments"
+    default_text = "A message may bring at most {limit} files; this one has {count}."
+
+    def __init__(self, *, count: int, limit: int) -> None:
+        super().__init__(count=count, limit=limit)
 
 
 class FileTooLarge(InputError):

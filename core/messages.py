@@ -121,6 +121,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Your message is empty.",
         "message_too_long": "Your message has {length} characters; the limit is {limit}. "
         "Please shorten it or split it.",
+        "too_many_attachments": "Send at most {limit} files with one message; this one has "
+        "{count}.",
+        "heard": "🎤 “{transcript}”",
+        "document_cut": "📄 Only the beginning of {name} was read: the model sees at most "
+        "{limit} characters of a document.",
         "attachments_too_large": "These files are too large together: {size}, and a "
         "conversation keeps at most {limit} of files. Send fewer or smaller ones.",
         "unknown_command": "I don't know {command}. Send /help to see what I can do.",
@@ -275,6 +280,10 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "
         "Encurte ou divida a mensagem.",
+        "too_many_attachments": "Mande no máximo {limit} arquivos por mensagem; esta tem {count}.",
+        "heard": "🎤 “{transcript}”",
+        "document_cut": "📄 Só o começo de {name} foi lido: o modelo vê no máximo {limit} "
+        "caracteres de um documento.",
         "attachments_too_large": "Estes arquivos são grandes demais juntos: {size}, e uma "
         "conversa guarda no máximo {limit} de arquivos. Mande menos ou menores.",
         "unknown_command": "Não conheço {command}. Mande /help para ver o que sei fazer.",

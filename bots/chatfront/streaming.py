@@ -109,6 +109,8 @@ async def stream_turn(
     own; an empty answer is said to be empty. A complete answer has the turn's notices under
     it, a paragraph of their own.
     """
+    if reply.preface:  # what was heard in a voice message, and the like: first, on its own
+        await say(reply.preface)
     try:
         async with reply.turn as turn:
             await stream.started(turn.session.id)

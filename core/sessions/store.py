@@ -470,7 +470,7 @@ class SessionStore:
         (its completion's cap and system prompt) until finish_turn or release_lock settles it.
         """
         if content is not None:
-            if content or not attachments:  # files may come without a word
+            if not attachments:  # with files, the caller held the typed words to it
                 self.check_content(content)
             content = as_authored(content, author)
         files = self.limits.file_args(attachments)
