@@ -18,7 +18,7 @@ from bots.http.auth import Authenticator
 from bots.http.dashboard import add_dashboard_routes
 from bots.http.errors import CODE_BY_STATUS, ApiError, core_error_response, error_response
 from bots.http.openapi import openapi_document
-from bots.http.routes import PRINCIPAL, SERVICES, respond, routes
+from bots.http.routes import PRINCIPAL, SERVICES, body_limit, respond, routes
 from bots.http.schema import Health, RedisStatus, SessionCounts, SessionsHealth
 from bots.runtime import Services
 from core.errors import ChatbridgeError, StoreError
@@ -27,7 +27,7 @@ from core.sessions.store import SessionStore
 
 log = structlog.get_logger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
+
 ACTIVE_COUNT_REUSE_SECONDS = 5.0
 OPEN_PATHS = frozenset({"/health", "/api/sessions/health", "/api/openapi.json"})
 PROTECTED_PREFIXES = ("/api/", "/metrics")
@@ -72,7 +72,8 @@ def build_app(
     """The application; `front_routes` are routes a chat front serves itself (the Telegram
     webhook), wired by the composition root: this package knows no chat platform."""
     app = web.Application(
-        client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware]
+        client_max_size=body_limit(services.settings),
+        middlewares=[error_middleware, auth_middleware],
     )
     app[SERVICES] = services
     app[REDIS_HEALTH] = RedisHealth()

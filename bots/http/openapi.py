@@ -54,8 +54,13 @@ ERROR_TEXT = {
     "newer files of its session",
     409: "Session limit reached, session busy, nothing to retry, the turn lost its session, or "
     "it was stopped before a word (turn_stopped)",
-    413: "Request body over 64 KiB",
-    422: "Body or query of the wrong shape, or a message too long or empty",
+    413: "Request body over its limit (64 KiB, plus 4 files of MAX_ATTACHMENT_BYTES in base64), "
+    "or one attachment over MAX_ATTACHMENT_BYTES (file_too_large)",
+    415: "An attachment whose bytes are of no kind the service reads (invalid_attachment), or "
+    "audio in a format the transcription does not take",
+    422: "Body or query of the wrong shape, a message too long or empty, or an attachment that "
+    "cannot be used (not what its type says, damaged, a PDF without text, a model that reads no "
+    "images, too many files)",
     429: "The user's rate limit (RATE_LIMIT_MESSAGES per RATE_LIMIT_WINDOW) or daily token "
     "budget is reached, or the model provider is rate limiting: retry after Retry-After",
     502: "The model failed or its answer was cut off",
@@ -65,7 +70,7 @@ ERROR_TEXT = {
 }
 SESSION_ERRORS = (401, 404, 503)
 BODY_ERRORS = (400, 401, 413, 422, 503)
-MODEL_ERRORS = (409, 429, 502, 504)
+MODEL_ERRORS = (409, 415, 429, 502, 504)
 RETRY_AFTER = {
     "description": "Whole seconds to wait before trying again",
     "required": True,

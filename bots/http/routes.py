@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 from typing import TypeVar
@@ -15,6 +17,7 @@ from bots.http.auth import Principal
 from bots.http.errors import ApiError, core_error_response, sse_error_event
 from bots.http.schema import (
     AddMessage,
+    AttachmentIn,
     ChatMessage,
     ChatReply,
     CreateSession,
@@ -30,6 +33,8 @@ from bots.http.schema import (
     UserPath,
 )
 from bots.runtime import Services
+from core.attachments.intake import MAX_FILES_PER_MESSAGE, IncomingFile, TakenIn
+from core.attachments.media import sniff_media_type
 from core.conversation import Role
 from core.errors import (
     ChatbridgeError,
@@ -41,6 +46,7 @@ from core.errors import (
 )
 from core.messages import normalize_locale
 from core.sessions.export import MEDIA_TYPE, export_session
+from core.settings import Settings
 from core.turn import Turn
 
 log = structlog.get_logger(__name__)
@@ -50,6 +56,7 @@ PRINCIPAL = web.RequestKey("principal", Principal)  # set by the auth middleware
 FRONT = "http"  # the front label of this API's turns in the metrics
 HISTORY_DEFAULT_LIMIT = 20
 MESSAGES_DEFAULT_LIMIT = 50
+MAX_BODY_BYTES = 64 * 1024  # a request's body, but a chat turn's with files (body_limit)
 ROLES_OF_THE_SERVICE = (
     "A user's token may add role user messages only; assistant and system messages need the "
     "service token (API_TOKEN)."
@@ -190,11 +197,11 @@ async def history(request: web.Request) -> web.Response:
 @routes.post("/api/chat/session/start")
 async def start_chat(request: web.Request) -> web.Response:
     """Create a session and answer its first message in one call (429 at a user's limit)."""
-    body = await read_json(request, StartChat)
+    body = await read_json(request, StartChat, max_bytes=body_limit(request.app[SERVICES].settings))
     principal_of(request).require_user(body.user_id)
     services = request.app[SERVICES]
     # Refuse what would fail anyway before creating anything.
-    services.store.check_content(body.initial_message)
+    taken = await _taken_in(services, body.initial_message, body.attachments)
     if not services.chat.model.is_configured:
         raise ModelNotConfigured()
     if services.chat.is_stopping:
@@ -209,11 +216,12 @@ async def start_chat(request: web.Request) -> web.Response:
         services.metrics.turn_ended_early(FRONT, error, body.user_id)  # refused before it began
         raise
     turn = services.chat.turn(
-        body.initial_message,
+        taken.text,
         user_id=body.user_id,
         session_id=session.id,
         model=body.model_id,
         front=FRONT,
+        attachments=taken.attachments,
     )
     try:
         return respond(await _complete(turn), status=201)
@@ -227,17 +235,53 @@ async def start_chat(request: web.Request) -> web.Response:
 @routes.post("/api/chat/session")
 async def chat(request: web.Request) -> web.StreamResponse:
     """One turn in a session; Server-Sent Events when `stream` is true."""
-    body = await read_json(request, ChatMessage)
-    turn = request.app[SERVICES].chat.turn(
-        body.message,
+    body = await read_json(
+        request, ChatMessage, max_bytes=body_limit(request.app[SERVICES].settings)
+    )
+    services = request.app[SERVICES]
+    taken = await _taken_in(services, body.message, body.attachments)
+    turn = services.chat.turn(
+        taken.text,
         user_id=principal_of(request).owner,
         session_id=body.session_id,
         model=body.model_id,
         front=FRONT,
+        attachments=taken.attachments,
     )
     if body.stream:
         return await _stream(request, turn)
     return respond(await _complete(turn))
+
+
+async def _taken_in(services: Services, typed: str, attachments: list[AttachmentIn]) -> TakenIn:
+    """The message with its files, as the turn stores it (core/attachments/intake.py); what is
+    refused is refused before anything is created or stored."""
+    if not attachments:
+        services.store.check_content(typed)
+        return TakenIn(typed, ())
+    if not typed.strip():
+        typed = ""  # files alone
+    else:
+        services.store.check_content(typed)  # MAX_MESSAGE_LENGTH holds for the words typed
+    files = [_file_of(attachment, index) for index, attachment in enumerate(attachments)]
+    if services.intake is None:
+        raise ApiError(503, "service_unavailable", "This service takes no attachments.")
+    return await services.intake.take_in(typed, files)
+
+
+def _file_of(attachment: AttachmentIn, index: int) -> IncomingFile:
+    """The bytes, which must be what the client says they are (the kind is read from them)."""
+    try:
+        data = base64.b64decode(attachment.data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(
+            422, "validation_error", f"attachments.{index}.data: is not base64"
+        ) from None
+    kind = sniff_media_type(data).kind
+    if kind.value != attachment.type:
+        reason = f"attachments.{index}.type: the file is {kind.value}, not {attachment.type}"
+        raise ApiError(422, "validation_error", reason)
+    return IncomingFile(data, attachment.name or f"attachment-{index + 1}")
 
 
 async def _complete(turn: Turn) -> ChatReply:
@@ -333,14 +377,30 @@ async def _page_of_messages(request: web.Request, default_limit: int) -> web.Res
 # --- request and response helpers ------------------------------------------------------------
 
 
-async def read_json(request: web.Request, model: type[Body]) -> Body:
-    """The body as `model`: 400 for malformed JSON, 422 for the wrong shape."""
-    raw = await request.read()  # past client_max_size aiohttp refuses with 413 before this returns
+async def read_json(
+    request: web.Request, model: type[Body], *, max_bytes: int = MAX_BODY_BYTES
+) -> Body:
+    """The body as `model`: 413 past `max_bytes`, 400 for malformed JSON, 422 for the wrong
+    shape. Only the routes that take files allow more than MAX_BODY_BYTES (the app's own
+    client_max_size is theirs)."""
+    raw = await _body_within(request, max_bytes)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ApiError(400, "invalid_json", "The request body is not valid JSON.") from None
     return _validated(model, data)
+
+
+async def _body_within(request: web.Request, max_bytes: int) -> bytes:
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=request.content_length)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():  # chunked: counted as it comes
+        size += len(chunk)
+        if size > max_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _validated(model: type[Body], data: object) -> Body:
@@ -353,6 +413,12 @@ def _validated(model: type[Body], data: object) -> Body:
         if first["type"] == "string_pattern_mismatch":
             what = PATTERN_RULES.get(str(first["loc"][-1]), "has characters that are not allowed")
         raise ApiError(422, "validation_error", f"{where}: {what}") from None
+
+
+def body_limit(settings: Settings) -> int:
+    """The largest body a chat turn takes: the words, and MAX_FILES_PER_MESSAGE files of
+    MAX_ATTACHMENT_BYTES each as base64 (four characters for every three bytes)."""
+    return MAX_BODY_BYTES + MAX_FILES_PER_MESSAGE * 4 * -(-settings.max_attachment_bytes // 3)
 
 
 def content_disposition(name: str) -> str:

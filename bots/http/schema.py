@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.alias_generators import to_camel
 
 from core.commands import MODEL_ID_MAX_CHARS, MODEL_ID_PATTERN, TITLE_MAX_CHARS
@@ -47,18 +47,56 @@ class CreateSession(ApiModel):
     model: ModelId | None = None
 
 
+class AttachmentIn(ApiModel):
+    type: Literal["image", "document", "audio"] = Field(
+        description="what the file is; it must match what its bytes are"
+    )
+    media_type: str = Field(
+        max_length=100, pattern=r"^[\w.+-]+/[\w.+-]+$",
+        description="as the client knows it; the service goes by the bytes",
+    )  # fmt: skip
+    name: str | None = Field(default=None, max_length=255)
+    data: str = Field(min_length=1, description="the file's bytes in base64 (RFC 4648)")
+
+
+Attachments = Annotated[
+    list[AttachmentIn],
+    Field(
+        description="files of the message: images reach the model, a document's text and an "
+        "audio's transcript join the message (at most 4, each at most MAX_ATTACHMENT_BYTES)"
+    ),
+]
+
+
 class StartChat(ApiModel):
     user_id: UserId
     title: Title = ""
     model_id: ModelId | None = None
-    initial_message: Text
+    initial_message: str = Field(description="not blank, unless attachments are given")
+    attachments: Attachments = []
+
+    @model_validator(mode="after")
+    def _words_or_files(self) -> StartChat:
+        _require_words_or_files(self.initial_message, self.attachments)
+        return self
 
 
 class ChatMessage(ApiModel):
     session_id: str
-    message: Text
+    message: str = Field(description="not blank, unless attachments are given")
     model_id: ModelId | None = None
     stream: StrictBool = False
+    attachments: Attachments = []
+
+    @model_validator(mode="after")
+    def _words_or_files(self) -> ChatMessage:
+        _require_words_or_files(self.message, self.attachments)
+        return self
+
+
+def _require_words_or_files(words: str, files: list[AttachmentIn]) -> None:
+    if not files and not words.strip():
+        raise ValueError("must not be blank without attachments")
 
 
 class AddMessage(ApiModel):

@@ -804,8 +804,10 @@ async def test_a_stream_flag_that_is_not_a_boolean_is_refused_with_422(
 
 @pytest.mark.parametrize("path", BODY_PATHS)
 async def test_a_body_over_64_kib_is_refused_with_413(
-    api: RunningApi, fake_openrouter: FakeOpenRouter, path: str
+    serve_api: ServeApi, fake_openrouter: FakeOpenRouter, path: str
 ) -> None:
+    # A chat turn's body may also hold 4 files of MAX_ATTACHMENT_BYTES in base64: 1 KiB here.
+    api = await serve_api(max_attachment_bytes=1024)
     padding = "x" * (70 * 1024)
     body = {
         "userId": "ana",

@@ -4,6 +4,7 @@ as sniffed, to whoever may read the session."""
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ import jwt
 import pytest
 
 from core.conversation import AttachmentKind, NewAttachment
+from tests.attachment_files import image_file, pdf_file, wav_file
 from tests.e2e.http_app import (
     RunningApi,
     ServeApi,
@@ -19,6 +21,7 @@ from tests.e2e.http_app import (
     assert_message_shape,
     bearer,
 )
+from tests.fakes.openrouter_server import FakeOpenRouter
 
 JWT_SECRET = "jwt-secret-of-the-http-attachment-tests-0123"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
@@ -97,3 +100,105 @@ async def test_a_file_dropped_for_newer_ones_is_listed_not_kept_and_gone(api: Ru
         f"/api/sessions/{session_id}/attachments/{new['id']}", headers=token("ana")
     )
     assert kept.content == b"b" * 300
+
+
+# --- sending files ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def roomy_api(serve_api: ServeApi) -> RunningApi:
+    """The default attachment budget."""
+    return await serve_api(jwt_secret=JWT_SECRET)
+
+
+def attached(kind: str, data: bytes, name: str, media_type: str = "image/png") -> dict[str, str]:
+    return {"type": kind, "mediaType": media_type, "name": name,
+            "data": base64.b64encode(data).decode()}  # fmt: skip
+
+
+async def test_a_photo_and_a_pdf_sent_with_a_message_reach_the_model(
+    roomy_api: RunningApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    api = roomy_api
+    created = await api.client.post("/api/sessions", json={"userId": "ana"}, headers=token("ana"))
+    session_id = created.json()["id"]
+    body = {
+        "sessionId": session_id,
+        "message": "compare them",
+        "attachments": [
+            attached("image", image_file("PNG", size=(20, 10)), "p.png"),
+            attached("document", pdf_file("Tides are long waves."), "t.pdf", "application/pdf"),
+        ],
+    }
+    response = await api.client.post("/api/chat/session", json=body, headers=token("ana"))
+    assert response.status_code == 200, response.text
+    content = fake_openrouter.requests[-1].body["messages"][-1]["content"]
+    assert content[0]["type"] == "text"
+    assert content[0]["text"].startswith('compare them\n\nAttached file "t.pdf"')
+    assert "Tides are long waves." in content[0]["text"]
+    assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    listed = await all_messages(api.client, session_id, headers=token("ana"))
+    files = listed["messages"][0]["attachments"]
+    assert [(f["type"], f["mediaType"], f["name"]) for f in files] == [
+        ("image", "image/jpeg", "p.png"), ("document", "application/pdf", "t.pdf"),
+    ]  # fmt: skip
+
+
+async def test_a_voice_message_alone_becomes_its_transcript(
+    roomy_api: RunningApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    api = roomy_api
+    fake_openrouter.transcriptions.text = "what time is high tide"
+    body = {"userId": "ana", "initialMessage": "",
+            "attachments": [attached("audio", wav_file(), "v.wav", "audio/wav")]}  # fmt: skip
+    response = await api.client.post("/api/chat/session/start", json=body, headers=token("ana"))
+    assert response.status_code == 201, response.text
+    assert response.json()["reply"]["content"] == "echo: what time is high tide"
+
+
+@pytest.mark.parametrize(
+    ("attachments", "status", "code"),
+    [
+        ([], 422, "validation_error"),  # blank words and no file
+        ([attached("image", b"not base64!", "x")], 422, "validation_error"),
+        ([attached("document", image_file("PNG"), "x.pdf")], 422, "validation_error"),
+        ([attached("image", b"\x00\x01\x02 what", "x.png")], 415, "invalid_attachment"),
+        (
+            [attached("image", image_file("PNG"), f"{n}.png") for n in range(5)],
+            422,
+            "too_many_attachments",
+        ),
+        (
+            [attached("document", pdf_file(None), "scan.pdf", "application/pdf")],
+            422,
+            "document_has_no_text",
+        ),
+    ],
+    ids=["nothing", "bad-base64", "type-says-otherwise", "unknown-bytes", "five", "scan"],
+)
+async def test_files_that_cannot_be_used_are_refused_and_nothing_is_stored(
+    roomy_api: RunningApi,
+    fake_openrouter: FakeOpenRouter,
+    attachments: list[Any],
+    status: int,
+    code: str,
+) -> None:
+    api = roomy_api
+    if attachments and attachments[0]["data"] == base64.b64encode(b"not base64!").decode():
+        attachments = [{**attachments[0], "data": "not base64!"}]  # as sent: not base64 at all
+    body = {"userId": "ana", "initialMessage": " ", "attachments": attachments}
+    response = await api.client.post("/api/chat/session/start", json=body, headers=token("ana"))
+    assert_error(response, status, code)
+    listed = await api.client.get("/api/users/ana/sessions", headers=token("ana"))
+    assert listed.json()["sessions"] == []
+    assert fake_openrouter.requests == []
+
+
+async def test_one_file_over_max_attachment_bytes_is_413(serve_api: ServeApi) -> None:
+    api = await serve_api(jwt_secret=JWT_SECRET, max_attachment_bytes=1000)
+    at_limit = b"a" * 999 + b"\n"
+    for data, status in ((at_limit, 201), (at_limit + b"b", 413)):
+        body = {"userId": "ana", "initialMessage": "read",
+                "attachments": [attached("document", data, "a.txt", "text/plain")]}  # fmt: skip
+        response = await api.client.post("/api/chat/session/start", json=body, headers=token("ana"))
+        assert response.status_code == status, response.text
