@@ -21,7 +21,9 @@ from benchmarks.front_overhead import FrontOverhead, front_overhead
 from benchmarks.harness import REPLY, counting_client, redis_server
 from benchmarks.measures import (
     Cost,
+    ImageCost,
     Memory,
+    image_turn,
     memory_per_message,
     raw_turns_per_second,
     round_trips,
@@ -86,6 +88,18 @@ def round_trip_rows(costs: dict[str, Cost]) -> list[str]:
             f"| — | — | {target} | {verdict} |"
         )
     return rows
+
+
+def image_rows(cost: ImageCost) -> list[str]:
+    trips = cost.turn.round_trips
+    return [
+        f"| turn with a 12 MP phone photo: round trips (commands) | {trips} "
+        f"({cost.turn.commands}) | — | — | {ROUND_TRIPS_TARGET} round trips "
+        f"| {status(trips <= ROUND_TRIPS_TARGET)} |",
+        f"| bytes Redis keeps of that photo (baseline: the photo as sent) "
+        f"| {cost.stored_bytes:,} | {cost.original_bytes:,} "
+        f"| {cost.stored_bytes / cost.original_bytes:.3f} | — | — |",
+    ]
 
 
 def throughput_rows(users: int, ours: float, raw: float, langchain: float) -> list[str]:
@@ -230,6 +244,7 @@ async def measure_chat_path(url: str, size: Size) -> list[str]:
     observer = aioredis.Redis.from_url(url, decode_responses=True)
     try:
         rows = round_trip_rows(await round_trips(client, observer))
+        rows += image_rows(await image_turn(client, observer))
         for users in size.concurrencies:
             turns_each = max(1, size.turns // users)
             ours = await turns_per_second(client, users, turns_each)

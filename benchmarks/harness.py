@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
@@ -43,6 +43,13 @@ class InstantModel:
         for word in REPLY.split(" "):
             yield TextDelta(word + " ")
         yield CompletionDone(model=model, usage=Usage(12, 14, 0.00001), finish_reason="stop")
+
+
+class NoTranscriber:
+    """The benchmarks send no audio."""
+
+    async def transcribe(self, audio: bytes, media_type: str) -> NoReturn:
+        raise NotImplementedError("no audio in the benchmarks")
 
 
 class PacedModel:
@@ -99,8 +106,9 @@ def redis_server() -> Iterator[str]:
 
 def counting_client(url: str) -> aioredis.Redis:
     pool = aioredis.ConnectionPool.from_url(
-        url, decode_responses=True, connection_class=CountingConnection
-    )
+        url, decode_responses=True, encoding_errors="surrogateescape",
+        connection_class=CountingConnection,
+    )  # fmt: skip
     return aioredis.Redis(connection_pool=pool)
 
 

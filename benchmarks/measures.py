@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pydoc_data import topics as pydoc_topics
 
 import redis.asyncio as aioredis
+from PIL import Image
 
-from benchmarks.harness import REPLY, CountingConnection, InstantModel, command_calls
+from benchmarks.harness import (
+    REPLY,
+    CountingConnection,
+    InstantModel,
+    NoTranscriber,
+    command_calls,
+)
+from core.attachments.intake import AttachmentIntake, IncomingFile, IntakeLimits
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler, TurnReply
 from core.conversation import Role, Usage
 from core.observability.activity import SessionActivity
-from core.sessions.keys import new_session_id, session_key, user_index_key, user_tag
+from core.sessions.keys import (
+    new_session_id,
+    session_key,
+    user_index_key,
+    user_state_key,
+    user_tag,
+)
 from core.sessions.limits import SessionLimits
 from core.sessions.scripts import script_source
 from core.sessions.store import SessionStore
@@ -38,16 +53,31 @@ class Cost:
     commands: int
 
 
+# What the service does to a photo (the shipped IMAGE_MAX_SIDE and MAX_ATTACHMENT_BYTES).
+INTAKE_LIMITS = IntakeLimits(
+    max_file_bytes=10 * 1024 * 1024, image_max_side=1568, max_document_chars=100_000
+)
+
+
+@dataclass(frozen=True)
+class ImageCost:
+    original_bytes: int
+    stored_bytes: int
+    turn: Cost
+
+
 def build(
     client: aioredis.Redis, limits: SessionLimits | None = None
 ) -> tuple[ChatService, CommandHandler]:
     store = SessionStore(client, limits or SessionLimits())
     chat = ChatService(store, InstantModel(), TurnSettings("Be brief.", MODEL))
-    return chat, CommandHandler(chat)
+    return chat, CommandHandler(chat, intake=AttachmentIntake(INTAKE_LIMITS, NoTranscriber()))
 
 
-async def run_command(commands: CommandHandler, user: str, message: str) -> None:
-    outcome = await commands.handle(user, message)
+async def run_command(
+    commands: CommandHandler, user: str, message: str, files: Sequence[IncomingFile] = ()
+) -> None:
+    outcome = await commands.handle(user, message, files=files)
     if isinstance(outcome, TurnReply):
         async with outcome.turn as turn:
             async for _ in turn.deltas():
@@ -74,6 +104,32 @@ async def round_trips(client: aioredis.Redis, observer: aioredis.Redis) -> dict[
         trips = CountingConnection.round_trips
         costs[label] = Cost(trips, await command_calls(observer) - before_calls - 1)
     return costs
+
+
+def camera_photo(width: int = 4032, height: int = 3024) -> bytes:
+    """A phone camera's JPEG (12 MP, quality 92): noise over a gradient, which compresses about
+    as badly as a real scene does."""
+    rng = random.Random(7)  # noqa: S311  (the same photo every run, not a secret)
+    noise = Image.frombytes("L", (width, height), rng.randbytes(width * height))
+    scene = Image.merge("RGB", (noise, Image.linear_gradient("L").resize((width, height)), noise))
+    out = io.BytesIO()
+    scene.save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+async def image_turn(client: aioredis.Redis, observer: aioredis.Redis) -> ImageCost:
+    """A turn with a phone photo: its round trips, and the bytes Redis keeps of the photo."""
+    _, commands = build(client)
+    user = "bench:image"
+    photo = camera_photo()
+    await run_command(commands, user, "warm up", [IncomingFile(photo, "warm.jpg")])
+    before_calls = await command_calls(observer)
+    CountingConnection.round_trips = 0
+    await run_command(commands, user, "What is in this picture?", [IncomingFile(photo, "p.jpg")])
+    turn = Cost(CountingConnection.round_trips, await command_calls(observer) - before_calls - 1)
+    session = await observer.hget(user_state_key(user), "active")
+    stored = await observer.hstrlen(session_key(str(session), ":files"), "3-1")
+    return ImageCost(len(photo), stored, turn)
 
 
 def counting_limits(turns_each: int) -> SessionLimits:
