@@ -24,7 +24,7 @@ from core.observability.metrics import Metrics
 from core.sessions.key_migration import KeyMigrationReport, migrate_until_done, migrate_user_keys
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
-from core.settings import Settings
+from core.settings import PdfEngine, Settings
 from core.storage.connection import (
     RedisClient,
     close_redis,
@@ -105,6 +105,7 @@ async def open_services(
                 max_file_bytes=settings.max_attachment_bytes,
                 image_max_side=settings.image_max_side,
                 max_document_chars=settings.max_document_chars,
+                sends_textless_pdfs=settings.pdf_engine is PdfEngine.OPENROUTER,
             ),
             model,
         )

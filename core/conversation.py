@@ -65,6 +65,9 @@ class Attachment:
     name: str
     size: int  # bytes stored
     kept: bool = True  # False once MAX_ATTACHMENT_BYTES_PER_SESSION dropped its bytes
+    # Sent to the model as a file for OpenRouter to read (a PDF without text, with
+    # PDF_ENGINE=openrouter), as images are; else only its text, in the message, reaches it.
+    is_read_by_model: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class NewAttachment:
     media_type: str
     name: str
     data: bytes
+    is_read_by_model: bool = False  # see Attachment
 
 
 @dataclass(frozen=True, slots=True)

@@ -468,21 +468,29 @@ class Turn:
         return context
 
     def _content_of(self, entry: ContextEntry) -> str | tuple[ContentPart, ...]:
+        """The entry's text, or parts: its text and the files the model reads itself (images,
+        PDFs for OpenRouter's parser) that begin_turn returned; older ones are named."""
         images = [a for a in entry.attachments if a.kind is AttachmentKind.IMAGE]
-        if not images:
+        files = [a for a in entry.attachments if a.is_read_by_model]
+        if not images and not files:
             return entry.content
-        sent = self._started.images if self._sends_images else {}
-        unseen = [image.name for image in images if image.id not in sent]
+        sent = self._started.images
+        shown = sent if self._sends_images else {}
         text = entry.content
-        if unseen:
-            names = ", ".join(unseen)
-            text = f"{text}\n[{len(unseen)} earlier image(s), no longer shown: {names}]".lstrip()
+        if unseen := [image.name for image in images if image.id not in shown]:
+            text += f"\n[{len(unseen)} earlier image(s), no longer shown: {', '.join(unseen)}]"
+        if unread := [file.name for file in files if file.id not in sent]:
+            text += f"\n[{len(unread)} earlier file(s), no longer shown: {', '.join(unread)}]"
+        text = text.lstrip()
         parts: list[ContentPart] = [{"type": "text", "text": text}] if text else []
         for image in images:
-            if image.id in sent:
-                data = base64.b64encode(sent[image.id]).decode()
-                url = f"data:{image.media_type};base64,{data}"
+            if image.id in shown:
+                url = _data_url(image.media_type, shown[image.id])
                 parts.append({"type": "image_url", "image_url": {"url": url}})
+        for file in files:
+            if file.id in sent:
+                url = _data_url(file.media_type, sent[file.id])
+                parts.append({"type": "file", "file": {"filename": file.name, "file_data": url}})
         return tuple(parts)
 
     def _tokens_spent(self) -> int:
@@ -520,6 +528,10 @@ class Turn:
             )  # fmt: skip
         except TurnLockLost:
             raise TurnLockLost(partial_text=shown) from None
+
+
+def _data_url(media_type: str, data: bytes) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
 
 
 def _estimated_tokens(message: ChatMessage) -> int:

@@ -5,7 +5,8 @@ the bytes (media.py), never from the name or a claimed type:
 
 - an image is re-encoded for the model (images.py) and stored as re-encoded;
 - a document's text (documents.py) joins the message as a named block after the person's
-  words, and its bytes are stored as received;
+  words, and its bytes are stored as received; a PDF without text (a scan) is refused, or with
+  PDF_ENGINE=openrouter sent to the model as a file for OpenRouter's OCR, as an image is sent;
 - audio is transcribed (OpenRouter's /audio/transcriptions): the transcript becomes the
   person's words, before any they typed, and is shown to them first; the bytes are stored.
 
@@ -23,7 +24,7 @@ from core.attachments.documents import MAX_PDF_PAGES, document_text_in_thread
 from core.attachments.images import normalize_image_in_thread
 from core.attachments.media import check_size, sniff_media_type
 from core.conversation import AttachmentKind, NewAttachment
-from core.errors import TooManyAttachments
+from core.errors import DocumentHasNoText, TooManyAttachments
 
 MAX_FILES_PER_MESSAGE = 4
 
@@ -52,6 +53,9 @@ class IntakeLimits:
     max_file_bytes: int  # MAX_ATTACHMENT_BYTES
     image_max_side: int  # IMAGE_MAX_SIDE
     max_document_chars: int  # MAX_DOCUMENT_CHARS
+    # PDF_ENGINE=openrouter: a PDF without text goes to the model as a file, for OpenRouter's
+    # parser (OCR), instead of being refused.
+    sends_textless_pdfs: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,18 @@ class AttachmentIntake:
                 stored.append(NewAttachment(kind, image.media_type, file.name, image.data))
                 continue
             if kind is AttachmentKind.DOCUMENT:
-                document = await document_text_in_thread(
-                    file.data, name=file.name, max_chars=self.limits.max_document_chars,
-                    max_pages=MAX_PDF_PAGES,
-                )  # fmt: skip
+                try:
+                    document = await document_text_in_thread(
+                        file.data, name=file.name, max_chars=self.limits.max_document_chars,
+                        max_pages=MAX_PDF_PAGES,
+                    )  # fmt: skip
+                except DocumentHasNoText:
+                    if not self.limits.sends_textless_pdfs:
+                        raise
+                    stored.append(
+                        NewAttachment(kind, media_type, file.name, file.data, is_read_by_model=True)
+                    )
+                    continue
                 blocks.append(document.block())
                 if document.was_cut:
                     cut.append(document.name)

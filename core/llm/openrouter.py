@@ -85,6 +85,8 @@ from core.settings import Settings
 
 COMPLETIONS_PATH = "/chat/completions"
 MODELS_PATH = "/models"
+# OpenRouter's parser for the PDFs sent as files, which have no text of their own: scans.
+PDF_PARSER_ENGINE = "mistral-ocr"
 # Pages of the models list read at most (500 models a page when OpenRouter pages it at all):
 # a `links.next` that never ends must not keep a fetch going.
 MAX_MODEL_PAGES = 20
@@ -259,6 +261,9 @@ class OpenRouterClient:
         }
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        if any(_has_file(m) for m in messages):
+            # Files are PDFs without text (PDF_ENGINE=openrouter): they need reading by OCR.
+            body["plugins"] = [{"id": "file-parser", "pdf": {"engine": PDF_PARSER_ENGINE}}]
         if self._fallback_models:
             body["models"] = [model, *self._fallback_models]
         return body
@@ -366,6 +371,12 @@ class OpenRouterClient:
             await response.aclose()
             raise
         return response, events, first
+
+
+def _has_file(message: ChatMessage) -> bool:
+    return not isinstance(message.content, str) and any(
+        part["type"] == "file" for part in message.content
+    )
 
 
 def _content(message: ChatMessage) -> str | list[ContentPart]:

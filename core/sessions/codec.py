@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Container, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from core.conversation import (
@@ -43,7 +43,17 @@ def session_from(fields: Sequence[Any]) -> Session:
 
 
 KIND_CODES = {AttachmentKind.IMAGE: "i", AttachmentKind.DOCUMENT: "d", AttachmentKind.AUDIO: "a"}
-KINDS_BY_CODE = {code: kind for kind, code in KIND_CODES.items()}
+# A document the model is sent as a file (Attachment.is_read_by_model), like an image.
+READ_BY_MODEL_CODE = "f"
+KINDS_BY_CODE = {code: kind for kind, code in KIND_CODES.items()} | {
+    READ_BY_MODEL_CODE: AttachmentKind.DOCUMENT
+}
+
+
+def kind_code(kind: AttachmentKind, *, is_read_by_model: bool) -> str:
+    return READ_BY_MODEL_CODE if is_read_by_model else KIND_CODES[kind]
+
+
 ATTACHMENTS_AT = 9  # where a stored entry lists its files
 
 
@@ -88,8 +98,9 @@ def attachments_of(entry: list[Any], kept: Container[str] | None = None) -> tupl
     for number, kind, media_type, name, size in entry[ATTACHMENTS_AT]:
         ref = attachment_id(seq, int(number))
         is_kept = kept is None or ref in kept
-        kind_of = KINDS_BY_CODE[kind]
-        found.append(Attachment(ref, kind_of, media_type, name, int(size), kept=is_kept))
+        is_read = kind == READ_BY_MODEL_CODE
+        attachment = Attachment(ref, KINDS_BY_CODE[kind], media_type, name, int(size), is_kept)
+        found.append(replace(attachment, is_read_by_model=is_read) if is_read else attachment)
     return tuple(found)
 
 
@@ -127,7 +138,8 @@ def encoded_entry(entry: Entry) -> str:
     if entry.attachments:
         fields += [None] * (ATTACHMENTS_AT - len(fields))
         fields.append([
-            [int(a.id.rsplit("-", 1)[1]), KIND_CODES[a.kind], a.media_type, a.name, a.size]
+            [int(a.id.rsplit("-", 1)[1]), kind_code(a.kind, is_read_by_model=a.is_read_by_model),
+             a.media_type, a.name, a.size]
             for a in entry.attachments
         ])  # fmt: skip
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))

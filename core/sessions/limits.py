@@ -20,7 +20,7 @@ from core.errors import (
     QuotaExceeded,
     RateLimited,
 )
-from core.sessions.codec import KIND_CODES
+from core.sessions.codec import kind_code
 from core.settings import SessionLimitPolicy, Settings
 
 # What an image is estimated to cost the model, for DAILY_TOKEN_BUDGET's reservation: about
@@ -70,7 +70,8 @@ class SessionLimits:
             IMAGE_TOKEN_ESTIMATE, len(attachments),
         ]  # fmt: skip
         for file in attachments:
-            args += [KIND_CODES[file.kind], file.media_type, file.name, file.data]
+            code = kind_code(file.kind, is_read_by_model=file.is_read_by_model)
+            args += [code, file.media_type, file.name, file.data]
         return args
 
     def check_content(self, content: str) -> None:

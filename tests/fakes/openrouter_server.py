@@ -466,6 +466,7 @@ def _problem_with(request: web.Request, body: Any) -> str | None:
         (isinstance(body.get("stream", False), bool), "stream must be a boolean"),
         (_are_messages(body.get("messages")), "messages must be a non-empty array of messages"),
         ("max_tokens" not in body or _is_positive_int(body["max_tokens"]), "Invalid max_tokens"),
+        ("plugins" not in body or _are_plugins(body["plugins"]), "Invalid plugins"),
     )
     return next((problem for is_fine, problem in checks if not is_fine), None)
 
@@ -500,11 +501,42 @@ def _are_parts(value: object) -> bool:
     return isinstance(value, list) and bool(value) and all(_is_part(part) for part in value)
 
 
+PDF_ENGINES = frozenset({"mistral-ocr", "cloudflare-ai", "native", "pdf-text"})
+
+
+def _are_plugins(value: object) -> bool:
+    """Plugins as OpenRouter takes them; the file parser's PDF engine one it knows."""
+    if not isinstance(value, list):
+        return False
+    for plugin in value:
+        if not isinstance(plugin, dict) or not isinstance(plugin.get("id"), str):
+            return False
+        pdf = plugin.get("pdf")
+        if (
+            plugin["id"] == "file-parser"
+            and pdf is not None
+            and (not isinstance(pdf, dict) or pdf.get("engine") not in PDF_ENGINES)
+        ):
+            return False
+    return True
+
+
+def _is_file(part: dict[str, Any]) -> bool:
+    """A file part: its name and its bytes as a data URL (a PDF: what the parser reads)."""
+    file = part.get("file")
+    if not isinstance(file, dict) or not isinstance(file.get("filename"), str):
+        return False
+    data = file.get("file_data")
+    return isinstance(data, str) and data.startswith("data:") and _is_base64_data_url(data)
+
+
 def _is_part(part: object) -> bool:
     if not isinstance(part, dict):
         return False
     if part.get("type") == "text":
         return isinstance(part.get("text"), str)
+    if part.get("type") == "file":
+        return _is_file(part)
     image = part.get("image_url") if part.get("type") == "image_url" else None
     url = image.get("url") if isinstance(image, dict) else None
     if not isinstance(url, str):

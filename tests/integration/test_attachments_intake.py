@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -153,3 +154,31 @@ async def test_a_failed_transcription_is_told_and_nothing_is_stored(
     assert outcome.is_error
     assert await stored(store) == []
     assert not [r for r in fake_openrouter.requests if r.path.endswith("/chat/completions")]
+
+
+async def test_with_pdf_engine_openrouter_a_scan_goes_to_the_model_as_a_file_for_its_ocr(
+    redis_client: aioredis.Redis, model_client: OpenRouterClient, fake_openrouter: FakeOpenRouter
+):
+    store = make_store(redis_client)
+    chat = ChatService(store, model_client, TurnSettings("", "openai/gpt-4o-mini"))
+    limits = replace(LIMITS, sends_textless_pdfs=True)
+    commands = CommandHandler(chat, intake=AttachmentIntake(limits, model_client))
+    scan = pdf_file(None, image_pages=(0,))
+
+    outcome = await commands.handle(USER, "read it", files=[IncomingFile(scan, "scan.pdf")])
+    assert isinstance(outcome, TurnReply)
+    async with outcome.turn as turn:
+        async for _ in turn.deltas():
+            pass
+
+    body = fake_openrouter.requests[-1].body
+    assert body["plugins"] == [{"id": "file-parser", "pdf": {"engine": "mistral-ocr"}}]
+    text_part, file_part = body["messages"][-1]["content"]
+    assert text_part == {"type": "text", "text": "read it"}
+    assert file_part["file"]["filename"] == "scan.pdf"
+    data = file_part["file"]["file_data"].removeprefix("data:application/pdf;base64,")
+    assert base64.b64decode(data) == scan
+    assert (await stored(store))[0] == ("read it", [("document", "application/pdf", "scan.pdf")])
+    # The next turn sends it again (it is among the last IMAGE_CONTEXT_TURNS messages).
+    await answered(commands, "and the second page?")
+    assert "plugins" in fake_openrouter.requests[-1].body

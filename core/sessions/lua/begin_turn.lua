@@ -18,7 +18,8 @@
 --          billed in their own slot, reserve_turn.lua), and the creator of a session made here
 -- ARGV[18] MAX_ATTACHMENT_BYTES_PER_SESSION  [19] IMAGE_CONTEXT_TURNS  [20] tokens an image is
 --          estimated to take  [21] how many files the message brings, then for each four
---          values: kind code ('i', 'd', 'a'), media type, name, bytes; after them, the models
+--          values: kind code ('i', 'd', 'a', or 'f': a document sent to the model as a file),
+--          media type, name, bytes; after them, the models
 --          that read no images as a JSON array ('' = none): a message with images whose session
 --          answers with one of them is refused ({'MODEL_CANNOT_SEE', model}) before anything
 --          is created, locked or stored
@@ -76,7 +77,8 @@ local function context_image_ids(context)
       local listed = entry[ATTACHMENTS_AT]
       if type(listed) == 'table' then
         for _, file in ipairs(listed) do
-          if file[2] == 'i' then ids[#ids + 1] = entry[1] .. '-' .. file[1] end
+          -- Images, and documents the model reads itself ('f'): their bytes go to it.
+          if file[2] == 'i' or file[2] == 'f' then ids[#ids + 1] = entry[1] .. '-' .. file[1] end
         end
       end
     end
