@@ -91,6 +91,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "export_details": "Model `{model}` · started {created} · last activity {updated} · "
         "{count} messages",
         "export_saved": "Saved to {path}",
+        "export_files": "Files:",
+        "export_file": "- {name} ({media_type}, {size})",
+        "export_file_gone": "(no longer kept)",
         "no_session": "You have no conversation yet. Send a message to start one.",
         "stop_button": "⏹ Stop",
         "stop_done": "⏹ Stopped. What was written so far is kept; /retry answers again.",
@@ -221,6 +224,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Nothing was saved: send it again, or a shorter recording.",
         "transcription_empty": "I heard no words in your audio, so nothing was saved. "
         "Send it again, or type your message.",
+        "bytes": "{n} B",
+        "kilobytes": "{n} kB",
         "megabytes": "{n} MB",
         "seconds": "{n} s",
         "minutes": "{n} min",
@@ -251,6 +256,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "export_details": "Modelo `{model}` · iniciada em {created} · última atividade "
         "{updated} · {count} mensagens",
         "export_saved": "Salvo em {path}",
+        "export_files": "Arquivos:",
+        "export_file": "- {name} ({media_type}, {size})",
+        "export_file_gone": "(não está mais guardado)",
         "no_session": "Você ainda não tem conversas. Mande uma mensagem para começar.",
         "stop_button": "⏹ Parar",
         "stop_done": "⏹ Interrompida. O que já foi escrito fica guardado; /retry responde de novo.",
@@ -379,6 +387,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Nada foi salvo: envie de novo ou mande uma gravação mais curta.",
         "transcription_empty": "Não ouvi nenhuma palavra no seu áudio, então nada foi salvo. "
         "Envie de novo ou escreva sua mensagem.",
+        "bytes": "{n} B",
+        "kilobytes": "{n} kB",
         "megabytes": "{n} MB",
         "seconds": "{n} s",
         "minutes": "{n} min",
@@ -463,6 +473,19 @@ def megabytes(locale: str, size: int, *, is_rounded_up: bool = False) -> str:
     if normalize_locale(locale) == PORTUGUESE:
         number = number.replace(".", ",")
     return text(locale, "megabytes", n=number)
+
+
+def file_size(locale: str, size: int) -> str:
+    """`264 B`, `12.3 kB` (`12,3 kB` in Portuguese), `1.2 MB`: a file's size, decimal units,
+    cut (not rounded) to a tenth so that a size never reads as the next unit."""
+    if size < 1_000:
+        return text(locale, "bytes", n=size)
+    if size >= 1_000_000:
+        return megabytes(locale, size)
+    number = f"{math.floor(size / 100) / 10:g}"
+    if normalize_locale(locale) == PORTUGUESE:
+        number = number.replace(".", ",")
+    return text(locale, "kilobytes", n=number)
 
 
 def notice_text(locale: str, notice: Notice, *, expired_after: int = 0) -> str:

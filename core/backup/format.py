@@ -1,34 +1,61 @@
-"""The lines of a backup file (format version 1), checked: core/backup/lines.py says what they mean.
+"""The lines of a backup file (format version 2), checked: core/backup/lines.py says what they mean.
 
-    {"format": "chatbridge-backup", "version": 1, "createdAt": ms}
-    {"kind": "session", "id", "userId", "title", "model", "createdAt", "updatedAt", "seq",
-     "lastActivity", "expiresAt", "messages": [{"seq", "role", "timestamp", "content",
-     "model"?, "usage"?: {"promptTokens", "completionTokens", "cost"?}, "stopped"?}, ...]}
+    {"format": "chatbridge-backup", "version": 2, "createdAt": ms}
+    {"kind": "session", "id", "userId", "creator", "title", "model", "createdAt", "updatedAt",
+     "seq", "lastActivity", "expiresAt", "fileBytes", "messages": [{"seq", "role", "timestamp",
+     "content", "model"?, "usage"?: {"promptTokens", "completionTokens", "cost"?}, "stopped"?,
+     "attachments"?: [{"n", "kind", "mediaType", "name", "size", "data"}, ...]}, ...]}
                                                                           one per session
     {"kind": "user", "userId", "active", "model", "expiresAt"}           one per user state hash
     {"kind": "end", "sessions": n, "users": n, "messages": n}
 
 Times are milliseconds since the epoch on the Redis server's clock; `lastActivity` is the
 session's score in its owner's index, `expiresAt` the instant its keys expire (null: never).
-A problem is reported as `InvalidBackup` naming the line and the field.
+
+Version 2 adds what version 1 left out of a session: `creator`, the person who started a
+shared chat's session when it is not the owner itself (null: no such field), `fileBytes`, the
+session's count of the bytes of its files still kept (null: it never stored a file), and the
+files of its user messages (docs/data-model.md, "Attachments"): `n` (the file's id in its
+session is `<seq>-<n>`), `kind` (`image`, `document`, `audio`), `mediaType`, `name`, `size`
+(bytes) and `data`, the bytes in base64, or null once the session's budget dropped them (listed
+as no longer kept). So a session line can be long: its files take up to
+MAX_ATTACHMENT_BYTES_PER_SESSION * 4/3 (about 11.2 MB at the default 8 MiB) beside its text.
+Version 1 files (written before files were stored) are still read; version 2 is written.
+
+A problem is reported as `InvalidBackup` naming the line and the field: a `data` that is not
+base64, a `size` its data does not have, a `fileBytes` that is not the sum of the kept files.
 """
 
 from __future__ import annotations
 
+import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from core.conversation import Role, Usage
+from core.conversation import Attachment, AttachmentKind, Role, Usage
 from core.errors import InvalidBackup
-from core.sessions.codec import Entry, encoded_entry, entry_of
+from core.sessions.codec import Entry, attachment_id, encoded_entry, entry_of
 from core.sessions.keys import SESSION_ID_PATTERN, user_tag
 
 FORMAT: Literal["chatbridge-backup"] = "chatbridge-backup"
-VERSION = 1
+VERSION = 2  # written
+READ_VERSIONS = (1, 2)
+FIRST_VERSION_WITH_FILES = 2
 
 
 class Line(BaseModel):
@@ -49,6 +76,42 @@ class UsageRecord(Line):
     cost: float | None = None
 
 
+def _decoded(value: object) -> object:
+    """Base64 text as bytes, strictly: a corrupted file must not restore as other bytes."""
+    if not isinstance(value, str):
+        return value  # bytes given in Python; anything else the bytes check refuses
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except binascii.Error:
+        raise ValueError("not valid base64") from None
+
+
+def _encoded(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+Base64Bytes = Annotated[
+    bytes, BeforeValidator(_decoded), PlainSerializer(_encoded, return_type=str, when_used="json")
+]
+
+
+class AttachmentRecord(Line):
+    """A file of a user message; `data` null: dropped by the session's budget (not kept)."""
+
+    n: int = Field(ge=1)
+    kind: AttachmentKind
+    media_type: str
+    name: str
+    size: int = Field(ge=0)
+    data: Base64Bytes | None
+
+    @model_validator(mode="after")
+    def _whole(self) -> AttachmentRecord:
+        if self.data is not None and len(self.data) != self.size:
+            raise ValueError(f"size: {self.size} bytes, but its data holds {len(self.data)}")
+        return self
+
+
 class MessageRecord(Line):
     seq: int = Field(ge=1)
     role: Role
@@ -58,12 +121,26 @@ class MessageRecord(Line):
     usage: UsageRecord | None = None
     # Written only when true: an answer /stop ended (see codec.py).
     stopped: bool = Field(default=False, exclude_if=lambda stopped: not stopped)
+    # Written only when the message has files (format version 2).
+    attachments: list[AttachmentRecord] = Field(
+        default_factory=list, exclude_if=lambda attachments: not attachments
+    )
+
+    @model_validator(mode="after")
+    def _numbered(self) -> MessageRecord:
+        previous = 0
+        for attachment in self.attachments:
+            if attachment.n <= previous:
+                raise ValueError("attachments: n must increase from one file to the next")
+            previous = attachment.n
+        return self
 
 
 class SessionRecord(Line):
     kind: Literal["session"]
     id: str = Field(pattern=SESSION_ID_PATTERN.pattern)
     user_id: str = Field(min_length=1)
+    creator: str | None = Field(default=None, min_length=1)  # format version 2
     title: str
     model: str
     created_at: int = Field(ge=0)
@@ -71,10 +148,13 @@ class SessionRecord(Line):
     seq: int = Field(ge=0)
     last_activity: int | None
     expires_at: int | None
+    file_bytes: int | None = Field(default=None, ge=0)  # format version 2
     messages: list[MessageRecord]
 
     @model_validator(mode="after")
-    def _consistent(self) -> SessionRecord:
+    def _consistent(self, info: ValidationInfo) -> SessionRecord:
+        if _version_read(info) < FIRST_VERSION_WITH_FILES:
+            self._check_version_1()
         if self.id[:4] != user_tag(self.user_id):
             raise ValueError("id: does not belong to this userId (its first 4 digits differ)")
         previous = 0
@@ -84,7 +164,26 @@ class SessionRecord(Line):
             previous = message.seq
         if previous > self.seq:
             raise ValueError("seq: smaller than the seq of a message")
+        kept = sum(len(data) for _, data in stored_files(self))
+        if (self.file_bytes or 0) != kept:
+            raise ValueError(
+                f"fileBytes: {self.file_bytes}, but the files kept add up to {kept} bytes"
+            )
         return self
+
+    def _check_version_1(self) -> None:
+        for field, value in (("creator", self.creator), ("fileBytes", self.file_bytes)):
+            if value is not None:
+                raise ValueError(f"{field}: not in format version 1")
+        if any(message.attachments for message in self.messages):
+            raise ValueError("attachments: not in format version 1")
+
+
+def _version_read(info: ValidationInfo) -> int:
+    """The version of the file being read (parse_record's context); a record built in Python
+    is of the version written."""
+    context = info.context
+    return int(context["version"]) if isinstance(context, dict) else VERSION
 
 
 class UserRecord(Line):
@@ -120,8 +219,9 @@ def line_of(record: Line) -> str:
 # --- messages: as stored <-> as backed up -------------------------------------------------------
 
 
-def message_record(raw: str) -> MessageRecord:
-    """A stored entry (core/sessions/codec.py), as backed up."""
+def message_record(raw: str, files: Mapping[str, bytes]) -> MessageRecord:
+    """A stored entry (core/sessions/codec.py), as backed up; `files`: the session's files
+    still kept, by id."""
     entry = entry_of(raw)
     usage = entry.usage
     return MessageRecord(
@@ -135,6 +235,15 @@ def message_record(raw: str) -> MessageRecord:
             cost=usage.cost,
         ),
         stopped=entry.stopped,
+        attachments=[_attachment_record(file, files.get(file.id)) for file in entry.attachments],
+    )  # fmt: skip
+
+
+def _attachment_record(file: Attachment, data: bytes | None) -> AttachmentRecord:
+    number = int(file.id.rsplit("-", 1)[1])
+    return AttachmentRecord(
+        n=number, kind=file.kind, media_type=file.media_type, name=file.name, size=file.size,
+        data=data,
     )  # fmt: skip
 
 
@@ -148,8 +257,23 @@ def stored_entry(message: MessageRecord) -> str:
             usage=None if usage is None else Usage(
                 usage.prompt_tokens, usage.completion_tokens, usage.cost
             ),
+            attachments=tuple(
+                Attachment(attachment_id(message.seq, f.n), f.kind, f.media_type, f.name, f.size)
+                for f in message.attachments
+            ),
         )
     )  # fmt: skip
+
+
+def stored_files(record: SessionRecord) -> list[tuple[str, bytes]]:
+    """The session's `:files` hash as the store holds it: (`<seq>-<n>`, bytes) of each file
+    still kept."""
+    return [
+        (attachment_id(message.seq, file.n), file.data)
+        for message in record.messages
+        for file in message.attachments
+        if file.data is not None
+    ]
 
 
 @dataclass
@@ -184,17 +308,20 @@ def check_end(end: EndRecord | None, seen: Counts, last_line: int, source: str) 
         )
 
 
-def check_header(raw: str | bytes, where: str) -> None:
+def check_header(raw: str | bytes, where: str) -> int:
+    """The version of the file whose first line is `raw`."""
     try:
         header = json.loads(raw)
     except ValueError:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise InvalidBackup(where=where, reason="not a chatbridge backup (no header)", line=1)
-    if header.get("version") != VERSION:
+    version = header.get("version")
+    if version not in READ_VERSIONS or isinstance(version, bool):
+        readable = " and ".join(str(known) for known in READ_VERSIONS)
         raise InvalidBackup(
             where=where,
-            reason=f"format version {header.get('version')!r}; this chatbridge reads {VERSION}",
+            reason=f"format version {version!r}; this chatbridge reads {readable}",
             line=1,
         )
     try:
@@ -203,15 +330,17 @@ def check_header(raw: str | bytes, where: str) -> None:
         raise InvalidBackup(
             where=where, reason=_first_problem(error, tagged=False), line=1
         ) from None
+    return int(version)
 
 
 def parse_record(
-    raw: str | bytes, where: str, number: int, *, after: EndRecord | None
+    raw: str | bytes, where: str, number: int, *, version: int, after: EndRecord | None
 ) -> SessionRecord | UserRecord | EndRecord:
+    """Line `number` of a file of format `version` (check_header's)."""
     if after is not None:
         raise InvalidBackup(where=where, reason="a line after the end line", line=number)
     try:
-        return _RECORD.validate_json(raw)
+        return _RECORD.validate_json(raw, context={"version": version})
     except ValidationError as error:
         raise InvalidBackup(where=where, reason=_first_problem(error), line=number) from None
 

@@ -20,6 +20,8 @@ REDIS_ERRORS = (
     redis_errors.ClusterError,
     redis_errors.RedisClusterException,
 )
+# A script's argument: bytes for binary values (a restore's files), sent as they are.
+Arg = str | int | bytes
 
 
 class ScriptBatches:
@@ -29,7 +31,7 @@ class ScriptBatches:
         self._redis = redis
         self.by_name = {name: redis.register_script(script_source(name)) for name in names}
 
-    async def run_batch(self, calls: Sequence[tuple[str, str, Sequence[str | int]]]) -> list[Any]:
+    async def run_batch(self, calls: Sequence[tuple[str, str, Sequence[Arg]]]) -> list[Any]:
         """One reply per (script, key, args); a Redis that lost its scripts gets them again.
 
         Every script run here only reads or is idempotent, so running a batch twice is harmless.
@@ -52,7 +54,7 @@ class ScriptBatches:
             raise store_error(exc) from exc
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _pipeline(self, calls: Sequence[tuple[str, str, Sequence[str | int]]]) -> list[Any]:
+    async def _pipeline(self, calls: Sequence[tuple[str, str, Sequence[Arg]]]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for name, key, args in calls:
                 # A raw command: redis-py's cluster pipeline refuses .evalsha() (see

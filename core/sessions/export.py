@@ -10,12 +10,18 @@
 
     How do tides work?
 
+    Files:
+    - tides.jpg (image/jpeg, 182.4 kB)
+    - table.pdf (application/pdf, 1.2 MB) (no longer kept)
+
     ### Assistant · 2026-01-31 12:00:05 UTC · openai/gpt-4o-mini · 212 tokens
 
     Mostly the Moon's gravity …
 
 Labels follow the user's language; messages are written as they were sent (they are Markdown
-already, as models write it). The file name is ASCII, safe in any header or file system.
+already, as models write it); a message's files are listed by name under it (their bytes stay
+in Redis, and go away with the session or its file budget). The file name is ASCII, safe in
+any header or file system.
 """
 
 from __future__ import annotations
@@ -25,13 +31,15 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from core.conversation import Message, Role, Session
-from core.messages import text
+from core.conversation import Attachment, Message, Role, Session
+from core.messages import file_size, text
 from core.sessions.store import SessionStore
 
 MEDIA_TYPE = "text/markdown"
 SLUG_MAX_CHARS = 40
 SPEAKER_KEYS = {Role.USER: "you", Role.ASSISTANT: "assistant", Role.SYSTEM: "system"}
+# What Markdown would read as formatting in a file's name (a name is the user's, not Markdown).
+MARKDOWN_IN_NAMES = re.compile(r"([\\`*_\[\]<>])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +96,23 @@ def _message(message: Message, locale: str) -> str:
         heading += " · " + text(locale, "reply_footer", model=message.model, tokens=tokens)
     if message.stopped:
         heading += " · " + text(locale, "answer_stopped")
-    return f"{heading}\n\n{_closed(message.content)}"
+    parts = [heading]
+    if message.content or not message.attachments:  # a message may be files without a word
+        parts.append(_closed(message.content))
+    if message.attachments:
+        parts.append(_files(message.attachments, locale))
+    return "\n\n".join(parts)
+
+
+def _files(files: tuple[Attachment, ...], locale: str) -> str:
+    """The message's files, one list item each, by name."""
+    listed = [text(locale, "export_files")]
+    for file in files:
+        name = MARKDOWN_IN_NAMES.sub(r"\\\1", " ".join(file.name.splitlines()))
+        size = file_size(locale, file.size)
+        item = text(locale, "export_file", name=name, media_type=file.media_type, size=size)
+        listed.append(item if file.kept else f"{item} {text(locale, 'export_file_gone')}")
+    return "\n".join(listed)
 
 
 def _closed(content: str) -> str:

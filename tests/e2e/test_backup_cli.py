@@ -7,6 +7,7 @@ service; the oracle reads the documented key layout directly.
 from __future__ import annotations
 
 import json
+import secrets
 import stat
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from core.conversation import Role, Usage
+from core.conversation import AttachmentKind, NewAttachment, Role, Usage
+from core.sessions.codec import as_bytes
+from core.sessions.keys import session_key
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
 from tests.e2e.conftest import Completed, RunCli, StartService, child_env, service_env
@@ -105,6 +108,34 @@ async def test_backup_to_stdout_and_restore_from_stdin(
     assert "from stdin" in restored.stderr
     assert again.returncode == 0, again.output
     assert await snapshot(redis_client) == before
+
+
+async def test_files_go_through_a_backup_file_and_come_back_byte_identical(
+    run_cli: RunCli, redis_server: RedisProcess, redis_client: aioredis.Redis
+) -> None:
+    store = SessionStore(redis_client, SessionLimits())
+    picture = bytes(range(256)) + b"\xff\xfe\x00\xc3\x28"  # not UTF-8 either
+    start = await store.begin_turn(
+        "telegram:7", "look", session_id=None, lock_token=secrets.token_hex(12),
+        lock_ttl_ms=30_000, context_size=50, default_model="test/model",
+        attachments=[NewAttachment(AttachmentKind.IMAGE, "image/jpeg", "p.jpg", picture)],
+    )  # fmt: skip
+    await store.finish_turn(
+        start, "a picture", model="test/model", usage=None, is_retry=False, spent_tokens=0
+    )
+    env = child_env(REDIS_URL=redis_server.url)
+
+    assert (await run_cli("backup", "files.jsonl", env=env)).returncode == 0
+    await redis_client.flushall()
+    restored = await run_cli("restore", "files.jsonl", env=env)
+
+    assert restored.returncode == 0, restored.output
+    [question, _] = (await store.read_messages(start.session.id)).messages
+    [listed] = question.attachments
+    assert (listed.name, listed.kept) == ("p.jpg", True)
+    assert (await store.read_attachment(start.session.id, listed.id))[1] == picture
+    files = await redis_client.hgetall(session_key(start.session.id, ":files"))
+    assert {k: as_bytes(v) for k, v in files.items()} == {listed.id: picture}
 
 
 async def test_a_corrupted_file_is_refused_naming_the_line_and_nothing_is_written(

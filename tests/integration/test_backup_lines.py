@@ -135,7 +135,7 @@ async def test_the_backup_has_a_header_one_line_per_session_and_user_and_an_end_
     records = [json.loads(line) for line in lines]
     assert all(line.endswith("\n") and line.count("\n") == 1 for line in lines)
     assert records[0]["format"] == "chatbridge-backup"
-    assert records[0]["version"] == 1
+    assert records[0]["version"] == 2
     assert [r["kind"] for r in records[1:]] == ["session"] * 3 + ["user"] * 3 + ["end"]
     assert records[-1] == {"kind": "end", "sessions": 3, "users": 3, "messages": 7}
     assert (counts.sessions, counts.users, counts.messages) == (3, 3, 7)
@@ -401,8 +401,8 @@ async def test_a_restore_stops_at_a_bad_line_having_written_only_the_lines_befor
         (lambda lines: [*lines, lines[1]], "after the end line"),
         (lambda lines: lines[:1] + lines[2:], "the end line counts 3 sessions"),
         (lambda lines: ['{"hello": 1}\n', *lines[1:]], "not a chatbridge backup"),
-        (lambda lines: [lines[0].replace('"version":1', '"version":2'), *lines[1:]],
-         "format version 2"),
+        (lambda lines: [lines[0].replace('"version":2', '"version":3'), *lines[1:]],
+         "format version 3; this chatbridge reads 1 and 2"),
         (lambda lines: [], "empty"),
     ],
     ids=["no-end", "truncated", "after-end", "count-mismatch", "no-header", "newer-version",
@@ -501,9 +501,15 @@ async def test_a_backup_of_5000_sessions_streams_in_constant_memory(
         [6, "a", 1_700_000_000_005, "half an ans", "m/x", None, None, None, 1],
         [7, "a", 1_700_000_000_006, "half", "m/x", 10, 2, None, 1],
         [8, "a", 1_700_000_000_007, "half", "m/x", 10, 2, 0.5, 1],
+        # A user message with files (format version 2), kept or not.
+        [9, "u", 1_700_000_000_008, "", None, None, None, None, None,
+         [[1, "i", "image/jpeg", "a.jpg", 3], [2, "d", "application/pdf", "b.pdf", 0]]],
+        [10, "u", 1_700_000_000_009, "q", None, None, None, None, None,
+         [[1, "a", "audio/ogg", "voice 🌊.ogg", 2]]],
     ],
-)
+)  # fmt: skip
 def test_a_stored_message_survives_the_backup_encoding_unchanged(entry: list[Any]) -> None:
     raw = json.dumps(entry)
+    files = {"9-1": b"\x00\xff\x80", "9-2": b"", "10-1": b"ok"}
 
-    assert json.loads(stored_entry(message_record(raw))) == entry
+    assert json.loads(stored_entry(message_record(raw, files))) == entry

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 import pytest
 
 from core.commands import CommandHandler, FileReply, Reply
-from core.conversation import Message, Role, Session, Usage
+from core.conversation import (
+    Attachment,
+    AttachmentKind,
+    Message,
+    NewAttachment,
+    Role,
+    Session,
+    Usage,
+)
 from core.messages import ENGLISH, PORTUGUESE, text
 from core.sessions.export import export_filename, session_markdown
 from core.sessions.store import SessionStore
@@ -135,3 +144,71 @@ def test_a_code_block_left_open_is_closed_so_the_next_message_stays_outside_it()
     markdown = session_markdown(a_session("T"), (cut, after), ENGLISH)
 
     assert "```python\nprint(1)\n```\n\n### You · " in markdown
+
+
+# --- files ----------------------------------------------------------------------------------
+
+MOMENT = datetime(2026, 1, 31, 12, 0, 3, tzinfo=UTC)
+FILES = (
+    Attachment("1-1", AttachmentKind.IMAGE, "image/jpeg", "tides.jpg", 182_456),
+    Attachment("1-2", AttachmentKind.DOCUMENT, "application/pdf", "table_*v2*.pdf", 1_234_567,
+               kept=False),
+    Attachment("1-3", AttachmentKind.AUDIO, "audio/ogg", "voice\nnote.ogg", 999),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("locale", "listing"),
+    [
+        (ENGLISH, "Files:\n"
+                  "- tides.jpg (image/jpeg, 182.4 kB)\n"
+                  "- table\\_\\*v2\\*.pdf (application/pdf, 1.2 MB) (no longer kept)\n"
+                  "- voice note.ogg (audio/ogg, 999 B)"),
+        (PORTUGUESE, "Arquivos:\n"
+                     "- tides.jpg (image/jpeg, 182,4 kB)\n"
+                     "- table\\_\\*v2\\*.pdf (application/pdf, 1,2 MB) (não está mais guardado)\n"
+                     "- voice note.ogg (audio/ogg, 999 B)"),
+    ],
+)  # fmt: skip
+def test_a_messages_files_are_listed_by_name_under_it_in_the_users_language(
+    locale: str, listing: str
+) -> None:
+    question = Message("x-1", Role.USER, "What do these say?", None, MOMENT, attachments=FILES)
+    answer = Message("x-2", Role.ASSISTANT, "Tides.", "m/x", MOMENT)
+
+    markdown = session_markdown(a_session("T"), (question, answer), locale)
+
+    blocks = markdown.split("\n\n")
+    assert blocks[4] == "What do these say?"
+    assert blocks[5] == listing
+    assert blocks[6].startswith("### ")
+
+
+def test_a_message_of_files_without_a_word_lists_them_right_under_its_heading() -> None:
+    question = Message("x-1", Role.USER, "", None, MOMENT, attachments=FILES[:1])
+
+    markdown = session_markdown(a_session("T"), (question,), ENGLISH)
+
+    assert markdown.endswith(
+        "### You · 2026-01-31 12:00:03 UTC\n\nFiles:\n- tides.jpg (image/jpeg, 182.4 kB)\n"
+    )
+
+
+async def test_export_lists_the_files_stored_with_a_message(
+    commands: CommandHandler, store: SessionStore
+) -> None:
+    picture = b"\xff\xd8" + b"x" * 1_998
+    start = await store.begin_turn(
+        ANA, "look", session_id=None, lock_token=secrets.token_hex(12), lock_ttl_ms=30_000,
+        context_size=50, default_model="test/model",
+        attachments=[NewAttachment(AttachmentKind.IMAGE, "image/jpeg", "sea.jpg", picture)],
+    )  # fmt: skip
+    await store.finish_turn(
+        start, "The sea.", model="test/model", usage=None, is_retry=False, spent_tokens=0
+    )
+
+    exported = await export_of(commands)
+
+    blocks = exported.content.decode().split("\n\n")
+    assert blocks[4:6] == ["look", "Files:\n- sea.jpg (image/jpeg, 2 kB)"]
+    assert blocks[6].startswith(HEADING.format(speaker="Assistant"))

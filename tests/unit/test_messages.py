@@ -27,6 +27,7 @@ from core.messages import (
     PORTUGUESE,
     describe,
     duration,
+    file_size,
     normalize_locale,
     notice_text,
     text,
@@ -248,3 +249,22 @@ def test_a_file_too_large_is_said_in_mb_rounded_so_it_never_looks_within_the_lim
     assert describe(error, ENGLISH) == english
     assert describe(error, PORTUGUESE) == portuguese
     assert str(error) == f"The file has {size} bytes; one file may have {limit}."
+
+
+@pytest.mark.parametrize(
+    ("size", "english", "portuguese"),
+    [
+        (0, "0 B", "0 B"),
+        (999, "999 B", "999 B"),
+        (1_000, "1 kB", "1 kB"),
+        (1_099, "1 kB", "1 kB"),
+        (182_456, "182.4 kB", "182,4 kB"),
+        (999_999, "999.9 kB", "999,9 kB"),
+        (1_000_000, "1 MB", "1 MB"),
+        (8_388_608, "8.3 MB", "8,3 MB"),
+    ],
+)
+def test_a_file_size_is_said_in_the_largest_decimal_unit_cut_to_a_tenth(
+    size: int, english: str, portuguese: str
+):
+    assert (file_size(ENGLISH, size), file_size(PORTUGUESE, size)) == (english, portuguese)
