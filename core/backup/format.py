@@ -4,7 +4,8 @@
     {"kind": "session", "id", "userId", "creator", "title", "model", "createdAt", "updatedAt",
      "seq", "lastActivity", "expiresAt", "fileBytes", "messages": [{"seq", "role", "timestamp",
      "content", "model"?, "usage"?: {"promptTokens", "completionTokens", "cost"?}, "stopped"?,
-     "attachments"?: [{"n", "kind", "mediaType", "name", "size", "data"}, ...]}, ...]}
+     "attachments"?: [{"n", "kind", "mediaType", "name", "size", "data", "readByModel"?}, ...]},
+     ...]}
                                                                           one per session
     {"kind": "user", "userId", "active", "model", "expiresAt"}           one per user state hash
     {"kind": "end", "sessions": n, "users": n, "messages": n}
@@ -104,6 +105,8 @@ class AttachmentRecord(Line):
     name: str
     size: int = Field(ge=0)
     data: Base64Bytes | None
+    # Written only when true: a PDF sent to the model as a file (PDF_ENGINE=openrouter).
+    read_by_model: bool = Field(default=False, exclude_if=lambda is_read: not is_read)
 
     @model_validator(mode="after")
     def _whole(self) -> AttachmentRecord:
@@ -243,7 +246,7 @@ def _attachment_record(file: Attachment, data: bytes | None) -> AttachmentRecord
     number = int(file.id.rsplit("-", 1)[1])
     return AttachmentRecord(
         n=number, kind=file.kind, media_type=file.media_type, name=file.name, size=file.size,
-        data=data,
+        data=data, read_by_model=file.is_read_by_model,
     )  # fmt: skip
 
 
@@ -258,7 +261,10 @@ def stored_entry(message: MessageRecord) -> str:
                 usage.prompt_tokens, usage.completion_tokens, usage.cost
             ),
             attachments=tuple(
-                Attachment(attachment_id(message.seq, f.n), f.kind, f.media_type, f.name, f.size)
+                Attachment(
+                    attachment_id(message.seq, f.n), f.kind, f.media_type, f.name, f.size,
+                    is_read_by_model=f.read_by_model,
+                )
                 for f in message.attachments
             ),
         )

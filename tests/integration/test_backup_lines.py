@@ -506,10 +506,13 @@ async def test_a_backup_of_5000_sessions_streams_in_constant_memory(
          [[1, "i", "image/jpeg", "a.jpg", 3], [2, "d", "application/pdf", "b.pdf", 0]]],
         [10, "u", 1_700_000_000_009, "q", None, None, None, None, None,
          [[1, "a", "audio/ogg", "voice 🌊.ogg", 2]]],
+        # A PDF the model reads itself (PDF_ENGINE=openrouter).
+        [11, "u", 1_700_000_000_010, "read it", None, None, None, None, None,
+         [[1, "f", "application/pdf", "scan.pdf", 4]]],
     ],
 )  # fmt: skip
 def test_a_stored_message_survives_the_backup_encoding_unchanged(entry: list[Any]) -> None:
     raw = json.dumps(entry)
-    files = {"9-1": b"\x00\xff\x80", "9-2": b"", "10-1": b"ok"}
+    files = {"9-1": b"\x00\xff\x80", "9-2": b"", "10-1": b"ok", "11-1": b"%PDF"}
 
     assert json.loads(stored_entry(message_record(raw, files))) == entry
