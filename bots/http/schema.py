@@ -6,7 +6,7 @@ OpenAPI document (bots/http/openapi.py) is generated from these same models.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.alias_generators import to_camel
@@ -20,12 +20,15 @@ PAGE_LIMIT_MAX = 100
 # Printable (user ids end up in logs and keys), and usable in /api/users/{userId}/sessions.
 USER_ID_PATTERN = r"^(?!\.\.?$)[^\x00-\x1f\x7f/]+$"
 OFFSET_MAX = 1_000_000_000
+# Standard base64 with its padding, as RFC 4648 section 4 writes it.
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 UserId = Annotated[str, Field(min_length=1, max_length=USER_ID_MAX_CHARS, pattern=USER_ID_PATTERN)]
 ModelId = Annotated[str, Field(max_length=MODEL_ID_MAX_CHARS, pattern=MODEL_ID_PATTERN.pattern)]
 Title = Annotated[str, Field(max_length=TITLE_MAX_CHARS)]
 # Not blank: at least one character that Python's str.strip() would keep.
-Text = Annotated[str, Field(min_length=1, pattern=r"[^\s\x1c-\x1f\x85]")]
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+Text = Annotated[str, Field(min_length=1, pattern=NOT_BLANK)]
 
 
 class ApiModel(BaseModel):
@@ -56,7 +59,9 @@ class AttachmentIn(ApiModel):
         description="as the client knows it; the service goes by the bytes",
     )  # fmt: skip
     name: str | None = Field(default=None, max_length=255)
-    data: str = Field(min_length=1, description="the file's bytes in base64 (RFC 4648)")
+    data: str = Field(
+        min_length=4, pattern=BASE64_PATTERN, description="the file's bytes in base64 (RFC 4648)"
+    )
 
 
 Attachments = Annotated[
@@ -68,7 +73,19 @@ Attachments = Annotated[
 ]
 
 
+def _words_or_files_schema(words: str) -> dict[str, Any]:
+    """What `_require_words_or_files` checks, said in JSON Schema: not-blank words, or files."""
+    return {
+        "anyOf": [
+            {"properties": {words: {"pattern": NOT_BLANK}}},
+            {"required": ["attachments"], "properties": {"attachments": {"minItems": 1}}},
+        ]
+    }
+
+
 class StartChat(ApiModel):
+    model_config = ConfigDict(json_schema_extra=_words_or_files_schema("initialMessage"))
+
     user_id: UserId
     title: Title = ""
     model_id: ModelId | None = None
@@ -82,6 +99,8 @@ class StartChat(ApiModel):
 
 
 class ChatMessage(ApiModel):
+    model_config = ConfigDict(json_schema_extra=_words_or_files_schema("message"))
+
     session_id: str
     message: str = Field(description="not blank, unless attachments are given")
     model_id: ModelId | None = None

@@ -22,6 +22,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from bots.http.openapi import openapi_document
 from core.settings import Settings
@@ -103,7 +104,11 @@ def test_the_served_document_is_the_one_tested(live_service: str) -> None:
 def test_every_operation_conforms_to_the_openapi_document(
     case: schemathesis.Case, live_service: str
 ) -> None:
-    case.call_and_validate(base_url=live_service)
+    # Files are valid by what their bytes are (a PNG, a PDF with text), which no schema says:
+    # random base64 is refused, with a documented 4xx, as it should be.
+    has_files = isinstance(case.body, dict) and bool(case.body.get("attachments"))
+    excluded = [positive_data_acceptance] if has_files else []
+    case.call_and_validate(base_url=live_service, excluded_checks=excluded)
 
 
 # --- the notices of a reply ------------------------------------------------------------------
