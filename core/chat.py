@@ -15,7 +15,7 @@ from typing import Generic, Protocol, TypeVar
 from core.conversation import Message, NewAttachment, Notice, Session, Usage
 from core.errors import ChatbridgeError
 from core.events.publisher import EventPublisher
-from core.llm.modalities import ModelModalities
+from core.llm.modalities import ModelModalities, route_images
 from core.llm.wire import ChatMessage, StreamEvent
 from core.observability.metrics import UNKNOWN_FRONT, Metrics
 from core.sessions.store import TurnStart
@@ -185,6 +185,15 @@ class ChatService(Generic[TurnStoreT_co]):
                 if turn.is_answering and turn.session.id == session_id:
                     turn.stop()
         return requested
+
+    async def require_image_reader(self, model: str) -> None:
+        """ModelCannotReadImages when a message with images for `model` would be refused (no
+        VISION_MODEL to answer instead): for a caller about to create something first."""
+        if self.catalog is None:
+            return
+        modalities = await self.catalog.modalities()
+        route_images(model, modalities, vision_model=self.settings.vision_model,
+                     preferred=(self.settings.default_model,))  # fmt: skip
 
     def _watch_stop_requests(self) -> None:
         """A turn of this process began: from now on it may be asked to stop from anywhere."""

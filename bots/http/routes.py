@@ -35,7 +35,7 @@ from bots.http.schema import (
 from bots.runtime import Services
 from core.attachments.intake import MAX_FILES_PER_MESSAGE, IncomingFile, TakenIn
 from core.attachments.media import sniff_media_type
-from core.conversation import Role
+from core.conversation import AttachmentKind, Role
 from core.errors import (
     ChatbridgeError,
     ModelNotConfigured,
@@ -202,6 +202,9 @@ async def start_chat(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     # Refuse what would fail anyway before creating anything.
     taken = await _taken_in(services, body.initial_message, body.attachments)
+    if any(file.kind is AttachmentKind.IMAGE for file in taken.attachments):
+        # A new session answers with this model: a refusal must come before it is created.
+        await services.chat.require_image_reader(body.model_id or services.settings.default_model)
     if not services.chat.model.is_configured:
         raise ModelNotConfigured()
     if services.chat.is_stopping:

@@ -202,3 +202,39 @@ async def test_one_file_over_max_attachment_bytes_is_413(serve_api: ServeApi) ->
                 "attachments": [attached("document", data, "a.txt", "text/plain")]}  # fmt: skip
         response = await api.client.post("/api/chat/session/start", json=body, headers=token("ana"))
         assert response.status_code == status, response.text
+
+
+async def test_a_model_that_reads_no_images_gets_none_and_the_client_is_told(
+    serve_api: ServeApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    # The fake lists this model without image input, as OpenRouter's models list does.
+    api = await serve_api(jwt_secret=JWT_SECRET, default_model="meta-llama/llama-3.1-8b-instruct")
+    body = {"userId": "ana", "initialMessage": "what is it?",
+            "attachments": [attached("image", image_file("PNG"), "p.png")]}  # fmt: skip
+
+    response = await api.client.post("/api/chat/session/start", json=body, headers=token("ana"))
+
+    message = assert_error(response, 422, "model_cannot_read_images")
+    assert "meta-llama/llama-3.1-8b-instruct cannot read images" in message
+    assert fake_openrouter.requests == []
+    listed = await api.client.get("/api/users/ana/sessions", headers=token("ana"))
+    assert listed.json()["sessions"] == []
+
+
+async def test_a_session_over_its_budget_through_the_api_keeps_the_newest_file(
+    serve_api: ServeApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    api = await serve_api(jwt_secret=JWT_SECRET, max_attachment_bytes_per_session=3000)
+    first = b"first file " * 200  # 2,200 bytes of text: a document, stored as sent
+    second = b"second one " * 200
+    body = {"userId": "ana", "initialMessage": "one",
+            "attachments": [attached("document", first, "1.txt", "text/plain")]}  # fmt: skip
+    started = await api.client.post("/api/chat/session/start", json=body, headers=token("ana"))
+    session_id = started.json()["session"]["id"]
+    body = {"sessionId": session_id, "message": "two",
+            "attachments": [attached("document", second, "2.txt", "text/plain")]}  # fmt: skip
+    assert (await api.client.post("/api/chat/session", json=body, headers=token("ana"))).is_success
+
+    listed = await all_messages(api.client, session_id, headers=token("ana"))
+    files = [f for m in listed["messages"] for f in m["attachments"]]
+    assert [(f["name"], f["kept"]) for f in files] == [("1.txt", False), ("2.txt", True)]
