@@ -611,16 +611,16 @@ async def test_attachments_are_said_to_be_unread_and_the_text_beside_them_is_ans
 ) -> None:
     service = await start_bot()
     unread = text(ENGLISH, "attachment_not_read")
-    picture = {"tide.png": b"\x89PNG\r\n\x1a\n"}
+    picture = [("tide.png", b"\x89PNG\r\n\x1a\n", "image/png")]
 
-    posted = alice.posts("what is in this picture?", files=picture)
+    posted = alice.posts("what is in this picture?", attachments=picture)
 
     def notice_and_answer() -> list[StoredMessage]:
         shown = bot_messages(alice)
         return shown if len(shown) == 2 and FOOTER_MARK in shown[1].content else []
 
     notice, answer = await until(alice, notice_and_answer, what="notice, answer", service=service)
-    alice.posts("", files=picture)  # a picture alone: the notice, no turn
+    alice.posts("", attachments=picture)  # a picture alone: the notice, no turn
     barrier = await asks(alice, "and now?", service=service)
 
     assert notice.content == unread
