@@ -230,6 +230,25 @@ async def test_a_file_over_the_size_limit_is_refused_before_download_and_one_at_
     assert len(chat_requests(fake_openrouter)) == 1
 
 
+async def test_a_file_whose_bytes_are_over_the_limit_is_refused_though_announced_within_it(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot(MAX_ATTACHMENT_BYTES=str(SIZE_LIMIT))
+    alice.fake.cdn.hold(host=CDN)
+
+    posted = alice.posts("read it", attachments=[text_file("grown.txt", SIZE_LIMIT)])
+    [(_, attachment_id, _)] = await alice.fake.wait_for(
+        lambda: fetched(alice.fake), 10, what="the download"
+    )
+    alice.fake.cdn.replace(attachment_id, text_file("grown.txt", SIZE_LIMIT + 1)[1])
+    alice.fake.cdn.release()
+    told = await first_reply(alice, bool)
+
+    assert told.content == describe(FileTooLarge(size=SIZE_LIMIT + 1, limit=SIZE_LIMIT), ENGLISH)
+    assert reference_id(told) == int(posted["id"])
+    assert chat_requests(fake_openrouter) == []
+
+
 async def test_four_files_are_read_and_five_are_refused_before_any_download(
     start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
 ) -> None:

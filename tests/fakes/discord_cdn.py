@@ -16,6 +16,7 @@ Links live `link_lifetime` seconds (Discord: 24 hours). Every request is recorde
 
     fake_discord.cdn.fail(503, host=CDN)   # the next CDN download answers 503
     fake_discord.cdn.hold(host=CDN)        # CDN downloads wait until `release()`
+    fake_discord.cdn.replace(id, b"...")   # other bytes than the attachment's `size` said
 """
 
 from __future__ import annotations
@@ -121,6 +122,15 @@ class FakeCdn:
 
     def downloads_of(self, attachment_id: int) -> list[Download]:
         return [d for d in self.downloads if d.attachment_id == attachment_id]
+
+    def replace(self, attachment_id: int, content: bytes) -> None:
+        """Serve `content` for that attachment from now on: bytes that are not what its
+        `size` announced."""
+        for path, file in self._files.items():
+            if path.split("/")[3] == str(attachment_id):
+                self._files[path] = CdnFile(content, file.content_type)
+                return
+        raise ValueError(f"no attachment {attachment_id}")
 
     def fail(self, status: int = 503, *, times: int = 1, host: str = CDN) -> None:
         """The next `times` requests to `host` answer `status`, with nothing."""

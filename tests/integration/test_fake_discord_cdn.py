@@ -197,3 +197,21 @@ async def test_the_bots_own_uploads_are_served_too(
     sent = await channel.send("here", file=discord.File(io.BytesIO(NOTES), "n.txt"))
 
     assert await sent.attachments[0].read() == NOTES
+
+
+async def test_a_replaced_file_is_served_whatever_its_announced_size(
+    client: discord.Client, fake_discord: FakeDiscord
+) -> None:
+    message = await received(
+        client,
+        lambda: fake_discord.user_posts("", channel_id=CHANNEL, guild_id=GUILD,
+                                        attachments=[("a.txt", NOTES, "text/plain")]),
+    )  # fmt: skip
+    [notes] = message.attachments
+
+    fake_discord.cdn.replace(notes.id, NOTES * 2)
+
+    assert await notes.read() == NOTES * 2
+    assert notes.size == len(NOTES)
+    with pytest.raises(ValueError, match="no attachment"):
+        fake_discord.cdn.replace(1, b"x")
