@@ -110,6 +110,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "not_text": "I can only read text messages for now.",
         "attachment_not_read": "I can't read attachments yet (pictures, files, voice messages): "
         "I only read the text you type.",
+        "attachment_download_failed": "I couldn't fetch your file, so I didn't take this "
+        "message. Please send it again.",
         "not_allowed": "Sorry, this bot is private.",
         "content_hidden": "I can't read that: here Discord shows me only messages that mention "
         "me (this bot lacks the Message Content intent). Mention me, or use a slash command.",
@@ -275,6 +277,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "not_text": "Por enquanto só consigo ler mensagens de texto.",
         "attachment_not_read": "Ainda não consigo ler anexos (imagens, arquivos, áudios): "
         "só leio o texto que você escreve.",
+        "attachment_download_failed": "Não consegui baixar seu arquivo, então não considerei "
+        "esta mensagem. Envie de novo, por favor.",
         "not_allowed": "Desculpe, este bot é privado.",
         "content_hidden": "Não consigo ler isso: aqui o Discord só me mostra mensagens que me "
         "mencionam (este bot não tem a intent Message Content). Mencione-me ou use um comando /.",

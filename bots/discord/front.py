@@ -5,7 +5,8 @@ language, and how a core reply looks in Discord (slash commands, ephemeral answe
 menu and buttons, streamed edits). This module runs the connection and the plain chat; the
 client, the slash commands, the components and the interaction answers have modules of their
 own. Slash commands are synced at startup when they changed. Plain chat: every DM; in guild
-channels, mentions and replies to the bot, and every message of DISCORD_CHANNEL_IDS. Without
+channels, mentions and replies to the bot, and every message of DISCORD_CHANNEL_IDS. A message's
+files (pictures, documents, voice messages) go to the core with its text (files.py). Without
 the Message Content intent the front reconnects without it and keeps serving slash commands,
 DMs and mentions, which Discord delivers with content anyway; a reply to the bot without a ping
 arrives blank, and its author is told once (per channel) why it can't be answered.
@@ -13,8 +14,10 @@ arrives blank, and its author is told once (per channel) why it can't be answere
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import aiohttp
 import discord
@@ -23,13 +26,17 @@ import structlog
 from bots.chatfront.pacing import ChatPacer, InOrder, RunningHandlers
 from bots.chatfront.startup import StartFailures, start_when_reachable
 from bots.discord.client import FrontHooks, build_client, point_discord_py_at
+from bots.discord.files import DownloadFailed, downloaded, refusal_before_download
 from bots.discord.interactions import InteractionAnswers
 from bots.discord.replies import deliver, tell_unexpected
 from bots.discord.stream import ChannelSurface, Surface, send_text
 from bots.discord.users import DISCORD, Locales, allow_list, may_talk, speaker_in
 from bots.runtime import Services
-from core.messages import text
+from core.commands import Outcome, Reply
+from core.messages import describe, text
+from core.observability.metrics import front_of
 from core.settings import Settings
+from core.spaces import Speaker
 
 log = structlog.get_logger(__name__)
 
@@ -134,14 +141,7 @@ class DiscordFront:
             await send_text(surface, text(locale, "not_allowed"))
             return
         said = _without_mention(message.content, me.id, _own_role_id(message))
-        if message.attachments:
-            # Said on its own reply, before the answer: the model never sees the files, and
-            # would otherwise make up what a picture shows.
-            notice = ChannelSurface(message.channel, message.channel.id, reply_to=message)
-            await send_text(notice, text(locale, "attachment_not_read"))
-            if not said:
-                return
-        if not said:
+        if not said and not message.attachments:
             if message.stickers:
                 await send_text(surface, text(locale, "not_text"))
                 return
@@ -149,14 +149,44 @@ class DiscordFront:
                 await self._tell_hidden_once(message, surface, locale)
                 return
             said = "/help"  # a bare mention: say what we can do
+        speaker = self._speaker_of(message)
+        if message.attachments:  # the text may be empty: a picture alone, a voice message
+            outcome = await self._with_files(speaker, said, message.attachments, locale, surface)
+        else:
+            outcome = await self._services.commands.handle(speaker, said, locale=locale)
+        await deliver(outcome, surface, locale, self._pacer)
+
+    async def _with_files(
+        self,
+        speaker: Speaker,
+        said: str,
+        attachments: Sequence[discord.Attachment],
+        locale: str,
+        surface: Surface,
+    ) -> Outcome:
+        """The message with its files, fetched unless the core would refuse them anyway."""
+        refused = refusal_before_download(
+            attachments, max_file_bytes=self._settings.max_attachment_bytes
+        )
+        commands = self._services.commands
+        if refused is not None:
+            commands.metrics.command_failed(front_of(speaker.person), refused)
+            return Reply(describe(refused, locale), is_error=True)
+        with contextlib.suppress(discord.HTTPException):
+            await surface.show_typing()  # fetching, reading and transcribing take a while
+        try:
+            files = await downloaded(attachments)
+        except DownloadFailed:
+            return Reply(text(locale, "attachment_download_failed"), is_error=True)
+        return await commands.handle(speaker, said, locale=locale, files=files)
+
+    def _speaker_of(self, message: discord.Message) -> Speaker:
         author = message.author
         may_moderate = isinstance(author, discord.Member) and _may_manage_messages(message, author)
-        speaker = speaker_in(
+        return speaker_in(
             author, message.channel.id, in_guild=message.guild is not None,
             may_moderate=may_moderate, mode=self._settings.group_sessions,
         )  # fmt: skip
-        outcome = await self._services.commands.handle(speaker, said, locale=locale)
-        await deliver(outcome, surface, locale, self._pacer)
 
     def _is_hidden_from_us(self, message: discord.Message) -> bool:
         """An empty guild message while we lack the Message Content intent: Discord blanked it

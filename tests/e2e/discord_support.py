@@ -56,6 +56,16 @@ class Person:
             **options,
         )
 
+    def sends_voice_message(self, audio: bytes, **options: Any) -> dict[str, Any]:
+        return self.fake.user_sends_voice_message(
+            audio,
+            author_id=self.user_id,
+            channel_id=self.channel_id,
+            guild_id=self.guild_id,
+            username=self.username,
+            **options,
+        )
+
     def runs(self, command: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.fake.user_runs(
             command,

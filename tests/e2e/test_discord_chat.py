@@ -24,6 +24,7 @@ from aiohttp import web
 from core.conversation import Notice
 from core.errors import ModelRateLimited, ModelUnavailable, TurnTimeout
 from core.messages import ENGLISH, describe, help_text, notice_text, text
+from tests.attachment_files import image_file
 from tests.e2e.conftest import Service
 from tests.e2e.discord_support import CHANNEL, FOOTER_MARK, GUILD, Person, StartBot, answer_text
 from tests.fakes.discord_gateway import MESSAGE_CONTENT_INTENT
@@ -606,33 +607,26 @@ async def test_a_failing_model_is_explained_and_retry_answers_the_kept_message(
     assert said_to_model(fake_openrouter) == ["hello"] * 4  # three failed tries, then /retry
 
 
-async def test_attachments_are_said_to_be_unread_and_the_text_beside_them_is_answered(
+async def test_a_picture_is_read_with_the_text_beside_it_and_a_picture_alone_is_answered_too(
     start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
 ) -> None:
     service = await start_bot()
-    unread = text(ENGLISH, "attachment_not_read")
-    picture = {"tide.png": b"\x89PNG\r\n\x1a\n"}
+    picture = [("tide.png", image_file("PNG"), "image/png")]
 
-    posted = alice.posts("what is in this picture?", files=picture)
+    posted = alice.posts("what is in this picture?", attachments=picture)
+    (answer,) = await finished_answers(alice, 1, service)
+    alone = alice.posts("", attachments=picture)
+    answers = await finished_answers(alice, 2, service)
 
-    def notice_and_answer() -> list[StoredMessage]:
-        shown = bot_messages(alice)
-        return shown if len(shown) == 2 and FOOTER_MARK in shown[1].content else []
-
-    notice, answer = await until(alice, notice_and_answer, what="notice, answer", service=service)
-    alice.posts("", files=picture)  # a picture alone: the notice, no turn
-    barrier = await asks(alice, "and now?", service=service)
-
-    assert notice.content == unread
     assert answer_text([answer]) == "echo: what is in this picture?"
-    assert reference_id(notice) == reference_id(answer) == int(posted["id"])
-    assert [m.content for m in bot_messages(alice)] == [
-        notice.content,
-        answer.content,
-        unread,
-        barrier[-1].content,
+    assert answer_text(answers[1:]) == "echo: "
+    assert [reference_id(m) for m in answers] == [int(posted["id"]), int(alone["id"])]
+    asked = [r.body["messages"][-1]["content"] for r in fake_openrouter.requests]
+    assert [[part["type"] for part in content] for content in asked] == [
+        ["text", "image_url"],
+        ["image_url"],
     ]
-    assert said_to_model(fake_openrouter) == ["what is in this picture?", "and now?"]
+    assert asked[0][0]["text"] == "what is in this picture?"
 
 
 # --- 7. no pings ------------------------------------------------------------------------------

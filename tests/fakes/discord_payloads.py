@@ -13,13 +13,17 @@ Limits are Discord's documented ones; lengths are counted in code points.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import io
 import mimetypes
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from PIL import Image
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 MAX_CONTENT_LENGTH = 2000
@@ -39,6 +43,7 @@ LOADING = 1 << 7
 SUPPRESS_EMBEDS = 1 << 2
 SUPPRESS_NOTIFICATIONS = 1 << 12
 COMPONENTS_V2 = 1 << 15
+IS_VOICE_MESSAGE = 1 << 13
 SENDABLE_FLAGS = SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS | COMPONENTS_V2
 INTERACTION_FLAGS = SENDABLE_FLAGS | EPHEMERAL
 # What @everyone may do in a fresh guild (view, send, read history, use slash commands...).
@@ -380,29 +385,56 @@ class StoredMessage:
         )
 
 
+def attachment_filename(name: str) -> str:
+    """The name Discord shows and serves a file under: spaces become underscores."""
+    return name.replace(" ", "_")
+
+
+def attachment_content_type(new: NewAttachment) -> str:
+    """What the uploader's client said the file is, else what Discord derives from its name."""
+    if new.content_type is not None:
+        return new.content_type
+    guessed = mimetypes.guess_type(attachment_filename(new.filename))[0]
+    if guessed and guessed.startswith("text/"):
+        return f"{guessed}; charset=utf-8"
+    return guessed or "application/octet-stream"
+
+
 def attachment_json(
-    attachment_id: int, channel_id: int, new: NewAttachment, *, ephemeral: bool
+    attachment_id: int, new: NewAttachment, *, url: str, proxy_url: str, ephemeral: bool
 ) -> dict[str, Any]:
-    """An Attachment object; the content type Discord derives from the file name."""
-    filename = new.filename.replace(" ", "_")
-    guessed = mimetypes.guess_type(filename)[0]
-    content_type = (
-        f"{guessed}; charset=utf-8" if guessed and guessed.startswith("text/") else guessed
-    )
-    url = f"https://cdn.discordapp.com/attachments/{channel_id}/{attachment_id}/{filename}"
+    """An Attachment object as Discord documents it: `url` on its CDN, `proxy_url` on its
+    media proxy, `width` and `height` of an image, `duration_secs` and `waveform` (base64) of
+    a voice message."""
+    content_type = attachment_content_type(new)
     attachment: dict[str, Any] = {
         "id": str(attachment_id),
-        "filename": filename,
+        "filename": attachment_filename(new.filename),
         "size": len(new.upload.content),
         "url": url,
-        "proxy_url": url.replace("cdn.discordapp.com", "media.discordapp.net"),
-        "content_type": content_type or "application/octet-stream",
+        "proxy_url": proxy_url,
+        "content_type": content_type,
     }
+    if content_type.startswith("image/"):
+        attachment.update(_image_size(new.upload.content))
+    if new.duration_secs is not None:
+        attachment["duration_secs"] = new.duration_secs
+        attachment["waveform"] = base64.b64encode(new.waveform or b"").decode()
     if new.description is not None:
         attachment["description"] = new.description
     if ephemeral:
         attachment["ephemeral"] = True
     return attachment
+
+
+def _image_size(data: bytes) -> dict[str, int]:
+    """`width` and `height`, which Discord gives the images it can read (none for the others)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return {}
+    return {"width": width, "height": height}
 
 
 def message_json(message: StoredMessage, *, application_id: int) -> dict[str, Any]:
@@ -448,11 +480,15 @@ def message_json(message: StoredMessage, *, application_id: int) -> dict[str, An
 
 @dataclass(frozen=True)
 class NewAttachment:
-    """An attachment a request adds: its upload, the name and description it is shown with."""
+    """An attachment a request adds: its upload, the name and description it is shown with;
+    from a user, the type their client claims, and a voice message's length and waveform."""
 
     upload: Upload
     filename: str
     description: str | None
+    content_type: str | None = None  # None: derived from the name
+    duration_secs: float | None = None
+    waveform: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -38,20 +38,23 @@ as MESSAGE_CREATE/UPDATE, gives the bot a managed role in each guild (`bot_role_
 may mention it, `mention_roles` lists it), and hides content from guild messages that do not
 mention the bot (its user) when the session lacks the Message Content intent. Files (multipart
 `files[n]` parts, named by the body's `attachments`) become attachments, refused when empty or
-over 10 MiB; `fake.files[int(attachment["id"])]` holds what was uploaded.
+over 10 MiB; `fake.files[int(attachment["id"])]` holds what was uploaded. Users' files too
+(`user_posts(..., attachments=[(name, bytes, content type)])`, `user_sends_voice_message`), and
+`fake.cdn` (`discord_cdn`) serves every one at its attachment's signed `url` and `proxy_url`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -61,6 +64,7 @@ from aiohttp import web
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from tests.fakes.discord_cdn import CdnFile, FakeCdn
 from tests.fakes.discord_gateway import (
     DM_MESSAGES_INTENT,
     GUILD_MESSAGES_INTENT,
@@ -76,7 +80,9 @@ from tests.fakes.discord_payloads import (
     DEFAULT_PERMISSIONS,
     EPHEMERAL,
     INTERACTION_FLAGS,
+    IS_VOICE_MESSAGE,
     LOADING,
+    MAX_ATTACHMENTS,
     MENTION,
     ROLE_MENTION,
     SENDABLE_FLAGS,
@@ -88,6 +94,8 @@ from tests.fakes.discord_payloads import (
     Snowflakes,
     StoredMessage,
     Upload,
+    attachment_content_type,
+    attachment_filename,
     attachment_json,
     bot_role_json,
     check_choices,
@@ -116,6 +124,8 @@ INTERACTION_TOKEN_TTL = 15 * 60.0
 CHANNEL_MESSAGE_LIMIT = (5, 5.0)  # messages per seconds, in each channel
 FAKE_DISCORD_TOKEN = "MTMwMDAwMDAwMDAwMDAwMDAwMQ.GfAkE1.fake-discord-token-for-tests-0123456789ab"
 MAX_USER_MESSAGE = 4000  # a Nitro user's limit; nobody can send more
+MAX_USER_UPLOAD = 500 * 1024 * 1024  # a file, with Nitro; 10 MiB without
+MAX_WAVEFORM_SAMPLES = 256  # a voice message's waveform (Discord's apps downsample to it)
 # Callback types each interaction type accepts (2 command, 3 component, 4 autocomplete, 5 modal).
 ANSWERS = {2: (4, 5, 9), 3: (4, 5, 6, 7, 9), 4: (8,), 5: (4, 5, 6, 7)}
 T = TypeVar("T")
@@ -232,6 +242,7 @@ class FakeDiscord:
         self._bot = user_json(bot_user_id, bot_username, is_bot=True)
         self.users[bot_user_id] = self._bot
         self.files: dict[int, bytes] = {}  # attachment id -> content, of every upload
+        self.cdn = FakeCdn()  # serves them at the attachments' `url` and `proxy_url`
         self._uploads: dict[int, Upload] = {}  # the files of the request being handled
         self._routes = self._route_table()
 
@@ -244,6 +255,7 @@ class FakeDiscord:
         return f"ws://127.0.0.1:{self._port}/gateway"
 
     async def start(self) -> None:
+        await self.cdn.start()
         app = web.Application()
         app.router.add_get("/gateway", self.gateway.handle)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._handle)
@@ -257,6 +269,7 @@ class FakeDiscord:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.cdn.close()
 
     async def _on_shutdown(self, _: web.Application) -> None:
         await self.gateway.drop_connections(1001, "Discord is going away.")
@@ -463,17 +476,17 @@ class FakeDiscord:
         reply_to: int | None = None,
         reply_pings: bool = True,
         username: str | None = None,
-        files: Mapping[str, bytes] | None = None,
+        attachments: Sequence[tuple[str, bytes, str]] = (),
     ) -> dict[str, Any]:
         """A user's message (MESSAGE_CREATE): a DM without `guild_id`, else in a guild channel.
 
         A reply pings the replied-to author unless the user switched that off (`reply_pings`).
-        `files` (name -> bytes) are attached, as when a user drops a picture in with the text.
+        `attachments` are (filename, bytes, content type) of files dropped in with the text.
         """
         if len(content) > MAX_USER_MESSAGE:
             raise ValueError(f"Discord users cannot send more than {MAX_USER_MESSAGE} characters")
-        author = self._user(author_id, username)
-        channel_id = self._channel_for(author_id, channel_id, guild_id)
+        if len(attachments) > MAX_ATTACHMENTS:
+            raise ValueError(f"Discord users cannot send more than {MAX_ATTACHMENTS} files")
         mention = f"<@{self.bot_user_id}>"
         if mentions_bot and mention not in content:
             content = f"{mention} {content}"
@@ -481,18 +494,58 @@ class FakeDiscord:
             if guild_id is None:
                 raise ValueError("a role is mentioned only in a guild")
             content = f"<@&{self.bot_role_id(guild_id)}> {content}"
+        files: list[int | NewAttachment] = [
+            _user_file(name, data, content_type=content_type)
+            for name, data, content_type in attachments
+        ]
+        if not content and not files:
+            raise ValueError("Discord users cannot send an empty message")
+        fields = MessageFields(content, [], [], 0, None, files)
+        where = (author_id, username, channel_id, guild_id)
+        return self._user_message(where, fields, reply_to=reply_to, reply_pings=reply_pings)
+
+    def user_sends_voice_message(
+        self,
+        audio: bytes,
+        author_id: int = DEFAULT_USER_ID,
+        channel_id: int | None = None,
+        *,
+        guild_id: int | None = None,
+        reply_to: int | None = None,
+        reply_pings: bool = True,
+        username: str | None = None,
+        duration_secs: float = 1.5,
+        waveform: bytes = bytes(range(0, 256, 8)),
+    ) -> dict[str, Any]:
+        """A voice message, as Discord's apps record it: the IS_VOICE_MESSAGE flag, no text
+        (so no mention: in a guild it is a reply, or in a channel the bot reads), and one
+        `voice-message.ogg` (audio/ogg) carrying `duration_secs` and a `waveform` of at most
+        256 samples."""
+        if len(waveform) > MAX_WAVEFORM_SAMPLES:
+            raise ValueError(f"a waveform has at most {MAX_WAVEFORM_SAMPLES} samples")
+        voice = _user_file("voice-message.ogg", audio, content_type="audio/ogg")
+        voice = dataclasses.replace(voice, duration_secs=duration_secs, waveform=waveform)
+        fields = MessageFields("", [], [], IS_VOICE_MESSAGE, None, [voice])
+        where = (author_id, username, channel_id, guild_id)
+        return self._user_message(where, fields, reply_to=reply_to, reply_pings=reply_pings)
+
+    def _user_message(
+        self,
+        where: tuple[int, str | None, int | None, int | None],
+        fields: MessageFields,
+        *,
+        reply_to: int | None,
+        reply_pings: bool,
+    ) -> dict[str, Any]:
+        """Store a user's message and send it on the gateway; its payload."""
+        author_id, username, channel_id, guild_id = where
+        author = self._user(author_id, username)
+        channel_id = self._channel_for(author_id, channel_id, guild_id)
         reference = None
         if reply_to is not None:
             reference = self._live_message(channel_id, reply_to)
             if reference is None:
                 raise ValueError(f"no message {reply_to} in channel {channel_id} to reply to")
-        attached: list[int | NewAttachment] = [
-            NewAttachment(Upload(name, "application/octet-stream", data), name, None)
-            for name, data in (files or {}).items()
-        ]
-        if not content and not attached:
-            raise ValueError("Discord users cannot send an empty message")
-        fields = MessageFields(content, [], [], 0, None, attached)
         message = self._store(
             channel_id, guild_id, author, fields, reference=reference, reply_pings=reply_pings
         )
@@ -936,8 +989,14 @@ class FakeDiscord:
                 continue
             attachment_id = self._ids.next()
             self.files[attachment_id] = entry.upload.content
+            filename = attachment_filename(entry.filename)
+            served = CdnFile(entry.upload.content, attachment_content_type(entry))
+            url, proxy_url = self.cdn.store(channel, attachment_id, filename, served)
+            ephemeral = bool(flags & EPHEMERAL)
             result.append(
-                attachment_json(attachment_id, channel, entry, ephemeral=bool(flags & EPHEMERAL))
+                attachment_json(
+                    attachment_id, entry, url=url, proxy_url=proxy_url, ephemeral=ephemeral
+                )
             )
         return result
 
@@ -1364,6 +1423,15 @@ class FakeDiscord:
 
     def _delete_webhook_message(self, params: dict[str, str], *_: Any) -> None:
         self._delete(self._webhook_message(params)[1])
+
+
+def _user_file(name: str, data: bytes, *, content_type: str) -> NewAttachment:
+    """A file a user attaches; Discord's apps refuse an empty one, or one past Nitro's limit."""
+    if not data:
+        raise ValueError("Discord users cannot send an empty file")
+    if len(data) > MAX_USER_UPLOAD:
+        raise ValueError(f"Discord users cannot send files over {MAX_USER_UPLOAD} bytes")
+    return NewAttachment(Upload(name, content_type, data), name, None, content_type=content_type)
 
 
 def _rate_limited(route: str, retry_after: float, *, is_global: bool, limit: int = 5) -> ApiError:

@@ -7,7 +7,6 @@ No mocks: a real `discord.Client` logs in over REST and holds a gateway websocke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,44 +27,14 @@ from tests.fakes.discord_server import (
     FakeDiscord,
     pointing_discord_py_at,
 )
+from tests.integration.discord_client import intents as _intents
+from tests.integration.discord_client import new_client as _client
+from tests.integration.discord_client import running
 
 # The fixture lives with the fake (tests/conftest.py may load that module as a plugin instead).
 
 GUILD, CHANNEL, USER = DEFAULT_GUILD_ID, DEFAULT_CHANNEL_ID, DEFAULT_USER_ID
 MESSAGES = r"/channels/\d+/messages"
-
-
-def _intents(*, message_content: bool = True) -> discord.Intents:
-    intents = discord.Intents.default()
-    intents.message_content = message_content
-    return intents
-
-
-@contextlib.asynccontextmanager
-async def running(client: discord.Client, fake: FakeDiscord) -> AsyncIterator[discord.Client]:
-    """`client.start()` against the fake until on_ready; closed (and awaited) on exit."""
-    with pointing_discord_py_at(fake):
-        async with client:
-            started = asyncio.create_task(client.start(fake.token))
-            ready = asyncio.create_task(client.wait_until_ready())
-            await asyncio.wait({started, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-            if not ready.done():
-                ready.cancel()
-                await client.close()
-                await started  # raises the reason it stopped, if it stopped on an error
-                raise TimeoutError("the client did not get ready")
-            try:
-                yield client
-            finally:
-                await client.close()
-                await started
-
-
-def _client(*, message_content: bool = True) -> discord.Client:
-    # on_ready waits guild_ready_timeout (2 s by default) after the last GUILD_CREATE.
-    return discord.Client(
-        intents=_intents(message_content=message_content), guild_ready_timeout=0.05
-    )
 
 
 @pytest.fixture
@@ -233,10 +202,12 @@ async def test_a_user_may_post_files_with_or_without_text(
     channel = await _channel(client)
     with_text = _next_event(client, "message", channel=channel, content="look")
 
-    fake_discord.user_posts("look", channel_id=CHANNEL, guild_id=GUILD, files={"a.png": b"png"})
+    picture = ("a.png", b"png", "image/png")
+    fake_discord.user_posts("look", channel_id=CHANNEL, guild_id=GUILD, attachments=[picture])
     message = await with_text
     alone = _next_event(client, "message", channel=channel, content="")
-    fake_discord.user_posts("", channel_id=CHANNEL, guild_id=GUILD, files={"b.txt": b"text"})
+    text_file = ("b.txt", b"text", "text/plain; charset=utf-8")
+    fake_discord.user_posts("", channel_id=CHANNEL, guild_id=GUILD, attachments=[text_file])
     file_only = await alone
 
     assert [a.filename for a in message.attachments] == ["a.png"]
