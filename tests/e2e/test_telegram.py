@@ -40,6 +40,7 @@ from core.messages import (
     notice_text,
     text,
 )
+from tests.attachment_files import image_file, ogg_opus, pdf_file
 from tests.e2e.conftest import Service
 from tests.fakes import telegram_server
 from tests.fakes.openrouter_server import FakeOpenRouter
@@ -1077,9 +1078,9 @@ async def test_a_photo_a_document_or_a_voice_message_is_said_to_be_unread(
 ) -> None:
     await start_bot()
     sends = [
-        fake_telegram.user_sends_photo,
-        fake_telegram.user_sends_document,
-        fake_telegram.user_sends_voice,
+        lambda: fake_telegram.user_sends_photo(image_file("JPEG")),
+        lambda: fake_telegram.user_sends_document(pdf_file("Tides")),
+        lambda: fake_telegram.user_sends_voice(ogg_opus()),
     ]
 
     for send in sends:
@@ -1096,7 +1097,7 @@ async def test_a_photos_caption_is_answered_after_the_notice_that_the_photo_was_
 ) -> None:
     await start_bot()
 
-    fake_telegram.user_sends_photo(caption="what is in this picture?")
+    fake_telegram.user_sends_photo(image_file("JPEG"), caption="what is in this picture?")
     notice, answer = await fake_telegram.wait_for(
         lambda: alice.bot_messages()[:2] if len(alice.bot_messages()) >= 2 else None,
         what="the notice and the answer",
