@@ -14,13 +14,11 @@ Long polling by default; with TELEGRAM_WEBHOOK_URL, updates arrive through the a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +31,6 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
-    BaseUpdateProcessor,
     CallbackQueryHandler,
     ContextTypes,
     MessageHandler,
@@ -41,12 +38,13 @@ from telegram.ext import (
 )
 
 from bots.chatfront.access import AllowList, Platform
-from bots.chatfront.pacing import ChatPacer, InOrder
+from bots.chatfront.pacing import ChatPacer
 from bots.chatfront.startup import StartFailures, start_when_reachable
 from bots.chatfront.streaming import stream_turn
 from bots.runtime import Services
 from bots.telegram.buttons import keyboard, read_tap
 from bots.telegram.drafts import DraftChats, DraftReplyStream
+from bots.telegram.order import CONCURRENT_UPDATES, InOrderPerSpace, topic_of
 from bots.telegram.stream import ReplyStream, send_document, send_text
 from core.commands import FileReply, Reply, TurnReply, is_command
 from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, text
@@ -57,10 +55,6 @@ log = structlog.get_logger(__name__)
 
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  (a header name)
 ALLOWED_UPDATES = ["message", "callback_query"]
-CONCURRENT_UPDATES = 64  # messages handled at once, across spaces (taps not counted)
-# Updates taken, those waiting for their space included: a bound on memory only. PTB holds one
-# of these slots while an update waits, so this bound must not be the one that makes taps wait.
-UPDATES_IN_FLIGHT = 4096
 TELEGRAM = Platform("telegram")
 START_FAILURES = StartFailures(
     platform=TELEGRAM.name,
@@ -69,41 +63,6 @@ START_FAILURES = StartFailures(
     unreachable=(NetworkError, RetryAfter),
 )
 TelegramApp = Application[Any, Any, Any, Any, Any, Any]
-
-
-Space = tuple[int, int | None]  # (chat id, forum topic's thread id or None)
-
-
-class InOrderPerSpace(BaseUpdateProcessor):
-    """Spaces (chats, and each forum topic apart) in parallel, each space's messages one after
-    the other; button taps and /stop at once.
-
-    A tap is answered within a second or Telegram expires it and the user sees an error, so it
-    waits neither behind a space's turn (the one it may act on) nor for a free slot.
-    """
-
-    def __init__(self, max_concurrent_updates: int) -> None:
-        super().__init__(UPDATES_IN_FLIGHT)
-        self._order = InOrder()
-        self._running = asyncio.Semaphore(max_concurrent_updates)
-
-    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        if isinstance(update, Update) and (update.callback_query is not None or _is_stop(update)):
-            await coroutine  # a /stop, like a tap, must not wait for the answer it stops
-            return
-        space = space_of(update)
-        if space is None:
-            async with self._running:
-                await coroutine
-            return
-        async with self._order.turn_of(space), self._running:
-            await coroutine
-
-    async def initialize(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
 
 
 class TelegramFront:
@@ -393,26 +352,6 @@ class TelegramFront:
         if username and not said.startswith("/"):
             said = re.sub(re.escape("@" + username), "", said, flags=re.IGNORECASE).strip()
         return said
-
-
-def space_of(update: object) -> Space | None:
-    """Where an update was said: its chat, and the forum topic within it."""
-    if not isinstance(update, Update) or update.effective_chat is None:
-        return None
-    return update.effective_chat.id, topic_of(update.effective_message)
-
-
-def topic_of(message: Message | None) -> int | None:
-    """The forum topic `message` is in, None outside one. Only a topic message's thread id names
-    a topic: in "General" or a group's reply thread, Telegram sets one that sending to refuses."""
-    if message is None or not message.is_topic_message:
-        return None
-    return message.message_thread_id
-
-
-def _is_stop(update: Update) -> bool:
-    typed = _typed_text(update.effective_message)
-    return typed is not None and is_command(typed, "stop")
 
 
 def _typed_text(message: Message | None) -> str | None:
