@@ -62,7 +62,8 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Messa
 from benchmarks.fake_bot_api import BOT_TOKEN, REPLY_HTML, FakeBotApi, fake_bot_api
 from benchmarks.harness import InstantModel
 from bots.runtime import Services
-from bots.telegram.front import CONCURRENT_UPDATES, InOrderPerSpace, TelegramApp, TelegramFront
+from bots.telegram.front import TelegramApp, TelegramFront
+from bots.telegram.order import CONCURRENT_UPDATES, InOrderPerSpace
 from core.chat import ChatModel, ChatService, TurnSettings
 from core.commands import CommandHandler
 from core.observability.metrics import Metrics

@@ -107,9 +107,11 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_set": "Model set to `{model}` for this and new conversations.",
         "reply_incomplete": "⚠️ The answer was cut off. Use /retry to ask again.",
         "unexpected": "Something went wrong on our side. Please try again.",
-        "not_text": "I can only read text messages for now.",
-        "attachment_not_read": "I can't read attachments yet (pictures, files, voice messages): "
-        "I only read the text you type.",
+        "not_text": "I can't read this kind of message. Send me text, a picture, a document or "
+        "a voice message.",
+        "telegram_file_too_big": "Telegram lets bots download files of up to 20 MB, so I can't "
+        "read this one. Send a smaller file, or the part that matters.",
+        "file_download_failed": "I couldn't get your file from Telegram. Please send it again.",
         "attachment_download_failed": "I couldn't fetch your file, so I didn't take this "
         "message. Please send it again.",
         "not_allowed": "Sorry, this bot is private.",
@@ -274,9 +276,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "model_set": "Modelo `{model}` definido para esta e para as novas conversas.",
         "reply_incomplete": "⚠️ A resposta foi interrompida. Use /retry para perguntar de novo.",
         "unexpected": "Algo deu errado do nosso lado. Tente de novo.",
-        "not_text": "Por enquanto só consigo ler mensagens de texto.",
-        "attachment_not_read": "Ainda não consigo ler anexos (imagens, arquivos, áudios): "
-        "só leio o texto que você escreve.",
+        "not_text": "Não consigo ler esse tipo de mensagem. Mande texto, uma imagem, um "
+        "documento ou uma mensagem de voz.",
+        "telegram_file_too_big": "O Telegram só deixa bots baixarem arquivos de até 20 MB, então "
+        "não consigo ler este. Mande um arquivo menor, ou só a parte que importa.",
+        "file_download_failed": "Não consegui pegar seu arquivo no Telegram. Mande de novo, por "
+        "favor.",
         "attachment_download_failed": "Não consegui baixar seu arquivo, então não considerei "
         "esta mensagem. Envie de novo, por favor.",
         "not_allowed": "Desculpe, este bot é privado.",

@@ -330,6 +330,18 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("telegram_api_base_url")
+    @classmethod
+    def _bot_api_layout(cls, value: str) -> str:
+        # The Bot API's methods are at <server>/bot<token>/<method>, its files at
+        # <server>/file/bot<token>/<path>: the file URL is found by the /bot of this one.
+        if "/bot" not in urlsplit(value).path:
+            raise ValueError(
+                "must be the Bot API's address with its /bot path "
+                "(e.g. https://api.telegram.org/bot or http://localhost:8081/bot)"
+            )
+        return value
+
     @field_validator("default_model", "transcription_model")
     @classmethod
     def _model_id(cls, value: str) -> str:

@@ -1,9 +1,10 @@
 """The Telegram front: python-telegram-bot in the service's own event loop.
 
 Only translation lives here: who spoke (a `telegram:<id>` user), in which chat, forum topic and
-language, and how a core reply looks in Telegram (HTML, split messages, inline buttons, answers
-streamed as drafts in private chats and as paced edits elsewhere). Every reply goes to the topic
-the user wrote in.
+language, the files they sent (photos, documents, voice notes, audio: bots/telegram/files.py;
+an album's items as one message: bots/telegram/order.py), and how a core reply looks in
+Telegram (HTML, split messages, inline buttons, answers streamed as drafts in private chats and
+as paced edits elsewhere). Every reply goes to the topic the user wrote in.
 
 Updates are handled concurrently across spaces (a chat, or a forum topic of one) and in order
 within one; button taps at once, never behind a turn: Telegram gives up on an unanswered tap
@@ -14,13 +15,11 @@ Long polling by default; with TELEGRAM_WEBHOOK_URL, updates arrive through the a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,7 +32,6 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
-    BaseUpdateProcessor,
     CallbackQueryHandler,
     ContextTypes,
     MessageHandler,
@@ -41,15 +39,25 @@ from telegram.ext import (
 )
 
 from bots.chatfront.access import AllowList, Platform
-from bots.chatfront.pacing import ChatPacer, InOrder
+from bots.chatfront.pacing import ChatPacer
 from bots.chatfront.startup import StartFailures, start_when_reachable
 from bots.chatfront.streaming import stream_turn
 from bots.runtime import Services
 from bots.telegram.buttons import keyboard, read_tap
 from bots.telegram.drafts import DraftChats, DraftReplyStream
+from bots.telegram.files import (
+    DownloadFailed,
+    download,
+    file_base_url,
+    is_file_message,
+    sent_files,
+)
+from bots.telegram.order import CONCURRENT_UPDATES, InOrderPerSpace, topic_of
 from bots.telegram.stream import ReplyStream, send_document, send_text
-from core.commands import FileReply, Reply, TurnReply, is_command
-from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, text
+from core.attachments.intake import IncomingFile
+from core.commands import FileReply, Outcome, Reply, TurnReply, is_command
+from core.errors import ChatbridgeError
+from core.messages import COMMAND_DESCRIPTIONS, ENGLISH, PORTUGUESE, describe, text
 from core.settings import Settings
 from core.spaces import GroupSessions, Speaker, chat_of, group_speaker
 
@@ -57,10 +65,6 @@ log = structlog.get_logger(__name__)
 
 WEBHOOK_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  (a header name)
 ALLOWED_UPDATES = ["message", "callback_query"]
-CONCURRENT_UPDATES = 64  # messages handled at once, across spaces (taps not counted)
-# Updates taken, those waiting for their space included: a bound on memory only. PTB holds one
-# of these slots while an update waits, so this bound must not be the one that makes taps wait.
-UPDATES_IN_FLIGHT = 4096
 TELEGRAM = Platform("telegram")
 START_FAILURES = StartFailures(
     platform=TELEGRAM.name,
@@ -69,41 +73,6 @@ START_FAILURES = StartFailures(
     unreachable=(NetworkError, RetryAfter),
 )
 TelegramApp = Application[Any, Any, Any, Any, Any, Any]
-
-
-Space = tuple[int, int | None]  # (chat id, forum topic's thread id or None)
-
-
-class InOrderPerSpace(BaseUpdateProcessor):
-    """Spaces (chats, and each forum topic apart) in parallel, each space's messages one after
-    the other; button taps and /stop at once.
-
-    A tap is answered within a second or Telegram expires it and the user sees an error, so it
-    waits neither behind a space's turn (the one it may act on) nor for a free slot.
-    """
-
-    def __init__(self, max_concurrent_updates: int) -> None:
-        super().__init__(UPDATES_IN_FLIGHT)
-        self._order = InOrder()
-        self._running = asyncio.Semaphore(max_concurrent_updates)
-
-    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        if isinstance(update, Update) and (update.callback_query is not None or _is_stop(update)):
-            await coroutine  # a /stop, like a tap, must not wait for the answer it stops
-            return
-        space = space_of(update)
-        if space is None:
-            async with self._running:
-                await coroutine
-            return
-        async with self._order.turn_of(space), self._running:
-            await coroutine
-
-    async def initialize(self) -> None:
-        return None
-
-    async def shutdown(self) -> None:
-        return None
 
 
 class TelegramFront:
@@ -121,7 +90,9 @@ class TelegramFront:
         self._pacer = ChatPacer(settings.telegram_edit_interval)
         self._drafts = DraftChats()
         self._group_sessions = settings.group_sessions
+        self._max_file_bytes = settings.max_attachment_bytes
         self._is_stopping = False
+        self._order = InOrderPerSpace(CONCURRENT_UPDATES)
         self.app = self._build(settings)
         # Its 429s are ours to handle (previews skipped, final text retried): not errors.
         logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
@@ -131,14 +102,16 @@ class TelegramFront:
             ApplicationBuilder()
             .token(self._token)
             .base_url(settings.telegram_api_base_url)
+            .base_file_url(file_base_url(settings.telegram_api_base_url))
             .rate_limiter(AIORateLimiter())
-            .concurrent_updates(InOrderPerSpace(CONCURRENT_UPDATES))
+            .concurrent_updates(self._order)
         )
         if self._webhook_url:
             builder = builder.updater(None)
         app = builder.build()
         app.add_handler(CallbackQueryHandler(self._on_button))
         app.add_handler(MessageHandler(filters.TEXT, self._on_text))
+        app.add_handler(MessageHandler(_FILES, self._on_files))
         app.add_handler(MessageHandler(~filters.TEXT & ~filters.StatusUpdate.ALL, self._on_other))
         app.add_error_handler(self._on_error)
         return app
@@ -236,6 +209,47 @@ class TelegramFront:
         said = self._without_mention(typed)
         speaker = await self._speaker(message, user, said)
         outcome = await self._services.commands.handle(speaker, said, locale=_locale(user))
+        await self._answer(outcome, message, user)
+
+    async def _on_files(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Photos, documents, voice notes and audio, with or without a caption: to the core as
+        one message (an album's items together), the caption its words, as text goes."""
+        message, user = update.effective_message, update.effective_user
+        if message is None or user is None:
+            return
+        album = await self._order.albums.gather(message)
+        if not any(self._is_for_us(item) for item in album):
+            return  # [] too: taken with an earlier item of its album
+        if not await self._may_talk(message, user):
+            return
+        TELEGRAM.bind(user.id, message.chat_id)
+        said = self._without_mention("\n\n".join(item.caption for item in album if item.caption))
+        files = await self._files_of(album, message, _locale(user))
+        if files is None:
+            return
+        speaker = await self._speaker(message, user, said)
+        outcome = await self._services.commands.handle(
+            speaker, said, locale=_locale(user), files=files
+        )
+        await self._answer(outcome, message, user)
+
+    async def _files_of(
+        self, album: list[Message], message: Message, locale: str
+    ) -> list[IncomingFile] | None:
+        """The files' bytes; None when they are refused, after saying why under `message`."""
+        try:
+            sent = sent_files(album, max_bytes=self._max_file_bytes)
+            return await download(self.app.bot, sent, max_bytes=self._max_file_bytes)
+        except ChatbridgeError as refused:  # too many, too large: before any download
+            said = describe(refused, locale)
+        except DownloadFailed as failed:
+            said = text(locale, failed.key)
+        await send_text(self.app.bot, message.chat_id, said, thread_id=topic_of(message),
+                        reply_to=message.message_id)  # fmt: skip
+        return None
+
+    async def _answer(self, outcome: Outcome, message: Message, user: User) -> None:
+        """What the core made of `message`: a streamed answer, or a reply to it."""
         if isinstance(outcome, TurnReply):
             await self._stream(outcome, message, user)
         else:
@@ -270,20 +284,15 @@ class TelegramFront:
             await self._reply(outcome, message, user)  # in the tapped message's topic
 
     async def _on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Stickers, photos, voice: a short polite answer, where we were addressed.
-
-        An attachment is said to be unread (the model would otherwise be asked about a picture
-        it never saw); its caption, if any, is answered after that notice."""
+        """Stickers, videos, locations and the like: a short polite answer, where we were
+        addressed (a video's caption is not answered alone: it is about the video)."""
         message, user = update.effective_message, update.effective_user
         if message is None or user is None or not self._is_for_us(message):
             return
         if not await self._may_talk(message, user):
             return
-        notice = "attachment_not_read" if _has_attachment(message) else "not_text"
-        await send_text(self.app.bot, message.chat_id, text(_locale(user), notice),
+        await send_text(self.app.bot, message.chat_id, text(_locale(user), "not_text"),
                         thread_id=topic_of(message), reply_to=message.message_id)  # fmt: skip
-        if message.caption and _has_attachment(message):
-            await self._on_text(update, context)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log with the traceback; tell the user something went wrong, never leave them waiting."""
@@ -395,26 +404,6 @@ class TelegramFront:
         return said
 
 
-def space_of(update: object) -> Space | None:
-    """Where an update was said: its chat, and the forum topic within it."""
-    if not isinstance(update, Update) or update.effective_chat is None:
-        return None
-    return update.effective_chat.id, topic_of(update.effective_message)
-
-
-def topic_of(message: Message | None) -> int | None:
-    """The forum topic `message` is in, None outside one. Only a topic message's thread id names
-    a topic: in "General" or a group's reply thread, Telegram sets one that sending to refuses."""
-    if message is None or not message.is_topic_message:
-        return None
-    return message.message_thread_id
-
-
-def _is_stop(update: Update) -> bool:
-    typed = _typed_text(update.effective_message)
-    return typed is not None and is_command(typed, "stop")
-
-
 def _typed_text(message: Message | None) -> str | None:
     """What the user typed: a text message's text, or the caption under an attachment."""
     if message is None:
@@ -422,11 +411,14 @@ def _typed_text(message: Message | None) -> str | None:
     return message.text if message.text is not None else message.caption
 
 
-def _has_attachment(message: Message) -> bool:
-    """A file the user sent (stickers, locations and the like are not attachments)."""
-    files = (message.photo, message.document, message.voice, message.audio, message.video,
-             message.video_note, message.animation)  # fmt: skip
-    return any(files)
+class _FileFilter(filters.MessageFilter):
+    """Messages carrying a file we take (bots/telegram/files.py)."""
+
+    def filter(self, message: Message) -> bool:
+        return is_file_message(message)
+
+
+_FILES = _FileFilter(name="chatbridge files")
 
 
 def _locale(user: User | None) -> str:

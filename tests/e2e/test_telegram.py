@@ -96,19 +96,31 @@ class Person:
         return shown if self.topic is None else [m for m in shown if m.thread_id == self.topic]
 
     def says(self, said: str, **options: Any) -> dict[str, Any]:
-        where: dict[str, Any] = {"chat_type": self.chat_type}
+        return self.fake.user_says(said, **self.where(), **options)
+
+    def sends_photo(self, data: bytes, **options: Any) -> dict[str, Any]:
+        """A photo (JPEG bytes), optionally with a `caption=`, here."""
+        return self.fake.user_sends_photo(data, **self.where(), **options)
+
+    def sends_document(self, data: bytes, file_name: str, **options: Any) -> dict[str, Any]:
+        return self.fake.user_sends_document(data, file_name, **self.where(), **options)
+
+    def sends_voice(self, data: bytes, **options: Any) -> dict[str, Any]:
+        return self.fake.user_sends_voice(data, **self.where(), **options)
+
+    def where(self) -> dict[str, Any]:
+        """Who says it and where, as the fake's user builders take it."""
+        where: dict[str, Any] = {
+            "chat_type": self.chat_type,
+            "user_id": self.user_id,
+            "username": self.username,
+            "language_code": self.language_code,
+        }
         if self.chat_type != "private":
             where["chat_id"] = self.chat_id
         if self.topic is not None:
             where["thread_id"] = self.topic
-        return self.fake.user_says(
-            said,
-            user_id=self.user_id,
-            username=self.username,
-            language_code=self.language_code,
-            **where,
-            **options,
-        )
+        return where
 
     async def asks(self, said: str, **options: Any) -> StoredMessage:
         """Say something; the bot's next message in this chat (a streamed one may still grow)."""
@@ -1057,10 +1069,10 @@ async def test_only_allowed_users_are_served_by_id_or_username(
     ]
 
 
-# --- 10. not text -----------------------------------------------------------------------------
+# --- 10. not text (photos, documents and voice: test_telegram_files.py) ---------------------
 
 
-async def test_a_sticker_gets_the_only_text_sentence(
+async def test_a_sticker_gets_the_sentence_saying_what_can_be_read(
     start_bot: StartBot, alice: Person, fake_telegram: FakeTelegram
 ) -> None:
     await start_bot()
@@ -1070,42 +1082,6 @@ async def test_a_sticker_gets_the_only_text_sentence(
     answered = await alice.next_message(before, what="an answer to a sticker")
 
     assert answered.visible_text == text(ENGLISH, "not_text")
-
-
-async def test_a_photo_a_document_or_a_voice_message_is_said_to_be_unread(
-    start_bot: StartBot, alice: Person, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
-) -> None:
-    await start_bot()
-    sends = [
-        fake_telegram.user_sends_photo,
-        fake_telegram.user_sends_document,
-        fake_telegram.user_sends_voice,
-    ]
-
-    for send in sends:
-        before = len(alice.bot_messages())
-        sent = send()
-        answered = await alice.next_message(before, what=f"an answer to {sent}")
-        assert answered.visible_text == text(ENGLISH, "attachment_not_read")
-    assert await alice.answers_before_help() == alice.bot_messages()[:3]  # nothing more
-    assert fake_openrouter.requests == []
-
-
-async def test_a_photos_caption_is_answered_after_the_notice_that_the_photo_was_not_read(
-    start_bot: StartBot, alice: Person, fake_telegram: FakeTelegram, fake_openrouter: FakeOpenRouter
-) -> None:
-    await start_bot()
-
-    fake_telegram.user_sends_photo(caption="what is in this picture?")
-    notice, answer = await fake_telegram.wait_for(
-        lambda: alice.bot_messages()[:2] if len(alice.bot_messages()) >= 2 else None,
-        what="the notice and the answer",
-    )
-
-    assert notice.visible_text == text(ENGLISH, "attachment_not_read")
-    await alice.shows(answer, "echo: what is in this picture?")
-    said = [r.body["messages"][-1]["content"] for r in fake_openrouter.requests]
-    assert said == ["what is in this picture?"]
 
 
 # --- 11. isolation ----------------------------------------------------------------------------

@@ -25,6 +25,11 @@ forum and returns the topic's thread id; a user's message there carries `message
 `is_topic_message`. A message the bot sends goes to the topic it names, else to the topic of the
 message it replies to (Telegram's rule), else to "General" (`thread_id` None).
 
+Users send files as Telegram delivers them (`user_sends_photo`, `user_sends_document`,
+`user_sends_voice`, `user_sends_audio`, with the bytes the test gives); a bot gets them with
+getFile and a download from `/file/bot<token>/<file_path>` (`telegram_files`), and
+`fake.downloads` lists what it downloaded.
+
 Tests play the users and read what they would see:
 
     fake.user_says("/start")                 # queued for getUpdates, returns the Update JSON
@@ -53,6 +58,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 
+from tests.fakes.telegram_files import FileHost, FileRefused
 from tests.fakes.telegram_html import HtmlParseError, parse_html, utf16_length
 
 FAKE_BOT_TOKEN = "123456:TEST-fake-telegram-token-abcdefghijk"
@@ -70,6 +76,8 @@ MAX_TEXT_LENGTH = 4096  # UTF-16 code units of the visible text, as Telegram cou
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_CAPTION_LENGTH = 1024  # UTF-16 code units, like text
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # what a bot may upload through the Bot API
+# A message carrying one of these has a caption, not a text.
+MEDIA_FIELDS = frozenset({"document", "photo", "voice", "audio", "video", "animation"})
 DRAFT_TTL = 30.0  # seconds a draft stays shown without a newer one (message_typing_draft_ttl)
 WELL_FORMED_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -263,6 +271,7 @@ class FakeTelegram:
         self.webhook: Webhook | None = None
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.files: dict[str, bytes] = {}  # file_id -> content, of every document sent
+        self.hosted = FileHost(token)  # what users sent: getFile and downloads
         self._documents: list[dict[str, Any]] = []
         self._open_queries: dict[str, float] = {}  # query id -> when the user tapped
         self._topics: dict[int, set[int]] = {}  # forum chat id -> its topics' thread ids
@@ -306,6 +315,7 @@ class FakeTelegram:
                 ("answerCallbackQuery", self._answer_callback_query),
                 ("sendDocument", self._send_document),
                 ("getChatMember", self._get_chat_member),
+                ("getFile", self._get_file),
             )
         }
 
@@ -313,9 +323,15 @@ class FakeTelegram:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._port}/bot"
 
+    @property
+    def base_file_url(self) -> str:
+        """Where files are downloaded from: `<base_file_url><token>/<file_path>`."""
+        return f"http://127.0.0.1:{self._port}/file/bot"
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self.hosted.serve)
         # A client that gives up on a long poll must not leave a waiting handler behind.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -339,6 +355,11 @@ class FakeTelegram:
             for message in self._chat_messages.get(chat_id, [])
             if not message.is_deleted and (message.is_from_bot or include_user)
         ]
+
+    @property
+    def downloads(self) -> list[str]:
+        """The file_ids of every file a bot downloaded, in order."""
+        return self.hosted.downloads
 
     def drafts(self, chat_id: int) -> list[Draft]:
         """Every draft the bot sent to the chat and Telegram took, oldest first."""
@@ -431,6 +452,27 @@ class FakeTelegram:
     ) -> dict[str, Any]:
         """A text message; commands and mentions carry the entities Telegram adds. With
         `thread_id`, written in that topic of a forum (`open_topic`), `chat_id` the forum's."""
+        return self._post(
+            text, {}, user_id=user_id, chat_id=chat_id, chat_type=chat_type, username=username,
+            language_code=language_code, reply_to_message_id=reply_to_message_id,
+            entities=entities, thread_id=thread_id,
+        )  # fmt: skip
+
+    def _post(
+        self,
+        text: str,
+        extra: dict[str, Any],
+        *,
+        user_id: int = DEFAULT_USER_ID,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        username: str = "alice",
+        language_code: str = "en",
+        reply_to_message_id: int | None = None,
+        entities: list[dict[str, Any]] | None = None,
+        thread_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A user's message (`text` is a caption when `extra` holds a file), queued."""
         user = _user(user_id, username, language_code)
         if thread_id is not None:
             chat_id = DEFAULT_FORUM_ID if chat_id is None else chat_id
@@ -438,7 +480,7 @@ class FakeTelegram:
                 raise ValueError(f"chat {chat_id} has no topic {thread_id}: open_topic first")
             chat_type = "supergroup"
         chat_id = self._see_chat(user, chat_id, chat_type)
-        extra: dict[str, Any] = {}
+        extra = dict(extra)
         if reply_to_message_id is not None:
             extra["reply_to_message"] = self.message_json(
                 self._existing(chat_id, reply_to_message_id)
@@ -502,51 +544,82 @@ class FakeTelegram:
 
     def user_sends_photo(
         self,
+        data: bytes,
         *,
         caption: str | None = None,
-        user_id: int = DEFAULT_USER_ID,
-        chat_id: int | None = None,
+        media_group_id: str | None = None,
+        is_size_known: bool = True,
+        **where: Any,
     ) -> dict[str, Any]:
-        number = self._next_update_id
-        sizes = [_file(f"AgACAgIAAxkBAAI{number}{side}", side, side) for side in (90, 320, 800)]
-        extra: dict[str, Any] = {"photo": sizes}
-        if caption is not None:
-            extra["caption"] = caption
-        return self._user_sends(user_id, chat_id, extra)
+        """A photo (JPEG `data`) as Telegram delivers one: every size it made, smallest first.
+        `where` as for `user_says` (user_id, chat_id, chat_type, thread_id, ...); items of one
+        album share a `media_group_id`. `is_size_known=False`: no size is named, as the Bot API
+        does for a file whose size it does not know."""
+        photo = self.hosted.photo(data, is_size_known=is_size_known)
+        return self._post_media({"photo": photo}, caption, media_group_id, where)
 
     def user_sends_document(
         self,
-        filename: str = "notes.pdf",
+        data: bytes,
+        file_name: str = "notes.pdf",
         *,
+        mime_type: str | None = None,
         caption: str | None = None,
-        user_id: int = DEFAULT_USER_ID,
-        chat_id: int | None = None,
+        media_group_id: str | None = None,
+        is_size_known: bool = True,
+        **where: Any,
     ) -> dict[str, Any]:
-        number = self._next_update_id
-        document = {
-            "file_id": f"BQACAgIAAxkBAAI{number}",
-            "file_unique_id": f"AgAD{number:08d}",
-            "file_name": filename,
-            "mime_type": "application/octet-stream",
-            "file_size": 2048,
-        }
-        extra: dict[str, Any] = {"document": document}
-        if caption is not None:
-            extra["caption"] = caption
-        return self._user_sends(user_id, chat_id, extra)
+        """A file sent as a document: `mime_type` as the sender's app claims it (by default
+        guessed from `file_name`, as the apps do), whatever the bytes are."""
+        document = self.hosted.document(data, file_name, mime_type, is_size_known=is_size_known)
+        return self._post_media({"document": document}, caption, media_group_id, where)
 
     def user_sends_voice(
-        self, *, seconds: int = 3, user_id: int = DEFAULT_USER_ID, chat_id: int | None = None
+        self,
+        data: bytes,
+        *,
+        duration: int = 3,
+        mime_type: str = "audio/ogg",
+        caption: str | None = None,
+        is_size_known: bool = True,
+        **where: Any,
     ) -> dict[str, Any]:
-        number = self._next_update_id
-        voice = {
-            "file_id": f"AwACAgIAAxkBAAI{number}",
-            "file_unique_id": f"AgAD{number:08d}",
-            "duration": seconds,
-            "mime_type": "audio/ogg",
-            "file_size": 4096 * seconds,
-        }
-        return self._user_sends(user_id, chat_id, {"voice": voice})
+        """A voice note recorded in the app: Ogg Opus, with its length in seconds."""
+        voice = self.hosted.voice(data, duration, mime_type, is_size_known=is_size_known)
+        return self._post_media({"voice": voice}, caption, None, where)
+
+    def user_sends_audio(
+        self,
+        data: bytes,
+        *,
+        file_name: str | None = "song.mp3",
+        mime_type: str | None = "audio/mpeg",
+        duration: int = 3,
+        performer: str | None = None,
+        title: str | None = None,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        **where: Any,
+    ) -> dict[str, Any]:
+        """A music file (Audio), with the tags the sender's app read from it."""
+        audio = self.hosted.audio(
+            data, duration, file_name=file_name, mime_type=mime_type, performer=performer,
+            title=title,
+        )  # fmt: skip
+        return self._post_media({"audio": audio}, caption, media_group_id, where)
+
+    def _post_media(
+        self,
+        extra: dict[str, Any],
+        caption: str | None,
+        media_group_id: str | None,
+        where: dict[str, Any],
+    ) -> dict[str, Any]:
+        if caption is not None and utf16_length(caption) > MAX_CAPTION_LENGTH:
+            raise ValueError(f"Telegram apps take captions of at most {MAX_CAPTION_LENGTH}")
+        if media_group_id is not None:
+            extra["media_group_id"] = media_group_id
+        return self._post(caption or "", extra, **where)
 
     def _user_sends(
         self, user_id: int, chat_id: int | None, extra: dict[str, Any]
@@ -616,7 +689,7 @@ class FakeTelegram:
             "chat": self.chats[message.chat_id],
             "date": message.date,
         }
-        is_media = "document" in message.extra  # its text is a caption
+        is_media = not MEDIA_FIELDS.isdisjoint(message.extra)  # its text is a caption
         if message.visible_text:
             payload["caption" if is_media else "text"] = message.visible_text
         if message.current.entities:
@@ -894,6 +967,12 @@ class FakeTelegram:
             raise bad_request(QUERY_TOO_OLD)
         self.callback_answers[query_id] = params
         return True
+
+    def _get_file(self, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.hosted.get_file(params)
+        except FileRefused as refused:
+            raise ApiError(refused.status, refused.description) from None
 
     def _get_chat_member(self, params: dict[str, Any]) -> dict[str, Any]:
         """A member as Bot API 9 describes one: "administrator" carries every right field

@@ -24,6 +24,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Conflict, InvalidToken, RetryAfter
 from telegram.ext import filters
 
+from tests.attachment_files import image_file
 from tests.fakes import telegram_server
 from tests.fakes.clock import FakeClock
 from tests.fakes.telegram_server import DEFAULT_FORUM_ID, DEFAULT_USER_ID, FakeTelegram
@@ -318,13 +319,14 @@ async def test_stickers_and_photos_arrive_without_text(
     bot: Bot, fake_telegram: FakeTelegram
 ) -> None:
     sticker = Update.de_json(fake_telegram.user_sends_sticker(), bot)
-    photo = Update.de_json(fake_telegram.user_sends_photo(caption="look"), bot)
+    jpeg = image_file("JPEG", (1000, 750))
+    photo = Update.de_json(fake_telegram.user_sends_photo(jpeg, caption="look"), bot)
 
     assert sticker.message is not None
     assert sticker.message.sticker is not None
     assert sticker.message.text is None
     assert photo.message is not None
-    assert photo.message.photo[-1].width == 800
+    assert photo.message.photo[-1].width == 1000
     assert (photo.message.text, photo.message.caption) == (None, "look")
 
 

@@ -83,6 +83,8 @@ def test_secrets_do_not_show_in_the_settings_repr(monkeypatch: pytest.MonkeyPatc
         ("JWT_SECRET", "x" * 31),
         ("API_TOKEN", "x" * 15),
         ("DISCORD_API_BASE_URL", "discord.com/api/v10"),
+        ("TELEGRAM_API_BASE_URL", "api.telegram.org/bot"),
+        ("TELEGRAM_API_BASE_URL", "http://localhost:8081"),  # no /bot: no file URL either
         ("DISCORD_GATEWAY_URL", "https://gateway.discord.gg"),
         ("DISCORD_GUILD_IDS", "123,abc"),
         ("DISCORD_GUILD_IDS", "0"),
