@@ -15,10 +15,13 @@ import io
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from PIL import Image
 
 from core.errors import FileTooLarge, ModelCannotReadImages, TooManyAttachments
 from core.messages import ENGLISH, describe, text
+from core.sessions.limits import SessionLimits
+from core.sessions.store import SessionStore
 from tests.attachment_files import image_file, ogg_opus, pdf_file, wav_file
 from tests.e2e.conftest import Service
 from tests.e2e.discord_support import CHANNEL, FOOTER_MARK, GUILD, Person, StartBot, answer_text
@@ -350,3 +353,18 @@ async def test_a_file_the_cdn_fails_is_read_from_the_media_proxy_and_one_neither
         ("url", 503), ("url", 503), ("proxy_url", 404),
     ]  # fmt: skip
     assert all("hm=" not in line for line in service.stderr_lines)  # signed links stay unlogged
+
+
+async def test_a_session_over_its_attachment_budget_drops_its_oldest_file_and_keeps_the_newest(
+    start_bot: StartBot, alice: Person, redis_client: aioredis.Redis
+) -> None:
+    service = await start_bot(MAX_ATTACHMENT_BYTES_PER_SESSION="3000")
+    await asks(alice, "first", attachments=[text_file("1.txt", 2200)], service=service)
+    await asks(alice, "second", attachments=[text_file("2.txt", 2200)], service=service)
+
+    store = SessionStore(redis_client, SessionLimits())
+    session = await store.active_session(f"discord:{DEFAULT_USER_ID}")
+    assert session is not None
+    page = await store.read_messages(session.id)
+    files = [(a.name, a.kept) for m in page.messages for a in m.attachments]
+    assert files == [("1.txt", False), ("2.txt", True)]
