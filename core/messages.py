@@ -34,6 +34,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "history": "Show the last messages (optional count)",
         "export": "Download this conversation as a Markdown file",
         "delete": "Delete a conversation (the current one by default)",
+        "rename": "Give the current conversation a new title",
         "model": "Show or choose the model",
         "retry": "Answer your last message again",
         "stop": "Stop the answer being written",
@@ -46,6 +47,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "history": "Mostrar as últimas mensagens (quantidade opcional)",
         "export": "Baixar esta conversa como arquivo Markdown",
         "delete": "Apagar uma conversa (a atual por padrão)",
+        "rename": "Dar um novo título à conversa atual",
         "model": "Ver ou escolher o modelo",
         "retry": "Responder de novo a sua última mensagem",
         "stop": "Interromper a resposta em andamento",
@@ -60,6 +62,7 @@ OPTION_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "switch.session": "The conversation: pick one, or type its number",
         "history.n": "How many messages to show",
         "delete.session": "The conversation (the current one if left out)",
+        "rename.title": "The new title of the current conversation",
         "model.id": "A model id, e.g. anthropic/claude-3.5-haiku",
     },
     PORTUGUESE: {
@@ -67,6 +70,7 @@ OPTION_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "switch.session": "A conversa: escolha uma ou digite o número",
         "history.n": "Quantas mensagens mostrar",
         "delete.session": "A conversa (a atual, se omitida)",
+        "rename.title": "O novo título da conversa atual",
         "model.id": "Um id de modelo, p. ex. anthropic/claude-3.5-haiku",
     },
 }
@@ -103,6 +107,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "delete_yes": "Delete",
         "delete_no": "Cancel",
         "deleted": "Deleted *{title}*.",
+        "renamed": "This conversation is now *{title}*.",
+        "rename_usage": "Give the new title after the command, e.g. /rename Trip to Lisbon "
+        "(at most {limit} characters).",
         "model_current": "Model: `{model}`. Change it with /model <id>, e.g. /model {example}.",
         "model_set": "Model set to `{model}` for this and new conversations.",
         "reply_incomplete": "⚠️ The answer was cut off. Use /retry to ask again.",
@@ -169,7 +176,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Delete one with /delete to start another.",
         "session_limit_pick": "Pick the one to delete:",
         "not_session_creator": "Only the person who started this conversation, or an admin of "
-        "this chat, can delete it.",
+        "this chat, can rename or delete it.",
         "nothing_to_retry": "There is no message of yours to answer again here.",
         "session_busy": "I'm still answering your previous message. Try again in a moment.",
         "turn_lock_lost": "This answer was not saved: the conversation moved on without it "
@@ -272,6 +279,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "delete_yes": "Apagar",
         "delete_no": "Cancelar",
         "deleted": "*{title}* foi apagada.",
+        "renamed": "Esta conversa agora se chama *{title}*.",
+        "rename_usage": "Escreva o novo título depois do comando, por exemplo /rename Viagem a "
+        "Lisboa (no máximo {limit} caracteres).",
         "model_current": "Modelo: `{model}`. Troque com /model <id>, por exemplo /model {example}.",
         "model_set": "Modelo `{model}` definido para esta e para as novas conversas.",
         "reply_incomplete": "⚠️ A resposta foi interrompida. Use /retry para perguntar de novo.",
@@ -337,7 +347,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Apague uma com /delete para começar outra.",
         "session_limit_pick": "Escolha qual apagar:",
         "not_session_creator": "Só quem começou esta conversa, ou um admin deste chat, pode "
-        "apagá-la.",
+        "renomeá-la ou apagá-la.",
         "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
         "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
         "turn_lock_lost": "Esta resposta não foi salva: a conversa seguiu sem ela "
