@@ -24,7 +24,7 @@ from core.errors import (
     SessionNotFound,
     UnknownCommand,
 )
-from core.messages import describe, help_text, text
+from core.messages import describe, help_text, text, usage_text
 from core.observability.metrics import Metrics, front_of
 from core.sessions.export import MEDIA_TYPE, export_session
 from core.sessions.keys import SESSION_ID_PATTERN
@@ -360,6 +360,11 @@ class CommandHandler:
         stopped = await self.chat.stop_answer(session_id, owner=request.user_id)
         return Reply(text(request.locale, "stop_done" if stopped else "nothing_to_stop"))
 
+    async def usage(self, request: Request) -> Outcome:
+        """The speaker's own usage (a person's, across every space), never a shared chat's."""
+        report = await self.store.usage(request.speaker.person)
+        return Reply(usage_text(request.locale, report))
+
     async def _require_deletable(self, session: Session, request: Request) -> None:
         """In a shared space, only the session's creator or a chat admin may delete or rename
         it."""
@@ -394,6 +399,7 @@ COMMANDS: dict[str, Handler] = {
     "model": CommandHandler.model,
     "retry": CommandHandler.retry,
     "stop": CommandHandler.stop,
+    "usage": CommandHandler.usage,
 }
 
 

@@ -21,6 +21,7 @@ from core.errors import (
     TranscriptionFailed,
     TurnTimeout,
 )
+from core.sessions.usage import UsageReport, UsageTotals
 
 ENGLISH = "en"
 PORTUGUESE = "pt-BR"
@@ -38,6 +39,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "model": "Show or choose the model",
         "retry": "Answer your last message again",
         "stop": "Stop the answer being written",
+        "usage": "Your tokens and cost today and in the last 30 days",
         "help": "What I can do",
     },
     PORTUGUESE: {
@@ -51,6 +53,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "model": "Ver ou escolher o modelo",
         "retry": "Responder de novo a sua última mensagem",
         "stop": "Interromper a resposta em andamento",
+        "usage": "Seus tokens e custo hoje e nos últimos 30 dias",
         "help": "O que eu sei fazer",
     },
 }
@@ -107,6 +110,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "delete_yes": "Delete",
         "delete_no": "Cancel",
         "deleted": "Deleted *{title}*.",
+        "usage_header": "*Your usage* (UTC days)",
+        "usage_line": "{period}: {total} tokens ({prompt} prompt + {completion} answer) · ${cost}",
+        "usage_today": "Today",
+        "usage_30_days": "Last 30 days",
+        "usage_budget": "Daily budget: {left} of {budget} tokens left today.",
+        "usage_no_budget": "No daily budget.",
         "renamed": "This conversation is now *{title}*.",
         "rename_usage": "Give the new title after the command, e.g. /rename Trip to Lisbon "
         "(at most {limit} characters).",
@@ -279,6 +288,13 @@ _TEXTS: dict[str, dict[str, str]] = {
         "delete_yes": "Apagar",
         "delete_no": "Cancelar",
         "deleted": "*{title}* foi apagada.",
+        "usage_header": "*Seu uso* (dias em UTC)",
+        "usage_line": "{period}: {total} tokens ({prompt} de entrada + {completion} de resposta) "
+        "· US$ {cost}",
+        "usage_today": "Hoje",
+        "usage_30_days": "Últimos 30 dias",
+        "usage_budget": "Orçamento diário: restam {left} de {budget} tokens hoje.",
+        "usage_no_budget": "Sem orçamento diário.",
         "renamed": "Esta conversa agora se chama *{title}*.",
         "rename_usage": "Escreva o novo título depois do comando, por exemplo /rename Viagem a "
         "Lisboa (no máximo {limit} caracteres).",
@@ -542,3 +558,35 @@ def help_text(locale: str) -> str:
     lines = [text(locale, "help_header")]
     lines += [f"/{name} — {description}" for name, description in descriptions.items()]
     return "\n".join(lines)
+
+
+def usage_text(locale: str, report: UsageReport) -> str:
+    """/usage: today's and the last 30 days' tokens and cost, and the budget left."""
+    lines = [text(locale, "usage_header")]
+    for period, totals in (("usage_today", report.today), ("usage_30_days", report.last_30_days)):
+        lines.append(_usage_line(locale, text(locale, period), totals))
+    if report.daily_budget is None or report.budget_left is None:
+        lines.append(text(locale, "usage_no_budget"))
+    else:
+        left, budget = number(locale, report.budget_left), number(locale, report.daily_budget)
+        lines.append(text(locale, "usage_budget", left=left, budget=budget))
+    return "\n".join(lines)
+
+
+def _usage_line(locale: str, period: str, totals: UsageTotals) -> str:
+    # A turn costs fractions of a cent: up to six decimals, at least two ($0.00, $0.000125).
+    cost = f"{totals.cost:.6f}".rstrip("0")
+    cost = cost + "0" * max(0, 2 - len(cost.partition(".")[2]))
+    if normalize_locale(locale) == PORTUGUESE:
+        cost = cost.replace(".", ",")
+    return text(
+        locale, "usage_line", period=period, total=number(locale, totals.total_tokens),
+        prompt=number(locale, totals.prompt_tokens),
+        completion=number(locale, totals.completion_tokens), cost=cost,
+    )  # fmt: skip
+
+
+def number(locale: str, value: int) -> str:
+    """`12,345` (`12.345` in Portuguese)."""
+    shown = f"{value:,}"
+    return shown.replace(",", ".") if normalize_locale(locale) == PORTUGUESE else shown

@@ -119,7 +119,8 @@ _switch.autocomplete("session")(_suggest)
 _delete.autocomplete("session")(_suggest)
 SLASH_COMMANDS: tuple[SlashCommand, ...] = (
     _new, _without_options("sessions"), _switch, _history, _without_options("export"), _delete,
-    _rename, _model, _without_options("retry"), _without_options("stop"), _without_options("help"),
+    _rename, _model, _without_options("retry"), _without_options("stop"), _without_options("usage"),
+    _without_options("help"),
 )  # fmt: skip
 
 

@@ -54,7 +54,7 @@ CAROL_ID = 1_300_000_000_000_000_303
 TESTERS_ROLE = 1_300_000_000_000_003_001
 STAFF_ROLE = 1_300_000_000_000_003_002
 COMMAND_NAMES = {"new", "sessions", "switch", "history", "export", "delete", "model", "retry"}
-COMMAND_NAMES |= {"stop", "help", "rename"}
+COMMAND_NAMES |= {"stop", "help", "rename", "usage"}
 COMMANDS_ROUTE = r"/applications/\d+(/guilds/\d+)?/commands"
 CALLBACK_ROUTE = r"/interactions/\d+/[^/]+/callback"
 DEFERRED = 5  # callback type: "thinking…", filled in later
@@ -502,6 +502,21 @@ async def test_model_shows_the_current_one_sets_one_for_the_next_message_and_ref
     assert expected.is_error
     assert refused.content == expected.text
     assert refused.is_ephemeral
+
+
+async def test_usage_answers_privately_with_the_tokens_the_model_reported(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    assert await chats(alice, "hello there") == "echo: hello there"
+    (reported,) = fake_openrouter.reported_usages
+    prompt, completion = reported["prompt_tokens"], reported["completion_tokens"]
+
+    shown = await alice.command("usage")
+
+    assert shown.is_ephemeral
+    assert f"{prompt + completion} tokens ({prompt} prompt + {completion} answer)" in shown.content
+    assert shown.content.endswith(text(ENGLISH, "usage_no_budget"))
 
 
 # --- 7. /retry -----------------------------------------------------------------------------------
