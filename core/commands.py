@@ -24,7 +24,7 @@ from core.errors import (
     SessionNotFound,
     UnknownCommand,
 )
-from core.messages import describe, help_text, text
+from core.messages import describe, help_text, text, usage_text
 from core.observability.metrics import Metrics, front_of
 from core.sessions.export import MEDIA_TYPE, export_session
 from core.sessions.keys import SESSION_ID_PATTERN
@@ -214,6 +214,20 @@ class CommandHandler:
         )  # fmt: skip
         return Reply(text(request.locale, "session_created", title=_title(session, request)))
 
+    async def rename(self, request: Request) -> Outcome:
+        """Retitle the active session; in a shared space, the same people who may delete it."""
+        title = " ".join(request.args.split())  # one line: a title is shown in lists and menus
+        if not title:
+            return Reply(text(request.locale, "rename_usage", limit=TITLE_MAX_CHARS))
+        if len(title) > TITLE_MAX_CHARS:
+            raise InvalidArgument(name="title", reason=f"at most {TITLE_MAX_CHARS} characters")
+        active = await self.store.active_session(request.user_id)
+        if active is None:
+            return Reply(text(request.locale, "no_session"))
+        await self._require_deletable(active, request)
+        session = await self.store.rename_session(active.id, title, owner=request.user_id)
+        return Reply(text(request.locale, "renamed", title=session.title))
+
     async def sessions(self, request: Request) -> Outcome:
         listing = await self.store.list_sessions(request.user_id)
         if not listing.sessions:
@@ -346,8 +360,14 @@ class CommandHandler:
         stopped = await self.chat.stop_answer(session_id, owner=request.user_id)
         return Reply(text(request.locale, "stop_done" if stopped else "nothing_to_stop"))
 
+    async def usage(self, request: Request) -> Outcome:
+        """The speaker's own usage (a person's, across every space), never a shared chat's."""
+        report = await self.store.usage(request.speaker.person)
+        return Reply(usage_text(request.locale, report))
+
     async def _require_deletable(self, session: Session, request: Request) -> None:
-        """In a shared space, only the session's creator or a chat admin may delete it."""
+        """In a shared space, only the session's creator or a chat admin may delete or rename
+        it."""
         speaker = request.speaker
         if not speaker.is_shared or speaker.is_chat_admin:
             return
@@ -375,9 +395,11 @@ COMMANDS: dict[str, Handler] = {
     "history": CommandHandler.history,
     "export": CommandHandler.export,
     "delete": CommandHandler.delete,
+    "rename": CommandHandler.rename,
     "model": CommandHandler.model,
     "retry": CommandHandler.retry,
     "stop": CommandHandler.stop,
+    "usage": CommandHandler.usage,
 }
 
 

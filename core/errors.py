@@ -227,10 +227,13 @@ class SessionNotFound(ChatbridgeError):
 
 
 class NotSessionCreator(ChatbridgeError):
-    """In a chat's shared sessions, only the session's creator or a chat admin may delete it."""
+    """In a chat's shared sessions, only the session's creator or a chat admin may rename or
+    delete it."""
 
     code = "not_session_creator"
-    default_text = "Only who started this session, or an admin of the chat, may delete it."
+    default_text = (
+        "Only who started this session, or an admin of the chat, may rename or delete it."
+    )
 
 
 class AttachmentGone(ChatbridgeError):

@@ -21,6 +21,7 @@ from core.errors import (
     TranscriptionFailed,
     TurnTimeout,
 )
+from core.sessions.usage import UsageReport, UsageTotals
 
 ENGLISH = "en"
 PORTUGUESE = "pt-BR"
@@ -34,9 +35,11 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "history": "Show the last messages (optional count)",
         "export": "Download this conversation as a Markdown file",
         "delete": "Delete a conversation (the current one by default)",
+        "rename": "Give the current conversation a new title",
         "model": "Show or choose the model",
         "retry": "Answer your last message again",
         "stop": "Stop the answer being written",
+        "usage": "Your tokens and cost today and in the last 30 days",
         "help": "What I can do",
     },
     PORTUGUESE: {
@@ -46,9 +49,11 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "history": "Mostrar as últimas mensagens (quantidade opcional)",
         "export": "Baixar esta conversa como arquivo Markdown",
         "delete": "Apagar uma conversa (a atual por padrão)",
+        "rename": "Dar um novo título à conversa atual",
         "model": "Ver ou escolher o modelo",
         "retry": "Responder de novo a sua última mensagem",
         "stop": "Interromper a resposta em andamento",
+        "usage": "Seus tokens e custo hoje e nos últimos 30 dias",
         "help": "O que eu sei fazer",
     },
 }
@@ -60,6 +65,7 @@ OPTION_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "switch.session": "The conversation: pick one, or type its number",
         "history.n": "How many messages to show",
         "delete.session": "The conversation (the current one if left out)",
+        "rename.title": "The new title of the current conversation",
         "model.id": "A model id, e.g. anthropic/claude-3.5-haiku",
     },
     PORTUGUESE: {
@@ -67,6 +73,7 @@ OPTION_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "switch.session": "A conversa: escolha uma ou digite o número",
         "history.n": "Quantas mensagens mostrar",
         "delete.session": "A conversa (a atual, se omitida)",
+        "rename.title": "O novo título da conversa atual",
         "model.id": "Um id de modelo, p. ex. anthropic/claude-3.5-haiku",
     },
 }
@@ -103,6 +110,15 @@ _TEXTS: dict[str, dict[str, str]] = {
         "delete_yes": "Delete",
         "delete_no": "Cancel",
         "deleted": "Deleted *{title}*.",
+        "usage_header": "*Your usage* (UTC days)",
+        "usage_line": "{period}: {total} tokens ({prompt} prompt + {completion} answer) · ${cost}",
+        "usage_today": "Today",
+        "usage_30_days": "Last 30 days",
+        "usage_budget": "Daily budget: {left} of {budget} tokens left today.",
+        "usage_no_budget": "No daily budget.",
+        "renamed": "This conversation is now *{title}*.",
+        "rename_usage": "Give the new title after the command, e.g. /rename Trip to Lisbon "
+        "(at most {limit} characters).",
         "model_current": "Model: `{model}`. Change it with /model <id>, e.g. /model {example}.",
         "model_set": "Model set to `{model}` for this and new conversations.",
         "reply_incomplete": "⚠️ The answer was cut off. Use /retry to ask again.",
@@ -169,7 +185,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Delete one with /delete to start another.",
         "session_limit_pick": "Pick the one to delete:",
         "not_session_creator": "Only the person who started this conversation, or an admin of "
-        "this chat, can delete it.",
+        "this chat, can rename or delete it.",
         "nothing_to_retry": "There is no message of yours to answer again here.",
         "session_busy": "I'm still answering your previous message. Try again in a moment.",
         "turn_lock_lost": "This answer was not saved: the conversation moved on without it "
@@ -272,6 +288,16 @@ _TEXTS: dict[str, dict[str, str]] = {
         "delete_yes": "Apagar",
         "delete_no": "Cancelar",
         "deleted": "*{title}* foi apagada.",
+        "usage_header": "*Seu uso* (dias em UTC)",
+        "usage_line": "{period}: {total} tokens ({prompt} de entrada + {completion} de resposta) "
+        "· US$ {cost}",
+        "usage_today": "Hoje",
+        "usage_30_days": "Últimos 30 dias",
+        "usage_budget": "Orçamento diário: restam {left} de {budget} tokens hoje.",
+        "usage_no_budget": "Sem orçamento diário.",
+        "renamed": "Esta conversa agora se chama *{title}*.",
+        "rename_usage": "Escreva o novo título depois do comando, por exemplo /rename Viagem a "
+        "Lisboa (no máximo {limit} caracteres).",
         "model_current": "Modelo: `{model}`. Troque com /model <id>, por exemplo /model {example}.",
         "model_set": "Modelo `{model}` definido para esta e para as novas conversas.",
         "reply_incomplete": "⚠️ A resposta foi interrompida. Use /retry para perguntar de novo.",
@@ -337,7 +363,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Apague uma com /delete para começar outra.",
         "session_limit_pick": "Escolha qual apagar:",
         "not_session_creator": "Só quem começou esta conversa, ou um admin deste chat, pode "
-        "apagá-la.",
+        "renomeá-la ou apagá-la.",
         "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
         "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
         "turn_lock_lost": "Esta resposta não foi salva: a conversa seguiu sem ela "
@@ -532,3 +558,35 @@ def help_text(locale: str) -> str:
     lines = [text(locale, "help_header")]
     lines += [f"/{name} — {description}" for name, description in descriptions.items()]
     return "\n".join(lines)
+
+
+def usage_text(locale: str, report: UsageReport) -> str:
+    """/usage: today's and the last 30 days' tokens and cost, and the budget left."""
+    lines = [text(locale, "usage_header")]
+    for period, totals in (("usage_today", report.today), ("usage_30_days", report.last_30_days)):
+        lines.append(_usage_line(locale, text(locale, period), totals))
+    if report.daily_budget is None or report.budget_left is None:
+        lines.append(text(locale, "usage_no_budget"))
+    else:
+        left, budget = number(locale, report.budget_left), number(locale, report.daily_budget)
+        lines.append(text(locale, "usage_budget", left=left, budget=budget))
+    return "\n".join(lines)
+
+
+def _usage_line(locale: str, period: str, totals: UsageTotals) -> str:
+    # A turn costs fractions of a cent: up to six decimals, at least two ($0.00, $0.000125).
+    cost = f"{totals.cost:.6f}".rstrip("0")
+    cost = cost + "0" * max(0, 2 - len(cost.partition(".")[2]))
+    if normalize_locale(locale) == PORTUGUESE:
+        cost = cost.replace(".", ",")
+    return text(
+        locale, "usage_line", period=period, total=number(locale, totals.total_tokens),
+        prompt=number(locale, totals.prompt_tokens),
+        completion=number(locale, totals.completion_tokens), cost=cost,
+    )  # fmt: skip
+
+
+def number(locale: str, value: int) -> str:
+    """`12,345` (`12.345` in Portuguese)."""
+    shown = f"{value:,}"
+    return shown.replace(",", ".") if normalize_locale(locale) == PORTUGUESE else shown

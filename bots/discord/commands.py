@@ -96,6 +96,12 @@ async def _delete(
     await answerer_of(interaction).run_command(interaction, _typed("delete", session))
 
 
+@app_commands.command(name="rename", description=_about("rename"))
+@app_commands.describe(title=_describe("rename.title"))
+async def _rename(interaction: Interaction, title: app_commands.Range[str, 1, 100]) -> None:
+    await answerer_of(interaction).run_command(interaction, _typed("rename", title))
+
+
 @app_commands.command(name="model", description=_about("model"))
 @app_commands.rename(model_id="id")
 @app_commands.describe(model_id=_describe("model.id"))
@@ -113,7 +119,8 @@ _switch.autocomplete("session")(_suggest)
 _delete.autocomplete("session")(_suggest)
 SLASH_COMMANDS: tuple[SlashCommand, ...] = (
     _new, _without_options("sessions"), _switch, _history, _without_options("export"), _delete,
-    _model, _without_options("retry"), _without_options("stop"), _without_options("help"),
+    _rename, _model, _without_options("retry"), _without_options("stop"), _without_options("usage"),
+    _without_options("help"),
 )  # fmt: skip
 
 

@@ -32,6 +32,7 @@ from bots.http.schema import (
     StartChat,
     StoppedEvent,
     StopResult,
+    UserUsageOut,
 )
 from core.sessions.keys import SESSION_ID_PATTERN
 from core.settings import Settings
@@ -42,7 +43,7 @@ REF = "#/components/schemas/{model}"
 REQUESTS: tuple[type[BaseModel], ...] = (CreateSession, StartChat, ChatMessage, AddMessage)
 RESPONSES: tuple[type[BaseModel], ...] = (
     SessionOut, SessionList, MessageOut, MessageList, ChatReply, ErrorOut, Health, SessionsHealth,
-    DashboardOut, StopResult, StoppedEvent,
+    DashboardOut, StopResult, StoppedEvent, UserUsageOut,
 )  # fmt: skip
 ERROR_TEXT = {
     400: "Malformed JSON",
@@ -148,6 +149,12 @@ def _session_paths(session: JSON) -> JSON:
             "parameters": [user],
             "get": _operation("A user's sessions, most recent activity first",
                               ok=(200, "SessionList"), errors=(401, 403, 422, 503)),
+        },
+        "/api/users/{userId}/usage": {
+            "parameters": [user],
+            "get": _operation("A person's tokens and cost today and in the last 30 UTC days, "
+                              "and what is left of DAILY_TOKEN_BUDGET today",
+                              ok=(200, "UserUsageOut"), errors=(401, 403, 422, 503)),
         },
         "/api/sessions/{sessionId}/attachments/{attachmentId}": {
             "parameters": [session, _path_parameter(

@@ -31,6 +31,7 @@ from bots.http.schema import (
     StopResult,
     TextDeltaEvent,
     UserPath,
+    UserUsageOut,
 )
 from bots.runtime import Services
 from core.attachments.intake import MAX_FILES_PER_MESSAGE, IncomingFile, TakenIn
@@ -114,6 +115,14 @@ async def list_user_sessions(request: web.Request) -> web.Response:
     principal_of(request).require_user(user_id)
     listing = await request.app[SERVICES].store.list_sessions(user_id)
     return respond(SessionList(sessions=[SessionOut.of(s) for s in listing.sessions]))
+
+
+@routes.get("/api/users/{user_id}/usage")
+async def user_usage(request: web.Request) -> web.Response:
+    """The person's tokens and cost today and in the last 30 UTC days, and the budget left."""
+    user_id = _validated(UserPath, {"user_id": request.match_info["user_id"]}).user_id
+    principal_of(request).require_user(user_id)
+    return respond(UserUsageOut.of(await request.app[SERVICES].store.usage(user_id)))
 
 
 @routes.post("/api/sessions/{session_id:[0-9a-f]{32}}/messages")

@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 
 from core.commands import MODEL_ID_MAX_CHARS, MODEL_ID_PATTERN, TITLE_MAX_CHARS
 from core.conversation import Attachment, Message, MessagePage, Notice, Session, Usage, iso_utc
+from core.sessions.usage import UsageReport, UsageTotals
 
 USER_ID_MAX_CHARS = 128
 PAGE_LIMIT_MAX = 100
@@ -224,6 +225,41 @@ class SessionOut(ApiModel):
 
 class SessionList(ApiModel):
     sessions: list[SessionOut]
+
+
+class UsageTotalsOut(ApiModel):
+    """Tokens and cost (USD) as the model reported them, over a span of UTC days."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float
+
+    @classmethod
+    def of(cls, totals: UsageTotals) -> UsageTotalsOut:
+        return cls(
+            prompt_tokens=totals.prompt_tokens, completion_tokens=totals.completion_tokens,
+            total_tokens=totals.total_tokens, cost=totals.cost,
+        )  # fmt: skip
+
+
+class UserUsageOut(ApiModel):
+    """A person's usage today and in the last 30 UTC days (today included), and what is left
+    of today's DAILY_TOKEN_BUDGET (both null without a budget)."""
+
+    today: UsageTotalsOut
+    last_30_days: UsageTotalsOut  # last30Days on the wire
+    daily_budget: int | None
+    budget_left: int | None
+
+    @classmethod
+    def of(cls, report: UsageReport) -> UserUsageOut:
+        return cls(
+            today=UsageTotalsOut.of(report.today),
+            last_30_days=UsageTotalsOut.of(report.last_30_days),
+            daily_budget=report.daily_budget,
+            budget_left=report.budget_left,
+        )
 
 
 class MessageList(ApiModel):

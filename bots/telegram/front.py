@@ -367,7 +367,7 @@ class TelegramFront:
         # Asked only when it matters: a Bot API call per message would slow every group.
         is_admin = (
             mode is GroupSessions.SHARED
-            and is_command(said, "delete")
+            and any(is_command(said, name) for name in ("delete", "rename"))
             and await self._is_chat_admin(message.chat_id, user.id)
         )
         return group_speaker(person, chat, mode, author=user.full_name, is_chat_admin=is_admin)

@@ -10,6 +10,8 @@ the turn's lock token, so a repeated call bills once.
 
 from __future__ import annotations
 
+from core.conversation import Usage
+from core.sessions.codec import usage_args
 from core.sessions.keys import user_tag, user_turns_key
 from core.sessions.limits import SessionLimits
 from core.sessions.scripts import LuaScripts
@@ -34,11 +36,14 @@ class PersonBills:
         if refusal := self._limits.refusal(reply):
             raise refusal
 
-    async def settle(self, person: str, lock_token: str, spent_tokens: int) -> None:
-        """The turn ended: it cost `person` `spent_tokens` instead of its reservation."""
+    async def settle(
+        self, person: str, lock_token: str, spent_tokens: int, *, usage: Usage | None = None
+    ) -> None:
+        """The turn ended: it cost `person` `spent_tokens` instead of its reservation, and
+        the `usage` the model reported goes to their /usage."""
         await self._run(
             "settle_turn", user_turns_key(person), user_tag(person), person, lock_token,
-            spent_tokens, "0",
+            spent_tokens, "0", *usage_args(usage),
         )  # fmt: skip
 
     async def give_back(self, person: str, lock_token: str) -> None:

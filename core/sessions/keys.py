@@ -11,7 +11,8 @@ is laid out rather than by luck of the tag:
     user:<kind>:{T}:<userId>         the kind first, the user id last and whole
     session:{T}:<sessionId><suffix>  a session id is always 32 hex digits
 
-A user key's kind (one of USER_KEY_KINDS; a token counter's carries its day: `tokens:<day>`)
+A user key's kind (one of USER_KEY_KINDS; a day's counter carries its day: `tokens:<day>`,
+`usage:<day>`)
 holds no `{`, and the tag is 4 hex digits: reading a name from the left finds the kind up to
 the first `:{`, then the tag, and everything after is the user id, whole. One name, one
 reading: two different (kind, day, user) never share a name, whatever the tags. The kinds here
@@ -36,7 +37,9 @@ STATE = "state"  # hash: the active session, the /model choice
 TURNS = "turns"  # sorted set: their turns of the last RATE_LIMIT_WINDOW
 TOKENS = "tokens"  # string, one per UTC day: tokens spent that day
 SEEN = "seen"  # string: the space took a turn lately (outlives its sessions: told they expired)
-USER_KEY_KINDS = (INDEX, STATE, TURNS, TOKENS, SEEN)
+USAGE = "usage"  # hash, one per UTC day, kept 31 days: tokens and cost the model reported
+USER_KEY_KINDS = (INDEX, STATE, TURNS, TOKENS, SEEN, USAGE)
+DAY_KINDS = (TOKENS, USAGE)  # the kinds whose name carries a day
 
 
 def user_tag(user_id: str) -> str:
@@ -64,7 +67,7 @@ def session_key(session_id: str, suffix: str = "") -> str:
 
 def user_key(kind: str, user_id: str, tag: str) -> str:
     """`user:<kind>:{<tag>}:<userId>`, as lib.lua's `user_key` builds it; `kind` is one of
-    USER_KEY_KINDS, or `tokens:<day>`."""
+    USER_KEY_KINDS, or `tokens:<day>` / `usage:<day>`."""
     return f"user:{kind}:{{{tag}}}:{user_id}"
 
 
@@ -90,3 +93,8 @@ def user_turns_key(user_id: str) -> str:
 def user_tokens_key(user_id: str, utc_day: int) -> str:
     """Tokens the user spent on one UTC day, numbered from 1970-01-01 (the Lua scripts write it)."""
     return user_key(f"{TOKENS}:{utc_day}", user_id, user_tag(user_id))
+
+
+def user_usage_key(user_id: str, utc_day: int) -> str:
+    """What the person's turns cost on one UTC day, as reported (the Lua scripts write it)."""
+    return user_key(f"{USAGE}:{utc_day}", user_id, user_tag(user_id))

@@ -40,6 +40,7 @@ SCRIPT_NAMES = (
     "lock",
     "reserve_turn",
     "settle_turn",
+    "read_usage",
 )
 UNAVAILABLE_REPLIES = (
     "LOADING",

@@ -66,9 +66,11 @@ from core.sessions.keys import (
     tag_of_session,
     user_index_key,
     user_tag,
+    user_usage_key,
 )
 from core.sessions.limits import SessionLimits
 from core.sessions.scripts import LuaScripts
+from core.sessions.usage import USAGE_WINDOW_DAYS, UsageReport, usage_report
 from core.spaces import as_authored, person_of_space
 from core.storage.connection import RedisClient
 
@@ -253,6 +255,14 @@ class SessionStore:
     ) -> Session:
         return await self._update(session_id, owner, "title", title)
 
+    async def usage(self, person: str) -> UsageReport:
+        """What `person`'s turns cost today and in the last 30 UTC days (today included), and
+        what is left of today's DAILY_TOKEN_BUDGET. One round trip."""
+        reply = await self._run(
+            "read_usage", user_usage_key(person, 0), user_tag(person), person, USAGE_WINDOW_DAYS
+        )
+        return usage_report(reply, self.limits.daily_token_budget)
+
     async def set_user_model(self, user_id: str, model: str) -> str | None:
         """The user's model for new sessions, applied to the active one; returns its id."""
         reply = await self._run(
@@ -342,20 +352,24 @@ class SessionStore:
 
         TurnLockLost (nothing stored, the tokens still counted) when the turn no longer holds
         its session: its lock lapsed and another turn took it, or wrote to the session."""
-        charged = ""
-        if self.limits.daily_token_budget > 0 and not start.billed_apart:
-            charged = person_of_space(start.session.user_id)
+        charged = used_by = ""
+        if not start.billed_apart:  # else its person's slot counts it (settle_turn.lua)
+            used_by = person_of_space(start.session.user_id)
+            if self.limits.daily_token_budget > 0:
+                charged = used_by
         try:
             message, count = await self._append(
                 start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
                 lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
                 charged_user=charged, call_id=start.lock_token, spent_tokens=spent_tokens,
                 stopped=stopped,
-                told="".join(NOTICE_CODES[notice] for notice in told),
+                told="".join(NOTICE_CODES[notice] for notice in told), used_by=used_by,
             )  # fmt: skip
         finally:
             if start.billed_apart:  # stored or fenced out, the model's work was done
-                await self._bills.settle(start.billed_apart, start.lock_token, spent_tokens)
+                await self._bills.settle(
+                    start.billed_apart, start.lock_token, spent_tokens, usage=usage
+                )
         session = replace(start.session, updated_at=message.timestamp, message_count=count)
         return message, session
 
@@ -375,6 +389,7 @@ class SessionStore:
         spent_tokens: int = 0,
         stopped: bool = False,
         told: str = "",
+        used_by: str = "",
     ) -> tuple[Message, int]:
         reply = await self._run(
             "append_message",
@@ -395,6 +410,7 @@ class SessionStore:
             spent_tokens,
             "1" if stopped else "",
             told,
+            used_by,
             active_session=session_id,
         )
         if reply[0] == "NOT_FOUND":

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from core.commands import CONFIRM, MODEL_EXAMPLE, CommandHandler
+from core.commands import CONFIRM, MODEL_EXAMPLE, TITLE_MAX_CHARS, CommandHandler
 from core.errors import NothingToRetry, SessionNotFound
 from core.messages import (
     COMMAND_DESCRIPTIONS,
@@ -54,7 +54,7 @@ CAROL_ID = 1_300_000_000_000_000_303
 TESTERS_ROLE = 1_300_000_000_000_003_001
 STAFF_ROLE = 1_300_000_000_000_003_002
 COMMAND_NAMES = {"new", "sessions", "switch", "history", "export", "delete", "model", "retry"}
-COMMAND_NAMES |= {"stop", "help"}
+COMMAND_NAMES |= {"stop", "help", "rename", "usage"}
 COMMANDS_ROUTE = r"/applications/\d+(/guilds/\d+)?/commands"
 CALLBACK_ROUTE = r"/interactions/\d+/[^/]+/callback"
 DEFERRED = 5  # callback type: "thinking…", filled in later
@@ -180,7 +180,7 @@ async def test_commands_are_registered_globally_in_english_with_portuguese_local
     }
     assert set(options) == {
         ("new", "title"), ("switch", "session"), ("history", "n"), ("delete", "session"),
-        ("model", "id"),
+        ("model", "id"), ("rename", "title"),
     }  # fmt: skip
     for (name, option_name), option in options.items():
         key = f"{name}.{option_name}"
@@ -194,6 +194,8 @@ async def test_commands_are_registered_globally_in_english_with_portuguese_local
     assert not options[("delete", "session")].get("required")
     assert (options[("history", "n")]["type"], options[("history", "n")]["min_value"]) == (4, 1)
     assert options[("history", "n")]["max_value"] == 50
+    assert options[("rename", "title")]["required"] is True
+    assert options[("rename", "title")]["max_length"] == TITLE_MAX_CHARS
 
 
 async def test_with_guild_ids_the_commands_are_registered_in_that_guild_and_none_globally(
@@ -272,6 +274,20 @@ async def test_new_answers_privately_with_the_untitled_or_given_title(
     assert untitled.is_ephemeral
     assert titled.is_ephemeral
     assert list((await session_ids(alice)).keys()) == ["Trip to Rome", text(ENGLISH, "untitled")]
+
+
+async def test_rename_answers_privately_and_the_active_session_carries_the_new_title(
+    start_bot: StartBot, alice: Person
+) -> None:
+    await start_bot()
+    await alice.command("new", {"title": "Trip to Rome"})
+    await alice.command("new", {"title": "Groceries"})
+
+    renamed = await alice.command("rename", {"title": "Trip to Lisbon"})
+
+    assert renamed.content == text(ENGLISH, "renamed", title="Trip to Lisbon")
+    assert renamed.is_ephemeral
+    assert list((await session_ids(alice)).keys()) == ["Trip to Lisbon", "Trip to Rome"]
 
 
 async def test_sessions_lists_them_privately_with_a_menu_that_switches_and_the_next_message_follows(
@@ -486,6 +502,21 @@ async def test_model_shows_the_current_one_sets_one_for_the_next_message_and_ref
     assert expected.is_error
     assert refused.content == expected.text
     assert refused.is_ephemeral
+
+
+async def test_usage_answers_privately_with_the_tokens_the_model_reported(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    assert await chats(alice, "hello there") == "echo: hello there"
+    (reported,) = fake_openrouter.reported_usages
+    prompt, completion = reported["prompt_tokens"], reported["completion_tokens"]
+
+    shown = await alice.command("usage")
+
+    assert shown.is_ephemeral
+    assert f"{prompt + completion} tokens ({prompt} prompt + {completion} answer)" in shown.content
+    assert shown.content.endswith(text(ENGLISH, "usage_no_budget"))
 
 
 # --- 7. /retry -----------------------------------------------------------------------------------

@@ -350,6 +350,7 @@ DESIGN_OPERATIONS = {
     ("post", "/api/sessions"),
     ("get", "/api/sessions/{sessionId}"),
     ("get", "/api/users/{userId}/sessions"),
+    ("get", "/api/users/{userId}/usage"),
     ("delete", "/api/sessions/{sessionId}"),
     ("post", "/api/chat/session/start"),
     ("post", "/api/chat/session"),
@@ -1098,6 +1099,7 @@ async def secured_api(serve_api: ServeApi) -> RunningApi:
 PROTECTED = [
     ("POST", "/api/sessions", {"userId": "ana"}),
     ("GET", "/api/users/ana/sessions", None),
+    ("GET", "/api/users/ana/usage", None),
     ("POST", "/api/chat/session/start", {"userId": "ana", "initialMessage": "Hi"}),
     *SESSION_SCOPED,
 ]
@@ -1273,6 +1275,7 @@ async def test_a_users_jwt_may_not_list_or_create_for_another_user(
 
     responses = [
         await client.get("/api/users/bob/sessions", headers=ana),
+        await client.get("/api/users/bob/usage", headers=ana),
         await client.post("/api/sessions", json={"userId": "bob"}, headers=ana),
         await client.post(
             "/api/chat/session/start", json={"userId": "bob", "initialMessage": "Hi"}, headers=ana
@@ -1284,6 +1287,49 @@ async def test_a_users_jwt_may_not_list_or_create_for_another_user(
     assert fake_openrouter.requests == []
     listing = await client.get("/api/users/bob/sessions", headers=bearer(API_TOKEN))
     assert listing.json() == {"sessions": []}
+
+
+async def test_usage_is_the_users_own_reported_tokens_and_cost_for_their_jwt_or_the_service(
+    serve_api: ServeApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    api = await serve_api(api_token=API_TOKEN, jwt_secret=JWT_SECRET, daily_token_budget=10_000)
+    client, ana = api.client, user_jwt("ana")
+    started = await client.post(
+        "/api/chat/session/start", json={"userId": "ana", "initialMessage": "Hello there"},
+        headers=ana,
+    )  # fmt: skip
+    assert started.status_code == 201, started.text
+    (reported,) = fake_openrouter.reported_usages
+
+    own = await client.get("/api/users/ana/usage", headers=ana)
+    assert own.status_code == 200, own.text
+    body = own.json()
+    today = {
+        "promptTokens": reported["prompt_tokens"],
+        "completionTokens": reported["completion_tokens"],
+        "totalTokens": reported["total_tokens"],
+        "cost": pytest.approx(reported["cost"], abs=1e-6),
+    }
+    assert body == {
+        "today": today,
+        "last30Days": today,
+        "dailyBudget": 10_000,
+        "budgetLeft": 10_000 - reported["total_tokens"],
+    }
+    by_service = await client.get("/api/users/ana/usage", headers=bearer(API_TOKEN))
+    assert by_service.json() == own.json()
+    assert_error(
+        await client.get("/api/users/ana/usage", headers=user_jwt("bob")), 403, "forbidden"
+    )
+    nobody = (await client.get("/api/users/bob/usage", headers=user_jwt("bob"))).json()
+    assert nobody["today"] == dict.fromkeys(USAGE_FIELDS, 0)
+    assert nobody["budgetLeft"] == 10_000
+
+
+async def test_without_a_daily_budget_usage_says_null_for_it(api: RunningApi) -> None:
+    body = (await api.client.get("/api/users/ana/usage")).json()
+    assert (body["dailyBudget"], body["budgetLeft"]) == (None, None)
+    assert body["last30Days"] == dict.fromkeys(USAGE_FIELDS, 0)
 
 
 async def test_a_jwt_alone_works_when_no_api_token_is_set(serve_api: ServeApi) -> None:

@@ -39,7 +39,9 @@ from core.messages import (
     help_text,
     notice_text,
     text,
+    usage_text,
 )
+from core.sessions.usage import COST_DIGITS, UsageReport, UsageTotals
 from tests.e2e.conftest import Service
 from tests.fakes import telegram_server
 from tests.fakes.openrouter_server import FakeOpenRouter
@@ -386,6 +388,26 @@ async def test_model_shows_refuses_a_bad_id_and_sets_the_model_the_next_message_
     )
     assert chosen.visible_text == "Model set to some/model for this and new conversations."
     assert [r.body["model"] for r in fake_openrouter.requests] == ["some/model"]
+
+
+async def test_usage_shows_the_tokens_the_model_reported_today_and_in_30_days(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    await alice.asks_model("when is high tide?")
+    await alice.asks_model("and low tide?")
+    reported = fake_openrouter.reported_usages
+    prompt = sum(usage["prompt_tokens"] for usage in reported)
+    completion = sum(usage["completion_tokens"] for usage in reported)
+    cost = round(sum(usage["cost"] for usage in reported), COST_DIGITS)
+    assert min(prompt, completion, cost) > 0
+
+    shown = (await alice.asks("/usage")).visible_text
+
+    totals = UsageTotals(prompt, completion, cost)
+    expected = usage_text(ENGLISH, UsageReport(totals, totals, None, None))
+    assert shown == expected.replace("*", "")  # bold on Telegram
+    assert f"Today: {prompt + completion} tokens ({prompt} prompt + {completion} answer)" in shown
 
 
 async def test_retry_answers_the_last_message_again(

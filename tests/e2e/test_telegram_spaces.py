@@ -109,3 +109,23 @@ async def test_in_shared_mode_only_the_creator_or_an_admin_deletes_a_session(
     deleted = await bob.taps(confirm, "Delete")
     assert "Alice's plan" in deleted.visible_text
     assert "Alice's plan" not in (await alice.asks("/sessions")).visible_text
+
+
+async def test_rename_titles_the_active_session_and_in_shared_mode_only_its_creator_or_an_admin(
+    start_bot: StartBot, fake_telegram: FakeTelegram
+) -> None:
+    await start_bot(GROUP_SESSIONS="shared")
+    alice = Person(fake_telegram, chat_type="group")
+    bob = Person(fake_telegram, user_id=BOB_ID, username="bob", chat_type="group")
+    await alice.asks("/new Alice's plan")
+
+    renamed = await alice.asks(f"/rename@{BOT_USERNAME} Our trip")
+    assert renamed.visible_text == "This conversation is now Our trip."
+    refused = await bob.asks("/rename Bob's trip")
+    assert refused.visible_text == text(ENGLISH, "not_session_creator")
+
+    fake_telegram.make_admin(BOB_ID, chat_id=DEFAULT_GROUP_ID)  # asked of the Bot API per /rename
+    await bob.asks("/rename Lisbon in May")
+    listing = (await alice.asks("/sessions")).visible_text
+    assert "Lisbon in May" in listing
+    assert "Our trip" not in listing

@@ -104,6 +104,7 @@ class FakeOpenRouter:
         self.reply_text: str | None = None  # None: echo the last user message
         self.deltas_per_reply = 4
         self.reports_cost = True
+        self.reported_usages: list[dict[str, Any]] = []  # every usage object sent, in order
         self.sends_comment_between_chunks = False
         self._faults: deque[_Fault] = deque()
         self.listed_models = {model.id: model for model in DEFAULT_LISTED_MODELS}
@@ -446,6 +447,7 @@ class FakeOpenRouter:
         }
         if self.reports_cost:
             usage["cost"] = round((prompt + 2 * completion) * 1e-6, 9)
+        self.reported_usages.append(usage)
         return usage
 
 

@@ -71,6 +71,7 @@ USER_KEY_TYPES = {
     re.compile(r"user:tokens:[0-9]+:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "string",
     re.compile(r"user:state:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "hash",
     re.compile(r"user:seen:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "string",
+    re.compile(r"user:usage:[0-9]+:\{(?P<tag>[0-9a-f]{4})\}:(?P<user>.+)", re.DOTALL): "hash",
 }
 SESSION_KEY = re.compile(r"^session:\{(?P<tag>[0-9a-f]{4})\}:(?P<sid>[0-9a-f]{32})(?P<suffix>.*)$")
 SESSION_SUFFIX_TYPES = {"": "hash", ":messages": "list", ":lock": "string"}

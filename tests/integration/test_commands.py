@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.commands import CommandHandler, Reply, TurnReply, parse_command
-from core.messages import PORTUGUESE
+from core.messages import PORTUGUESE, text
 
 ANA = "telegram:1"
 BOB = "telegram:2"
@@ -73,6 +73,39 @@ async def test_a_title_longer_than_allowed_is_refused(commands: CommandHandler):
     refused = await say(commands, "/new " + "t" * 101)
     assert refused.is_error
     assert "100" in refused.text
+
+
+async def test_rename_retitles_the_active_session_up_to_the_title_limit(
+    commands: CommandHandler,
+):
+    await say(commands, "/new Tides")
+    await say(commands, "/new Volcanoes")
+    below = await say(commands, "/rename  Lava  and\nash ")
+    assert not below.is_error
+    assert "*Lava and ash*" in below.text  # one line, single spaces, as lists show it
+    at_limit = "t" * 100
+    assert not (await say(commands, "/rename " + at_limit)).is_error
+    above = await say(commands, "/rename " + "u" * 101)
+    assert above.is_error
+    assert "100" in above.text
+    listing = await commands.store.list_sessions(ANA)
+    assert [session.title for session in listing.sessions] == [at_limit, "Tides"]
+
+
+async def test_rename_without_a_title_says_how_and_changes_nothing(commands: CommandHandler):
+    await say(commands, "/new Tides")
+    for locale in ("en", PORTUGUESE):
+        reply = await say(commands, "/rename", locale=locale)
+        assert not reply.is_error
+        assert "/rename" in reply.text
+        assert "100" in reply.text
+    assert (await commands.store.list_sessions(ANA)).sessions[0].title == "Tides"
+
+
+async def test_rename_without_an_active_session_creates_none(commands: CommandHandler):
+    reply = await say(commands, "/rename Anything", user=BOB)
+    assert reply.text == text("en", "no_session")
+    assert not (await commands.store.list_sessions(BOB)).sessions
 
 
 async def test_the_session_limit_says_how_to_free_a_slot(commands: CommandHandler):

@@ -184,6 +184,25 @@ async def test_only_the_creator_or_a_chat_admin_deletes_a_shared_session(
     assert not (await say(commands, in_group(ANA, shared=True), own)).is_error
 
 
+async def test_only_the_creator_or_a_chat_admin_renames_a_shared_session(
+    commands: CommandHandler,
+):
+    await say(commands, in_group(ANA, shared=True), "/new Ana's plan")
+    refused = await say(commands, in_group(BOB, shared=True), "/rename Bob's plan")
+    assert refused.is_error
+    assert "started this conversation" in refused.text
+    assert (await commands.store.list_sessions(GROUP)).sessions[0].title == "Ana's plan"
+
+    by_admin = await say(commands, in_group(BOB, shared=True, admin=True), "/rename Our plan")
+    assert not by_admin.is_error
+    by_creator = await say(commands, in_group(ANA, shared=True), "/rename Ana's again")
+    assert not by_creator.is_error
+    assert (await commands.store.list_sessions(GROUP)).sessions[0].title == "Ana's again"
+    # In per-user group spaces each member renames their own, as in their DM.
+    await say(commands, in_group(BOB), "/new Bob's own")
+    assert not (await say(commands, in_group(BOB), "/rename Mine")).is_error
+
+
 async def test_a_session_a_turn_creates_in_a_shared_chat_is_its_writers(
     commands: CommandHandler, redis_client: aioredis.Redis
 ):

@@ -18,6 +18,7 @@ from core.sessions.keys import (
     user_tag,
     user_tokens_key,
     user_turns_key,
+    user_usage_key,
 )
 from core.sessions.store import SessionStore
 from tests.integration.store_turns import MODEL, make_store, store_turn, today
@@ -71,6 +72,7 @@ async def test_the_scripts_name_a_users_keys_as_keys_py_does(redis_client):
         user_turns_key(user),
         user_tokens_key(user, day),
         user_seen_key(user),
+        user_usage_key(user, day),
     }
     assert await redis_client.zrange(user_index_key(user), 0, -1) == [start.session.id]
     assert await redis_client.hget(user_state_key(user), "model") == "other/model"

@@ -16,8 +16,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from core.sessions.keys import (
+    DAY_KINDS,
     TAG_LENGTH,
-    TOKENS,
     USER_KEY_KINDS,
     new_session_id,
     session_key,
@@ -28,6 +28,7 @@ from core.sessions.keys import (
     user_tag,
     user_tokens_key,
     user_turns_key,
+    user_usage_key,
 )
 
 # Pieces that make ids look like other keys' names, beside any Unicode at all.
@@ -52,7 +53,7 @@ DAYS = st.integers(min_value=0, max_value=10**6)
 KINDS = st.sampled_from(USER_KEY_KINDS)
 # (kind, day or None, user id): every key a user has.
 USER_KEYS = st.tuples(KINDS, DAYS, USER_IDS).map(
-    lambda drawn: (drawn[0], drawn[1] if drawn[0] == TOKENS else None, drawn[2])
+    lambda drawn: (drawn[0], drawn[1] if drawn[0] in DAY_KINDS else None, drawn[2])
 )
 # Two keys of users whose ids differ by a tail of lookalike pieces (`X` and `X:sessions`):
 # where a layout that can alias does.
@@ -123,7 +124,7 @@ def test_two_different_user_keys_never_share_a_name_even_under_one_tag(pair):
 
 
 @given(USER_IDS, DAYS)
-def test_a_users_keys_are_five_names_in_the_users_slot_apart_from_every_session_key(
+def test_a_users_keys_are_six_names_in_the_users_slot_apart_from_every_session_key(
     user_id: str, day: int
 ):
     keys = [
@@ -132,6 +133,7 @@ def test_a_users_keys_are_five_names_in_the_users_slot_apart_from_every_session_
         user_turns_key(user_id),
         user_tokens_key(user_id, day),
         user_seen_key(user_id),
+        user_usage_key(user_id, day),
     ]
     assert len(set(keys)) == len(keys)
     assert {cluster_hash_tag(key) for key in keys} == {user_tag(user_id)}
@@ -145,8 +147,8 @@ def test_a_users_keys_are_five_names_in_the_users_slot_apart_from_every_session_
 def every_key_of_small_ids(key_name: Callable[[str, int | None, str], str]) -> Counter[str]:
     """Every key (all kinds, two days) of every id of up to three lookalike pieces, counted."""
     ids = {"".join(pieces) for size in range(4) for pieces in product(SMALL_PIECES, repeat=size)}
-    kinds = [(kind, None) for kind in USER_KEY_KINDS if kind != TOKENS]
-    kinds += [(TOKENS, day) for day in SMALL_DAYS]
+    kinds = [(kind, None) for kind in USER_KEY_KINDS if kind not in DAY_KINDS]
+    kinds += [(kind, day) for kind in DAY_KINDS for day in SMALL_DAYS]
     return Counter(key_name(kind, day, user_id) for user_id in ids for kind, day in kinds)
 
 

@@ -20,6 +20,9 @@
 -- ARGV[18] what the answer tells besides (docs/data-model.md, "Notices"): 'e' that the space's
 --          previous session expired, 'c' that older messages no longer reach the model, both
 --          or '' (none); so the next turns do not tell it again
+-- ARGV[19] the person whose /usage the reported usage (ARGV[7..9]) adds to ('' = nobody: not
+--          a turn's answer, or a shared space's, which settle_turn.lua counts in their slot);
+--          counted like the tokens, even when the session is gone or the answer fenced out
 -- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'} or {'LOCK_LOST'}
 local sid, role, token, call = ARGV[2], ARGV[4], ARGV[12], ARGV[15] or ''
 local kept = kept_reply(call)
@@ -29,6 +32,9 @@ local is_fenced = token ~= '' and not holds_turn(sid, token)
 if token ~= '' and not is_fenced then redis.call('DEL', session_key(sid, ':lock')) end
 local now = now_ms()
 if ARGV[14] ~= '' then settle_tokens(token, ARGV[14], tonumber(ARGV[16]) or 0, now) end
+if (ARGV[19] or '') ~= '' and ARGV[7] ~= '' then
+  add_usage(ARGV[19], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), now)
+end
 if is_fenced then return keep_reply(call, {'LOCK_LOST'}) end
 
 local uid = owner_of(sid, ARGV[3])

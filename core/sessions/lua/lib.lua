@@ -217,6 +217,20 @@ local function spend_tokens(uid, tokens, now)
   redis.call('PEXPIREAT', key, day_ends)
 end
 
+-- /usage: what a person's turns cost on the UTC day `now` falls in, as the model reported it,
+-- one hash per day (`prompt`, `completion`, `cost` in USD). Kept 31 days from the day's start,
+-- so the last 30 days are always there to sum; counted whether or not DAILY_TOKEN_BUDGET is set.
+local USAGE_DAYS = 31
+
+local function add_usage(uid, prompt, completion, cost, now)
+  local day = math.floor(now / DAY_MS)
+  local key = user_key(uid, ':usage:' .. string.format('%d', day))
+  redis.call('HINCRBY', key, 'prompt', prompt)
+  redis.call('HINCRBY', key, 'completion', completion)
+  if cost and cost > 0 then redis.call('HINCRBYFLOAT', key, 'cost', cost) end
+  redis.call('PEXPIREAT', key, (day + USAGE_DAYS) * DAY_MS)
+end
+
 -- The tokens `entries` (strings) take by the estimate of core/conversation.py: a token per
 -- three bytes, rounded up.
 local function estimated_tokens(entries)
