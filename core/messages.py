@@ -128,6 +128,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Your message is empty.",
         "message_too_long": "Your message has {length} characters; the limit is {limit}. "
         "Please shorten it or split it.",
+        "system_prompt_too_long": "That persona has {length} characters; the limit is {limit}. "
+        "Please shorten it.",
         "too_many_attachments": "Send at most {limit} files with one message; this one has "
         "{count}.",
         "heard": "🎤 “{transcript}”",
@@ -297,6 +299,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "
         "Encurte ou divida a mensagem.",
+        "system_prompt_too_long": "Essa persona tem {length} caracteres; o limite é {limit}. "
+        "Encurte-a.",
         "too_many_attachments": "Mande no máximo {limit} arquivos por mensagem; esta tem {count}.",
         "heard": "🎤 “{transcript}”",
         "document_cut": "📄 Só o começo de {name} foi lido: o modelo vê no máximo {limit} "
