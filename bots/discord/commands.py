@@ -24,6 +24,7 @@ from core.messages import (
     PORTUGUESE,
     normalize_locale,
 )
+from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +106,15 @@ async def _model(
     await answerer_of(interaction).run_command(interaction, _typed("model", model_id))
 
 
+@app_commands.command(name="persona", description=_about("persona"))
+@app_commands.describe(persona=_describe("persona.persona"))
+async def _persona(
+    interaction: Interaction,
+    persona: app_commands.Range[str, 1, MAX_SYSTEM_PROMPT_LENGTH] | None = None,
+) -> None:
+    await answerer_of(interaction).run_command(interaction, _typed("persona", persona))
+
+
 async def _suggest(interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
     return await answerer_of(interaction).suggest_sessions(interaction, current)
 
@@ -113,7 +123,7 @@ _switch.autocomplete("session")(_suggest)
 _delete.autocomplete("session")(_suggest)
 SLASH_COMMANDS: tuple[SlashCommand, ...] = (
     _new, _without_options("sessions"), _switch, _history, _without_options("export"), _delete,
-    _model, _without_options("retry"), _without_options("stop"), _without_options("help"),
+    _model, _persona, _without_options("retry"), _without_options("stop"), _without_options("help"),
 )  # fmt: skip
 
 

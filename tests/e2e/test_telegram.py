@@ -40,6 +40,7 @@ from core.messages import (
     notice_text,
     text,
 )
+from core.personas import BUILT_IN
 from tests.e2e.conftest import Service
 from tests.fakes import telegram_server
 from tests.fakes.openrouter_server import FakeOpenRouter
@@ -386,6 +387,41 @@ async def test_model_shows_refuses_a_bad_id_and_sets_the_model_the_next_message_
     )
     assert chosen.visible_text == "Model set to some/model for this and new conversations."
     assert [r.body["model"] for r in fake_openrouter.requests] == ["some/model"]
+
+
+async def test_a_persona_set_on_telegram_is_the_next_requests_system_message_and_is_listed(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    tutor = next(p for p in BUILT_IN if p.name == "tutor")
+    await alice.asks_model("hello")
+
+    menu = await alice.asks("/persona")
+    offered = [b["text"] for b in menu.buttons()]  # the keyboard closes once tapped
+    chosen = await alice.taps(menu, f"tutor — {tutor.description}")
+    await alice.asks_model("explain tides")
+    own = await alice.asks("/persona Answer only in haiku.")
+    await alice.asks_model("and the moon?")
+    listing = await alice.asks("/sessions")
+
+    assert menu.visible_text.startswith("hello answers as the default:\n\n")
+    assert offered == [f"{p.name} — {p.description}" for p in BUILT_IN]
+    assert chosen.visible_text == "hello now answers as tutor."
+    assert own.visible_text == "hello now answers as custom."
+    systems = [r.body["messages"][0] for r in fake_openrouter.requests]
+    assert systems[1:] == [
+        {"role": "system", "content": tutor.prompt},
+        {"role": "system", "content": "Answer only in haiku."},
+    ]
+    assert systems[0]["content"] != tutor.prompt  # the first answer had the global prompt
+    assert listing.visible_text.splitlines()[1] == (
+        f"▶ 1. hello · 6 messages · {DEFAULT_MODEL} · 🎭 custom"
+    )
+
+    reset = await alice.asks("/persona reset")
+    relisted = await alice.asks("/sessions")
+    assert reset.visible_text == "hello is back to the default persona."
+    assert relisted.visible_text.splitlines()[1] == f"▶ 1. hello · 6 messages · {DEFAULT_MODEL}"
 
 
 async def test_retry_answers_the_last_message_again(
