@@ -23,6 +23,7 @@ import itertools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -422,6 +423,24 @@ async def test_a_persona_set_on_telegram_is_the_next_requests_system_message_and
     relisted = await alice.asks("/sessions")
     assert reset.visible_text == "hello is back to the default persona."
     assert relisted.visible_text.splitlines()[1] == f"▶ 1. hello · 6 messages · {DEFAULT_MODEL}"
+
+
+async def test_the_presets_of_personas_file_are_the_ones_offered_and_set(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    personas = tmp_path / "personas.toml"
+    personas.write_text('[pirate]\ndescription = "Arr"\nprompt = "You are a pirate."\n')
+    await start_bot(PERSONAS_FILE=str(personas))
+
+    menu = await alice.asks("/persona")
+    offered = [b["text"] for b in menu.buttons()]
+    chosen = await alice.taps(menu, "pirate — Arr")
+    await alice.asks_model("ahoy")
+
+    assert offered == ["pirate — Arr"]
+    assert chosen.visible_text == "New conversation now answers as pirate."  # none yet: made
+    sent = fake_openrouter.requests[-1].body["messages"][0]
+    assert sent == {"role": "system", "content": "You are a pirate."}
 
 
 async def test_retry_answers_the_last_message_again(
