@@ -21,6 +21,7 @@ from core.llm.models import ModelCatalog
 from core.llm.openrouter import OpenRouterClient
 from core.observability.analytics import AnalyticsFlusher, Tallies
 from core.observability.metrics import Metrics
+from core.personas import load_personas
 from core.sessions.key_migration import KeyMigrationReport, migrate_until_done, migrate_user_keys
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
@@ -68,6 +69,8 @@ async def open_services(
     `may_join_embedded`: use the embedded Redis of a service already running in this
     directory (the terminal beside `make run`) instead of refusing its data directory.
     """
+    # Read before anything starts: a bad file stops the service (ConfigError, exit code 2).
+    personas = load_personas(settings.personas_file)
     async with AsyncExitStack() as stack:
         url = await _redis_url(settings, stack, may_join_embedded=may_join_embedded)
         redis = redis_from_settings(settings, url=url)
@@ -109,7 +112,7 @@ async def open_services(
             ),
             model,
         )
-        commands = CommandHandler(chat, metrics, intake=intake)
+        commands = CommandHandler(chat, metrics, intake=intake, personas=personas)
         yield Services(
             settings, redis, store, chat, commands, metrics, analytics=analytics, intake=intake,
             webhooks=webhooks, key_migration=key_migration,

@@ -26,6 +26,7 @@ from core.errors import (
 )
 from core.messages import describe, help_text, text, usage_text
 from core.observability.metrics import Metrics, front_of
+from core.personas import RESET, PersonaCatalog
 from core.sessions.export import MEDIA_TYPE, export_session
 from core.sessions.keys import SESSION_ID_PATTERN
 from core.sessions.store import SessionStore
@@ -119,8 +120,10 @@ class CommandHandler:
         metrics: Metrics | None = None,
         *,
         intake: AttachmentIntake | None = None,
+        personas: PersonaCatalog | None = None,
     ) -> None:
         self.chat = chat
+        self.personas = personas if personas is not None else PersonaCatalog()
         self.store = chat.store
         self.metrics = metrics if metrics is not None else chat.metrics
         self._intake = intake  # None: files are refused (a core without a model client)
@@ -247,6 +250,7 @@ class CommandHandler:
                     count=session.message_count,
                     model=session.model,
                 )
+                + self._persona_note(session, request)
             )
             choices.append(Choice(f"{number}. {title}", f"/switch {session.id}"))
         return Reply("\n".join(lines), tuple(choices))
@@ -287,8 +291,9 @@ class CommandHandler:
         if session is None:
             return Reply(text(request.locale, "no_session"))
         exported = await export_session(
-            self.store, session, owner=request.user_id, locale=request.locale
-        )
+            self.store, session, owner=request.user_id, locale=request.locale,
+            persona=self._persona_label(session, request),
+        )  # fmt: skip
         caption = text(
             request.locale,
             "export_caption",
@@ -339,6 +344,76 @@ class CommandHandler:
             raise InvalidArgument(name="model", reason=f"expected a model id like {MODEL_EXAMPLE}")
         await self.store.set_user_model(request.user_id, model_id)
         return Reply(text(request.locale, "model_set", model=model_id))
+
+    async def persona(self, request: Request) -> Outcome:
+        """Show the active session's system prompt and the presets, or set or reset it."""
+        session = await self.store.active_session(request.user_id)
+        if not request.args:
+            return self._persona_menu(session, request)
+        argument = request.args
+        if session is not None:
+            await self._require_deletable(session, request)
+        if argument.lower() == RESET:
+            if session is None:
+                return Reply(text(request.locale, "no_session"))
+            session = await self.store.update_session(
+                session.id, owner=request.user_id, is_system_prompt_reset=True
+            )
+            return Reply(text(request.locale, "persona_reset", title=_title(session, request)))
+        prompt = self._prompt_of(argument, request)
+        if session is None:
+            session = await self.store.create_session(
+                request.user_id, default_model=self.chat.settings.default_model,
+                creator=request.speaker.person, system_prompt=prompt,
+            )  # fmt: skip
+        else:
+            session = await self.store.update_session(
+                session.id, owner=request.user_id, system_prompt=prompt
+            )
+        label = self._persona_label(session, request)
+        return Reply(
+            text(request.locale, "persona_set", title=_title(session, request), label=label)
+        )
+
+    def _prompt_of(self, argument: str, request: Request) -> str:
+        """A preset's prompt by its name, else the argument as instructions of their own; one
+        word that names no preset is more likely a mistyped name than instructions."""
+        preset = self.personas.get(argument)
+        if preset is not None:
+            return preset.prompt
+        if len(argument.split()) == 1:
+            names = ", ".join(persona.name for persona in self.personas)
+            reason = text(request.locale, "persona_unknown", names=names)
+            raise InvalidArgument(name="persona", reason=reason)
+        return argument
+
+    def _persona_menu(self, session: Session | None, request: Request) -> Reply:
+        locale = request.locale
+        choices = [
+            Choice(f"{p.name} — {p.description}", f"/persona {p.name}") for p in self.personas
+        ]
+        if session is None:
+            prompt = self.chat.settings.system_prompt
+            return Reply(text(locale, "persona_none", prompt=prompt), tuple(choices))
+        prompt = session.system_prompt or self.chat.settings.system_prompt
+        label = self._persona_label(session, request) or text(locale, "persona_default")
+        shown = text(
+            locale, "persona_current", title=_title(session, request), label=label, prompt=prompt
+        )
+        if session.system_prompt is not None:
+            choices.append(Choice(text(locale, "persona_reset_choice"), f"/persona {RESET}"))
+        return Reply(shown, tuple(choices))
+
+    def _persona_label(self, session: Session, request: Request) -> str | None:
+        """The session's preset's name, "custom", or None when the global prompt applies."""
+        if session.system_prompt is None:
+            return None
+        name = self.personas.name_of(session.system_prompt)
+        return name or text(request.locale, "persona_custom")
+
+    def _persona_note(self, session: Session, request: Request) -> str:
+        label = self._persona_label(session, request)
+        return text(request.locale, "session_persona", persona=label) if label else ""
 
     async def retry(self, request: Request) -> Outcome:
         speaker = request.speaker
@@ -397,6 +472,7 @@ COMMANDS: dict[str, Handler] = {
     "delete": CommandHandler.delete,
     "rename": CommandHandler.rename,
     "model": CommandHandler.model,
+    "persona": CommandHandler.persona,
     "retry": CommandHandler.retry,
     "stop": CommandHandler.stop,
     "usage": CommandHandler.usage,

@@ -103,6 +103,8 @@ class Session:
     created_at: datetime
     updated_at: datetime
     message_count: int
+    # Its own system prompt (/persona, PATCH systemPrompt); None: the global SYSTEM_PROMPT.
+    system_prompt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ password or a raw upstream body.
     ├── InputError                   the user's request is not acceptable as given
     │   ├── EmptyMessage
     │   ├── MessageTooLong           longer than MAX_MESSAGE_LENGTH
+    │   ├── SystemPromptTooLong      a session's system prompt (/persona) over its limit
     │   ├── AttachmentsTooLarge      a message's files over MAX_ATTACHMENT_BYTES_PER_SESSION
     │   ├── TooManyAttachments       more files in one message than MAX_FILES_PER_MESSAGE
     │   ├── UnknownCommand
@@ -84,6 +85,14 @@ class EmptyMessage(InputError):
 class MessageTooLong(InputError):
     code = "message_too_long"
     default_text = "The message has {length} characters; the limit is {limit}."
+
+    def __init__(self, *, length: int, limit: int) -> None:
+        super().__init__(length=length, limit=limit)
+
+
+class SystemPromptTooLong(InputError):
+    code = "system_prompt_too_long"
+    default_text = "The system prompt has {length} characters; the limit is {limit}."
 
     def __init__(self, *, length: int, limit: int) -> None:
         super().__init__(length=length, limit=limit)
@@ -227,12 +236,13 @@ class SessionNotFound(ChatbridgeError):
 
 
 class NotSessionCreator(ChatbridgeError):
-    """In a chat's shared sessions, only the session's creator or a chat admin may rename or
-    delete it."""
+    """In a chat's shared sessions, only the session's creator or a chat admin may rename it,
+    delete it or change its persona."""
 
     code = "not_session_creator"
     default_text = (
-        "Only who started this session, or an admin of the chat, may rename or delete it."
+        "Only who started this session, or an admin of the chat, may rename it, delete it or "
+        "change its persona."
     )
 
 

@@ -37,6 +37,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "delete": "Delete a conversation (the current one by default)",
         "rename": "Give the current conversation a new title",
         "model": "Show or choose the model",
+        "persona": "Show or set this conversation's persona (system prompt)",
         "retry": "Answer your last message again",
         "stop": "Stop the answer being written",
         "usage": "Your tokens and cost today and in the last 30 days",
@@ -51,6 +52,7 @@ COMMAND_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "delete": "Apagar uma conversa (a atual por padrão)",
         "rename": "Dar um novo título à conversa atual",
         "model": "Ver ou escolher o modelo",
+        "persona": "Ver ou definir a persona (prompt de sistema) desta conversa",
         "retry": "Responder de novo a sua última mensagem",
         "stop": "Interromper a resposta em andamento",
         "usage": "Seus tokens e custo hoje e nos últimos 30 dias",
@@ -67,6 +69,7 @@ OPTION_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "delete.session": "The conversation (the current one if left out)",
         "rename.title": "The new title of the current conversation",
         "model.id": "A model id, e.g. anthropic/claude-3.5-haiku",
+        "persona.persona": "A preset's name, your own instructions, or reset",
     },
     PORTUGUESE: {
         "new.title": "Um título para a conversa",
@@ -75,6 +78,7 @@ OPTION_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "delete.session": "A conversa (a atual, se omitida)",
         "rename.title": "O novo título da conversa atual",
         "model.id": "Um id de modelo, p. ex. anthropic/claude-3.5-haiku",
+        "persona.persona": "O nome de uma predefinição, suas próprias instruções, ou reset",
     },
 }
 
@@ -91,12 +95,26 @@ _TEXTS: dict[str, dict[str, str]] = {
         "sessions_header": "*Your conversations* (▶ = current):",
         "sessions_empty": "You have no conversations yet. Just send a message, or use /new.",
         "session_line": "{marker}{number}. {title} · {count} messages · {model}",
+        "session_persona": " · 🎭 {persona}",
+        "persona_custom": "custom",
+        "persona_default": "the default",
+        "persona_current": "*{title}* answers as {label}:\n\n{prompt}\n\n"
+        "Pick a preset below, send /persona followed by your own instructions, or "
+        "/persona reset to go back to the default.",
+        "persona_none": "Your next conversation answers as the default:\n\n{prompt}\n\n"
+        "Pick a preset below, or send /persona followed by your own instructions.",
+        "persona_set": "*{title}* now answers as {label}.",
+        "persona_reset": "*{title}* is back to the default persona.",
+        "persona_reset_choice": "↩ Default",
+        "persona_unknown": "a preset's name ({names}), reset, or instructions of more than "
+        "one word",
         "switched": "Now in *{title}* ({count} messages).",
         "history_header": "*{title}*: last {shown} of {total} messages",
         "history_empty": "No messages in this conversation yet.",
         "export_caption": "*{title}* as Markdown ({count} messages).",
         "export_details": "Model `{model}` · started {created} · last activity {updated} · "
         "{count} messages",
+        "export_persona": "Persona: {persona}",
         "export_saved": "Saved to {path}",
         "export_files": "Files:",
         "export_file": "- {name} ({media_type}, {size})",
@@ -144,6 +162,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Your message is empty.",
         "message_too_long": "Your message has {length} characters; the limit is {limit}. "
         "Please shorten it or split it.",
+        "system_prompt_too_long": "That persona has {length} characters; the limit is {limit}. "
+        "Please shorten it.",
         "too_many_attachments": "Send at most {limit} files with one message; this one has "
         "{count}.",
         "heard": "🎤 “{transcript}”",
@@ -185,7 +205,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Delete one with /delete to start another.",
         "session_limit_pick": "Pick the one to delete:",
         "not_session_creator": "Only the person who started this conversation, or an admin of "
-        "this chat, can rename or delete it.",
+        "this chat, can rename it, delete it or change its persona.",
         "nothing_to_retry": "There is no message of yours to answer again here.",
         "session_busy": "I'm still answering your previous message. Try again in a moment.",
         "turn_lock_lost": "This answer was not saved: the conversation moved on without it "
@@ -269,12 +289,26 @@ _TEXTS: dict[str, dict[str, str]] = {
         "sessions_header": "*Suas conversas* (▶ = atual):",
         "sessions_empty": "Você ainda não tem conversas. Mande uma mensagem ou use /new.",
         "session_line": "{marker}{number}. {title} · {count} mensagens · {model}",
+        "session_persona": " · 🎭 {persona}",
+        "persona_custom": "personalizada",
+        "persona_default": "a padrão",
+        "persona_current": "*{title}* responde como {label}:\n\n{prompt}\n\n"
+        "Escolha uma predefinição abaixo, mande /persona seguido das suas próprias instruções, "
+        "ou /persona reset para voltar à padrão.",
+        "persona_none": "Sua próxima conversa responde como a padrão:\n\n{prompt}\n\n"
+        "Escolha uma predefinição abaixo, ou mande /persona seguido das suas próprias instruções.",
+        "persona_set": "*{title}* agora responde como {label}.",
+        "persona_reset": "*{title}* voltou à persona padrão.",
+        "persona_reset_choice": "↩ Padrão",
+        "persona_unknown": "o nome de uma predefinição ({names}), reset, ou instruções com mais "
+        "de uma palavra",
         "switched": "Agora em *{title}* ({count} mensagens).",
         "history_header": "*{title}*: últimas {shown} de {total} mensagens",
         "history_empty": "Ainda não há mensagens nesta conversa.",
         "export_caption": "*{title}* em Markdown ({count} mensagens).",
         "export_details": "Modelo `{model}` · iniciada em {created} · última atividade "
         "{updated} · {count} mensagens",
+        "export_persona": "Persona: {persona}",
         "export_saved": "Salvo em {path}",
         "export_files": "Arquivos:",
         "export_file": "- {name} ({media_type}, {size})",
@@ -323,6 +357,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "
         "Encurte ou divida a mensagem.",
+        "system_prompt_too_long": "Essa persona tem {length} caracteres; o limite é {limit}. "
+        "Encurte-a.",
         "too_many_attachments": "Mande no máximo {limit} arquivos por mensagem; esta tem {count}.",
         "heard": "🎤 “{transcript}”",
         "document_cut": "📄 Só o começo de {name} foi lido: o modelo vê no máximo {limit} "
@@ -363,7 +399,7 @@ _TEXTS: dict[str, dict[str, str]] = {
         "Apague uma com /delete para começar outra.",
         "session_limit_pick": "Escolha qual apagar:",
         "not_session_creator": "Só quem começou esta conversa, ou um admin deste chat, pode "
-        "renomeá-la ou apagá-la.",
+        "renomeá-la, apagá-la ou mudar sua persona.",
         "nothing_to_retry": "Não há mensagem sua para responder de novo aqui.",
         "session_busy": "Ainda estou respondendo sua mensagem anterior. Tente daqui a pouco.",
         "turn_lock_lost": "Esta resposta não foi salva: a conversa seguiu sem ela "

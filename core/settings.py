@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -98,6 +99,9 @@ class Settings(BaseSettings):
     # that reads images.
     vision_model: str | None = None
     system_prompt: str = "You are a helpful assistant. Answer concisely."
+    # The /persona presets: a TOML file, one [name] table with description and prompt each
+    # (core/personas.py reads it at startup); unset or empty: the built-in presets.
+    personas_file: Path | None = None
     # The speech-to-text model voice notes and audio are transcribed with (OpenRouter's
     # POST /audio/transcriptions; a chat model is refused there).
     transcription_model: str = "openai/whisper-1"
@@ -173,6 +177,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("personas_file", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("redis_url")
     @classmethod

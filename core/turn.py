@@ -462,7 +462,8 @@ class Turn:
             kept.append(ChatMessage(entry.role, self._content_of(entry)))  # a Role is a str
         kept.reverse()
         self._is_context_trimmed = len(kept) < len(self._started.context)
-        system = self._service.settings.system_prompt
+        # The session's own (/persona) when it has one, else the global SYSTEM_PROMPT.
+        system = self._started.session.system_prompt or self._service.settings.system_prompt
         context = [ChatMessage(role="system", content=system), *kept] if system else kept
         self._prompt_tokens = sum(_estimated_tokens(message) for message in context)
         return context

@@ -24,6 +24,7 @@ from core.messages import (
     PORTUGUESE,
     normalize_locale,
 )
+from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +112,15 @@ async def _model(
     await answerer_of(interaction).run_command(interaction, _typed("model", model_id))
 
 
+@app_commands.command(name="persona", description=_about("persona"))
+@app_commands.describe(persona=_describe("persona.persona"))
+async def _persona(
+    interaction: Interaction,
+    persona: app_commands.Range[str, 1, MAX_SYSTEM_PROMPT_LENGTH] | None = None,
+) -> None:
+    await answerer_of(interaction).run_command(interaction, _typed("persona", persona))
+
+
 async def _suggest(interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
     return await answerer_of(interaction).suggest_sessions(interaction, current)
 
@@ -119,8 +129,8 @@ _switch.autocomplete("session")(_suggest)
 _delete.autocomplete("session")(_suggest)
 SLASH_COMMANDS: tuple[SlashCommand, ...] = (
     _new, _without_options("sessions"), _switch, _history, _without_options("export"), _delete,
-    _rename, _model, _without_options("retry"), _without_options("stop"), _without_options("usage"),
-    _without_options("help"),
+    _rename, _model, _persona, _without_options("retry"), _without_options("stop"),
+    _without_options("usage"), _without_options("help"),
 )  # fmt: skip
 
 

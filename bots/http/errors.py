@@ -17,6 +17,7 @@ from core import errors
 
 STATUS_BY_ERROR: tuple[tuple[type[errors.ChatbridgeError], int], ...] = (
     (errors.MessageTooLong, 422),
+    (errors.SystemPromptTooLong, 422),
     (errors.ModelCannotReadImages, 422),
     # An attachment's decoded bytes are wrong (damaged, encrypted, not what its `type` says):
     # 422 like any other bad field. Bytes of no type read at all are 415 (status_of).

@@ -32,6 +32,7 @@ from bots.http.schema import (
     StartChat,
     StoppedEvent,
     StopResult,
+    UpdateSession,
     UserUsageOut,
 )
 from core.sessions.keys import SESSION_ID_PATTERN
@@ -40,7 +41,9 @@ from core.settings import Settings
 JSON = dict[str, Any]
 ATTACHMENT_ID_PATTERN = r"^[0-9]{1,9}-[0-9]{1,2}$"  # <message seq>-<n>
 REF = "#/components/schemas/{model}"
-REQUESTS: tuple[type[BaseModel], ...] = (CreateSession, StartChat, ChatMessage, AddMessage)
+REQUESTS: tuple[type[BaseModel], ...] = (
+    CreateSession, UpdateSession, StartChat, ChatMessage, AddMessage,
+)  # fmt: skip
 RESPONSES: tuple[type[BaseModel], ...] = (
     SessionOut, SessionList, MessageOut, MessageList, ChatReply, ErrorOut, Health, SessionsHealth,
     DashboardOut, StopResult, StoppedEvent, UserUsageOut,
@@ -143,6 +146,10 @@ def _session_paths(session: JSON) -> JSON:
         "/api/sessions/{sessionId}": {
             "parameters": [session],
             "get": _operation("Get a session", ok=(200, "SessionOut"), errors=SESSION_ERRORS),
+            "patch": _operation(
+                "Change any of a session's title, model and system prompt (a null systemPrompt "
+                "goes back to SYSTEM_PROMPT)", body="UpdateSession", ok=(200, "SessionOut"),
+                errors=(*BODY_ERRORS, 404)),
             "delete": _operation("Delete a session", ok=(204, None), errors=SESSION_ERRORS),
         },
         "/api/users/{userId}/sessions": {

@@ -30,6 +30,7 @@ from bots.http.schema import (
     StoppedEvent,
     StopResult,
     TextDeltaEvent,
+    UpdateSession,
     UserPath,
     UserUsageOut,
 )
@@ -88,6 +89,7 @@ async def create_session(request: web.Request) -> web.Response:
         title=body.title,
         model=body.model or "",
         default_model=services.settings.default_model,
+        system_prompt=body.system_prompt,
     )
     return respond(SessionOut.of(session), status=201)
 
@@ -97,6 +99,18 @@ async def get_session(request: web.Request) -> web.Response:
     session = await request.app[SERVICES].store.get_session(
         request.match_info["session_id"], owner=principal_of(request).owner
     )
+    return respond(SessionOut.of(session))
+
+
+@routes.patch("/api/sessions/{session_id:[0-9a-f]{32}}")
+async def update_session(request: web.Request) -> web.Response:
+    """Change any of a session's title, model and system prompt (null: the global one)."""
+    body = await read_json(request, UpdateSession)
+    session = await request.app[SERVICES].store.update_session(
+        request.match_info["session_id"], owner=principal_of(request).owner,
+        title=body.title, model=body.model, system_prompt=body.system_prompt,
+        is_system_prompt_reset=body.is_system_prompt_reset,
+    )  # fmt: skip
     return respond(SessionOut.of(session))
 
 

@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 
 from core.commands import MODEL_ID_MAX_CHARS, MODEL_ID_PATTERN, TITLE_MAX_CHARS
 from core.conversation import Attachment, Message, MessagePage, Notice, Session, Usage, iso_utc
+from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH
 from core.sessions.usage import UsageReport, UsageTotals
 
 USER_ID_MAX_CHARS = 128
@@ -45,10 +46,42 @@ class ApiModel(BaseModel):
 # --- requests --------------------------------------------------------------------------------
 
 
+SystemPrompt = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=MAX_SYSTEM_PROMPT_LENGTH, pattern=NOT_BLANK,
+        description="the session's own system prompt, sent instead of SYSTEM_PROMPT",
+    ),
+]  # fmt: skip
+
+
 class CreateSession(ApiModel):
     user_id: UserId
     title: Title = ""
     model: ModelId | None = None
+    system_prompt: SystemPrompt | None = None
+
+
+class UpdateSession(ApiModel):
+    """Any of a session's title, model and system prompt; a null systemPrompt goes back to
+    the global SYSTEM_PROMPT."""
+
+    # Merged with ApiModel's: the document says an empty body is refused.
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    title: Title | None = None
+    model: ModelId | None = None
+    system_prompt: SystemPrompt | None = None
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> UpdateSession:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of title, model, systemPrompt")
+        return self
+
+    @property
+    def is_system_prompt_reset(self) -> bool:
+        return "system_prompt" in self.model_fields_set and self.system_prompt is None
 
 
 class AttachmentIn(ApiModel):
@@ -209,6 +242,9 @@ class SessionOut(ApiModel):
     created_at: str = Field(description="ISO 8601, UTC")
     updated_at: str = Field(description="ISO 8601, UTC")
     message_count: int
+    system_prompt: str | None = Field(
+        description="its own system prompt (/persona); null: the global SYSTEM_PROMPT applies"
+    )
 
     @classmethod
     def of(cls, session: Session) -> SessionOut:
@@ -220,6 +256,7 @@ class SessionOut(ApiModel):
             created_at=iso_utc(session.created_at),
             updated_at=iso_utc(session.updated_at),
             message_count=session.message_count,
+            system_prompt=session.system_prompt,
         )
 
 

@@ -2,8 +2,9 @@
 
     {"format": "chatbridge-backup", "version": 2, "createdAt": ms}
     {"kind": "session", "id", "userId", "creator", "title", "model", "createdAt", "updatedAt",
-     "seq", "lastActivity", "expiresAt", "fileBytes", "messages": [{"seq", "role", "timestamp",
-     "content", "model"?, "usage"?: {"promptTokens", "completionTokens", "cost"?}, "stopped"?,
+     "seq", "lastActivity", "expiresAt", "fileBytes", "systemPrompt"?, "messages": [{"seq",
+     "role", "timestamp", "content", "model"?, "usage"?: {"promptTokens", "completionTokens",
+     "cost"?}, "stopped"?,
      "attachments"?: [{"n", "kind", "mediaType", "name", "size", "data", "readByModel"?}, ...]},
      ...]}
                                                                           one per session
@@ -22,6 +23,8 @@ session is `<seq>-<n>`), `kind` (`image`, `document`, `audio`), `mediaType`, `na
 as no longer kept). So a session line can be long: its files take up to
 MAX_ATTACHMENT_BYTES_PER_SESSION * 4/3 (about 11.2 MB at the default 8 MiB) beside its text.
 Version 1 files (written before files were stored) are still read; version 2 is written.
+A version 2 session line may carry `systemPrompt`, the session's own system prompt (/persona),
+absent when the global SYSTEM_PROMPT applies (files written before personas lack it).
 
 A problem is reported as `InvalidBackup` naming the line and the field: a `data` that is not
 base64, a `size` its data does not have, a `fileBytes` that is not the sum of the kept files.
@@ -52,6 +55,7 @@ from core.conversation import Attachment, AttachmentKind, Role, Usage
 from core.errors import InvalidBackup
 from core.sessions.codec import Entry, attachment_id, encoded_entry, entry_of
 from core.sessions.keys import SESSION_ID_PATTERN, user_tag
+from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH
 
 FORMAT: Literal["chatbridge-backup"] = "chatbridge-backup"
 VERSION = 2  # written
@@ -152,6 +156,13 @@ class SessionRecord(Line):
     last_activity: int | None
     expires_at: int | None
     file_bytes: int | None = Field(default=None, ge=0)  # format version 2
+    # Format version 2, optional: absent when the global SYSTEM_PROMPT applies.
+    system_prompt: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SYSTEM_PROMPT_LENGTH,
+        exclude_if=lambda prompt: prompt is None,
+    )
     messages: list[MessageRecord]
 
     @model_validator(mode="after")
@@ -175,7 +186,11 @@ class SessionRecord(Line):
         return self
 
     def _check_version_1(self) -> None:
-        for field, value in (("creator", self.creator), ("fileBytes", self.file_bytes)):
+        for field, value in (
+            ("creator", self.creator),
+            ("fileBytes", self.file_bytes),
+            ("systemPrompt", self.system_prompt),
+        ):
             if value is not None:
                 raise ValueError(f"{field}: not in format version 1")
         if any(message.attachments for message in self.messages):

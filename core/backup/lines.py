@@ -160,8 +160,9 @@ def _user_in(key: str) -> tuple[str, str] | None:
 def _session_record(session_id: str, reply: list[Any]) -> SessionRecord:
     """backup_session.lua's reply: the session's fields, its files (id, bytes), its messages."""
     user_id, title, model, created, updated, seq, expires, score, creator, file_bytes = reply[:10]
-    files_end = 11 + int(reply[10])
-    pairs = iter(reply[11:files_end])
+    system_prompt = reply[10]
+    files_end = 12 + int(reply[11])
+    pairs = iter(reply[12:files_end])
     files = {file_id: as_bytes(data) for file_id, data in zip(pairs, pairs, strict=True)}
     return SessionRecord(
         kind="session",
@@ -176,6 +177,7 @@ def _session_record(session_id: str, reply: list[Any]) -> SessionRecord:
         last_activity=int(float(score)) if score != "" else None,
         expires_at=int(expires) if expires != "" else None,
         file_bytes=int(file_bytes) if file_bytes != "" else None,
+        system_prompt=system_prompt or None,
         messages=[message_record(raw, files) for raw in reply[files_end:]],
     )
 
@@ -322,7 +324,7 @@ class _Writer:
             record.id[:4], record.id, record.user_id, record.title, record.model,
             record.created_at, record.updated_at, record.seq,
             record.updated_at if last_activity is None else last_activity, expires, ttl,
-            record.creator or "", file_bytes, len(files),
+            record.creator or "", file_bytes, record.system_prompt or "", len(files),
             *(part for file in files for part in file),
             *(stored_entry(message) for message in record.messages),
         ]  # fmt: skip

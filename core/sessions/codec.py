@@ -30,7 +30,7 @@ ROLES_BY_CODE = {code: role for role, code in ROLE_CODES.items()}
 
 
 def session_from(fields: Sequence[Any]) -> Session:
-    session_id, user_id, title, model, created_ms, updated_ms, count = fields[:7]
+    session_id, user_id, title, model, created_ms, updated_ms, count, prompt = fields[:8]
     return Session(
         id=str(session_id),
         user_id=str(user_id),
@@ -39,6 +39,7 @@ def session_from(fields: Sequence[Any]) -> Session:
         created_at=datetime_from_ms(int(created_ms)),
         updated_at=datetime_from_ms(int(updated_ms)),
         message_count=int(count),
+        system_prompt=str(prompt) if prompt else None,
     )
 
 

@@ -51,21 +51,29 @@ class ExportedSession:
 
 
 async def export_session(
-    store: SessionStore, session: Session, *, owner: str | None, locale: str
+    store: SessionStore,
+    session: Session,
+    *,
+    owner: str | None,
+    locale: str,
+    persona: str | None = None,
 ) -> ExportedSession:
-    """The session with every message it holds (at most MAX_MESSAGES_PER_SESSION)."""
+    """The session with every message it holds (at most MAX_MESSAGES_PER_SESSION);
+    `persona`: its persona's name (a preset's, or "custom"), shown under the details."""
     page = await store.read_messages(
         session.id, owner=owner, limit=store.limits.max_messages_per_session
     )
     return ExportedSession(
         session=session,
         filename=export_filename(session),
-        markdown=session_markdown(session, page.messages, locale),
+        markdown=session_markdown(session, page.messages, locale, persona=persona),
         message_count=len(page.messages),
     )
 
 
-def session_markdown(session: Session, messages: tuple[Message, ...], locale: str) -> str:
+def session_markdown(
+    session: Session, messages: tuple[Message, ...], locale: str, *, persona: str | None = None
+) -> str:
     details = text(
         locale,
         "export_details",
@@ -74,6 +82,8 @@ def session_markdown(session: Session, messages: tuple[Message, ...], locale: st
         updated=_moment(session.updated_at, seconds=False),
         count=len(messages),
     )
+    if persona is not None:
+        details += "  \n" + text(locale, "export_persona", persona=persona)
     parts = [f"# {session.title or text(locale, 'untitled')}", details, "---"]
     parts += [_message(message, locale) for message in messages]
     if not messages:

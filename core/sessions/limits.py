@@ -19,6 +19,7 @@ from core.errors import (
     MessageTooLong,
     QuotaExceeded,
     RateLimited,
+    SystemPromptTooLong,
 )
 from core.sessions.codec import kind_code
 from core.settings import SessionLimitPolicy, Settings
@@ -26,6 +27,9 @@ from core.settings import SessionLimitPolicy, Settings
 # What an image is estimated to cost the model, for DAILY_TOKEN_BUDGET's reservation: about
 # what providers charge for an image of IMAGE_MAX_SIDE (1568 px) on its long side.
 IMAGE_TOKEN_ESTIMATE = 1600
+# A session's own system prompt (/persona): as long as a message may be, which is room for a
+# detailed role without crowding out the conversation.
+MAX_SYSTEM_PROMPT_LENGTH = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,8 @@ class SessionLimits:
     max_sessions_per_user: int = 5
     max_messages_per_session: int = 100
     max_message_length: int = 4000
+    # A session's own system prompt (/persona, systemPrompt over HTTP), in characters.
+    max_system_prompt_length: int = MAX_SYSTEM_PROMPT_LENGTH
     max_assistant_message_length: int = 32_000  # of a message added through the HTTP API
     policy: SessionLimitPolicy = SessionLimitPolicy.REJECT
     rate_limit_messages: int = 20  # turns per user per window; 0: no rate limit
@@ -77,6 +83,13 @@ class SessionLimits:
     def check_content(self, content: str) -> None:
         """Refuse empty user content, or content over MAX_MESSAGE_LENGTH characters."""
         _check(content, self.max_message_length)
+
+    def check_system_prompt(self, prompt: str) -> None:
+        """Refuse an empty system prompt, or one over MAX_SYSTEM_PROMPT_LENGTH characters."""
+        if not prompt.strip():
+            raise EmptyMessage()
+        if len(prompt) > self.max_system_prompt_length:
+            raise SystemPromptTooLong(length=len(prompt), limit=self.max_system_prompt_length)
 
     def check_added(self, role: Role, content: str) -> None:
         """Refuse a message added through the HTTP API that is empty or over its role's limit:

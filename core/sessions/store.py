@@ -157,9 +157,13 @@ class SessionStore:
         default_model: str,
         for_turn: bool = False,
         creator: str = "",
+        system_prompt: str | None = None,
     ) -> Session:
         """A new, active session; `for_turn`: refused when a turn could not start now.
-        `creator`: the person starting it in a shared space (see session_creator)."""
+        `creator`: the person starting it in a shared space (see session_creator).
+        `system_prompt`: its own (held to MAX_SYSTEM_PROMPT_LENGTH), else the global one."""
+        if system_prompt is not None:
+            self.limits.check_system_prompt(system_prompt)
         session_id = new_session_id(user_id)
         limits = self.limits
         turn_limits = limits.turn_limit_args() if for_turn else (0, 0, 0)
@@ -177,17 +181,18 @@ class SessionStore:
             limits.policy.value,
             *turn_limits,
             creator,
+            system_prompt or "",
             active_session=session_id,
         )
         if refusal := limits.refusal(reply):
             raise refusal
         if reply[0] == "LIMIT":
             raise SessionLimitReached(limit=limits.max_sessions_per_user)
-        for evicted_id in reply[8:]:  # SESSION_LIMIT_POLICY=evict_oldest made room
+        for evicted_id in reply[9:]:  # SESSION_LIMIT_POLICY=evict_oldest made room
             await self.events.publish(
                 EventType.SESSION_DELETED, session_deleted(str(evicted_id), user_id)
             )
-        session = session_from(reply[1:8])
+        session = session_from(reply[1:9])
         await self.events.publish(EventType.SESSION_CREATED, session_created(session))
         return session
 
@@ -224,7 +229,7 @@ class SessionStore:
         )  # fmt: skip
         rows = reply[1:]
         sessions = tuple(
-            session_from([rows[i], user_id, *rows[i + 1 : i + 6]]) for i in range(0, len(rows), 6)
+            session_from([rows[i], user_id, *rows[i + 1 : i + 7]]) for i in range(0, len(rows), 7)
         )
         return SessionList(sessions=sessions, active_id=reply[0] or None)
 
@@ -253,7 +258,34 @@ class SessionStore:
     async def rename_session(
         self, session_id: str, title: str, *, owner: str | None = None
     ) -> Session:
-        return await self._update(session_id, owner, "title", title)
+        return await self._update(session_id, owner, {"title": title})
+
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        owner: str | None = None,
+        title: str | None = None,
+        model: str | None = None,
+        system_prompt: str | None = None,
+        is_system_prompt_reset: bool = False,
+    ) -> Session:
+        """Change any of a session's title, model and system prompt in one round trip;
+        `is_system_prompt_reset`: back to the global SYSTEM_PROMPT. A system prompt is held to
+        MAX_SYSTEM_PROMPT_LENGTH first (EmptyMessage, SystemPromptTooLong)."""
+        changes: dict[str, str] = {}
+        if title is not None:
+            changes["title"] = title
+        if model is not None:
+            changes["model"] = model
+        if system_prompt is not None:
+            self.limits.check_system_prompt(system_prompt)
+            changes["systemPrompt"] = system_prompt
+        elif is_system_prompt_reset:
+            changes["systemPrompt"] = ""  # update_session.lua removes it
+        if not changes:
+            return await self.get_session(session_id, owner=owner)
+        return await self._update(session_id, owner, changes)
 
     async def usage(self, person: str) -> UsageReport:
         """What `person`'s turns cost today and in the last 30 UTC days (today included), and
@@ -586,10 +618,13 @@ class SessionStore:
         )  # fmt: skip
         return bool(reply)
 
-    async def _update(self, session_id: str, owner: str | None, field: str, value: str) -> Session:
+    async def _update(
+        self, session_id: str, owner: str | None, changes: Mapping[str, str]
+    ) -> Session:
+        pairs = [part for field_value in changes.items() for part in field_value]
         reply = await self._run(
             "update_session", session_key(session_id), tag_of_session(session_id), session_id,
-            owner or "", self.limits.ttl_seconds, field, value,
+            owner or "", self.limits.ttl_seconds, *pairs,
         )  # fmt: skip
         return _session_or_not_found(reply)
 
@@ -625,13 +660,13 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
         raise TurnLockLost()
     if status == "MODEL_CANNOT_SEE":
         raise ModelCannotReadImages(model=str(reply[1]))
-    session = session_from(reply[1:8])
-    context = context_from(reply[9])
-    images = {str(reply[i]): as_bytes(reply[i + 1]) for i in range(13, len(reply), 2)}
+    session = session_from(reply[1:9])
+    context = context_from(reply[10])
+    images = {str(reply[i]): as_bytes(reply[i + 1]) for i in range(14, len(reply), 2)}
     return TurnStart(
-        session=session, user_seq=int(reply[8]), context=context, lock_token=lock_token,
-        expired_after=int(reply[10] or 0), is_context_cut=reply[11] == "1",
-        is_context_loss_told=reply[12] == "1", images=images,
+        session=session, user_seq=int(reply[9]), context=context, lock_token=lock_token,
+        expired_after=int(reply[11] or 0), is_context_cut=reply[12] == "1",
+        is_context_loss_told=reply[13] == "1", images=images,
     )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ SHUTDOWN_TIMEOUT = 1.0
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 SESSION_FIELDS = {"id", "userId", "title", "model", "createdAt", "updatedAt", "messageCount"}
+SESSION_FIELDS |= {"systemPrompt"}
 MESSAGE_FIELDS = {"id", "role", "content", "model", "timestamp", "usage", "stopped", "attachments"}
 # What must never reach a client: tracebacks, source paths, upstream bodies, keys.
 LEAKS = ("Traceback", 'File "', ".py", "/work/", "site-packages", "Fake failure", FAKE_API_KEY)

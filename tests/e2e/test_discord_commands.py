@@ -54,7 +54,7 @@ CAROL_ID = 1_300_000_000_000_000_303
 TESTERS_ROLE = 1_300_000_000_000_003_001
 STAFF_ROLE = 1_300_000_000_000_003_002
 COMMAND_NAMES = {"new", "sessions", "switch", "history", "export", "delete", "model", "retry"}
-COMMAND_NAMES |= {"stop", "help", "rename", "usage"}
+COMMAND_NAMES |= {"stop", "help", "rename", "usage", "persona"}
 COMMANDS_ROUTE = r"/applications/\d+(/guilds/\d+)?/commands"
 CALLBACK_ROUTE = r"/interactions/\d+/[^/]+/callback"
 DEFERRED = 5  # callback type: "thinking…", filled in later
@@ -180,7 +180,7 @@ async def test_commands_are_registered_globally_in_english_with_portuguese_local
     }
     assert set(options) == {
         ("new", "title"), ("switch", "session"), ("history", "n"), ("delete", "session"),
-        ("model", "id"), ("rename", "title"),
+        ("model", "id"), ("rename", "title"), ("persona", "persona"),
     }  # fmt: skip
     for (name, option_name), option in options.items():
         key = f"{name}.{option_name}"
@@ -196,6 +196,8 @@ async def test_commands_are_registered_globally_in_english_with_portuguese_local
     assert options[("history", "n")]["max_value"] == 50
     assert options[("rename", "title")]["required"] is True
     assert options[("rename", "title")]["max_length"] == TITLE_MAX_CHARS
+    assert not options[("persona", "persona")].get("required")
+    assert options[("persona", "persona")]["max_length"] == 4000  # MAX_SYSTEM_PROMPT_LENGTH
 
 
 async def test_with_guild_ids_the_commands_are_registered_in_that_guild_and_none_globally(

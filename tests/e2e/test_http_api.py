@@ -105,6 +105,91 @@ async def test_creating_a_session_answers_201_with_the_session_in_camel_case(
     assert session["messageCount"] == 0
 
 
+async def test_a_session_created_with_a_system_prompt_sends_it_to_the_model(
+    api: RunningApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    response = await api.client.post(
+        "/api/sessions", json={"userId": "ana", "systemPrompt": "You are a pirate."}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["systemPrompt"] == "You are a pirate."
+    session_id = response.json()["id"]
+
+    chat = await api.client.post(
+        "/api/chat/session", json={"sessionId": session_id, "message": "ahoy"}
+    )
+    assert chat.status_code == 200, chat.text
+    assert fake_openrouter.requests[-1].body["messages"][0] == {
+        "role": "system",
+        "content": "You are a pirate.",
+    }
+
+
+async def test_patch_changes_title_model_and_system_prompt_and_null_resets_it(
+    api: RunningApi, fake_openrouter: FakeOpenRouter
+) -> None:
+    created = await create_session(api.client)
+    assert created["systemPrompt"] is None
+    path = f"/api/sessions/{created['id']}"
+
+    changed = await api.client.patch(
+        path, json={"title": "Sea", "model": "test/other", "systemPrompt": "Speak like a sailor."}
+    )
+    assert changed.status_code == 200, changed.text
+    session = changed.json()
+    assert_session_shape(session)
+    assert (session["title"], session["model"], session["systemPrompt"]) == (
+        "Sea", "test/other", "Speak like a sailor.",
+    )  # fmt: skip
+    await api.client.post("/api/chat/session", json={"sessionId": created["id"], "message": "hi"})
+    sent = fake_openrouter.requests[-1].body
+    assert sent["messages"][0] == {"role": "system", "content": "Speak like a sailor."}
+    assert sent["model"] == "test/other"
+
+    only_title = await api.client.patch(path, json={"title": "Ocean"})
+    assert only_title.json()["systemPrompt"] == "Speak like a sailor."  # untouched
+    reset = await api.client.patch(path, json={"systemPrompt": None})
+    assert reset.status_code == 200, reset.text
+    assert (reset.json()["title"], reset.json()["systemPrompt"]) == ("Ocean", None)
+    await api.client.post("/api/chat/session", json={"sessionId": created["id"], "message": "yo"})
+    assert fake_openrouter.requests[-1].body["messages"][0]["content"] != "Speak like a sailor."
+    fetched = await api.client.get(path)
+    assert fetched.json() == reset.json() | {"updatedAt": fetched.json()["updatedAt"],
+                                             "messageCount": 4}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [(3999, 200), (4000, 200), (4001, 422)],  # MAX_SYSTEM_PROMPT_LENGTH
+)
+async def test_a_system_prompt_is_held_to_4000_characters(
+    api: RunningApi, length: int, status: int
+) -> None:
+    created = await create_session(api.client)
+    response = await api.client.patch(
+        f"/api/sessions/{created['id']}", json={"systemPrompt": "é" * length}
+    )
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.json()["systemPrompt"] == "é" * length
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"systemPrompt": ""}, {"systemPrompt": "  "}, {"model": "not a model"}]
+)
+async def test_a_patch_that_changes_nothing_valid_is_refused_with_422(
+    api: RunningApi, body: dict[str, object]
+) -> None:
+    created = await create_session(api.client)
+    response = await api.client.patch(f"/api/sessions/{created['id']}", json=body)
+    assert response.status_code == 422, response.text
+
+
+async def test_patching_a_missing_session_answers_404(api: RunningApi) -> None:
+    response = await api.client.patch(f"/api/sessions/{'0' * 32}", json={"title": "x"})
+    assert response.status_code == 404, response.text
+
+
 async def test_a_session_created_without_a_model_uses_the_default_model(api: RunningApi) -> None:
     session = await create_session(api.client)
 
@@ -352,6 +437,7 @@ DESIGN_OPERATIONS = {
     ("get", "/api/users/{userId}/sessions"),
     ("get", "/api/users/{userId}/usage"),
     ("delete", "/api/sessions/{sessionId}"),
+    ("patch", "/api/sessions/{sessionId}"),
     ("post", "/api/chat/session/start"),
     ("post", "/api/chat/session"),
     ("get", "/api/chat/session/{sessionId}/history"),

@@ -143,7 +143,8 @@ def test_the_document_holds_a_reply_to_its_known_notices() -> None:
              "timestamp": "2026-12-01T00:00:00.000Z", "usage": None, "stopped": False,
              "attachments": []}  # fmt: skip
     session = {"id": "s", "userId": "u", "title": "", "model": "m/x", "messageCount": 2,
-               "createdAt": reply["timestamp"], "updatedAt": reply["timestamp"]}  # fmt: skip
+               "createdAt": reply["timestamp"], "updatedAt": reply["timestamp"],
+               "systemPrompt": None}  # fmt: skip
 
     def reply_with(**extra: Any) -> httpx.Response:
         return as_json_reply({"session": session, "reply": reply, **extra})

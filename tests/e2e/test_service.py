@@ -141,6 +141,22 @@ async def test_a_bad_setting_exits_with_2_and_one_line_naming_the_variable(
     assert "Traceback" not in result.output
 
 
+async def test_a_personas_file_with_a_bad_line_exits_with_2_naming_the_file_and_line(
+    run_cli: RunCli, redis_server: RedisProcess, tmp_path: Path
+) -> None:
+    personas = tmp_path / "personas.toml"
+    personas.write_text('[pirate]\ndescription = "Arr"\nprompt = "You are a pirate.\n')
+
+    result = await run_cli(env=service_env(REDIS_URL=redis_server.url, PERSONAS_FILE=str(personas)))
+
+    assert result.returncode == EXIT_CONFIG_ERROR, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith(f"chatbridge: PERSONAS_FILE: {personas}: ")
+    assert "line 3" in lines[0]
+    assert "Traceback" not in result.output
+
+
 async def test_serving_beyond_loopback_without_auth_exits_with_2_naming_http_host(
     run_cli: RunCli, redis_server: RedisProcess
 ) -> None:

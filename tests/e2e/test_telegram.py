@@ -23,6 +23,7 @@ import itertools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +42,7 @@ from core.messages import (
     text,
     usage_text,
 )
+from core.personas import BUILT_IN
 from core.sessions.usage import COST_DIGITS, UsageReport, UsageTotals
 from tests.e2e.conftest import Service
 from tests.fakes import telegram_server
@@ -408,6 +410,59 @@ async def test_usage_shows_the_tokens_the_model_reported_today_and_in_30_days(
     expected = usage_text(ENGLISH, UsageReport(totals, totals, None, None))
     assert shown == expected.replace("*", "")  # bold on Telegram
     assert f"Today: {prompt + completion} tokens ({prompt} prompt + {completion} answer)" in shown
+
+
+async def test_a_persona_set_on_telegram_is_the_next_requests_system_message_and_is_listed(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter
+) -> None:
+    await start_bot()
+    tutor = next(p for p in BUILT_IN if p.name == "tutor")
+    await alice.asks_model("hello")
+
+    menu = await alice.asks("/persona")
+    offered = [b["text"] for b in menu.buttons()]  # the keyboard closes once tapped
+    chosen = await alice.taps(menu, f"tutor — {tutor.description}")
+    await alice.asks_model("explain tides")
+    own = await alice.asks("/persona Answer only in haiku.")
+    await alice.asks_model("and the moon?")
+    listing = await alice.asks("/sessions")
+
+    assert menu.visible_text.startswith("hello answers as the default:\n\n")
+    assert offered == [f"{p.name} — {p.description}" for p in BUILT_IN]
+    assert chosen.visible_text == "hello now answers as tutor."
+    assert own.visible_text == "hello now answers as custom."
+    systems = [r.body["messages"][0] for r in fake_openrouter.requests]
+    assert systems[1:] == [
+        {"role": "system", "content": tutor.prompt},
+        {"role": "system", "content": "Answer only in haiku."},
+    ]
+    assert systems[0]["content"] != tutor.prompt  # the first answer had the global prompt
+    assert listing.visible_text.splitlines()[1] == (
+        f"▶ 1. hello · 6 messages · {DEFAULT_MODEL} · 🎭 custom"
+    )
+
+    reset = await alice.asks("/persona reset")
+    relisted = await alice.asks("/sessions")
+    assert reset.visible_text == "hello is back to the default persona."
+    assert relisted.visible_text.splitlines()[1] == f"▶ 1. hello · 6 messages · {DEFAULT_MODEL}"
+
+
+async def test_the_presets_of_personas_file_are_the_ones_offered_and_set(
+    start_bot: StartBot, alice: Person, fake_openrouter: FakeOpenRouter, tmp_path: Path
+) -> None:
+    personas = tmp_path / "personas.toml"
+    personas.write_text('[pirate]\ndescription = "Arr"\nprompt = "You are a pirate."\n')
+    await start_bot(PERSONAS_FILE=str(personas))
+
+    menu = await alice.asks("/persona")
+    offered = [b["text"] for b in menu.buttons()]
+    chosen = await alice.taps(menu, "pirate — Arr")
+    await alice.asks_model("ahoy")
+
+    assert offered == ["pirate — Arr"]
+    assert chosen.visible_text == "New conversation now answers as pirate."  # none yet: made
+    sent = fake_openrouter.requests[-1].body["messages"][0]
+    assert sent == {"role": "system", "content": "You are a pirate."}
 
 
 async def test_retry_answers_the_last_message_again(

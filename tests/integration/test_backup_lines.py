@@ -75,7 +75,9 @@ async def expiries(redis: aioredis.Redis) -> dict[str, int]:
 @pytest.fixture
 async def populated(store: SessionStore, redis_client: aioredis.Redis) -> dict[str, str]:
     """Users, sessions and messages of every shape the store writes; returns their ids."""
-    tides = await store.create_session(ANA, title="Tides", default_model="test/model")
+    tides = await store.create_session(
+        ANA, title="Tides", default_model="test/model", system_prompt="You are a sailor. ⚓"
+    )
     await store.append_message(tides.id, Role.USER, 'How do tides work? ünï / 🌊 "q"', owner=ANA)
     await store.append_message(
         tides.id, Role.ASSISTANT, "The Moon.", model="test/model",

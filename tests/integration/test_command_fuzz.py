@@ -36,7 +36,7 @@ from core.commands import COMMANDS, TITLE_MAX_CHARS, CommandHandler, FileReply, 
 from core.conversation import Role
 from core.errors import ChatbridgeError
 from core.sessions.keys import session_key, user_tag
-from core.sessions.limits import SessionLimits
+from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH, SessionLimits
 from core.sessions.store import SessionStore
 from core.storage.connection import RedisClient
 
@@ -81,6 +81,8 @@ CALL_KEY = re.compile(r"^call:\{(?P<tag>[0-9a-f]{4})\}:[0-9a-f]{24,32}$")
 SESSION_FIELDS = {"userId", "title", "model", "createdAt", "updatedAt", "seq"}
 # What a reply is left to tell, or has told (docs/data-model.md, "Notices").
 NOTICE_FIELDS = {"tellExpired": str.isdigit, "toldContextLoss": "1".__eq__}
+# A session's own system prompt (/persona): never empty, never over its limit.
+NOTICE_FIELDS["systemPrompt"] = lambda prompt: 0 < len(prompt) <= MAX_SYSTEM_PROMPT_LENGTH
 ROLE_CODES = {"u", "a", "s"}
 PLAIN_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -23,7 +23,8 @@
 --          that read no images as a JSON array ('' = none): a message with images whose session
 --          answers with one of them is refused ({'MODEL_CANNOT_SEE', model}) before anything
 --          is created, locked or stored
--- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, user seq,
+-- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, the session's system
+--          prompt ('' = the global SYSTEM_PROMPT), user seq,
 --          the context entries as one JSON array, expired after, context cut, loss told}: the
 --          last three say what the reply must tell (docs/data-model.md, "Notices"): the seconds
 --          without messages after which the space's previous session expired, while this one
@@ -95,7 +96,7 @@ local function turn_reply(turn_sid, user_seq, context)
   -- that begins past 1 leaves older messages out.
   local is_cut = context[1] ~= nil and cjson.decode(context[1])[1] > 1
   -- One JSON document instead of one reply element per entry: a single decode on the way out.
-  local reply = {'OK', turn_sid, f[1], f[2], f[3], f[4], f[5], f[6], user_seq,
+  local reply = {'OK', turn_sid, f[1], f[2], f[3], f[4], f[5], f[6], f[7], user_seq,
     '[' .. table.concat(context, ',') .. ']', told[1] or '', is_cut and '1' or '',
     told[2] and '1' or ''}
   local ids = context_image_ids(context)
@@ -213,6 +214,9 @@ local context = turn_context(sid, user_seq)
 if budget > 0 then
   -- Estimated from the stored entries, JSON included: the prompt is never larger.
   local images = #context_image_ids(context) * image_tokens
-  reserve_tokens(token, person, estimated_tokens(context) + images + reserve_beyond_context, now)
+  -- The session's own system prompt (/persona) is sent too: [16] counts only the global one.
+  local persona = {redis.call('HGET', session_key(sid), 'systemPrompt') or ''}
+  local estimate = estimated_tokens(context) + estimated_tokens(persona) + images
+  reserve_tokens(token, person, estimate + reserve_beyond_context, now)
 end
 return turn_reply(sid, user_seq, context)

@@ -52,9 +52,11 @@ local function live_sessions(uid)
   return live
 end
 
+-- f[7]: the session's own system prompt (/persona), '' when the global SYSTEM_PROMPT applies.
 local function session_fields(sid)
   local f = redis.call('HMGET', session_key(sid), 'userId', 'title', 'model', 'createdAt', 'updatedAt')
   f[6] = redis.call('LLEN', session_key(sid, ':messages'))
+  f[7] = redis.call('HGET', session_key(sid), 'systemPrompt') or ''
   return f
 end
 

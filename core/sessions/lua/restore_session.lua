@@ -6,15 +6,17 @@
 -- ARGV[1] tag  [2] sid  [3] uid  [4] title  [5] model  [6] createdAt  [7] updatedAt (ms)
 -- ARGV[8] seq  [9] score in the owner's index (last activity, ms)
 -- ARGV[10] expires at (ms since the epoch; '' = [11] seconds from now)  [11] ttl seconds
--- ARGV[12] creator ('' = none)  [13] fileBytes ('' = none)  [14] how many files it keeps, F
--- ARGV[15 ... 14 + 2F] each file's id '<seq>-<n>' and bytes
--- ARGV[15 + 2F ...] the messages as stored (compact JSON arrays), oldest first
+-- ARGV[12] creator ('' = none)  [13] fileBytes ('' = none)
+-- ARGV[14] systemPrompt ('' = none: the global one)  [15] how many files it keeps, F
+-- ARGV[16 ... 15 + 2F] each file's id '<seq>-<n>' and bytes
+-- ARGV[16 + 2F ...] the messages as stored (compact JSON arrays), oldest first
 -- Returns 'RESTORED'; 'EXPIRED' (its expiry has passed: nothing written); 'NEWER' (Redis holds
 --      it with more messages ever stored, so a later state: left as it is); or 'OTHER_OWNER'
 --      (Redis holds this id for another user: left as it is)
 local sid, uid, seq = ARGV[2], ARGV[3], tonumber(ARGV[8])
-local creator, file_bytes, file_count = ARGV[12], ARGV[13], tonumber(ARGV[14])
-local first_message = 15 + 2 * file_count
+local creator, file_bytes, system_prompt = ARGV[12], ARGV[13], ARGV[14]
+local file_count = tonumber(ARGV[15])
+local first_message = 16 + 2 * file_count
 local now = now_ms()
 local expires = tonumber(ARGV[10]) or now + tonumber(ARGV[11]) * 1000
 if expires <= now then return 'EXPIRED' end
@@ -29,13 +31,14 @@ redis.call('HSET', key, 'userId', uid, 'title', ARGV[4], 'model', ARGV[5],
   'createdAt', ARGV[6], 'updatedAt', ARGV[7], 'seq', ARGV[8])
 if creator ~= '' then redis.call('HSET', key, 'creator', creator) end
 if file_bytes ~= '' then redis.call('HSET', key, 'fileBytes', file_bytes) end
+if system_prompt ~= '' then redis.call('HSET', key, 'systemPrompt', system_prompt) end
 redis.call('PEXPIREAT', key, expires)
 -- unpack() is bounded by Lua's C stack: push in slices.
 for first = first_message, #ARGV, 1000 do
   redis.call('RPUSH', messages, unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 if #ARGV >= first_message then redis.call('PEXPIREAT', messages, expires) end
-for at = 15, first_message - 1, 2 do
+for at = 16, first_message - 1, 2 do
   redis.call('HSET', files, ARGV[at], ARGV[at + 1])
 end
 if file_count > 0 then redis.call('PEXPIREAT', files, expires) end
