@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -14,32 +12,18 @@ from structlog.testing import capture_logs
 
 from core.errors import ModelCircuitOpen, TranscriptionEmpty, TranscriptionFailed
 from core.llm.breaker import ModelBreaker
-from core.llm.openrouter import OpenRouterClient, RetryPolicy
+from core.llm.openrouter import OpenRouterClient
 from core.llm.transcription import MAX_AUDIO_BYTES, Transcript, TranscriptUsage
 from core.llm.wire import ChatMessage
 from core.settings import Settings
 from tests.fakes.openrouter_server import FAKE_API_KEY, FakeOpenRouter
+from tests.integration.test_llm_openrouter import FAST_RETRY, open_client
 
 pytest_plugins = ("tests.fakes.openrouter_server",)
 
 WHISPER = "openai/whisper-1"
 SPOKEN = b"what is the weather like in Lisbon"
 VOICE_NOTE = "audio/ogg"
-FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, max_retry_after=5.0)
-
-
-@asynccontextmanager
-async def open_client(
-    base_url: str, *, api_key: str | None = FAKE_API_KEY, **options: Any
-) -> AsyncIterator[OpenRouterClient]:
-    options.setdefault("retry", FAST_RETRY)
-    client = OpenRouterClient(
-        api_key=None if api_key is None else SecretStr(api_key), base_url=base_url, **options
-    )
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
