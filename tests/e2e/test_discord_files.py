@@ -23,11 +23,10 @@ from core.messages import ENGLISH, describe, text
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
 from tests.attachment_files import image_file, ogg_opus, pdf_file, wav_file
+from tests.e2e import test_discord_chat
 from tests.e2e.conftest import Service
 from tests.e2e.discord_support import CHANNEL, FOOTER_MARK, GUILD, Person, StartBot, answer_text
 from tests.e2e.test_discord_chat import (
-    DEFAULT_MODEL,
-    EDIT_INTERVAL,
     asks,
     bot_messages,
     finished_answers,
@@ -99,13 +98,8 @@ async def shown_once_answered(
     return await until(person, done, what=f"{count} messages, an answer last", service=service)
 
 
-@pytest.fixture
-def start_bot(start_discord_service: StartBot) -> StartBot:
-    async def start(**variables: str) -> Service:
-        defaults = {"DEFAULT_MODEL": DEFAULT_MODEL, "DISCORD_EDIT_INTERVAL": str(EDIT_INTERVAL)}
-        return await start_discord_service(**(defaults | variables))
-
-    return start
+# The service on the fakes, as test_discord_chat.py starts it.
+start_bot = test_discord_chat.start_bot
 
 
 @pytest.fixture

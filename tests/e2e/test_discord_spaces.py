@@ -10,9 +10,9 @@ import json
 import pytest
 
 from core.messages import ENGLISH, text
-from tests.e2e.conftest import Service
+from tests.e2e import test_discord_chat
 from tests.e2e.discord_support import CHANNEL, GUILD, Person, StartBot, answer_text
-from tests.e2e.test_discord_chat import DEFAULT_MODEL, EDIT_INTERVAL, asks
+from tests.e2e.test_discord_chat import asks
 from tests.fakes.discord_server import DEFAULT_USER_ID, FakeDiscord
 from tests.fakes.openrouter_server import FakeOpenRouter
 
@@ -24,13 +24,8 @@ MANAGE_MESSAGES = 1 << 13
 OTHER_CHANNEL = 1_300_000_000_000_002_003
 
 
-@pytest.fixture
-def start_bot(start_discord_service: StartBot) -> StartBot:
-    async def start(**variables: str) -> Service:
-        defaults = {"DEFAULT_MODEL": DEFAULT_MODEL, "DISCORD_EDIT_INTERVAL": str(EDIT_INTERVAL)}
-        return await start_discord_service(**(defaults | variables))
-
-    return start
+# The service on the fakes, as test_discord_chat.py starts it.
+start_bot = test_discord_chat.start_bot
 
 
 @pytest.fixture

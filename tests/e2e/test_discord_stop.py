@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from core.messages import ENGLISH, text
-from tests.e2e.conftest import Service
+from tests.e2e import test_discord_chat
 from tests.e2e.discord_support import CHANNEL, GUILD, Person, StartBot
-from tests.e2e.test_discord_chat import BOB_ID, DEFAULT_MODEL, EDIT_INTERVAL, bot_messages, until
+from tests.e2e.test_discord_chat import BOB_ID, bot_messages, until
 from tests.fakes.discord_server import DEFAULT_USER_ID, FakeDiscord, StoredMessage
 from tests.fakes.openrouter_server import FakeOpenRouter
 
@@ -22,13 +20,8 @@ DEFERRED_UPDATE = 6  # callback type: the clicked message will be edited (or lef
 STOP_WITHIN_SECONDS = 1.0
 
 
-@pytest.fixture
-def start_bot(start_discord_service: StartBot) -> StartBot:
-    async def start(**variables: str) -> Service:
-        defaults = {"DEFAULT_MODEL": DEFAULT_MODEL, "DISCORD_EDIT_INTERVAL": str(EDIT_INTERVAL)}
-        return await start_discord_service(**(defaults | variables))
-
-    return start
+# The service on the fakes, as test_discord_chat.py starts it.
+start_bot = test_discord_chat.start_bot
 
 
 def stop_button(message: StoredMessage) -> str | None:

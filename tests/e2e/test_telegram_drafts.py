@@ -22,10 +22,9 @@ from aiohttp import web
 from bots.telegram.drafts import DRAFT_INTERVAL
 from core.errors import TurnTimeout
 from core.messages import ENGLISH, describe, text
-from tests.e2e.conftest import Service
+from tests.e2e import test_telegram
 from tests.e2e.test_telegram import (
     BOT_USERNAME,
-    DEFAULT_MODEL,
     EDIT_INTERVAL,
     PACING_TOLERANCE,
     PREVIEW_SUFFIX,
@@ -44,13 +43,8 @@ from tests.fakes.telegram_server import Draft, FakeTelegram
 BOB_ID = 2002
 
 
-@pytest.fixture
-def start_bot(start_telegram_service: StartBot) -> StartBot:
-    async def start(**variables: str) -> Service:
-        defaults = {"DEFAULT_MODEL": DEFAULT_MODEL, "TELEGRAM_EDIT_INTERVAL": str(EDIT_INTERVAL)}
-        return await start_telegram_service(**(defaults | variables))
-
-    return start
+# The service on the fakes, as test_telegram.py starts it.
+start_bot = test_telegram.start_bot
 
 
 @pytest.fixture

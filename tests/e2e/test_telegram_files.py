@@ -22,8 +22,9 @@ from bots.telegram.render import plain_text
 from core.errors import FileTooLarge, ModelCannotReadImages, TooManyAttachments
 from core.messages import ENGLISH, describe, text
 from tests.attachment_files import image_file, ogg_opus, pdf_file
+from tests.e2e import test_telegram
 from tests.e2e.conftest import Service
-from tests.e2e.test_telegram import BOT_USERNAME, DEFAULT_MODEL, EDIT_INTERVAL, Person, StartBot
+from tests.e2e.test_telegram import BOT_USERNAME, Person, StartBot
 from tests.fakes.openrouter_server import FakeOpenRouter, RecordedRequest
 from tests.fakes.telegram_files import MAX_DOWNLOAD_BYTES
 from tests.fakes.telegram_server import DEFAULT_USER_ID, FakeTelegram
@@ -44,13 +45,8 @@ def alice(fake_telegram: FakeTelegram) -> Person:
     return Person(fake_telegram)
 
 
-@pytest.fixture
-def start_bot(start_telegram_service: StartBot) -> StartBot:
-    async def start(**variables: str) -> Service:
-        defaults = {"DEFAULT_MODEL": DEFAULT_MODEL, "TELEGRAM_EDIT_INTERVAL": str(EDIT_INTERVAL)}
-        return await start_telegram_service(**(defaults | variables))
-
-    return start
+# The service on the fakes, as test_telegram.py starts it.
+start_bot = test_telegram.start_bot
 
 
 def chat_requests(fake_openrouter: FakeOpenRouter) -> list[RecordedRequest]:

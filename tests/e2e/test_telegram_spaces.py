@@ -7,24 +7,17 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from core.messages import ENGLISH, text
-from tests.e2e.conftest import Service
-from tests.e2e.test_telegram import BOT_USERNAME, DEFAULT_MODEL, EDIT_INTERVAL, Person, StartBot
+from tests.e2e import test_telegram
+from tests.e2e.test_telegram import BOT_USERNAME, Person, StartBot
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.fakes.telegram_server import DEFAULT_GROUP_ID, FakeTelegram
 
 BOB_ID = 2002
 
 
-@pytest.fixture
-def start_bot(start_telegram_service: StartBot) -> StartBot:
-    async def start(**variables: str) -> Service:
-        defaults = {"DEFAULT_MODEL": DEFAULT_MODEL, "TELEGRAM_EDIT_INTERVAL": str(EDIT_INTERVAL)}
-        return await start_telegram_service(**(defaults | variables))
-
-    return start
+# The service on the fakes, as test_telegram.py starts it.
+start_bot = test_telegram.start_bot
 
 
 def prompt_of(fake_openrouter: FakeOpenRouter, index: int = -1) -> str:

@@ -9,13 +9,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from core.messages import ENGLISH, text
-from tests.e2e.conftest import Service
+from tests.e2e import test_telegram
 from tests.e2e.test_telegram import (
     BOT_USERNAME,
-    DEFAULT_MODEL,
     EDIT_INTERVAL,
     PREVIEW_SUFFIX,
     Person,
@@ -29,13 +26,8 @@ STOPPED = text(ENGLISH, "answer_stopped")
 STOP_WITHIN_SECONDS = 1.0
 
 
-@pytest.fixture
-def start_bot(start_telegram_service: StartBot) -> StartBot:
-    async def start(**variables: str) -> Service:
-        defaults = {"DEFAULT_MODEL": DEFAULT_MODEL, "TELEGRAM_EDIT_INTERVAL": str(EDIT_INTERVAL)}
-        return await start_telegram_service(**(defaults | variables))
-
-    return start
+# The service on the fakes, as test_telegram.py starts it.
+start_bot = test_telegram.start_bot
 
 
 async def test_the_stop_button_ends_the_answer_at_once_keeping_what_was_shown(
