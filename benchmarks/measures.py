@@ -22,7 +22,7 @@ from benchmarks.harness import (
     command_calls,
 )
 from core.attachments.intake import AttachmentIntake, IncomingFile, IntakeLimits
-from core.chat import ChatService, TurnSettings
+from core.chat import CONTEXT_BYTES_PER_TOKEN, ChatService, TurnSettings
 from core.commands import CommandHandler, TurnReply
 from core.conversation import Role, Usage
 from core.observability.activity import SessionActivity
@@ -36,6 +36,7 @@ from core.sessions.keys import (
 from core.sessions.limits import SessionLimits
 from core.sessions.scripts import script_source
 from core.sessions.store import SessionStore
+from core.tokens import DEFAULT_CONTEXT_TOKENS
 
 MODEL = "openai/gpt-4o-mini"
 # Real English prose with code in it, as model answers are: the pydoc topics that ship with
@@ -178,7 +179,7 @@ async def raw_turns_per_second(client: aioredis.Redis, users: int, turns_each: i
                     30000,
                     3600,
                     100,
-                    40,
+                    DEFAULT_CONTEXT_TOKENS * CONTEXT_BYTES_PER_TOKEN,
                     MODEL,
                     60,
                     rate_limit,

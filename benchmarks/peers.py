@@ -19,13 +19,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
 from benchmarks.harness import REPLY
 from benchmarks.measures import MODEL, _message_text, _rate, _used_memory
-from core.chat import TurnSettings
 from core.sessions.limits import SessionLimits
 
 TTL_SECONDS = SessionLimits().ttl_seconds  # ours: every session key expires after this
-# Ours sends the model the last 40 messages; LangChain reads a history whole, so its users start
-# a new conversation every 20 turns and never read more than ours does.
-CONVERSATION_TURNS = TurnSettings("", MODEL).context_messages // 2
+# LangChain reads a history whole, so its users start a new conversation every 20 turns (40
+# messages, about what ours reads of a conversation of short messages).
+CONVERSATION_TURNS = 20
 MEMORY_SEED = 7  # measures.memory_per_message's: the same seed gives the same conversations
 
 MessageText = Callable[[random.Random, int], str]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import structlog
 
+from core import tokens
 from core.attachments.intake import AttachmentIntake, IntakeLimits
 from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler
@@ -25,7 +26,7 @@ from core.personas import load_personas
 from core.sessions.key_migration import KeyMigrationReport, migrate_until_done, migrate_user_keys
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
-from core.settings import PdfEngine, Settings
+from core.settings import PdfEngine, Settings, Summaries
 from core.storage.connection import (
     RedisClient,
     close_redis,
@@ -33,6 +34,8 @@ from core.storage.connection import (
     redis_from_settings,
 )
 from core.storage.embedded import EmbeddedRedis, project_redis_conf, socket_of_running_service
+from core.summaries import Summarizer, summary_max_tokens
+from core.tokens import DEFAULT_CONTEXT_TOKENS
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +90,16 @@ async def open_services(
             stack.push_async_callback(webhooks.stop)  # before the Redis client closes
         catalog = ModelCatalog(redis, model)
         stack.push_async_callback(catalog.aclose)
+        # Loaded off the event loop (about 0.1 s) before the first turn needs it.
+        await asyncio.to_thread(tokens.encoding)
+        summarizer = None
+        if settings.summaries is Summaries.ON:
+            summarizer = Summarizer(
+                store.summaries, model,
+                summary_model=settings.summary_model or settings.default_model,
+                max_messages=settings.max_messages_per_session,
+                max_tokens=summary_max_tokens(settings.context_tokens or DEFAULT_CONTEXT_TOKENS),
+            )  # fmt: skip
         chat = ChatService(
             store,
             model,
@@ -96,9 +109,11 @@ async def open_services(
                 turn_timeout_seconds=settings.turn_timeout,
                 max_completion_tokens=settings.max_completion_tokens,
                 vision_model=settings.vision_model,
+                context_tokens=settings.context_tokens,
             ),
             metrics,
             catalog=catalog,
+            summarizer=summarizer,
         )
         analytics = AnalyticsFlusher(redis, tallies)
         # Entered after the Redis client, so its last flush runs before the client closes.

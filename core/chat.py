@@ -20,6 +20,8 @@ from core.llm.wire import ChatMessage, StreamEvent
 from core.observability.metrics import UNKNOWN_FRONT, Metrics
 from core.sessions.store import TurnStart
 from core.spaces import Speaker
+from core.summaries import Summarizer
+from core.tokens import DEFAULT_CONTEXT_TOKENS, TokenCounter
 from core.turn import Turn
 
 # After the grace period, how long interrupted turns get to end (each ends at its next read
@@ -28,6 +30,10 @@ INTERRUPTED_TURNS_WAIT_SECONDS = 5.0
 # How often this process asks Redis whether a /stop named one of its turns (one round trip for
 # all of them): a stop sent to any replica ends the answer within this, plus one model read.
 STOP_POLL_SECONDS = 0.25
+# Bytes of stored entries (JSON included) begin_turn.lua returns per token of CONTEXT_TOKENS:
+# more than ordinary text of any language takes per cl100k_base token (English about 4.5,
+# Portuguese about 3.5, code about 3.5), so what fits is read; what is read beyond is not sent.
+CONTEXT_BYTES_PER_TOKEN = 6
 
 
 class ChatModel(Protocol):
@@ -65,7 +71,7 @@ class TurnStore(Protocol):
         session_id: str | None,
         lock_token: str,
         lock_ttl_ms: int,
-        context_size: int,
+        context_bytes: int,
         default_model: str,
         reserve_tokens: int = 0,
         person: str | None = None,
@@ -108,8 +114,7 @@ class TurnSettings:
     default_model: str
     lock_ttl_ms: int = 30_000
     lock_wait_seconds: float = 60.0
-    context_messages: int = 40
-    context_characters: int = 24_000
+    context_tokens: int | None = None  # CONTEXT_TOKENS (None: DEFAULT_CONTEXT_TOKENS)
     turn_timeout_seconds: float = 300.0  # TURN_TIMEOUT
     max_completion_tokens: int = 4096  # MAX_COMPLETION_TOKENS
     # VISION_MODEL: answers a message with images when its session's model reads none.
@@ -128,8 +133,12 @@ class ChatService(Generic[TurnStoreT_co]):
         *,
         events: EventPublisher | None = None,
         catalog: ModelCatalog | None = None,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self._store = store
+        # SUMMARIES=on: makes the summaries of what falls out of the context; None: off.
+        self.summarizer = summarizer
+        self.token_counter = TokenCounter()
         # Which models read images; None: none is known, images go to whichever model.
         self.catalog = catalog
         self.model = model
@@ -145,6 +154,13 @@ class ChatService(Generic[TurnStoreT_co]):
     @property
     def store(self) -> TurnStoreT_co:
         return self._store
+
+    @property
+    def context_bytes(self) -> int:
+        """The most a turn's context entries may take as stored (begin_turn.lua reads no
+        more): CONTEXT_TOKENS at CONTEXT_BYTES_PER_TOKEN."""
+        tokens = self.settings.context_tokens or DEFAULT_CONTEXT_TOKENS
+        return tokens * CONTEXT_BYTES_PER_TOKEN
 
     @property
     def running_turns(self) -> int:
@@ -166,14 +182,20 @@ class ChatService(Generic[TurnStoreT_co]):
         self._is_stopping = True
         try:
             if await self._running.none_within(grace_seconds):
+                await self._close_summarizer(grace_seconds)
                 return 0
             interrupted = self._running.now()
             for turn in interrupted:
                 turn.interrupt()
             await self._running.none_within(INTERRUPTED_TURNS_WAIT_SECONDS)
+            await self._close_summarizer(0)
             return len(interrupted)
         finally:
             await self._stop_requests.close()
+
+    async def _close_summarizer(self, grace_seconds: float) -> None:
+        if self.summarizer is not None:
+            await self.summarizer.close(grace_seconds)
 
     async def stop_answer(self, session_id: str, *, owner: str | None = None) -> bool:
         """/stop: end the answer being written in `session_id`, on whichever replica writes it;

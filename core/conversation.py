@@ -30,10 +30,13 @@ class Notice(StrEnum):
     # The turn was sent to the space's active session, which had expired (SESSION_TTL without
     # messages): it started a new one.
     PREVIOUS_SESSION_EXPIRED = "previous_session_expired"
-    # Older messages of the session no longer reach the model: trimmed by
-    # MAX_MESSAGES_PER_SESSION, or left out of the turn's context (its count or character
-    # budget). Told the first time only.
+    # Older messages of the session no longer reach the model, and no summary stands in for
+    # them (SUMMARIES=off): trimmed by MAX_MESSAGES_PER_SESSION, or past the turn's
+    # CONTEXT_TOKENS. Told the first time only.
     CONTEXT_LOST = "context_lost"
+    # Older messages reach the model as a summary (core/summaries.py): told by the first
+    # answer that relied on one.
+    CONTEXT_SUMMARIZED = "context_summarized"
 
 
 @dataclass(frozen=True, slots=True)

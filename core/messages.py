@@ -157,6 +157,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "messages, so this is a new one. /sessions lists the ones you still have.",
         "context_lost": "📌 Older messages of this conversation no longer reach the model, so "
         "it may not remember how it began. /new starts a fresh one.",
+        "context_summarized": "📌 This conversation is long: the model now gets a summary of its "
+        "older messages instead of their words. /history shows where it begins.",
         # errors, by ChatbridgeError.code
         "invalid_input": "That request is not valid.",
         "empty_message": "Your message is empty.",
@@ -353,6 +355,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "então esta é uma nova. /sessions lista as que você ainda tem.",
         "context_lost": "📌 As mensagens mais antigas desta conversa não chegam mais ao modelo, "
         "então ele pode não lembrar como ela começou. /new começa uma nova.",
+        "context_summarized": "📌 Esta conversa está longa: o modelo agora recebe um resumo das "
+        "mensagens mais antigas em vez das palavras delas. /history mostra onde ele começa.",
         "invalid_input": "Esse pedido não é válido.",
         "empty_message": "Sua mensagem está vazia.",
         "message_too_long": "Sua mensagem tem {length} caracteres; o limite é {limit}. "

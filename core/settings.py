@@ -44,6 +44,13 @@ class PdfEngine(StrEnum):
     OPENROUTER = "openrouter"
 
 
+class Summaries(StrEnum):
+    """Whether messages that no longer fit a turn's context are summarised (core/summaries.py)."""
+
+    ON = "on"
+    OFF = "off"
+
+
 class Settings(BaseSettings):
     """Every setting of the service; field names are the environment variables, lower-cased."""
 
@@ -111,6 +118,14 @@ class Settings(BaseSettings):
     # The most tokens one answer may take (sent as max_tokens): what a turn reserves of
     # DAILY_TOKEN_BUDGET for its answer until it ends.
     max_completion_tokens: int = Field(default=4096, ge=1, le=1_000_000)
+    # Tokens a turn's request may take: system prompt, summary and the newest messages that
+    # fit (core/turn.py). Unset: 16,000, or less when the model's context (OpenRouter's models
+    # list) minus MAX_COMPLETION_TOKENS is smaller; a set value is held to the model's too.
+    context_tokens: int | None = Field(default=None, ge=256, le=2_000_000)
+    # Messages that fall out of the context are summarised after the answer (core/summaries.py)
+    # by SUMMARY_MODEL (unset: DEFAULT_MODEL), and the summary goes with the next requests.
+    summaries: Summaries = Summaries.ON
+    summary_model: str | None = None
     # The model's circuit breaker (core/llm/breaker.py), per process and per requested model:
     # this many failed requests in a row (0: never) stop requests to it for the cooldown.
     model_breaker_failures: int = Field(default=5, ge=0, le=1000)
@@ -358,7 +373,7 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value.strip()
 
-    @field_validator("vision_model")
+    @field_validator("vision_model", "summary_model")
     @classmethod
     def _optional_model_id(cls, value: str | None) -> str | None:
         # Blank counts as unset, as an empty value does (env_ignore_empty).

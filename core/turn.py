@@ -55,10 +55,18 @@ from core.llm.modalities import UNKNOWN as UNKNOWN_MODALITIES
 from core.llm.modalities import Modality, ModelModalities, route_images
 from core.llm.wire import ChatMessage, CompletionDone, ContentPart, StreamEvent
 from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, ModelCall
-from core.sessions.codec import ContextEntry
+from core.sessions.codec import ContextEntry, seq_of_message
 from core.sessions.limits import IMAGE_TOKEN_ESTIMATE
 from core.sessions.store import TurnStart
 from core.spaces import Speaker
+from core.summaries import summary_message
+from core.tokens import (
+    DEFAULT_CONTEXT_TOKENS,
+    MESSAGE_OVERHEAD_TOKENS,
+    RequestSize,
+    cut_to_tokens,
+    request_size,
+)
 
 if TYPE_CHECKING:
     # Only for annotations: core.chat builds turns, so it imports this module.
@@ -107,7 +115,9 @@ class Turn:
         self._has_asked_model = False
         self._prompt_tokens = 0  # the estimate of what the model was sent
         self._parts: list[str] = []  # the answer's text so far
-        self._is_context_trimmed = False  # CONTEXT_CHARACTERS left older messages out
+        self._is_context_trimmed = False  # CONTEXT_TOKENS left older messages out
+        self._sent_seqs: list[int] = []  # the stored messages the model was sent, oldest first
+        self._size: RequestSize | None = None  # the request's, once sized
         self._model_ending: ChatbridgeError | None = None
         self._done: CompletionDone | None = None
         self.reply: Message | None = None
@@ -145,9 +155,13 @@ class Turn:
         found = []
         if self._start.expired_after:
             found.append(Notice.PREVIOUS_SESSION_EXPIRED)
+        # With SUMMARIES=on what is left out is summarised after this answer: said by the
+        # first answer that relies on the summary instead.
         is_lost = self._start.is_context_cut or self._is_context_trimmed
-        if is_lost and not self._start.is_context_loss_told:
+        if is_lost and self._service.summarizer is None and not self._start.is_context_loss_told:
             found.append(Notice.CONTEXT_LOST)
+        if self._start.summary and not self._start.is_summary_told:
+            found.append(Notice.CONTEXT_SUMMARIZED)
         return tuple(found)
 
     @property
@@ -225,10 +239,12 @@ class Turn:
         # Timed here, around the model call itself, so every front gets the same numbers.
         call = self._service.metrics.model_call(self.model)
         parts = self._parts
-        max_tokens = self._service.settings.max_completion_tokens
+        size = self._size = await self._request_size()
         self._has_asked_model = True
         events = aiter(
-            self._service.model.stream(self._context(), model=self.model, max_tokens=max_tokens)
+            self._service.model.stream(
+                self._context(size.context_tokens), model=self.model, max_tokens=size.max_tokens
+            )
         )
         # TURN_TIMEOUT bounds the whole answer: keep-alive comments reset the client's read
         # timeout and the keeper would hold the lock for as long as they come.
@@ -245,6 +261,7 @@ class Turn:
                     await self._store_reply("".join(parts), event)
                     await self._report(None)
                     _log_completed(event, call)
+                    self._summarize_what_fell_out()
                     return
                 call.saw_text()
                 parts.append(event.text)
@@ -420,7 +437,7 @@ class Turn:
                     session_id=self._session_id,
                     lock_token=token,
                     lock_ttl_ms=settings.lock_ttl_ms,
-                    context_size=settings.context_messages,
+                    context_bytes=self._service.context_bytes,
                     default_model=settings.default_model,
                     reserve_tokens=reserve,
                     person=self._speaker.person if self._speaker else None,
@@ -450,23 +467,69 @@ class Turn:
                 self._end_early(lambda shown: TurnLockLost(partial_text=shown))
                 return
 
-    def _context(self) -> list[ChatMessage]:
-        """System prompt plus the newest messages that fit the character budget; the images
-        begin_turn returned go with their messages, the others are named in text."""
-        budget = self._service.settings.context_characters
-        kept: list[ChatMessage] = []
-        for entry in reversed(self._started.context):
-            budget -= len(entry.content)
-            if budget < 0 and kept:
-                break
-            kept.append(ChatMessage(entry.role, self._content_of(entry)))  # a Role is a str
-        kept.reverse()
-        self._is_context_trimmed = len(kept) < len(self._started.context)
+    async def _request_size(self) -> RequestSize:
+        """CONTEXT_TOKENS and MAX_COMPLETION_TOKENS, within the model's context when the models
+        list gives it."""
+        settings = self._service.settings
+        model_context = None
+        if self._service.catalog is not None:
+            model_context = (await self._service.catalog.modalities()).context_length(self.model)
+        return request_size(settings.context_tokens, model_context, settings.max_completion_tokens)
+
+    def _context(self, context_tokens: int) -> list[ChatMessage]:
+        """System prompt, summary, then the newest messages that fit `context_tokens` (the
+        newest always goes); the images begin_turn returned go with their messages, the others
+        are named in text."""
+        start = self._started
+        count = self._service.token_counter.count
         # The session's own (/persona) when it has one, else the global SYSTEM_PROMPT.
-        system = self._started.session.system_prompt or self._service.settings.system_prompt
-        context = [ChatMessage(role="system", content=system), *kept] if system else kept
+        system = start.session.system_prompt or self._service.settings.system_prompt
+        head = [ChatMessage(role="system", content=system)] if system else []
+        if start.summary:
+            # Made for this size of request, but the session may have moved to a model with a
+            # smaller context since: never more than half of it.
+            head.append(summary_message(cut_to_tokens(start.summary, context_tokens // 2)))
+        left = context_tokens - sum(count(str(m.content)) + MESSAGE_OVERHEAD_TOKENS for m in head)
+        kept: list[ContextEntry] = []
+        for entry in reversed(start.context):
+            cost = count(entry.content) + MESSAGE_OVERHEAD_TOKENS + self._image_tokens(entry)
+            if cost > left and kept:
+                break
+            left -= cost
+            kept.append(entry)
+        kept.reverse()
+        self._sent_seqs = [entry.seq for entry in kept]
+        self._is_context_trimmed = len(kept) < len(start.context)
+        context = [
+            *head,
+            *(ChatMessage(e.role, self._content_of(e)) for e in kept),
+        ]  # a Role is a str
         self._prompt_tokens = sum(_estimated_tokens(message) for message in context)
         return context
+
+    def _image_tokens(self, entry: ContextEntry) -> int:
+        if not self._sends_images:
+            return 0
+        sent = self._started.images
+        return IMAGE_TOKEN_ESTIMATE * sum(1 for a in entry.attachments if a.id in sent)
+
+    def _summarize_what_fell_out(self) -> None:
+        """Once the answer is stored: have older messages summarised if this turn left out
+        some that no summary stands in for, or the next trims would (core/summaries.py)."""
+        summarizer = self._service.summarizer
+        if summarizer is None or self.reply is None or self.session_after is None:
+            return
+        start = self._started
+        summarizer.after_turn(
+            start.session.id,
+            person=self._speaker.person if self._speaker else start.session.user_id,
+            covered=start.summary_up_to,
+            sent=self._sent_seqs,
+            answer_seq=seq_of_message(self.reply),
+            is_cut=start.is_context_cut or self._is_context_trimmed,
+            stored_count=self.session_after.message_count,
+            context_tokens=self._size.context_tokens if self._size else DEFAULT_CONTEXT_TOKENS,
+        )
 
     def _content_of(self, entry: ContextEntry) -> str | tuple[ContentPart, ...]:
         """The entry's text, or parts: its text and the files the model reads itself (images,

@@ -308,7 +308,7 @@ class MessageList(ApiModel):
         return cls(messages=[MessageOut.of(m) for m in page.messages], total=page.total)
 
 
-NoticeCode = Literal["previous_session_expired", "context_lost"]
+NoticeCode = Literal["previous_session_expired", "context_lost", "context_summarized"]
 
 
 class ChatReply(ApiModel):
@@ -317,7 +317,9 @@ class ChatReply(ApiModel):
     notices: list[NoticeCode] = Field(
         description="what the reply tells besides its answer, each once: `context_lost`, the "
         "first time older messages of the session no longer reach the model (dropped past "
-        "MAX_MESSAGES_PER_SESSION, or left out of the model's context); "
+        "MAX_MESSAGES_PER_SESSION, or left out of the model's context) with SUMMARIES=off; "
+        "`context_summarized`, the first time the model gets a summary of older messages "
+        "instead of their words (SUMMARIES=on); "
         "`previous_session_expired`, when the chat's active session had expired and this turn "
         "started a new one (a chat front's turn: a turn here names its session)"
     )

@@ -1,7 +1,8 @@
 """Which inputs each model reads, and where a message with images goes: pure, no I/O.
 
-`ModelModalities` is one reading of OpenRouter's models list (`GET /models`: each entry's `id`
-and `architecture.input_modalities`, e.g. `["text", "image", "file"]`); core/llm/models.py
+`ModelModalities` is one reading of OpenRouter's models list (`GET /models`: each entry's `id`,
+`architecture.input_modalities`, e.g. `["text", "image", "file"]`, and `context_length`, which
+sizes a turn's request: core/turn.py); core/llm/models.py
 keeps one fresh, shared through Redis. `route_images` decides a turn with images from it and
 VISION_MODEL: the session's model, VISION_MODEL instead (the reply's footer says so), or
 ModelCannotReadImages.
@@ -37,6 +38,8 @@ class ListedModel:
     inputs: frozenset[str]  # as listed, unknown kinds ("video") included
     # US dollars a prompt token; None when the price is not fixed (openrouter/auto lists -1).
     prompt_price: float | None
+    # The tokens its request and answer may take together (`context_length`); None: not listed.
+    context_length: int | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -64,6 +67,11 @@ class ModelModalities:
         """Whether the model reads that input; None when the list does not name the model."""
         listed = self._listed(model)
         return None if listed is None else modality.value in listed.inputs
+
+    def context_length(self, model: str) -> int | None:
+        """The tokens the model's request and answer may take together; None when unknown."""
+        listed = self._listed(model)
+        return None if listed is None else listed.context_length
 
     def suggestion(
         self, modality: Modality, *, instead_of: str, preferred: Sequence[str] = ()
@@ -140,7 +148,14 @@ def _listed_model(entry: object) -> tuple[str, ListedModel] | None:
         return None
     pricing = entry.get("pricing")
     price = _price(pricing.get("prompt") if isinstance(pricing, dict) else None)
-    return model_id, ListedModel(frozenset(i for i in inputs if isinstance(i, str)), price)
+    inputs_read = frozenset(i for i in inputs if isinstance(i, str))
+    return model_id, ListedModel(inputs_read, price, _context_length(entry.get("context_length")))
+
+
+def _context_length(value: object) -> int | None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return None
+    return value
 
 
 def _price(value: object) -> float | None:

@@ -1,13 +1,14 @@
-"""Which models read images, files and audio: OpenRouter's models list, cached in Redis.
+"""Which models read images, files and audio, and how long their context is: OpenRouter's
+models list, cached in Redis.
 
     await catalog.accepts(model, Modality.IMAGE)  ->  True | False | None (unknown)
 
 On None the caller lets the request through, and OpenRouter's own refusal is told.
 
 One copy for every replica: `models:{chatbridge-models}:catalog`, a string of compact JSON (each
-model's input modalities and prompt price, about 22 KB for 400 models), written with `SET EX`
-for an hour in a hash tag of its own (docs/data-model.md, "Models list"). A lookup reads, each
-step only when the one before has nothing fresh:
+model's input modalities, prompt price and context length, about 26 KB for 400 models),
+written with `SET EX` for an hour in a hash tag of its own (docs/data-model.md, "Models
+list"). A lookup reads, each step only when the one before has nothing fresh:
 
 1. this process's copy, fresh until the Redis copy it came from expires (its PTTL when read,
    so no two replicas' clocks are compared);
@@ -55,7 +56,7 @@ CATALOG_TTL_SECONDS: Final = 3600
 WAIT_SECONDS: Final = 5.0
 RETRY_AFTER_FAILURE_SECONDS: Final = 60.0
 # The stored value's layout; a value of another version is read as no copy, and replaced.
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 
 log = structlog.get_logger(__name__)
 
@@ -179,9 +180,10 @@ class ModelCatalog:
 
 
 def encoded(modalities: ModelModalities) -> str:
-    """`{"v": 1, "models": {id: ["text+image", prompt price or null]}}`, without spaces."""
+    """`{"v": 2, "models": {id: ["text+image", prompt price or null, context length or
+    null]}}`, without spaces."""
     models = {
-        model_id: ["+".join(sorted(listed.inputs)), listed.prompt_price]
+        model_id: ["+".join(sorted(listed.inputs)), listed.prompt_price, listed.context_length]
         for model_id, listed in modalities.models.items()
     }
     return json.dumps({"v": FORMAT_VERSION, "models": models}, separators=(",", ":"))
@@ -200,8 +202,10 @@ def decoded(stored: str | bytes) -> ModelModalities | None:
         return None
     read: dict[str, ListedModel] = {}
     for model_id, facts in models.items():
-        if not isinstance(facts, list) or len(facts) != 2 or not isinstance(facts[0], str):
+        if not isinstance(facts, list) or len(facts) != 3 or not isinstance(facts[0], str):
             return None
         price = facts[1] if isinstance(facts[1], int | float) else None
-        read[model_id] = ListedModel(frozenset(facts[0].split("+")) - {""}, price)
+        context_length = facts[2] if isinstance(facts[2], int) else None
+        inputs = frozenset(facts[0].split("+")) - {""}
+        read[model_id] = ListedModel(inputs, price, context_length)
     return ModelModalities(read)

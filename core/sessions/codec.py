@@ -61,6 +61,7 @@ ATTACHMENTS_AT = 9  # where a stored entry lists its files
 class ContextEntry(NamedTuple):
     """One message of a turn's context as stored: what the model is sent is built from it."""
 
+    seq: int
     role: Role
     content: str
     attachments: tuple[Attachment, ...] = ()
@@ -164,6 +165,11 @@ def message_id(session_id: str, seq: int) -> str:
     return f"{session_id}-{seq}"
 
 
+def seq_of_message(message: Message) -> int:
+    """The message's sequence number in its session, from its id (`message_id`)."""
+    return int(message.id.rsplit("-", 1)[1])
+
+
 def usage_args(usage: Usage | None) -> tuple[str, str, str]:
     if usage is None:
         return "", "", ""
@@ -174,6 +180,6 @@ def usage_args(usage: Usage | None) -> tuple[str, str, str]:
 def context_from(entries_json: str) -> tuple[ContextEntry, ...]:
     """What a model needs of each entry, from a JSON array of entries."""
     return tuple(
-        ContextEntry(ROLES_BY_CODE[entry[1]], entry[3], attachments_of(entry))
+        ContextEntry(int(entry[0]), ROLES_BY_CODE[entry[1]], entry[3], attachments_of(entry))
         for entry in json.loads(entries_json)
     )

@@ -41,6 +41,9 @@ SCRIPT_NAMES = (
     "reserve_turn",
     "settle_turn",
     "read_usage",
+    "summary_source",
+    "save_summary",
+    "charge_tokens",
 )
 UNAVAILABLE_REPLIES = (
     "LOADING",

@@ -70,6 +70,7 @@ from core.sessions.keys import (
 )
 from core.sessions.limits import SessionLimits
 from core.sessions.scripts import LuaScripts
+from core.sessions.summary_store import SummaryStore
 from core.sessions.usage import USAGE_WINDOW_DAYS, UsageReport, usage_report
 from core.spaces import as_authored, person_of_space
 from core.storage.connection import RedisClient
@@ -79,7 +80,11 @@ TITLE_LENGTH = 60
 # second; a turn that ended meanwhile never reads it).
 STOP_MARK_MS = 60_000
 # How append_message.lua is told what an answer told besides (its ARGV[18]).
-NOTICE_CODES = {Notice.PREVIOUS_SESSION_EXPIRED: "e", Notice.CONTEXT_LOST: "c"}
+NOTICE_CODES = {
+    Notice.PREVIOUS_SESSION_EXPIRED: "e",
+    Notice.CONTEXT_LOST: "c",
+    Notice.CONTEXT_SUMMARIZED: "s",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +108,19 @@ class TurnStart:
     # previous session expired, while the turn's session was started for that and no stored
     # answer has said so (0: nothing to tell).
     expired_after: int = 0
-    # Whether older messages of the session are left out of `context` (trimmed by
-    # MAX_MESSAGES_PER_SESSION, or past the context size), and whether an answer of the
-    # session has said that some were.
+    # Whether older messages of the session that `summary` does not stand in for are left out
+    # of `context` (trimmed by MAX_MESSAGES_PER_SESSION, or past the context bytes), and
+    # whether an answer of the session has said that some were.
     is_context_cut: bool = False
     # The bytes of the images the model is sent, by attachment id: those still kept of the
     # last IMAGE_CONTEXT_TURNS user messages of `context`.
     images: Mapping[str, bytes] = field(default_factory=dict)
     is_context_loss_told: bool = False
+    # What the session's older messages said, made by core/summaries.py ('' = none): it stands
+    # in for the messages up to seq `summary_up_to`, none of which are in `context`.
+    summary: str = ""
+    summary_up_to: int = 0
+    is_summary_told: bool = False  # an answer has said that it relied on a summary
 
 
 class SessionStore:
@@ -133,6 +143,7 @@ class SessionStore:
         self._scripts = LuaScripts(redis, self.activity, self.metrics)
         self._run = self._scripts.run
         self._bills = PersonBills(self._scripts, limits)
+        self.summaries = SummaryStore(self._scripts)
 
     async def ping(self) -> float:
         """Round-trip latency to Redis in milliseconds (on a cluster: to its slowest master)."""
@@ -494,7 +505,7 @@ class SessionStore:
         session_id: str | None,
         lock_token: str,
         lock_ttl_ms: int,
-        context_size: int,
+        context_bytes: int,
         default_model: str,
         reserve_tokens: int = 0,
         person: str | None = None,
@@ -535,7 +546,7 @@ class SessionStore:
             reply = await self._run(
                 "begin_turn", anchor, tag, user_id or "", session_id or "", created_id,
                 content or "", lock_token, lock_ttl_ms, self.limits.ttl_seconds,
-                self.limits.max_messages_per_session, context_size, default_model, TITLE_LENGTH,
+                self.limits.max_messages_per_session, context_bytes, default_model, TITLE_LENGTH,
                 *turn_limits, reserve_tokens, person or "", *files,
             )  # fmt: skip
             if refusal := self.limits.refusal(reply):
@@ -662,11 +673,12 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
         raise ModelCannotReadImages(model=str(reply[1]))
     session = session_from(reply[1:9])
     context = context_from(reply[10])
-    images = {str(reply[i]): as_bytes(reply[i + 1]) for i in range(14, len(reply), 2)}
+    images = {str(reply[i]): as_bytes(reply[i + 1]) for i in range(17, len(reply), 2)}
     return TurnStart(
         session=session, user_seq=int(reply[9]), context=context, lock_token=lock_token,
         expired_after=int(reply[11] or 0), is_context_cut=reply[12] == "1",
-        is_context_loss_told=reply[13] == "1", images=images,
+        is_context_loss_told=reply[13] == "1", images=images, summary=str(reply[14]),
+        summary_up_to=int(reply[15]), is_summary_told=reply[16] == "1",
     )  # fmt: skip
 
 

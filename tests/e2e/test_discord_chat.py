@@ -769,7 +769,7 @@ async def test_after_the_gateway_drops_the_bot_resumes_and_answers_what_was_sent
 async def test_notices_go_between_the_answer_and_its_footer_each_once(
     start_bot: StartBot, alice: Person, redis_client: aioredis.Redis
 ) -> None:
-    await start_bot(MAX_MESSAGES_PER_SESSION="2")
+    await start_bot(MAX_MESSAGES_PER_SESSION="2", SUMMARIES="off")
     await asks(alice, "first")
     await let_time_pass(redis_client, 3600)  # SESSION_TTL without messages: it expired
 

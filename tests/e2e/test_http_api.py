@@ -470,7 +470,7 @@ async def test_the_first_reply_without_the_oldest_messages_lists_context_lost_on
 ) -> None:
     """At MAX_MESSAGES_PER_SESSION=4 the third question is the fifth message: the first one
     is trimmed, and that reply says so; streamed or not, the next says nothing."""
-    api = await serve_api(max_messages_per_session=4)
+    api = await serve_api(max_messages_per_session=4, summaries="off")
     session = await create_session(api.client)
 
     async def notices_of(message: str, *, stream: bool = False) -> list[str]:
@@ -488,7 +488,7 @@ async def test_the_first_reply_without_the_oldest_messages_lists_context_lost_on
 
 
 async def test_a_streamed_reply_lists_context_lost_in_its_done_event(serve_api: ServeApi) -> None:
-    api = await serve_api(max_messages_per_session=2)
+    api = await serve_api(max_messages_per_session=2, summaries="off")
     session = await create_session(api.client)
     await api.client.post("/api/chat/session", json={"sessionId": session["id"], "message": "a"})
 

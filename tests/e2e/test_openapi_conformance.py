@@ -69,6 +69,9 @@ def live_service(redis_server: RedisProcess) -> Iterator[str]:
             OPENROUTER_BASE_URL=fake.base_url,
             HTTP_PORT=str(port),
             LOG_LEVEL="WARNING",
+            # The notices test below: a context that four long questions overflow, unsummarised.
+            CONTEXT_TOKENS="6000",
+            SUMMARIES="off",
         )
         child = subprocess.Popen(
             [sys.executable, "-m", "bots"], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
@@ -113,8 +116,9 @@ def test_every_operation_conforms_to_the_openapi_document(
 
 # --- the notices of a reply ------------------------------------------------------------------
 
-# The model's context keeps 24,000 characters: three 4,000-character questions and their echoes
-# fit, the fourth turn leaves the first question out and says so (`context_lost`).
+# The model's context keeps 6,000 tokens (CONTEXT_TOKENS above): three 4,000-character questions
+# (500 and 1,000 tokens) and their echoes fit, the fourth turn leaves the first question out and
+# says so (`context_lost`, SUMMARIES=off).
 LONG_QUESTIONS = [letter * 4000 for letter in "abcd"]
 
 

@@ -1376,7 +1376,7 @@ async def test_a_new_conversation_after_delete_says_nothing(
 async def test_the_first_answer_whose_context_lost_older_messages_says_so_once_in_portuguese(
     start_bot: StartBot, fake_telegram: FakeTelegram
 ) -> None:
-    await start_bot(MAX_MESSAGES_PER_SESSION="4")
+    await start_bot(MAX_MESSAGES_PER_SESSION="4", SUMMARIES="off")
     joao = Person(fake_telegram, user_id=3003, username="joao", language_code="pt-br")
     await joao.asks_model("um")
     await joao.asks_model("dois")  # four messages: all still kept

@@ -42,6 +42,8 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
+from core.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
+
 FAKE_API_KEY = "sk-or-v1-fake-openrouter-key-0000"
 VALID_ROLES = frozenset({"system", "user", "assistant", "tool"})
 PROCESSING_COMMENT = b": OPENROUTER PROCESSING\n\n"
@@ -63,6 +65,8 @@ class ListedModel:
     input_modalities: tuple[str, ...] = ("text",)
     output_modalities: tuple[str, ...] = ("text",)
     prompt_price: str = "0.000001"
+    # Prompt and answer together; a request past it is refused with 400, as OpenRouter does.
+    context_length: int = 128000
 
 
 # Ids as OpenRouter names them, with plausible modalities (a test sets its own where it
@@ -238,9 +242,12 @@ class FakeOpenRouter:
         inputs: tuple[str, ...] = ("text",),
         outputs: tuple[str, ...] = ("text",),
         prompt_price: str = "0.000001",
+        context_length: int = 128000,
     ) -> FakeOpenRouter:
-        """List the model (again) with these input and output modalities."""
-        self.listed_models[model_id] = ListedModel(model_id, inputs, outputs, prompt_price)
+        """List the model (again) with these input and output modalities and context."""
+        self.listed_models[model_id] = ListedModel(
+            model_id, inputs, outputs, prompt_price, context_length
+        )
         return self
 
     def unlist_model(self, model_id: str) -> FakeOpenRouter:
@@ -303,8 +310,29 @@ class FakeOpenRouter:
         if _has_images(body["messages"]) and not self._reads_images(body["model"]):
             # What OpenRouter answers when no provider of the model takes image input.
             return _error_response(404, "No endpoints found that support image input")
+        if (too_long := self._past_context(body)) is not None:
+            return _error_response(400, too_long)
         fault = self._faults.popleft() if self._faults else _Fault("none")
         return await self._respond(request, body, fault)
+
+    def _past_context(self, body: dict[str, Any]) -> str | None:
+        """OpenRouter's refusal of a request longer than its model's context, counted with the
+        tokenizer chatbridge estimates with (the real models' own count differently)."""
+        listed = self.listed_models.get(body["model"])
+        if listed is None:
+            return None
+        prompt = sum(
+            count_tokens(_text_of(m["content"])) + MESSAGE_OVERHEAD_TOKENS for m in body["messages"]
+        )
+        output = body.get("max_tokens") or 0
+        if prompt + output <= listed.context_length:
+            return None
+        return (
+            f"This endpoint's maximum context length is {listed.context_length} tokens. However, "
+            f"you requested about {prompt + output} tokens ({prompt} of text input, {output} in "
+            'the output). Please reduce the length of either one, or use the "middle-out" '
+            "transform to compress your prompt automatically."
+        )
 
     def _reads_images(self, model: str) -> bool:
         """A model listed without image input reads none; an unlisted one is not refused."""
@@ -608,7 +636,7 @@ def _model_object(model: ListedModel) -> dict[str, Any]:
         "name": model.id.split("/")[-1],
         "created": 1721260800,
         "description": f"{model.id}, as listed by the fake OpenRouter.",
-        "context_length": 128000,
+        "context_length": model.context_length,
         "architecture": {
             "modality": f"{'+'.join(inputs)}->{'+'.join(outputs)}",
             "input_modalities": inputs,
@@ -625,7 +653,7 @@ def _model_object(model: ListedModel) -> dict[str, Any]:
             "internal_reasoning": "0",
         },
         "top_provider": {
-            "context_length": 128000,
+            "context_length": model.context_length,
             "max_completion_tokens": 16384,
             "is_moderated": False,
         },

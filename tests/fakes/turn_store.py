@@ -9,7 +9,8 @@ lua/append_message.lua):
   one, created with the user's model (or the default) when they have none; takes its lock
   (SessionBusy while another token holds it); stores the user's message, titling an untitled
   session with its first line; and returns the session, the user message's sequence number,
-  the newest `context_size` messages oldest first, and the lock token.
+  the newest messages whose contents fit `context_bytes` (the newest always) oldest first, and
+  the lock token. No summaries here: tests/integration has them, on the real store.
 - A /retry (content None) stores nothing: its context ends at the newest user message, and it
   is NothingToRetry, with nothing created and the lock let go, when there is none.
 - A turn holds its session while its token holds the lock, or while nobody holds the lock
@@ -20,7 +21,7 @@ lua/append_message.lua):
   drops on /retry the answers after the user's message, and stores the answer with its model
   and usage, noting that it `told` CONTEXT_LOST when it did.
 - Notices: `begin_turn` says whether the context leaves older messages out (its first message
-  is not the session's first: trimmed at `max_messages_per_session`, or past `context_size`),
+  is not the session's first: trimmed at `max_messages_per_session`, or past `context_bytes`),
   and whether an answer of the session has told so. A session here never expires, so
   `expired_after` is always 0.
 - `extend_lock` keeps the lock of a turn that holds its session (taking a lapsed one back),
@@ -144,7 +145,7 @@ class InMemoryTurnStore:
         session_id: str | None,
         lock_token: str,
         lock_ttl_ms: int,
-        context_size: int,
+        context_bytes: int,
         default_model: str,
         reserve_tokens: int = 0,
         person: str | None = None,
@@ -168,13 +169,15 @@ class InMemoryTurnStore:
         self.locks[stored.id] = lock_token
         now = _now()
         if content is None:
-            user_seq, context = self._retry_context(stored, stored.messages[-context_size:])
+            user_seq, context = self._retry_context(stored, stored.messages)
+            context = _within_bytes(context, context_bytes)
         else:
-            user_seq, context = self._store_question(stored, content, context_size, now)
+            user_seq, context = self._store_question(stored, content, context_bytes, now)
         self._touch(stored, now)
         self._active[stored.user_id] = stored.id
         start = TurnStart(
-            stored.value(), user_seq, tuple(ContextEntry(m.role, m.content) for m in context),
+            stored.value(), user_seq,
+            tuple(ContextEntry(_seq_of(m), m.role, m.content) for m in context),
             lock_token,
             is_context_cut=bool(context) and _seq_of(context[0]) > 1,
             is_context_loss_told=stored.is_context_loss_told,
@@ -345,11 +348,13 @@ class InMemoryTurnStore:
         self,
         stored: _StoredSession,
         content: str,
-        context_size: int,
+        context_bytes: int,
         now: datetime,
     ) -> tuple[int, list[Message]]:
         message = self._append(stored, Role.USER, content, model=None, usage=None, now=now)
-        context = stored.messages[-context_size:]  # once trimmed, as the store reads it
+        context = _within_bytes(
+            stored.messages, context_bytes
+        )  # once trimmed, as the store reads it
         if not stored.title:
             stored.title = content.lstrip().split("\n", 1)[0][:TITLE_LENGTH]
         return _seq_of(message), context
@@ -394,6 +399,17 @@ class InMemoryTurnStore:
         if stored is None or (owner is not None and stored.user_id != owner):
             raise SessionNotFound()
         return stored
+
+
+def _within_bytes(messages: list[Message], context_bytes: int) -> list[Message]:
+    """The newest messages whose contents take at most `context_bytes` (the newest always)."""
+    kept: list[Message] = []
+    for message in reversed(messages):
+        context_bytes -= len(message.content.encode())
+        if context_bytes < 0 and kept:
+            break
+        kept.append(message)
+    return kept[::-1]
 
 
 def _seq_of(message: Message) -> int:

@@ -42,7 +42,7 @@ async def begin(
         session_id=session_id,
         lock_token=secrets.token_hex(12),
         lock_ttl_ms=30_000,
-        context_size=50,
+        context_bytes=96_000,
         default_model=MODEL,
     )
 

@@ -21,6 +21,7 @@ from core.errors import TurnStopped
 from core.llm.openrouter import OpenRouterClient
 from core.sessions.keys import session_key, user_index_key, user_seen_key, user_state_key
 from core.sessions.store import SessionStore, TurnStart
+from core.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.integration.round_trips import CountingConnection, counting_client  # noqa: F401
 from tests.integration.store_turns import MODEL, make_store
@@ -40,13 +41,13 @@ async def begin(
     *,
     user: str | None = ANA,
     session_id: str | None = None,
-    context_size: int = 50,
+    context_bytes: int = 96_000,
     token: str | None = None,
 ) -> TurnStart:
     """A turn's first round trip (`text` None: /retry)."""
     return await store.begin_turn(
         user, text, session_id=session_id, lock_token=token or secrets.token_hex(12),
-        lock_ttl_ms=30_000, context_size=context_size, default_model=MODEL,
+        lock_ttl_ms=30_000, context_bytes=context_bytes, default_model=MODEL,
     )  # fmt: skip
 
 
@@ -264,17 +265,30 @@ async def test_messages_trimmed_past_max_messages_are_told_once(
 
 @ALL_TOPOLOGIES
 @pytest.mark.parametrize(
-    ("context_size", "turns_without_notice"), [(6, 3), (5, 3), (4, 2)], ids=["below", "at", "above"]
+    ("spare", "is_cut"), [(1, False), (0, False), (-1, True)], ids=["below", "at", "above"]
 )
-async def test_messages_past_the_context_size_are_told_once(
-    store: SessionStore, context_size: int, turns_without_notice: int
+async def test_messages_past_the_context_bytes_are_left_out_and_told_once(
+    store: SessionStore, redis_client: aioredis.Redis, spare: int, is_cut: bool
 ):
-    for number in range(1, turns_without_notice + 1):
-        start = await turn(store, f"question {number}", context_size=context_size)
-        assert notices_of(start) == (), number
-    start = await turn(store, "first without the beginning", context_size=context_size)
-    assert notices_of(start) == LOST
-    assert notices_of(await turn(store, "and the next", context_size=context_size)) == ()
+    """Two turns stored, then a third question: a cap of the five entries' bytes (or one
+    more) sends them all; one byte less leaves the first out, and that turn says so, once.
+    Each entry's first 120 bytes are not counted (begin_turn.lua, ENTRY_BYTES_FREE)."""
+    words = " and more" * 30
+    for number in (1, 2):
+        assert notices_of(await turn(store, f"question {number}{words}")) == (), number
+    session = await store.active_session(ANA)
+    assert session is not None
+    four = await redis_client.lrange(session_key(session.id, ":messages"), 0, -1)
+    # The next entry as begin_turn.lua stores it: [5,"u",<13-digit ms>,"question 3..."].
+    fifth = len(f'[5,"u",1234567890123,"question 3{words}"]')  # over 120: counted
+    cap = sum(max(0, len(entry.encode()) - 120) for entry in [*four, "x" * fifth]) + spare
+    start = await turn(store, f"question 3{words}", context_bytes=cap)
+    assert len(start.context) == (4 if is_cut else 5)
+    assert notices_of(start) == (LOST if is_cut else ())
+    # The next turn leaves the first out whatever the cap: told unless it was already.
+    assert notices_of(await turn(store, f"the next{words}", context_bytes=cap)) == (
+        () if is_cut else LOST
+    )
 
 
 @ALL_TOPOLOGIES
@@ -313,11 +327,11 @@ async def test_a_repeated_finish_notes_the_loss_told_once(
     assert notices_of(await turn(store)) == ()
 
 
-# --- through the chat service: the character budget, and the two round trips -----------------
+# --- through the chat service: the token budget, and the two round trips -----------------
 
 
 def budget_chat(store: SessionStore, model_client: OpenRouterClient, budget: int) -> ChatService:
-    settings = TurnSettings(system_prompt="", default_model=MODEL, context_characters=budget)
+    settings = TurnSettings(system_prompt="", default_model=MODEL, context_tokens=budget)
     return ChatService(store, model_client, settings)
 
 
@@ -327,16 +341,25 @@ async def chat_turn(chat: ChatService, text: str) -> tuple[Notice, ...]:
     return started.notices
 
 
+def cost(text: str) -> int:
+    return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+
+
+THREE = cost("aaaa") + cost("echo: aaaa") + cost("bbbb")
+
+
 @ALL_TOPOLOGIES
-@pytest.mark.parametrize(("budget", "is_lost"), [(19, False), (18, False), (17, True)])
-async def test_messages_past_the_character_budget_are_told_once(
+@pytest.mark.parametrize(
+    ("budget", "is_lost"), [(THREE + 1, False), (THREE, False), (THREE - 1, True)]
+)
+async def test_messages_past_the_token_budget_are_told_once(
     store: SessionStore,
     model_client: OpenRouterClient,
     fake_openrouter: FakeOpenRouter,
     budget: int,
     is_lost: bool,
 ):
-    """`aaaa`, `echo: aaaa`, `bbbb`: 18 characters. A budget of 18 sends them all; one of 17
+    """`aaaa`, `echo: aaaa`, `bbbb`: THREE tokens. A budget of THREE sends them all; one less
     leaves the first question out, and that turn says so. The third turn leaves it out with
     any of them: said there unless said already, and never again."""
     chat = budget_chat(store, model_client, budget)
@@ -352,7 +375,7 @@ async def test_an_answer_stopped_midway_tells_nothing_and_leaves_the_loss_to_the
     redis_client: aioredis.Redis, model_client: OpenRouterClient, fake_openrouter: FakeOpenRouter
 ):
     store = make_store(redis_client, max_messages_per_session=2)
-    chat = budget_chat(store, model_client, 24_000)
+    chat = budget_chat(store, model_client, 16_000)
     await chat_turn(chat, "first")
     gate = asyncio.Event()
     fake_openrouter.pause(gate, after_deltas=1)
@@ -380,7 +403,7 @@ async def test_a_turn_that_tells_both_still_costs_two_round_trips(
     model_client: OpenRouterClient,
 ):
     store = make_store(counting_client, ttl_seconds=HOUR, max_messages_per_session=2)
-    chat = budget_chat(store, model_client, 24_000)
+    chat = budget_chat(store, model_client, 16_000)
     await chat_turn(chat, "loads the scripts")
     await let_time_pass(counting_client, HOUR)
     await chat_turn(chat, "a new session")  # tells the expiry

@@ -45,7 +45,7 @@ async def begin(store: SessionStore, user: str, text: str | None, session_id: st
         session_id=session_id,
         lock_token=secrets.token_hex(12),  # a token names one turn
         lock_ttl_ms=30_000,
-        context_size=50,
+        context_bytes=96_000,
         default_model=MODEL,
     )
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.chat import ChatService, TurnSettings
+from core.chat import CONTEXT_BYTES_PER_TOKEN, ChatService, TurnSettings
 from core.conversation import Notice, Usage
 from core.errors import (
     ChatbridgeError,
@@ -33,6 +33,7 @@ from core.errors import (
 )
 from core.events.publisher import EventType
 from core.observability.metrics import Metrics
+from core.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
 from tests.fakes.chat_model import (
     Gate,
     ScriptedModel,
@@ -88,7 +89,7 @@ async def hold_the_session(store: InMemoryTurnStore) -> str:
     """Lock the user's session as a turn of another replica would; returns the session id."""
     start = await store.begin_turn(
         USER, "holding", session_id=None, lock_token=OTHER_REPLICA, lock_ttl_ms=30_000,
-        context_size=10, default_model=MODEL,
+        context_bytes=96_000, default_model=MODEL,
     )  # fmt: skip
     return start.session.id
 
@@ -538,40 +539,48 @@ async def test_without_a_system_prompt_only_the_conversation_is_sent(
     assert sent_messages(model) == [("user", "hello")]
 
 
-# The conversation below is 4 + 4 + 2 = 10 characters; the system prompt does not count.
+def cost(text: str) -> int:
+    """What a message takes of CONTEXT_TOKENS."""
+    return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+
+
+# The system prompt, then `aaaa`, `bbbb`, `cc`: the budget at, above and below each boundary.
+ALL = cost(SYSTEM_PROMPT) + cost("aaaa") + cost("bbbb") + cost("cc")
+LAST_TWO = ALL - cost("aaaa")
+LAST = LAST_TWO - cost("bbbb")
+
+
 @pytest.mark.parametrize(
     ("budget", "kept"),
     [
-        (11, [("user", "aaaa"), ("assistant", "bbbb"), ("user", "cc")]),
-        (10, [("user", "aaaa"), ("assistant", "bbbb"), ("user", "cc")]),
-        (9, [("assistant", "bbbb"), ("user", "cc")]),
-        (6, [("assistant", "bbbb"), ("user", "cc")]),
-        (5, [("user", "cc")]),
+        (ALL + 1, [("user", "aaaa"), ("assistant", "bbbb"), ("user", "cc")]),
+        (ALL, [("user", "aaaa"), ("assistant", "bbbb"), ("user", "cc")]),
+        (ALL - 1, [("assistant", "bbbb"), ("user", "cc")]),
+        (LAST_TWO, [("assistant", "bbbb"), ("user", "cc")]),
+        (LAST_TWO - 1, [("user", "cc")]),
+        (LAST, [("user", "cc")]),
         (1, [("user", "cc")]),  # the newest message goes even when it alone is over
     ],
 )
-async def test_the_context_is_the_newest_messages_within_context_characters(
+async def test_the_context_is_the_newest_messages_within_context_tokens(
     chat: ChatService[InMemoryTurnStore], model: ScriptedModel, budget: int, kept: list[object]
 ):
-    budgeted = with_settings(chat, context_characters=budget)
+    budgeted = with_settings(chat, context_tokens=budget)
     model.then(answer("bbbb"))
     await run_turn(budgeted, "aaaa")
     await run_turn(budgeted, "cc")
     assert sent_messages(model) == [SYSTEM, *kept]
 
 
-async def test_the_context_holds_at_most_context_messages(
+async def test_the_context_reads_at_most_context_bytes_of_stored_messages(
     chat: ChatService[InMemoryTurnStore], model: ScriptedModel
 ):
-    short = with_settings(chat, context_messages=3)
-    for text in ("one", "two", "three"):
-        await run_turn(short, text)
-    assert sent_messages(model) == [
-        SYSTEM,
-        ("user", "two"),
-        ("assistant", "echo: two"),
-        ("user", "three"),
-    ]
+    # 2 tokens of context: the store is asked for 2 x CONTEXT_BYTES_PER_TOKEN bytes at most.
+    budgeted = with_settings(chat, context_tokens=2)
+    assert budgeted.context_bytes == 2 * CONTEXT_BYTES_PER_TOKEN
+    for text in ("one", "two"):
+        await run_turn(budgeted, text)
+    assert sent_messages(model) == [SYSTEM, ("user", "two")]
 
 
 # --- what the reply tells besides: lost context ----------------------------------------------
@@ -583,19 +592,22 @@ async def notices_of_turn(chat: ChatService[InMemoryTurnStore], text: str) -> tu
     return turn.notices
 
 
-# `aaaa`, `bbbb`, `cc`: 10 characters, as above.
-@pytest.mark.parametrize(("budget", "is_lost"), [(11, False), (10, False), (9, True)])
-async def test_a_turn_whose_character_budget_leaves_messages_out_says_so(
+@pytest.mark.parametrize(("budget", "is_lost"), [(ALL + 1, False), (ALL, False), (ALL - 1, True)])
+async def test_a_turn_whose_token_budget_leaves_messages_out_says_so(
     chat: ChatService[InMemoryTurnStore], model: ScriptedModel, budget: int, is_lost: bool
 ):
-    budgeted = with_settings(chat, context_characters=budget)
+    budgeted = with_settings(chat, context_tokens=budget)
     model.then(answer("bbbb"))
     assert await notices_of_turn(budgeted, "aaaa") == ()
     assert await notices_of_turn(budgeted, "cc") == ((Notice.CONTEXT_LOST,) if is_lost else ())
 
 
+# One, two, three: `one`, `echo: one`, `two` fit; then the oldest falls out.
+SHORT = cost(SYSTEM_PROMPT) + cost("one") + cost("echo: one") + cost("two")
+
+
 async def test_lost_context_is_told_by_the_first_answer_only(chat: ChatService[InMemoryTurnStore]):
-    short = with_settings(chat, context_messages=3)
+    short = with_settings(chat, context_tokens=SHORT)
     assert await notices_of_turn(short, "one") == ()
     assert await notices_of_turn(short, "two") == ()  # the third message: all of it is sent
     assert await notices_of_turn(short, "three") == (Notice.CONTEXT_LOST,)
@@ -605,7 +617,7 @@ async def test_lost_context_is_told_by_the_first_answer_only(chat: ChatService[I
 async def test_lost_context_a_failed_turn_could_not_tell_is_told_by_the_next_answer(
     chat: ChatService[InMemoryTurnStore], model: ScriptedModel
 ):
-    short = with_settings(chat, context_messages=3)
+    short = with_settings(chat, context_tokens=SHORT)
     await run_turn(short, "one")
     model.then(failure(ModelUnavailable()))
     with pytest.raises(ModelUnavailable):

@@ -18,8 +18,9 @@
 -- ARGV[16] the tokens the turn spent: its usage, or their estimate when none was reported
 -- ARGV[17] '1': an answer /stop ended, stored marked stopped (codec.py); else ''
 -- ARGV[18] what the answer tells besides (docs/data-model.md, "Notices"): 'e' that the space's
---          previous session expired, 'c' that older messages no longer reach the model, both
---          or '' (none); so the next turns do not tell it again
+--          previous session expired, 'c' that older messages no longer reach the model, 's'
+--          that a summary stands in for them, any of them or '' (none); so the next turns do
+--          not tell it again
 -- ARGV[19] the person whose /usage the reported usage (ARGV[7..9]) adds to ('' = nobody: not
 --          a turn's answer, or a shared space's, which settle_turn.lua counts in their slot);
 --          counted like the tokens, even when the session is gone or the answer fenced out
@@ -78,6 +79,9 @@ if string.find(told, 'e', 1, true) then
 end
 if string.find(told, 'c', 1, true) then
   redis.call('HSET', session_key(sid), 'toldContextLoss', 1)
+end
+if string.find(told, 's', 1, true) then
+  redis.call('HSET', session_key(sid), 'toldSummary', 1)
 end
 redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)

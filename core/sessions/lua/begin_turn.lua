@@ -7,7 +7,8 @@
 -- ARGV[1] tag  [2] uid ('' = whoever owns [3])  [3] sid ('' = the user's active session,
 --         created when the user has none)  [4] sid for that new session  [5] content ('' with
 --         no files, [21]: /retry)
--- ARGV[6] lock token  [7] lock ttl ms  [8] ttl seconds  [9] max messages  [10] context size
+-- ARGV[6] lock token  [7] lock ttl ms  [8] ttl seconds  [9] max messages  [10] context bytes:
+--         the most the context's entries may take (core/turn.py sizes it by tokens within)
 -- ARGV[11] default model  [12] title length for an untitled session
 -- ARGV[13] turns per window (0 = no rate limit)  [14] window ms  [15] daily token budget (0 = none)
 -- ARGV[16] tokens the turn reserves beyond its context's estimate (the completion's cap and the
@@ -25,19 +26,22 @@
 --          is created, locked or stored
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, the session's system
 --          prompt ('' = the global SYSTEM_PROMPT), user seq,
---          the context entries as one JSON array, expired after, context cut, loss told}: the
---          last three say what the reply must tell (docs/data-model.md, "Notices"): the seconds
+--          the context entries as one JSON array, expired after, context cut, loss told,
+--          summary ('' = none), the seq up to which it stands in for the messages, summary
+--          told}: the expired after, cut and told say what the reply must tell
+--          (docs/data-model.md, "Notices"): the seconds
 --          without messages after which the space's previous session expired, while this one
 --          was made for that and no reply has said so ('' = nothing to tell); '1' when older
---          messages of the session are left out of the context (trimmed by max messages, or
---          past the context size), else ''; '1' once a reply has said that some were, else '';
+--          messages of the session that no summary stands in for are left out of the context
+--          (trimmed by max messages, or past the context bytes), else ''; '1' once a reply
+--          has said that some were, else ''; '1' once a reply said it relied on a summary;
 --          then, for each image the model is sent (those still kept of the last [19] user
 --          messages of the context), its id and its bytes
 --      or {'NOT_FOUND'} | {'BUSY'} | {'NOTHING_TO_RETRY'}
 --      or {'RATE_LIMITED', ms until a turn fits} | {'BUDGET_EXHAUSTED', ms until the next UTC day}
 --      or {'LOCK_LOST'}: a repeat whose turn no longer holds the session (see holds_turn)
 local uid, sid, content, token = ARGV[2], ARGV[3], ARGV[5], ARGV[6]
-local ttl, max_messages, context_size = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local ttl, max_messages, context_bytes = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local rate_limit, window_ms = tonumber(ARGV[13]) or 0, tonumber(ARGV[14]) or 0
 local budget = tonumber(ARGV[15]) or 0
 local reserve_beyond_context = tonumber(ARGV[16]) or 0
@@ -56,14 +60,35 @@ end
 local SEEN_FOR_SECONDS = 7 * 86400
 
 -- The context: the newest messages up to the user message's (on /retry the answers after it
--- are left out). Built from what is stored, so that a repeat answers exactly what the first
--- run did.
+-- are left out) that the session's summary does not stand in for, within [10] bytes (the user
+-- message's even when it alone is over), each entry's first ENTRY_BYTES_FREE not counted. Built from what is stored, so that a repeat answers
+-- exactly what the first run did. Also returns whether it leaves out older messages that no
+-- summary stands in for (trimmed by max messages, or past the bytes).
+-- What an entry takes besides its words (seq, timestamp, model id, usage, file names), left out
+-- of [10]: a short message costs a few tokens of the request but a hundred bytes here.
+local ENTRY_BYTES_FREE = 120
+
+local function seq_of(raw)
+  return tonumber(string.match(raw, '^%[(%d+),'))
+end
+
 local function turn_context(turn_sid, user_seq)
-  local context = redis.call('LRANGE', session_key(turn_sid, ':messages'), -context_size, -1)
-  while #context > 0 and cjson.decode(context[#context])[1] > user_seq do
-    table.remove(context)
+  local covered = tonumber(redis.call('HGET', session_key(turn_sid), 'summaryUpTo') or '0')
+  local stored = redis.call('LRANGE', session_key(turn_sid, ':messages'), -max_messages, -1)
+  local last = #stored
+  while last > 0 and seq_of(stored[last]) > user_seq do last = last - 1 end
+  local first, bytes = last + 1, 0
+  for i = last, 1, -1 do
+    if seq_of(stored[i]) <= covered then break end
+    bytes = bytes + math.max(0, #stored[i] - ENTRY_BYTES_FREE)
+    if bytes > context_bytes and i < last then break end
+    first = i
   end
-  return context
+  local context = {}
+  for i = first, last do context[#context + 1] = stored[i] end
+  -- Sequence numbers start at 1, and only a trim takes entries from a list's head.
+  local is_cut = context[1] ~= nil and seq_of(context[1]) > covered + 1
+  return context, is_cut
 end
 
 -- The ids of the images the model is sent: those of the last `image_turns` user messages of
@@ -87,18 +112,16 @@ local function context_image_ids(context)
   return ids
 end
 
-local function turn_reply(turn_sid, user_seq, context)
+local function turn_reply(turn_sid, user_seq, context, is_cut)
   local f = session_fields(turn_sid)
   -- What the reply must tell, read from the session as it is: a repeat of this script tells
   -- what the first run did.
-  local told = redis.call('HMGET', session_key(turn_sid), 'tellExpired', 'toldContextLoss')
-  -- Sequence numbers start at 1, and only a trim takes entries from a list's head: a context
-  -- that begins past 1 leaves older messages out.
-  local is_cut = context[1] ~= nil and cjson.decode(context[1])[1] > 1
+  local told = redis.call('HMGET', session_key(turn_sid), 'tellExpired', 'toldContextLoss',
+    'summary', 'summaryUpTo', 'toldSummary')
   -- One JSON document instead of one reply element per entry: a single decode on the way out.
   local reply = {'OK', turn_sid, f[1], f[2], f[3], f[4], f[5], f[6], f[7], user_seq,
     '[' .. table.concat(context, ',') .. ']', told[1] or '', is_cut and '1' or '',
-    told[2] and '1' or ''}
+    told[2] and '1' or '', told[3] or '', told[4] or '0', told[5] and '1' or ''}
   local ids = context_image_ids(context)
   if #ids > 0 then
     local images = redis.call('HMGET', session_key(turn_sid, ':files'), unpack(ids))
@@ -118,7 +141,8 @@ if begun[1] then
   if redis.call('EXISTS', session_key(begun[1])) == 0 then return {'NOT_FOUND'} end
   if not keep_turn(begun[1], token, lock_ttl_ms) then return {'LOCK_LOST'} end
   local user_seq = tonumber(begun[2])
-  return turn_reply(begun[1], user_seq, turn_context(begun[1], user_seq))
+  local context, is_cut = turn_context(begun[1], user_seq)
+  return turn_reply(begun[1], user_seq, context, is_cut)
 end
 
 local now = now_ms()
@@ -160,7 +184,7 @@ end
 local user_seq
 if is_retry then
   -- /retry: answer the newest user message again, with the context that preceded it.
-  local window = redis.call('LRANGE', session_key(sid, ':messages'), -context_size, -1)
+  local window = redis.call('LRANGE', session_key(sid, ':messages'), -max_messages, -1)
   for i = #window, 1, -1 do
     local entry = cjson.decode(window[i])
     if entry[2] == 'u' then
@@ -210,13 +234,15 @@ if ARGV[3] == '' then
   redis.call('SET', user_key(uid, ':seen'), ttl, 'EX', ttl + SEEN_FOR_SECONDS)
 end
 record_turn(token, sid, user_seq, lock_ttl_ms)
-local context = turn_context(sid, user_seq)
+local context, is_cut = turn_context(sid, user_seq)
 if budget > 0 then
   -- Estimated from the stored entries, JSON included: the prompt is never larger.
   local images = #context_image_ids(context) * image_tokens
-  -- The session's own system prompt (/persona) is sent too: [16] counts only the global one.
-  local persona = {redis.call('HGET', session_key(sid), 'systemPrompt') or ''}
-  local estimate = estimated_tokens(context) + estimated_tokens(persona) + images
+  -- The session's own system prompt (/persona) and its summary are sent too: [16] counts
+  -- only the global system prompt.
+  local sent_too = redis.call('HMGET', session_key(sid), 'systemPrompt', 'summary')
+  local estimate = estimated_tokens(context) + images
+    + estimated_tokens({sent_too[1] or '', sent_too[2] or ''})
   reserve_tokens(token, person, estimate + reserve_beyond_context, now)
 end
-return turn_reply(sid, user_seq, context)
+return turn_reply(sid, user_seq, context, is_cut)
