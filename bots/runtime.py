@@ -40,6 +40,9 @@ from core.tokens import DEFAULT_CONTEXT_TOKENS
 log = structlog.get_logger(__name__)
 
 EMBEDDED_DATA_DIR = Path("data")
+# How long a summary under way may finish when the services close without `stop_turns`
+# (the terminal front); it is made again after a later turn if it could not.
+SUMMARY_CLOSE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,9 @@ async def open_services(
                 max_messages=settings.max_messages_per_session,
                 max_tokens=summary_max_tokens(settings.context_tokens or DEFAULT_CONTEXT_TOKENS),
             )  # fmt: skip
+            # Before the model client and Redis close (the stack unwinds last in, first out):
+            # a summary under way gets a moment; `serve` has given it its grace already.
+            stack.push_async_callback(summarizer.close, SUMMARY_CLOSE_SECONDS)
         chat = ChatService(
             store,
             model,

@@ -180,9 +180,12 @@ class ChatService(Generic[TurnStoreT_co]):
         lock is released.
         """
         self._is_stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
         try:
             if await self._running.none_within(grace_seconds):
-                await self._close_summarizer(grace_seconds)
+                # Summaries under way get what is left of the grace (a later turn redoes one).
+                await self._close_summarizer(max(0.0, deadline - loop.time()))
                 return 0
             interrupted = self._running.now()
             for turn in interrupted:
