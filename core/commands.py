@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core.attachments.intake import AttachmentIntake, IncomingFile, TakenIn
 from core.chat import ChatService
-from core.conversation import Message, Role, Session
+from core.conversation import Message, MessagePage, Role, Session, SessionSummary
 from core.errors import (
     AttachmentProblem,
     ChatbridgeError,
@@ -24,9 +24,10 @@ from core.errors import (
     SessionNotFound,
     UnknownCommand,
 )
-from core.messages import describe, help_text, text, usage_text
+from core.messages import describe, help_text, summary_heading, text, usage_text
 from core.observability.metrics import Metrics, front_of
 from core.personas import RESET, PersonaCatalog
+from core.sessions.codec import seq_of_message
 from core.sessions.export import MEDIA_TYPE, export_session
 from core.sessions.keys import SESSION_ID_PATTERN
 from core.sessions.store import SessionStore
@@ -36,6 +37,8 @@ from core.turn import Turn
 HISTORY_DEFAULT = 10
 HISTORY_MAX = 50
 HISTORY_PREVIEW_CHARS = 300
+# Of the session's summary (at most 6,000 characters): enough to see what it keeps.
+HISTORY_SUMMARY_CHARS = 600
 TITLE_MAX_CHARS = 100
 PLAIN_NUMBER = re.compile(r"[0-9]{1,9}")
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.:\-]+$")
@@ -274,17 +277,24 @@ class CommandHandler:
         session = await self.store.active_session(request.user_id)
         if session is None:
             return Reply(text(request.locale, "no_session"))
-        page = await self.store.recent_messages(session.id, count, owner=request.user_id)
-        if not page.messages:
+        # One more than shown: whether the message before the first one shown is summarised
+        # tells whether the summary's place is at the top of the list.
+        page = await self.store.recent_messages(session.id, count + 1, owner=request.user_id)
+        shown = page.messages[-count:]
+        if not shown:
             return Reply(text(request.locale, "history_empty"))
         header = text(
             request.locale,
             "history_header",
             title=_title(session, request),
-            shown=len(page.messages),
+            shown=len(shown),
             total=page.total,
         )
-        return Reply("\n\n".join([header, *(_preview(m, request) for m in page.messages)]))
+        previews = [_preview(m, request) for m in shown]
+        place = _summary_place(page, len(shown))
+        if page.summary is not None and place is not None:
+            previews.insert(place, _summary_preview(page.summary, request))
+        return Reply("\n\n".join([header, *previews]))
 
     async def export(self, request: Request) -> Outcome:
         session = await self.store.active_session(request.user_id)
@@ -522,8 +532,31 @@ def _title(session: Session, request: Request) -> str:
 
 def _preview(message: Message, request: Request) -> str:
     speaker = text(request.locale, "you" if message.role is Role.USER else "assistant")
-    content = message.content
-    if len(content) > HISTORY_PREVIEW_CHARS:
-        content = content[:HISTORY_PREVIEW_CHARS].rstrip() + "…"
+    content = _cut(message.content, HISTORY_PREVIEW_CHARS)
     mark = " " + text(request.locale, "answer_stopped") if message.stopped else ""
     return f"*{speaker}:* {content}{mark}"
+
+
+def _summary_place(page: MessagePage, shown: int) -> int | None:
+    """Where among the last `shown` messages of `page` the summary goes: before the first one
+    it does not stand in for, when the list reaches back that far (None: it does not, or the
+    session has no summary). `page` may hold one message more, before those shown."""
+    if page.summary is None:
+        return None
+    covered = sum(1 for m in page.messages if seq_of_message(m) <= page.summary.up_to)
+    place = covered - (len(page.messages) - shown)
+    # Below 0: the message before those shown is not summarised either, so neither is the
+    # first one shown, and the summary's place is further up.
+    return place if place >= 0 else None
+
+
+def _summary_preview(summary: SessionSummary, request: Request) -> str:
+    shown = _cut(summary.text, HISTORY_SUMMARY_CHARS)
+    if len(summary.text) > HISTORY_SUMMARY_CHARS:
+        shown += " " + text(request.locale, "history_summary_cut")
+    heading = summary_heading(request.locale, summary.up_to)
+    return text(request.locale, "history_summary", heading=heading, summary=shown)
+
+
+def _cut(content: str, limit: int) -> str:
+    return content[:limit].rstrip() + "…" if len(content) > limit else content

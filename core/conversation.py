@@ -111,11 +111,22 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """What a session's older messages said (core/summaries.py): the model gets it instead of
+    the messages up to seq `up_to`, though those still stored are still its history."""
+
+    text: str
+    up_to: int  # the seq of the last message it stands in for
+
+
+@dataclass(frozen=True, slots=True)
 class MessagePage:
-    """A slice of a session's messages, oldest first, and how many the session holds."""
+    """A slice of a session's messages, oldest first, how many the session holds, and its
+    summary (None: none yet), which /history and /export place among the messages."""
 
     messages: tuple[Message, ...]
     total: int
+    summary: SessionSummary | None = None
 
 
 def datetime_from_ms(milliseconds: int) -> datetime:

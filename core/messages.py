@@ -111,6 +111,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "switched": "Now in *{title}* ({count} messages).",
         "history_header": "*{title}*: last {shown} of {total} messages",
         "history_empty": "No messages in this conversation yet.",
+        "history_summary": "📝 *{heading}*: the model gets this instead of the original "
+        "text.\n{summary}",
+        "history_summary_cut": "(/export has it whole)",
+        "summary_heading": "Summary of messages 1 to {up_to}",
+        "summary_heading_one": "Summary of message 1",
+        "export_summary_note": "The model gets this summary instead of the original text.",
         "export_caption": "*{title}* as Markdown ({count} messages).",
         "export_details": "Model `{model}` · started {created} · last activity {updated} · "
         "{count} messages",
@@ -307,6 +313,12 @@ _TEXTS: dict[str, dict[str, str]] = {
         "switched": "Agora em *{title}* ({count} mensagens).",
         "history_header": "*{title}*: últimas {shown} de {total} mensagens",
         "history_empty": "Ainda não há mensagens nesta conversa.",
+        "history_summary": "📝 *{heading}*: o modelo recebe isto em vez do texto "
+        "original.\n{summary}",
+        "history_summary_cut": "(o /export mostra o resumo inteiro)",
+        "summary_heading": "Resumo das mensagens 1 a {up_to}",
+        "summary_heading_one": "Resumo da mensagem 1",
+        "export_summary_note": "O modelo recebe este resumo em vez do texto original.",
         "export_caption": "*{title}* em Markdown ({count} mensagens).",
         "export_details": "Modelo `{model}` · iniciada em {created} · última atividade "
         "{updated} · {count} mensagens",
@@ -561,6 +573,13 @@ def file_size(locale: str, size: int) -> str:
     if normalize_locale(locale) == PORTUGUESE:
         number = number.replace(".", ",")
     return text(locale, "kilobytes", n=number)
+
+
+def summary_heading(locale: str, up_to: int) -> str:
+    """`Summary of messages 1 to 57`: which messages a session's summary stands in for."""
+    if up_to == 1:
+        return text(locale, "summary_heading_one")
+    return text(locale, "summary_heading", up_to=number(locale, up_to))
 
 
 def notice_text(locale: str, notice: Notice, *, expired_after: int = 0) -> str:

@@ -24,6 +24,7 @@ from bots.http.schema import (
     CreateSession,
     ErrorOut,
     Health,
+    HistoryPage,
     MessageList,
     MessageOut,
     SessionList,
@@ -45,8 +46,8 @@ REQUESTS: tuple[type[BaseModel], ...] = (
     CreateSession, UpdateSession, StartChat, ChatMessage, AddMessage,
 )  # fmt: skip
 RESPONSES: tuple[type[BaseModel], ...] = (
-    SessionOut, SessionList, MessageOut, MessageList, ChatReply, ErrorOut, Health, SessionsHealth,
-    DashboardOut, StopResult, StoppedEvent, UserUsageOut,
+    SessionOut, SessionList, MessageOut, MessageList, HistoryPage, ChatReply, ErrorOut, Health,
+    SessionsHealth, DashboardOut, StopResult, StoppedEvent, UserUsageOut,
 )  # fmt: skip
 ERROR_TEXT = {
     400: "Malformed JSON",
@@ -199,7 +200,10 @@ def _chat_paths(session: JSON) -> JSON:
         "/api/chat/session": {"post": _chat_operation()},
         "/api/chat/session/{sessionId}/history": {
             "parameters": [session],
-            "get": _page_operation("A session's history, oldest first", default_limit=20),
+            "get": _page_operation(
+                "A session's history, oldest first, with its summary", default_limit=20,
+                page="HistoryPage",
+            ),
         },
     }  # fmt: skip
 
@@ -302,8 +306,8 @@ def _export_operation() -> JSON:
     return operation
 
 
-def _page_operation(summary: str, *, default_limit: int) -> JSON:
-    operation = _operation(summary, ok=(200, "MessageList"), errors=(*SESSION_ERRORS, 422))
+def _page_operation(summary: str, *, default_limit: int, page: str = "MessageList") -> JSON:
+    operation = _operation(summary, ok=(200, page), errors=(*SESSION_ERRORS, 422))
     operation["parameters"] = [
         _query_parameter("limit", {"type": "integer", "minimum": 1, "maximum": PAGE_LIMIT_MAX,
                                    "default": default_limit}),

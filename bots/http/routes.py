@@ -21,6 +21,7 @@ from bots.http.schema import (
     ChatMessage,
     ChatReply,
     CreateSession,
+    HistoryPage,
     MessageList,
     MessageOut,
     Page,
@@ -37,7 +38,7 @@ from bots.http.schema import (
 from bots.runtime import Services
 from core.attachments.intake import MAX_FILES_PER_MESSAGE, IncomingFile, TakenIn
 from core.attachments.media import sniff_media_type
-from core.conversation import AttachmentKind, Role
+from core.conversation import AttachmentKind, MessagePage, Role
 from core.errors import (
     ChatbridgeError,
     ModelNotConfigured,
@@ -173,7 +174,7 @@ async def stop(request: web.Request) -> web.Response:
 
 @routes.get("/api/sessions/{session_id:[0-9a-f]{32}}/messages")
 async def list_messages(request: web.Request) -> web.Response:
-    return await _page_of_messages(request, MESSAGES_DEFAULT_LIMIT)
+    return respond(MessageList.of(await _page_of_messages(request, MESSAGES_DEFAULT_LIMIT)))
 
 
 @routes.get("/api/sessions/{session_id:[0-9a-f]{32}}/export")
@@ -214,7 +215,9 @@ async def attachment(request: web.Request) -> web.Response:
 
 @routes.get("/api/chat/session/{session_id:[0-9a-f]{32}}/history")
 async def history(request: web.Request) -> web.Response:
-    return await _page_of_messages(request, HISTORY_DEFAULT_LIMIT)
+    """The page with the session's summary, which /history shows among its messages."""
+    page = await _page_of_messages(request, HISTORY_DEFAULT_LIMIT)
+    return respond(HistoryPage.of_session(request.match_info["session_id"], page))
 
 
 @routes.post("/api/chat/session/start")
@@ -383,7 +386,7 @@ class _EventWriter:
             log.info("http.stream_client_gone")
 
 
-async def _page_of_messages(request: web.Request, default_limit: int) -> web.Response:
+async def _page_of_messages(request: web.Request, default_limit: int) -> MessagePage:
     page = _validated(
         Page,
         {
@@ -391,13 +394,12 @@ async def _page_of_messages(request: web.Request, default_limit: int) -> web.Res
             "offset": request.query.get("offset", "0"),
         },
     )
-    messages = await request.app[SERVICES].store.read_messages(
+    return await request.app[SERVICES].store.read_messages(
         request.match_info["session_id"],
         owner=principal_of(request).owner,
         offset=page.offset,
         limit=page.limit,
     )
-    return respond(MessageList.of(messages))
 
 
 # --- request and response helpers ------------------------------------------------------------

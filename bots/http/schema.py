@@ -12,7 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 from pydantic.alias_generators import to_camel
 
 from core.commands import MODEL_ID_MAX_CHARS, MODEL_ID_PATTERN, TITLE_MAX_CHARS
-from core.conversation import Attachment, Message, MessagePage, Notice, Session, Usage, iso_utc
+from core.conversation import (
+    Attachment,
+    Message,
+    MessagePage,
+    Notice,
+    Session,
+    SessionSummary,
+    Usage,
+    iso_utc,
+)
+from core.sessions.codec import message_id
 from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH
 from core.sessions.usage import UsageReport, UsageTotals
 
@@ -306,6 +316,31 @@ class MessageList(ApiModel):
     @classmethod
     def of(cls, page: MessagePage) -> MessageList:
         return cls(messages=[MessageOut.of(m) for m in page.messages], total=page.total)
+
+
+class SummaryOut(ApiModel):
+    """The session's summary of its older messages: the model gets it instead of the messages
+    up to `upToMessageId` (those still stored are still listed)."""
+
+    text: str
+    up_to_message_id: str = Field(description="the id of the last message it stands in for")
+
+    @classmethod
+    def of(cls, session_id: str, summary: SessionSummary) -> SummaryOut:
+        return cls(text=summary.text, up_to_message_id=message_id(session_id, summary.up_to))
+
+
+class HistoryPage(MessageList):
+    summary: SummaryOut | None = Field(
+        description="what the model gets instead of the session's older messages (made once "
+        "they no longer fit its context, SUMMARIES=on); null while there is none"
+    )
+
+    @classmethod
+    def of_session(cls, session_id: str, page: MessagePage) -> HistoryPage:
+        summary = None if page.summary is None else SummaryOut.of(session_id, page.summary)
+        listed = MessageList.of(page)
+        return cls(messages=listed.messages, total=listed.total, summary=summary)
 
 
 NoticeCode = Literal["previous_session_expired", "context_lost", "context_summarized"]

@@ -2,7 +2,8 @@
 
     {"format": "chatbridge-backup", "version": 2, "createdAt": ms}
     {"kind": "session", "id", "userId", "creator", "title", "model", "createdAt", "updatedAt",
-     "seq", "lastActivity", "expiresAt", "fileBytes", "systemPrompt"?, "messages": [{"seq",
+     "seq", "lastActivity", "expiresAt", "fileBytes", "systemPrompt"?, "summary"?,
+     "summaryUpTo"?, "toldSummary"?, "messages": [{"seq",
      "role", "timestamp", "content", "model"?, "usage"?: {"promptTokens", "completionTokens",
      "cost"?}, "stopped"?,
      "attachments"?: [{"n", "kind", "mediaType", "name", "size", "data", "readByModel"?}, ...]},
@@ -24,7 +25,10 @@ as no longer kept). So a session line can be long: its files take up to
 MAX_ATTACHMENT_BYTES_PER_SESSION * 4/3 (about 11.2 MB at the default 8 MiB) beside its text.
 Version 1 files (written before files were stored) are still read; version 2 is written.
 A version 2 session line may carry `systemPrompt`, the session's own system prompt (/persona),
-absent when the global SYSTEM_PROMPT applies (files written before personas lack it).
+absent when the global SYSTEM_PROMPT applies (files written before personas lack it); and
+`summary`, `summaryUpTo` and `toldSummary`, the session's rolling summary (core/summaries.py),
+the seq of the last message it stands in for, and true once a reply said the model relies on
+it: absent while the session has none (files written before summaries lack them).
 
 A problem is reported as `InvalidBackup` naming the line and the field: a `data` that is not
 base64, a `size` its data does not have, a `fileBytes` that is not the sum of the kept files.
@@ -56,6 +60,7 @@ from core.errors import InvalidBackup
 from core.sessions.codec import Entry, attachment_id, encoded_entry, entry_of
 from core.sessions.keys import SESSION_ID_PATTERN, user_tag
 from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH
+from core.summaries import SUMMARY_MAX_CHARACTERS
 
 FORMAT: Literal["chatbridge-backup"] = "chatbridge-backup"
 VERSION = 2  # written
@@ -163,6 +168,17 @@ class SessionRecord(Line):
         max_length=MAX_SYSTEM_PROMPT_LENGTH,
         exclude_if=lambda prompt: prompt is None,
     )
+    # Format version 2, optional: the session's summary of its older messages
+    # (core/summaries.py), the seq of the last message it stands in for, and whether a reply
+    # said the model relies on it. Absent while it has none (files written before summaries).
+    summary: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=SUMMARY_MAX_CHARACTERS,
+        exclude_if=lambda summary: summary is None,
+    )
+    summary_up_to: int | None = Field(default=None, ge=1, exclude_if=lambda up_to: up_to is None)
+    told_summary: bool = Field(default=False, exclude_if=lambda is_told: not is_told)
     messages: list[MessageRecord]
 
     @model_validator(mode="after")
@@ -171,6 +187,7 @@ class SessionRecord(Line):
             self._check_version_1()
         if self.id[:4] != user_tag(self.user_id):
             raise ValueError("id: does not belong to this userId (its first 4 digits differ)")
+        self._check_summary()
         previous = 0
         for message in self.messages:
             if message.seq <= previous:
@@ -185,11 +202,19 @@ class SessionRecord(Line):
             )
         return self
 
+    def _check_summary(self) -> None:
+        if (self.summary is None) != (self.summary_up_to is None):
+            raise ValueError("summaryUpTo: given with a summary, and only with one")
+        if self.summary_up_to is not None and self.summary_up_to > self.seq:
+            raise ValueError("summaryUpTo: past the session's seq")
+
     def _check_version_1(self) -> None:
         for field, value in (
             ("creator", self.creator),
             ("fileBytes", self.file_bytes),
             ("systemPrompt", self.system_prompt),
+            ("summary", self.summary),
+            ("toldSummary", self.told_summary or None),
         ):
             if value is not None:
                 raise ValueError(f"{field}: not in format version 1")

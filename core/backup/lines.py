@@ -160,9 +160,9 @@ def _user_in(key: str) -> tuple[str, str] | None:
 def _session_record(session_id: str, reply: list[Any]) -> SessionRecord:
     """backup_session.lua's reply: the session's fields, its files (id, bytes), its messages."""
     user_id, title, model, created, updated, seq, expires, score, creator, file_bytes = reply[:10]
-    system_prompt = reply[10]
-    files_end = 12 + int(reply[11])
-    pairs = iter(reply[12:files_end])
+    system_prompt, summary, summary_up_to, told_summary = reply[10:14]
+    files_end = 15 + int(reply[14])
+    pairs = iter(reply[15:files_end])
     files = {file_id: as_bytes(data) for file_id, data in zip(pairs, pairs, strict=True)}
     return SessionRecord(
         kind="session",
@@ -178,6 +178,9 @@ def _session_record(session_id: str, reply: list[Any]) -> SessionRecord:
         expires_at=int(expires) if expires != "" else None,
         file_bytes=int(file_bytes) if file_bytes != "" else None,
         system_prompt=system_prompt or None,
+        summary=summary or None,
+        summary_up_to=int(summary_up_to) if summary else None,
+        told_summary=told_summary != "",
         messages=[message_record(raw, files) for raw in reply[files_end:]],
     )
 
@@ -324,7 +327,8 @@ class _Writer:
             record.id[:4], record.id, record.user_id, record.title, record.model,
             record.created_at, record.updated_at, record.seq,
             record.updated_at if last_activity is None else last_activity, expires, ttl,
-            record.creator or "", file_bytes, record.system_prompt or "", len(files),
+            record.creator or "", file_bytes, record.system_prompt or "", record.summary or "",
+            record.summary_up_to or "", "1" if record.told_summary else "", len(files),
             *(part for file in files for part in file),
             *(stored_entry(message) for message in record.messages),
         ]  # fmt: skip

@@ -18,6 +18,10 @@
 
     Mostly the Moon's gravity …
 
+A session whose older messages a summary stands in for (core/summaries.py) has it as a section
+of its own, "### 📝 Summary of messages 1 to 57", before the first message it does not stand in
+for: the messages it covers that are still stored come before it, as they were written.
+
 Labels follow the user's language; messages are written as they were sent (they are Markdown
 already, as models write it); a message's files are listed by name under it (their bytes stay
 in Redis, and go away with the session or its file budget). The file name is ASCII, safe in
@@ -31,8 +35,9 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from core.conversation import Attachment, Message, Role, Session
-from core.messages import file_size, text
+from core.conversation import Attachment, Message, Role, Session, SessionSummary
+from core.messages import file_size, summary_heading, text
+from core.sessions.codec import seq_of_message
 from core.sessions.store import SessionStore
 
 MEDIA_TYPE = "text/markdown"
@@ -63,17 +68,26 @@ async def export_session(
     page = await store.read_messages(
         session.id, owner=owner, limit=store.limits.max_messages_per_session
     )
+    markdown = session_markdown(
+        session, page.messages, locale, persona=persona, summary=page.summary
+    )
     return ExportedSession(
         session=session,
         filename=export_filename(session),
-        markdown=session_markdown(session, page.messages, locale, persona=persona),
+        markdown=markdown,
         message_count=len(page.messages),
     )
 
 
 def session_markdown(
-    session: Session, messages: tuple[Message, ...], locale: str, *, persona: str | None = None
+    session: Session,
+    messages: tuple[Message, ...],
+    locale: str,
+    *,
+    persona: str | None = None,
+    summary: SessionSummary | None = None,
 ) -> str:
+    """`summary`: the session's, placed before the first message it does not stand in for."""
     details = text(
         locale,
         "export_details",
@@ -85,7 +99,11 @@ def session_markdown(
     if persona is not None:
         details += "  \n" + text(locale, "export_persona", persona=persona)
     parts = [f"# {session.title or text(locale, 'untitled')}", details, "---"]
-    parts += [_message(message, locale) for message in messages]
+    written = [_message(message, locale) for message in messages]
+    if summary is not None:
+        place = sum(1 for message in messages if seq_of_message(message) <= summary.up_to)
+        written.insert(place, _summary(summary, locale))
+    parts += written
     if not messages:
         parts.append(f"_{text(locale, 'history_empty')}_")
     return "\n\n".join(parts) + "\n"
@@ -112,6 +130,12 @@ def _message(message: Message, locale: str) -> str:
     if message.attachments:
         parts.append(_files(message.attachments, locale))
     return "\n\n".join(parts)
+
+
+def _summary(summary: SessionSummary, locale: str) -> str:
+    heading = f"### 📝 {summary_heading(locale, summary.up_to)}"
+    note = f"_{text(locale, 'export_summary_note')}_"
+    return "\n\n".join([heading, note, _closed(summary.text)])
 
 
 def _files(files: tuple[Attachment, ...], locale: str) -> str:

@@ -26,6 +26,7 @@ from core.conversation import (
     Notice,
     Role,
     Session,
+    SessionSummary,
     Usage,
     datetime_from_ms,
 )
@@ -494,8 +495,9 @@ class SessionStore:
         if reply[0] == "NOT_FOUND":
             raise SessionNotFound()
         kept = frozenset(json.loads(reply[2]))
-        messages = tuple(message_from(session_id, raw, kept) for raw in reply[3:])
-        return MessagePage(messages=messages, total=int(reply[1]))
+        summary = SessionSummary(str(reply[3]), int(reply[4])) if reply[3] else None
+        messages = tuple(message_from(session_id, raw, kept) for raw in reply[5:])
+        return MessagePage(messages=messages, total=int(reply[1]), summary=summary)
 
     async def begin_turn(
         self,

@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from core.messages import ENGLISH, PORTUGUESE, text
+from core.sessions.keys import session_key
 from tests.e2e.conftest import RunCli, Service, child_env
 from tests.e2e.discord_support import Person, StartBot
 from tests.e2e.http_app import RunningApi, ServeApi, assert_error, bearer
@@ -253,6 +254,32 @@ async def test_http_export_speaks_the_accept_language(serve_api: ServeApi) -> No
     assert response.status_code == 200, response.text
     assert "### Você · " in response.text
     assert "Modelo `test/model`" in response.text
+
+
+async def test_http_export_places_the_summary_before_the_first_message_it_does_not_cover(
+    serve_api: ServeApi, redis_client: aioredis.Redis
+) -> None:
+    api = await serve_api()
+    session_id = await session_with_messages(
+        api, "Long", *({"role": "user", "content": f"m{n}"} for n in range(1, 5))
+    )
+    # As save_summary.lua leaves it (core/summaries.py makes it after a turn).
+    await redis_client.hset(
+        session_key(session_id), mapping={"summary": "Ana likes tea.", "summaryUpTo": 2}
+    )
+
+    response = await api.client.get(
+        f"/api/sessions/{session_id}/export", headers={"Accept-Language": "pt-BR"}
+    )
+
+    assert response.status_code == 200, response.text
+    markdown = response.text
+    section = (
+        "\n\n### 📝 Resumo das mensagens 1 a 2\n\n"
+        "_O modelo recebe este resumo em vez do texto original._\n\nAna likes tea.\n\n"
+    )
+    assert markdown.index("\n\nm2\n\n") < markdown.index(section)
+    assert markdown.index(section) < markdown.index("\n\nm3\n\n")
 
 
 async def test_http_export_of_an_empty_session(serve_api: ServeApi) -> None:

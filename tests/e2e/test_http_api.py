@@ -341,13 +341,38 @@ async def test_history_defaults_to_20_messages_oldest_first_with_the_total(
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"messages", "total"}
+    assert set(body) == {"messages", "total", "summary"}
+    assert body["summary"] is None
     assert body["total"] == 30
     assert [m["content"] for m in body["messages"]] == [f"m{i}" for i in range(20)]
     for message in body["messages"]:
         assert_message_shape(message)
         assert message["role"] == "user"
         assert message["usage"] is None
+
+
+async def test_history_carries_the_sessions_summary_whatever_page_it_shows(
+    serve_api: ServeApi, redis_client: aioredis.Redis
+) -> None:
+    api = await serve_api()
+    session = await create_session(api.client)
+    await add_messages(api.client, session["id"], 6)
+    # As save_summary.lua leaves it (core/summaries.py makes it after a turn).
+    await redis_client.hset(
+        session_key(session["id"]), mapping={"summary": "Ana likes tea.", "summaryUpTo": 4}
+    )
+
+    pages = [
+        (await api.client.get(f"/api/chat/session/{session['id']}/history?{query}")).json()
+        for query in ("", "offset=5&limit=1")
+    ]
+
+    for page in pages:
+        assert page["summary"] == {"text": "Ana likes tea.", "upToMessageId": f"{session['id']}-4"}
+    assert pages[0]["messages"][3]["id"] == pages[0]["summary"]["upToMessageId"]
+    assert pages[0]["messages"][3]["content"] == "m3"  # still listed: it is history
+    listed = await api.client.get(f"/api/sessions/{session['id']}/messages")
+    assert set(listed.json()) == {"messages", "total"}  # that listing is unchanged
 
 
 async def test_messages_default_to_50_oldest_first_with_the_total(serve_api: ServeApi) -> None:
@@ -790,7 +815,8 @@ async def test_an_offset_beyond_the_total_gives_an_empty_page_with_the_total(
     response = await api.client.get(path.format(id=session["id"]), params={"offset": 10})
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"messages": [], "total": 3}
+    body = response.json()
+    assert (body["messages"], body["total"], body.get("summary")) == ([], 3, None)
 
 
 @pytest.mark.parametrize("path", PAGED_PATHS)

@@ -174,7 +174,15 @@ def test_a_stored_list_reads_back_as_it_was(catalog: ModelModalities):
 
 @pytest.mark.parametrize(
     "stored",
-    ["", "not json", "[]", '{"v": 2, "models": {}}', '{"v": 1}', '{"v": 1, "models": {"a/b": 3}}'],
+    [
+        "",
+        "not json",
+        "[]",
+        '{"v": 3, "models": {}}',
+        '{"v": 2}',
+        '{"v": 2, "models": {"a/b": 3}}',
+        '{"v": 1, "models": {"a/b": ["text", null]}}',  # format 1: no context length
+    ],
 )
 def test_a_stored_value_of_another_shape_reads_as_no_copy(stored: str):
     assert decoded(stored) is None

@@ -60,8 +60,11 @@ local function session_fields(sid)
   return f
 end
 
+-- The claim on its next summary (summary_source.lua) would expire by itself within minutes;
+-- it goes with the session, so nothing of a deleted session stays behind.
 local function delete_session_keys(sid)
-  redis.call('DEL', session_key(sid), session_key(sid, ':messages'), session_key(sid, ':files'))
+  redis.call('DEL', session_key(sid), session_key(sid, ':messages'), session_key(sid, ':files'),
+    session_key(sid, ':summarizing'))
 end
 
 -- Files of user messages (docs/data-model.md, "Attachments"): their bytes in the session's

@@ -7,16 +7,19 @@
 -- ARGV[8] seq  [9] score in the owner's index (last activity, ms)
 -- ARGV[10] expires at (ms since the epoch; '' = [11] seconds from now)  [11] ttl seconds
 -- ARGV[12] creator ('' = none)  [13] fileBytes ('' = none)
--- ARGV[14] systemPrompt ('' = none: the global one)  [15] how many files it keeps, F
--- ARGV[16 ... 15 + 2F] each file's id '<seq>-<n>' and bytes
--- ARGV[16 + 2F ...] the messages as stored (compact JSON arrays), oldest first
+-- ARGV[14] systemPrompt ('' = none: the global one)
+-- ARGV[15] summary ('' = none)  [16] summaryUpTo  [17] toldSummary ('1', or '' = none)
+-- ARGV[18] how many files it keeps, F  [19 ... 18 + 2F] each file's id '<seq>-<n>' and bytes
+-- ARGV[19 + 2F ...] the messages as stored (compact JSON arrays), oldest first
 -- Returns 'RESTORED'; 'EXPIRED' (its expiry has passed: nothing written); 'NEWER' (Redis holds
 --      it with more messages ever stored, so a later state: left as it is); or 'OTHER_OWNER'
 --      (Redis holds this id for another user: left as it is)
 local sid, uid, seq = ARGV[2], ARGV[3], tonumber(ARGV[8])
 local creator, file_bytes, system_prompt = ARGV[12], ARGV[13], ARGV[14]
-local file_count = tonumber(ARGV[15])
-local first_message = 16 + 2 * file_count
+local summary, summary_up_to, told_summary = ARGV[15], ARGV[16], ARGV[17]
+local FIRST_FILE = 19
+local file_count = tonumber(ARGV[FIRST_FILE - 1])
+local first_message = FIRST_FILE + 2 * file_count
 local now = now_ms()
 local expires = tonumber(ARGV[10]) or now + tonumber(ARGV[11]) * 1000
 if expires <= now then return 'EXPIRED' end
@@ -26,19 +29,24 @@ local current = redis.call('HMGET', key, 'userId', 'seq')
 if current[1] and current[1] ~= uid then return 'OTHER_OWNER' end
 if current[2] and tonumber(current[2]) > seq then return 'NEWER' end
 
-redis.call('DEL', key, messages, files)
+-- A summary being made of what Redis held must not land on the restored session: its claim goes.
+redis.call('DEL', key, messages, files, session_key(sid, ':summarizing'))
 redis.call('HSET', key, 'userId', uid, 'title', ARGV[4], 'model', ARGV[5],
   'createdAt', ARGV[6], 'updatedAt', ARGV[7], 'seq', ARGV[8])
 if creator ~= '' then redis.call('HSET', key, 'creator', creator) end
 if file_bytes ~= '' then redis.call('HSET', key, 'fileBytes', file_bytes) end
 if system_prompt ~= '' then redis.call('HSET', key, 'systemPrompt', system_prompt) end
+if summary ~= '' then
+  redis.call('HSET', key, 'summary', summary, 'summaryUpTo', summary_up_to)
+end
+if told_summary ~= '' then redis.call('HSET', key, 'toldSummary', told_summary) end
 redis.call('PEXPIREAT', key, expires)
 -- unpack() is bounded by Lua's C stack: push in slices.
 for first = first_message, #ARGV, 1000 do
   redis.call('RPUSH', messages, unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 if #ARGV >= first_message then redis.call('PEXPIREAT', messages, expires) end
-for at = 16, first_message - 1, 2 do
+for at = FIRST_FILE, first_message - 1, 2 do
   redis.call('HSET', files, ARGV[at], ARGV[at + 1])
 end
 if file_count > 0 then redis.call('PEXPIREAT', files, expires) end
