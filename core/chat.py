@@ -29,6 +29,7 @@ from core.turn import Turn
 INTERRUPTED_TURNS_WAIT_SECONDS = 5.0
 # How often this process asks Redis whether a /stop named one of its turns (one round trip for
 # all of them): a stop sent to any replica ends the answer within this, plus one model read.
+# The same task extends all their locks, every third of the lock's ttl (_TurnWatch).
 STOP_POLL_SECONDS = 0.25
 # Bytes of stored entries (JSON included) begin_turn.lua returns per token of CONTEXT_TOKENS:
 # more than ordinary text of any language takes per cl100k_base token (English about 4.5,
@@ -93,7 +94,7 @@ class TurnStore(Protocol):
         told: tuple[Notice, ...] = (),
     ) -> tuple[Message, Session]: ...
 
-    async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool: ...
+    async def extend_locks(self, turns: Sequence[tuple[str, str]], ttl_ms: int) -> list[bool]: ...
 
     async def request_stop(self, session_id: str, *, owner: str | None = None) -> bool: ...
 
@@ -148,7 +149,7 @@ class ChatService(Generic[TurnStoreT_co]):
         # Told how each turn ended (webhooks); by default the store's.
         self.events = events if events is not None else store.events
         self._running = _RunningTurns()
-        self._stop_requests = _StopRequests(store, self._running)
+        self._watch = _TurnWatch(store, self._running, settings.lock_ttl_ms)
         self._is_stopping = False
 
     @property
@@ -194,7 +195,7 @@ class ChatService(Generic[TurnStoreT_co]):
             await self._close_summarizer(0)
             return len(interrupted)
         finally:
-            await self._stop_requests.close()
+            await self._watch.close()
 
     async def _close_summarizer(self, grace_seconds: float) -> None:
         if self.summarizer is not None:
@@ -220,9 +221,10 @@ class ChatService(Generic[TurnStoreT_co]):
         route_images(model, modalities, vision_model=self.settings.vision_model,
                      preferred=(self.settings.default_model,))  # fmt: skip
 
-    def _watch_stop_requests(self) -> None:
-        """A turn of this process began: from now on it may be asked to stop from anywhere."""
-        self._stop_requests.watch()
+    def _watch_turns(self) -> None:
+        """A turn of this process began: its lock is kept from now on, and it may be asked to
+        stop from anywhere."""
+        self._watch.watch()
 
     def turn(
         self,
@@ -260,18 +262,21 @@ class ChatService(Generic[TurnStoreT_co]):
         return Turn(self, user_id, session_id, text=None, model=model, front=front, speaker=speaker)
 
 
-class _StopRequests:
-    """Ends the turns of this process that a /stop named, sent to whichever replica: every
-    STOP_POLL_SECONDS while turns run, one round trip asks about all of them."""
+class _TurnWatch:
+    """What this process's running turns need from Redis, for all of them at once: every
+    STOP_POLL_SECONDS one round trip asks whether a /stop (sent to whichever replica) named
+    any, and every third of the lock's ttl one more extends all their locks (a turn that lost
+    its session to another writer ends at once: its answer could not be stored)."""
 
-    def __init__(self, store: TurnStore, running: _RunningTurns) -> None:
+    def __init__(self, store: TurnStore, running: _RunningTurns, lock_ttl_ms: int) -> None:
         self._store = store
         self._running = running
+        self._lock_ttl_ms = lock_ttl_ms
         self._task: asyncio.Task[None] | None = None
 
     def watch(self) -> None:
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._poll())
+            self._task = asyncio.create_task(self._watch())
 
     async def close(self) -> None:
         if self._task is not None:
@@ -279,20 +284,42 @@ class _StopRequests:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _poll(self) -> None:
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        extend_every = self._lock_ttl_ms / 3000
+        period = min(STOP_POLL_SECONDS, extend_every)
+        extend_at = loop.time() + extend_every
         while self._running.now():  # ends with the last turn; the next one starts it again
-            await asyncio.sleep(STOP_POLL_SECONDS)
+            await asyncio.sleep(period)
             answering = [turn for turn in self._running.now() if turn.is_answering]
             if not answering:
                 continue
-            asked = [(turn.session.id, turn.lock_token) for turn in answering]
-            try:
-                marks = await self._store.stop_marks(asked)
-            except ChatbridgeError:
-                continue  # Redis out of reach: asked again at the next poll
-            for turn, is_marked in zip(answering, marks, strict=True):
-                if is_marked:
-                    turn.stop()
+            await self._end_stopped(answering)
+            if loop.time() >= extend_at and await self._extend_locks(answering):
+                extend_at = loop.time() + extend_every
+
+    async def _end_stopped(self, answering: list[Turn]) -> None:
+        asked = [(turn.session.id, turn.lock_token) for turn in answering]
+        try:
+            marks = await self._store.stop_marks(asked)
+        except ChatbridgeError:
+            return  # Redis out of reach: asked again at the next poll
+        for turn, is_marked in zip(answering, marks, strict=True):
+            if is_marked:
+                turn.stop()
+
+    async def _extend_locks(self, answering: list[Turn]) -> bool:
+        """Whether the locks were extended (else tried again at the next poll: a lock lasts
+        its whole ttl, three polls at least)."""
+        held = [(turn.session.id, turn.lock_token) for turn in answering]
+        try:
+            holds = await self._store.extend_locks(held, self._lock_ttl_ms)
+        except ChatbridgeError:
+            return False
+        for turn, still_holds in zip(answering, holds, strict=True):
+            if not still_holds:
+                turn.lose_lock()
+        return True
 
 
 class _RunningTurns:

@@ -106,7 +106,6 @@ class Turn:
         self._front = front
         self._is_counted = False
         self._start: TurnStart | None = None
-        self._lock_keeper: asyncio.Task[None] | None = None
         self._stream: AsyncGenerator[str, None] | None = None
         self._reading_task: asyncio.Task[object] | None = None  # while waiting for the model
         self._ending: Ending | None = None  # set to end the turn at its next read
@@ -180,8 +179,7 @@ class Turn:
             self._service._running.discard(self)
             raise
         structlog.contextvars.bind_contextvars(session=self._start.session.id)
-        self._lock_keeper = asyncio.create_task(self._keep_lock())
-        self._service._watch_stop_requests()
+        self._service._watch_turns()
         return self
 
     async def __aexit__(
@@ -193,10 +191,6 @@ class Turn:
         if self._stream is not None:
             # A consumer that stops early must not leave the model's HTTP stream open.
             await self._stream.aclose()
-        if self._lock_keeper is not None:
-            self._lock_keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lock_keeper
         try:
             if self._start is not None and self.reply is None:
                 # The stored reply releases the lock in the same round trip; only a failed or
@@ -220,6 +214,12 @@ class Turn:
         """/stop: end the answer at its next read from the model (at once if it is waiting for
         one); what was streamed is stored, marked stopped, and TurnStopped ends `deltas()`."""
         self._end_early(lambda shown: TurnStopped(partial_text=shown))
+
+    def lose_lock(self) -> None:
+        """Another writer took the session (the lock lapsed): the answer could not be stored,
+        so the turn ends at its next read from the model."""
+        if self.reply is None:
+            self._end_early(lambda shown: TurnLockLost(partial_text=shown))
 
     def _end_early(self, ending: Ending) -> None:
         """End the turn with `ending` at its next read from the model, at once if it is waiting
@@ -451,22 +451,6 @@ class Turn:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
-    async def _keep_lock(self) -> None:
-        """Extend the lock while a long answer streams, so it only expires if we died; once the
-        turn no longer holds its session, end it at once: its answer could not be stored."""
-        ttl_ms = self._service.settings.lock_ttl_ms
-        while True:
-            await asyncio.sleep(ttl_ms / 3000)
-            try:
-                holds = await self._service.store.extend_lock(
-                    self.session.id, self._started.lock_token, ttl_ms
-                )
-            except ChatbridgeError:
-                continue  # Redis out of reach: the lock lasts ttl_ms, try again before
-            if not holds and self.reply is None:
-                self._end_early(lambda shown: TurnLockLost(partial_text=shown))
-                return
-
     async def _request_size(self) -> RequestSize:
         """CONTEXT_TOKENS and MAX_COMPLETION_TOKENS, within the model's context when the models
         list gives it."""
@@ -490,22 +474,27 @@ class Turn:
             # smaller context since: never more than half of it.
             head.append(summary_message(cut_to_tokens(start.summary, context_tokens // 2)))
         left = context_tokens - sum(count(str(m.content)) + MESSAGE_OVERHEAD_TOKENS for m in head)
-        kept: list[ContextEntry] = []
-        for entry in reversed(start.context):
-            cost = count(entry.content) + MESSAGE_OVERHEAD_TOKENS + self._image_tokens(entry)
-            if cost > left and kept:
+        # One pass, newest first, touching each entry once: a context is up to
+        # MAX_MESSAGES_PER_SESSION entries, on every turn.
+        context = start.context
+        first = len(context)
+        for entry in reversed(context):
+            cost = count(entry.content) + MESSAGE_OVERHEAD_TOKENS
+            if entry.attachments:
+                cost += self._image_tokens(entry)
+            if cost > left and first < len(context):
                 break
             left -= cost
-            kept.append(entry)
-        kept.reverse()
+            first -= 1
+        kept = context[first:]
         self._sent_seqs = [entry.seq for entry in kept]
-        self._is_context_trimmed = len(kept) < len(start.context)
-        context = [
-            *head,
-            *(ChatMessage(e.role, self._content_of(e)) for e in kept),
-        ]  # a Role is a str
-        self._prompt_tokens = sum(_estimated_tokens(message) for message in context)
-        return context
+        self._is_context_trimmed = first > 0
+        self._prompt_tokens = context_tokens - left  # the estimate of what the model is sent
+        content_of = self._content_of
+        head.extend(
+            ChatMessage(e.role, content_of(e) if e.attachments else e.content) for e in kept
+        )  # a Role is a str
+        return head
 
     def _image_tokens(self, entry: ContextEntry) -> int:
         if not self._sends_images:
@@ -596,15 +585,6 @@ class Turn:
 
 def _data_url(media_type: str, data: bytes) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
-
-
-def _estimated_tokens(message: ChatMessage) -> int:
-    if isinstance(message.content, str):
-        return estimated_tokens(message.content)
-    return sum(
-        estimated_tokens(part["text"]) if part["type"] == "text" else IMAGE_TOKEN_ESTIMATE
-        for part in message.content
-    )
 
 
 def _ending_code(ending: BaseException | None) -> str:

@@ -28,7 +28,11 @@ from bots.chatfront.pacing import InOrder
 from bots.telegram.files import is_file_message
 from core.commands import is_command
 
-CONCURRENT_UPDATES = 64  # messages handled at once, across spaces (taps not counted)
+# Messages handled at once, across spaces (taps not counted). A turn holds its slot for its
+# whole answer (seconds of streaming), so this is how many answers one process streams at once:
+# past it, the next chats wait for a whole answer to end before theirs begins. Each costs about
+# 50 KiB while it streams (docs/benchmarks.md).
+CONCURRENT_UPDATES = 1024
 # Updates taken, those waiting for their space included: a bound on memory only. PTB holds one
 # of these slots while an update waits, so this bound must not be the one that makes taps wait.
 UPDATES_IN_FLIGHT = 4096

@@ -90,6 +90,11 @@ PDF_PARSER_ENGINE = "mistral-ocr"
 # Pages of the models list read at most (500 models a page when OpenRouter pages it at all):
 # a `links.next` that never ends must not keep a fetch going.
 MAX_MODEL_PAGES = 20
+# Every answer streams on a connection of its own for its whole length: httpx's default bound
+# (100) would make the 101st answer at once wait for another to end, then fail on the pool
+# timeout. Unbounded, as turns are bounded upstream (the fronts' concurrency, the HTTP server);
+# the idle ones kept for reuse are bounded.
+MODEL_CONNECTION_LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=200)
 
 logger = structlog.get_logger(__name__)
 # Backoff jitter only spreads clients apart; it needs no cryptographic quality.
@@ -143,6 +148,7 @@ class OpenRouterClient:
             base_url=base_url.rstrip("/"),
             headers=headers,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            limits=MODEL_CONNECTION_LIMITS,
             transport=transport,
         )
 

@@ -178,8 +178,13 @@ def usage_args(usage: Usage | None) -> tuple[str, str, str]:
 
 
 def context_from(entries_json: str) -> tuple[ContextEntry, ...]:
-    """What a model needs of each entry, from a JSON array of entries."""
+    """What a model needs of each entry, from a JSON array of entries (up to
+    MAX_MESSAGES_PER_SESSION of them on every turn: one tuple each, files read only where
+    listed)."""
+    roles = ROLES_BY_CODE
     return tuple(
-        ContextEntry(int(entry[0]), ROLES_BY_CODE[entry[1]], entry[3], attachments_of(entry))
+        ContextEntry(entry[0], roles[entry[1]], entry[3], attachments_of(entry))
+        if len(entry) > ATTACHMENTS_AT
+        else ContextEntry(entry[0], roles[entry[1]], entry[3])
         for entry in json.loads(entries_json)
     )

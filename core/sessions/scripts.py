@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -106,6 +106,33 @@ class LuaScripts:
         if active_session is None:
             return await self.translate(self._scripts[name](keys=[key], args=list(args)))
         return await self.translate(self._run_recording(name, key, args, active_session))
+
+    async def run_many(
+        self, name: str, calls: Sequence[tuple[str, Sequence[str | int | bytes]]]
+    ) -> list[Any]:
+        """One script for each (key, args) of `calls`, in one round trip (a pipeline: on a
+        cluster, one per node at once); the replies in order, an error reply as its core
+        error."""
+        return await self.translate(self._run_pipelined(name, calls))
+
+    async def _run_pipelined(
+        self, name: str, calls: Sequence[tuple[str, Sequence[str | int | bytes]]]
+    ) -> list[Any]:
+        script = self._scripts[name]
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, args in calls:  # a raw command: see _run_recording
+                    pipe.execute_command("EVALSHA", script.sha, 1, key, *args)
+                results = await pipe.execute(raise_on_error=False)
+            missing = any(isinstance(r, redis_errors.NoScriptError) for r in results)
+            if missing and attempt == 1:
+                await self._redis.script_load(script.script)  # Redis restarted without it
+                continue
+            for result in results:
+                if isinstance(result, redis_errors.RedisError):
+                    raise result
+            return list(results)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def translate(self, awaitable: Awaitable[T]) -> T:
         """Await a Redis call, turning redis-py's errors into the core's; bounded in time."""

@@ -575,10 +575,18 @@ class SessionStore:
             if billed_apart:
                 await self._bills.settle(billed_apart, lock_token, spent_tokens)
 
-    async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
-        """Keep the turn's lock `ttl_ms` more (taking back a lapsed one nobody wrote after);
-        False once the turn no longer holds its session."""
-        return await self._lock(session_id, lock_token, ttl_ms, 0)
+    async def extend_locks(self, turns: Sequence[tuple[str, str]], ttl_ms: int) -> list[bool]:
+        """For each running turn (session id, lock token): keep its lock `ttl_ms` more (taking
+        back a lapsed one nobody wrote after), or False once the turn no longer holds its
+        session; one round trip for all."""
+        replies = await self._scripts.run_many(
+            "lock",
+            [
+                (session_key(sid, ":lock"), (tag_of_session(sid), token, ttl_ms, sid, 0))
+                for sid, token in turns
+            ],
+        )
+        return [bool(reply) for reply in replies]
 
     async def read_attachment(
         self, session_id: str, attachment_id: str, *, owner: str | None = None

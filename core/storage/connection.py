@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -35,25 +35,44 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 COMMAND_TIMEOUT_SECONDS = 5.0
 HEALTH_CHECK_INTERVAL_SECONDS = 15
 CLIENT_NAME = "chatbridge"
+# Connections a client keeps to one server. More commands at once wait up to POOL_WAIT_SECONDS
+# for one of them: redis-py's default pool refuses the 101st instead, which a burst of turns
+# (a thousand streams ending at once) would meet as StoreUnavailable. A Cluster's node pools
+# cannot wait (redis-py refuses past their max): they may open up to CLUSTER_MAX_CONNECTIONS.
+MAX_CONNECTIONS = 100
+POOL_WAIT_SECONDS = COMMAND_TIMEOUT_SECONDS
+CLUSTER_MAX_CONNECTIONS = 1000
 
 
 def redis_from_settings(settings: Settings, *, url: str | None = None) -> RedisClient:
     """A pooled client; `url` (the embedded server's) wins over the settings."""
     if url is not None:
-        return aioredis.Redis.from_url(url, **_client_options())
+        return _waiting_client(url)
     if settings.redis_topology == "cluster":
         return _cluster_client(settings)
     if settings.redis_topology == "sentinel":
         return _sentinel_master(settings)
     if settings.redis_url is not None:
-        return aioredis.Redis.from_url(settings.redis_url.get_secret_value(), **_client_options())
-    return aioredis.Redis(
+        return _waiting_client(settings.redis_url.get_secret_value())
+    pool = aioredis.BlockingConnectionPool(
         host=settings.redis_host or "127.0.0.1",
         port=settings.redis_port,
         db=settings.redis_db,
         password=_password(settings),
+        **_pool_options(),
         **_client_options(),
     )
+    return aioredis.Redis.from_pool(pool)
+
+
+def _waiting_client(url: str) -> aioredis.Redis:
+    """A client of the server at `url` whose commands wait for a free connection."""
+    pool = aioredis.BlockingConnectionPool.from_url(url, **_pool_options(), **_client_options())
+    return aioredis.Redis.from_pool(pool)
+
+
+def _pool_options() -> dict[str, Any]:
+    return {"max_connections": MAX_CONNECTIONS, "timeout": POOL_WAIT_SECONDS}
 
 
 async def close_redis(client: RedisClient) -> None:
@@ -123,7 +142,10 @@ def _cluster_client(settings: Settings) -> RedisCluster:
     # every 5th MOVED by closing every connection, in-flight requests of other users included;
     # while a slot moves that failed turns of users on untouched slots
     # (tests/integration/test_redis_failover.py). Failures still re-read the map.
-    options = _client_options() | {"reinitialize_steps": 0}
+    options = _client_options() | {
+        "reinitialize_steps": 0,
+        "max_connections": CLUSTER_MAX_CONNECTIONS,
+    }
     if settings.redis_url is not None:
         url = settings.redis_url.get_secret_value().replace("+cluster://", "://", 1)
         return RedisCluster.from_url(url, **options)
@@ -133,6 +155,10 @@ def _cluster_client(settings: Settings) -> RedisCluster:
         password=_password(settings),
         **options,
     )
+
+
+class WaitingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """The master's pool: Sentinel's address lookup, BlockingConnectionPool's waiting."""
 
 
 class SentinelMasterClient(aioredis.Redis):
@@ -167,8 +193,10 @@ def _sentinel_master(settings: Settings) -> SentinelMasterClient:
     client: SentinelMasterClient = sentinel.master_for(
         settings.redis_sentinel_master or "",
         redis_class=SentinelMasterClient,
+        connection_pool_class=WaitingSentinelPool,
         db=settings.redis_db,
         password=_password(settings),
+        **_pool_options(),
     )
     client.sentinel_manager = sentinel
     return client

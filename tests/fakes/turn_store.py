@@ -24,7 +24,7 @@ lua/append_message.lua):
   is not the session's first: trimmed at `max_messages_per_session`, or past `context_bytes`),
   and whether an answer of the session has told so. A session here never expires, so
   `expired_after` is always 0.
-- `extend_lock` keeps the lock of a turn that holds its session (taking a lapsed one back),
+- `extend_locks` keeps the lock of each turn that holds its session (taking a lapsed one back),
   False otherwise; `release_lock` releases only the token holding the lock.
 - The tokens a turn reserves (`reserve_tokens`) and settles to (`spent_tokens` of finish_turn
   or release_lock, the first of them) are kept in `turns` for the tests to read.
@@ -227,7 +227,10 @@ class InMemoryTurnStore:
             record.outcome = (message, session)
         return message, session
 
-    async def extend_lock(self, session_id: str, lock_token: str, ttl_ms: int) -> bool:
+    async def extend_locks(self, turns: Sequence[tuple[str, str]], ttl_ms: int) -> list[bool]:
+        return [self._extend_lock(session_id, token) for session_id, token in turns]
+
+    def _extend_lock(self, session_id: str, lock_token: str) -> bool:
         record = self.turns.get(lock_token)
         is_held = self.locks.get(session_id) == lock_token
         if not (is_held if record is None else self._holds(record)):

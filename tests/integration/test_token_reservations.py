@@ -29,6 +29,7 @@ from core.errors import (
 from core.llm.openrouter import OpenRouterClient
 from core.sessions.keys import session_key, user_tag, user_tokens_key
 from core.sessions.store import SessionStore, TurnStart
+from core.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.integration.store_turns import MODEL, make_store, today
 from tests.waiting import until
@@ -156,7 +157,9 @@ def budgeted_chat(
 
 def sent_estimate(fake_openrouter: FakeOpenRouter) -> int:
     body: dict[str, Any] = fake_openrouter.requests[-1].body
-    return sum(estimated_tokens(message["content"]) for message in body["messages"])
+    return sum(
+        count_tokens(message["content"]) + MESSAGE_OVERHEAD_TOKENS for message in body["messages"]
+    )
 
 
 def reported_prompt_tokens(fake_openrouter: FakeOpenRouter) -> int:

@@ -22,6 +22,7 @@ from core.errors import (
     TurnLockLost,
     TurnTimeout,
 )
+from core.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
 from tests.fakes.chat_model import Gate, ScriptedModel, answer, cut_off, endless, failure, held
 from tests.fakes.turn_store import InMemoryTurnStore
 from tests.unit.conftest import SYSTEM_PROMPT
@@ -36,7 +37,11 @@ def the_turn(store: InMemoryTurnStore):  # type: ignore[no-untyped-def]
 
 
 def prompt_estimate(model: ScriptedModel) -> int:
-    return sum(estimated_tokens(message.content) for message in model.requests[-1].messages)
+    """What the turn counted of its request: cl100k_base tokens plus each message's overhead."""
+    return sum(
+        count_tokens(str(message.content)) + MESSAGE_OVERHEAD_TOKENS
+        for message in model.requests[-1].messages
+    )
 
 
 async def test_the_answer_is_capped_at_max_completion_tokens_and_that_cap_reserved(
