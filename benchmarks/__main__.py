@@ -31,6 +31,7 @@ from benchmarks.measures import (
 )
 from benchmarks.peers import langchain_bytes, langchain_turns_per_second
 from benchmarks.scale import ScaleResult, scale
+from benchmarks.streams import SideFigures, StreamsRow, concurrent_streams
 from core.observability.logs import configure_logging
 
 HEADER = "| measure | ours | baseline | ratio | target | status |\n|---|---|---|---|---|---|"
@@ -52,6 +53,8 @@ class Size:
     front_updates_per_chat: int | None = None  # None: 200 per row, spread over its chats
     draft_chats: tuple[int, ...] = (1, 20)
     draft_updates_per_chat: int = 5
+    stream_counts: tuple[int, ...] = (100, 1_000)  # concurrent streams per row
+    stream_tokens: int = 300  # per answer, at STREAM_RATE tokens/s
 
 
 SIZES = {
@@ -59,6 +62,7 @@ SIZES = {
         turns=20, concurrencies=(1, 10), sessions=5, messages_per_session=10,
         scale_sizes=(50, 200), scale_samples=20, front_chats=(1, 5),
         front_updates_per_chat=1, draft_chats=(1, 5), draft_updates_per_chat=2,
+        stream_counts=(20, 100), stream_tokens=100,
     ),
     "default": Size(
         turns=2000, concurrencies=(1, 10, 100), sessions=1000, messages_per_session=100,
@@ -67,6 +71,7 @@ SIZES = {
     "full": Size(
         turns=10_000, concurrencies=(1, 10, 100), sessions=10_000, messages_per_session=100,
         scale_sizes=(1_000, 10_000, 100_000), scale_samples=1000, front_chats=(1, 200),
+        stream_counts=(100, 1_000, 5_000),
     ),
 }  # fmt: skip
 
@@ -148,6 +153,81 @@ def front_rows(rows: list[FrontOverhead]) -> list[str]:
             f"| {status(row.added_p99_ms < FRONT_TARGET_MS)} |"
         )
     return lines
+
+
+FRONT_CPU_TARGET_MS = 0.5
+
+
+def front_cpu_rows(rows: list[FrontOverhead]) -> list[str]:
+    """CPU per update in the burst without pacing: what the front costs beyond bare PTB."""
+    lines = []
+    for row in rows:
+        if row.rate_limiter or row.edit_interval:
+            continue
+        added = row.ours_cpu_ms_per_update - row.baseline_cpu_ms_per_update
+        lines.append(
+            f"| Telegram CPU ms per update, this process, {row.chats} concurrent chats (edit "
+            f"interval 0 s, no rate limiter; baseline: bare PTB handler; "
+            f"{row.ours_requests_per_update:.1f} vs {row.baseline_requests_per_update:.1f} "
+            f"Bot API requests per update) | {row.ours_cpu_ms_per_update:.2f} "
+            f"| {row.baseline_cpu_ms_per_update:.2f} | +{added:.2f} ms "
+            f"| ≤ +{FRONT_CPU_TARGET_MS:g} ms | {status(added <= FRONT_CPU_TARGET_MS)} |"
+        )
+    return lines
+
+
+STREAM_RATE = 50.0  # tokens a second, as the issue has it
+STREAM_CPU_TARGET = 1.3  # CPU per streamed token, ours over the bare loop's
+STREAM_LAG_TARGET_MS = 50.0  # event-loop lag p99, at up to 1,000 streams
+STREAM_ADDED_TARGET_MS = 5.0  # request received -> model request sent, p99, up to 1,000
+STREAM_TARGET_UP_TO = 1_000  # the issue's targets hold "at 1,000 streams"; not judged above
+
+
+def stream_rows(rows: list[StreamsRow]) -> list[str]:
+    """Concurrent streams: each front against the bare loop of the same row."""
+    lines = []
+    for row in rows:
+        for front, ours in (("HTTP SSE endpoint", row.http), ("Telegram front", row.telegram)):
+            lines += _stream_front_rows(row, front, ours)
+    return lines
+
+
+def _stream_front_rows(row: StreamsRow, front: str, ours: SideFigures) -> list[str]:
+    bare, judged = row.bare, row.streams <= STREAM_TARGET_UP_TO
+    where = (
+        f"{row.streams:,} concurrent streams through the {front} ({row.tokens} tokens at "
+        f"{row.rate:g}/s; service in its own process; {ours.seconds:.1f} vs {bare.seconds:.1f} s"
+        f"{_failures(ours, bare)}; baseline: bare aiohttp + httpx + redis-py loop"
+    )
+    cpu_ratio = ours.cpu_us_per_token / bare.cpu_us_per_token
+
+    def judge(is_met: bool) -> str:
+        return status(is_met) if judged else "—"
+
+    lag_target = f"< {STREAM_LAG_TARGET_MS:g} ms" if judged else "—"
+    added_target = f"< {STREAM_ADDED_TARGET_MS:g} ms" if judged else "—"
+    return [
+        f"| {where}): CPU µs per streamed token | {ours.cpu_us_per_token:,.1f} "
+        f"| {bare.cpu_us_per_token:,.1f} | {cpu_ratio:.2f} | ≤ {STREAM_CPU_TARGET}x "
+        f"| {status(cpu_ratio <= STREAM_CPU_TARGET)} |",
+        f"| {where}; max {ours.lag_max_ms:,.0f} vs {bare.lag_max_ms:,.0f}): event-loop lag "
+        f"p99, ms | {ours.lag_p99_ms:,.1f} | {bare.lag_p99_ms:,.1f} | — | {lag_target} "
+        f"| {judge(ours.lag_p99_ms < STREAM_LAG_TARGET_MS)} |",
+        f"| {where}): resident memory per in-flight turn, KiB | {ours.rss_kib_per_turn:,.1f} "
+        f"| {bare.rss_kib_per_turn:,.1f} | — | — | — |",
+        f"| {where}): Redis round trips per turn | {ours.round_trips_per_turn:.2f} "
+        f"| {bare.round_trips_per_turn:.2f} | — | — | — |",
+        f"| {where}; p50 {ours.added_p50_ms:,.1f} vs {bare.added_p50_ms:,.1f}): time added "
+        f"before the model request, p99 ms | {ours.added_p99_ms:,.1f} "
+        f"| {bare.added_p99_ms:,.1f} | — | {added_target} "
+        f"| {judge(ours.added_p99_ms < STREAM_ADDED_TARGET_MS)} |",
+    ]
+
+
+def _failures(ours: SideFigures, bare: SideFigures) -> str:
+    if not ours.failed and not bare.failed:
+        return ""
+    return f"; {ours.failed} vs {bare.failed} turns failed"
 
 
 METHOD_NAMES = {
@@ -338,6 +418,12 @@ The draft rows stream an answer from a model that sends a word every 0.1 s throu
 front with the shipped settings, in private chats: as drafts (then one sendMessage), against
 the same chats with drafts refused by the fake, which stream as a group does (a first message,
 then edits at most every 1 s). A warm-up question per chat goes first, uncounted.
+The concurrent-streams rows (benchmarks/streams.py) run the service measured alone in a child
+process (the real aiohttp app of bots/http, or the bare loop), the fake model, the fake Bot API
+and the load generator in others: N streams start spread over one answer's time and ask twice
+each, so N answers are under way at once; the Telegram front keeps its shipped settings. CPU,
+loop lag (a 10 ms sleep's overshoot), peak RSS and Redis round trips are the measured
+process's own; time added runs from the client's send to the fake model's receipt.
 
 ## Scale: one database grown to {scaled.steps[-1].sessions:,} sessions
 
@@ -376,10 +462,16 @@ def main() -> None:
         rows += asyncio.run(measure_memory(url, size))
     with redis_server() as url:
         overhead = front_overhead(url, size.front_chats, size.front_updates_per_chat)
-        rows += front_rows(asyncio.run(overhead))
+        overheads = asyncio.run(overhead)
+        rows += front_rows(overheads) + front_cpu_rows(overheads)
     with redis_server() as url:
         streamed = draft_stream(url, size.draft_chats, size.draft_updates_per_chat)
         rows += draft_rows(asyncio.run(streamed))
+    with redis_server() as url:
+        streamed_at_once = concurrent_streams(
+            url, size.stream_counts, size.stream_tokens, STREAM_RATE
+        )
+        rows += stream_rows(asyncio.run(streamed_at_once))
     with redis_server() as url:
         scaled = asyncio.run(scale(url, size.scale_sizes, size.scale_samples))
     rows += scale_rows(scaled)

@@ -95,6 +95,17 @@ class FakeBotApi:
         """The fake refuses drafts to these chats from now on, as Telegram may (a 400)."""
         await self._ask({"refuse_drafts": chat_ids})
 
+    async def set_final_text(self, text: str) -> None:
+        """The answer's text from now on, as the model streams it (the instant reply until then)."""
+        await self._ask({"final_text": text})
+
+    def expect(self, chat_id: int, sent_at: float) -> Answer:
+        """An answer to an update sent some other way (the webhook of a front in another
+        process), to `chat_id`, at `sent_at`."""
+        answer = Answer(sent_at)
+        self._waiting[chat_id] = answer
+        return answer
+
     async def converse(self, app: TelegramApp, updates: list[dict[str, Any]]) -> list[Answer]:
         """One user: each message once the answer to the one before is final."""
         answers = []
@@ -166,6 +177,7 @@ async def _serve_fake() -> None:
     parse_html = importlib.import_module("tests.fakes.telegram_html").parse_html
 
     final_text = parse_html(REPLY_HTML).text.strip()  # what a user reads of the whole reply
+    finals = {"text": final_text}  # set_final_text changes it
 
     def say(message: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(message) + "\n")
@@ -195,7 +207,13 @@ async def _serve_fake() -> None:
 
         def _told(self, message: dict[str, Any], *, is_edit: bool) -> dict[str, Any]:
             shown = str(message.get("text", "")).strip()
-            kind = "final" if shown == final_text else "preview" if shown.endswith("…") else "other"
+            kind = (
+                "final"
+                if shown == finals["text"]
+                else "preview"
+                if shown.endswith("…")
+                else "other"
+            )
             if kind != "preview" or not is_edit:
                 say({"bot": [message["chat"]["id"], time.monotonic(), kind, shown]})
             if kind == "final":
@@ -215,6 +233,9 @@ async def _serve_fake() -> None:
                     for chat_id in request["updates"]
                 ]
                 say({"reply": said})
+            elif "final_text" in request:
+                finals["text"] = parse_html(to_telegram_html(request["final_text"])).text.strip()
+                say({"reply": True})
             elif "refuse_drafts" in request:
                 for chat_id in request["refuse_drafts"]:
                     fake.refuse_drafts(chat_id=chat_id)

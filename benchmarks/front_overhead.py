@@ -242,7 +242,7 @@ async def running_front(
     """The real front, on services built as `open_services` builds them, with `model` (by
     default the instant one)."""
     turns = per_chat + 1  # and the warm-up turn
-    settings = _ExplicitSettings(
+    settings = ExplicitSettings(
         redis_url=SecretStr(redis_url),
         telegram_bot_token=SecretStr(BOT_TOKEN),
         telegram_api_base_url=api_url,
@@ -305,7 +305,7 @@ async def _baseline(api_url: str, variant: Variant) -> AsyncIterator[TelegramApp
         await app.shutdown()
 
 
-class _ExplicitSettings(Settings):
+class ExplicitSettings(Settings):
     """Settings from the arguments alone: no environment variable, no `.env`."""
 
     @classmethod
