@@ -23,7 +23,12 @@ SESSION_KEY = re.compile(
     r"^session:\{(?P<tag>[0-9a-f]{4})\}:(?P<sid>[0-9a-f]{32})(?P<suffix>:.+)?$"
 )
 INDEX_KEY = re.compile(r"user:sessions:\{[0-9a-f]{4}\}:(?P<uid>.+)", re.DOTALL)
-ROLE_NAMES = {"u": "user", "a": "assistant", "s": "system"}
+# Role numbers (codec.py's ROLE_NUMBERS; 3: a stopped answer), and letters of the first layout.
+ROLE_NAMES = {0: "user", 1: "assistant", 2: "system", 3: "assistant"} | {
+    "u": "user",
+    "a": "assistant",
+    "s": "system",
+}
 
 
 @dataclass
@@ -31,7 +36,7 @@ class StoredSession:
     session_id: str
     user_id: str
     fields: dict[str, str]
-    entries: list[list[Any]]  # [seq, role code, timestamp ms, content, ...], oldest first
+    entries: list[list[Any]]  # [seq, role, time, content, ...], oldest first (codec.py)
     has_lock: bool
 
     @property

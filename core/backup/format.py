@@ -3,7 +3,7 @@
     {"format": "chatbridge-backup", "version": 2, "createdAt": ms}
     {"kind": "session", "id", "userId", "creator", "title", "model", "createdAt", "updatedAt",
      "seq", "lastActivity", "expiresAt", "fileBytes", "systemPrompt"?, "summary"?,
-     "summaryUpTo"?, "toldSummary"?, "messages": [{"seq",
+     "summaryUpTo"?, "toldSummary"?, "entryModel"?, "messages": [{"seq",
      "role", "timestamp", "content", "model"?, "usage"?: {"promptTokens", "completionTokens",
      "cost"?}, "stopped"?,
      "attachments"?: [{"n", "kind", "mediaType", "name", "size", "data", "readByModel"?}, ...]},
@@ -28,7 +28,13 @@ A version 2 session line may carry `systemPrompt`, the session's own system prom
 absent when the global SYSTEM_PROMPT applies (files written before personas lack it); and
 `summary`, `summaryUpTo` and `toldSummary`, the session's rolling summary (core/summaries.py),
 the seq of the last message it stands in for, and true once a reply said the model relies on
-it: absent while the session has none (files written before summaries lack them).
+it: absent while the session has none (files written before summaries lack them); and
+`entryModel`, the model the session's stored answers that name none were given by
+(docs/data-model.md, "Messages"), only when it is not `model` (files written before the lean
+entries lack it). Each message names its own model in the file whatever the layout it was
+stored in, so a file does not depend on it: a restore writes every message in today's layout
+against `entryModel`, else `model`, and stores that as the session's `entryModel` when the
+session has messages (one without any gets none, as it had none).
 
 A problem is reported as `InvalidBackup` naming the line and the field: a `data` that is not
 base64, a `size` its data does not have, a `fileBytes` that is not the sum of the kept files.
@@ -57,7 +63,7 @@ from pydantic.alias_generators import to_camel
 
 from core.conversation import Attachment, AttachmentKind, Role, Usage
 from core.errors import InvalidBackup
-from core.sessions.codec import Entry, attachment_id, encoded_entry, entry_of
+from core.sessions.codec import Entry, EntryBasis, attachment_id, encoded_entry, entry_of
 from core.sessions.keys import SESSION_ID_PATTERN, user_tag
 from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH
 from core.summaries import SUMMARY_MAX_CHARACTERS
@@ -179,6 +185,9 @@ class SessionRecord(Line):
     )
     summary_up_to: int | None = Field(default=None, ge=1, exclude_if=lambda up_to: up_to is None)
     told_summary: bool = Field(default=False, exclude_if=lambda is_told: not is_told)
+    # What the session's entries are written against beside createdAt (entry_basis in lib.lua),
+    # when it is not `model` (the session's model changed since): a restore gives it back.
+    entry_model: str | None = Field(default=None, exclude_if=lambda model: model is None)
     messages: list[MessageRecord]
 
     @model_validator(mode="after")
@@ -262,10 +271,10 @@ def line_of(record: Line) -> str:
 # --- messages: as stored <-> as backed up -------------------------------------------------------
 
 
-def message_record(raw: str, files: Mapping[str, bytes]) -> MessageRecord:
-    """A stored entry (core/sessions/codec.py), as backed up; `files`: the session's files
-    still kept, by id."""
-    entry = entry_of(raw)
+def message_record(raw: str, basis: EntryBasis, files: Mapping[str, bytes]) -> MessageRecord:
+    """A stored entry (core/sessions/codec.py, either layout), as backed up; `basis`: what its
+    session's entries are written against; `files`: the session's files still kept, by id."""
+    entry = entry_of(raw, basis)
     usage = entry.usage
     return MessageRecord(
         seq=entry.seq,
@@ -290,8 +299,8 @@ def _attachment_record(file: Attachment, data: bytes | None) -> AttachmentRecord
     )  # fmt: skip
 
 
-def stored_entry(message: MessageRecord) -> str:
-    """The entry as the store writes it (see append_message.lua), compact JSON."""
+def stored_entry(message: MessageRecord, basis: EntryBasis) -> str:
+    """The entry as the store writes it against `basis` (push_message in lib.lua)."""
     usage = message.usage
     return encoded_entry(
         Entry(
@@ -307,7 +316,8 @@ def stored_entry(message: MessageRecord) -> str:
                 )
                 for f in message.attachments
             ),
-        )
+        ),
+        basis,
     )  # fmt: skip
 
 

@@ -50,7 +50,7 @@ from core.backup.format import (
 )
 from core.errors import InvalidBackup
 from core.sessions.batches import REDIS_ERRORS, ScriptBatches, scanned_keys
-from core.sessions.codec import as_bytes
+from core.sessions.codec import EntryBasis, as_bytes
 from core.sessions.keys import SESSION_ID_PATTERN, STATE, session_key, user_state_key, user_tag
 from core.sessions.scripts import store_error
 from core.storage.connection import RedisClient
@@ -160,9 +160,9 @@ def _user_in(key: str) -> tuple[str, str] | None:
 def _session_record(session_id: str, reply: list[Any]) -> SessionRecord:
     """backup_session.lua's reply: the session's fields, its files (id, bytes), its messages."""
     user_id, title, model, created, updated, seq, expires, score, creator, file_bytes = reply[:10]
-    system_prompt, summary, summary_up_to, told_summary = reply[10:14]
-    files_end = 15 + int(reply[14])
-    pairs = iter(reply[15:files_end])
+    system_prompt, summary, summary_up_to, told_summary, entry_model = reply[10:15]
+    files_end = 16 + int(reply[15])
+    pairs = iter(reply[16:files_end])
     files = {file_id: as_bytes(data) for file_id, data in zip(pairs, pairs, strict=True)}
     return SessionRecord(
         kind="session",
@@ -181,7 +181,11 @@ def _session_record(session_id: str, reply: list[Any]) -> SessionRecord:
         summary=summary or None,
         summary_up_to=int(summary_up_to) if summary else None,
         told_summary=told_summary != "",
-        messages=[message_record(raw, files) for raw in reply[files_end:]],
+        entry_model=entry_model if entry_model not in ("", model) else None,
+        messages=[
+            message_record(raw, EntryBasis(int(created), entry_model), files)
+            for raw in reply[files_end:]
+        ],
     )
 
 
@@ -323,13 +327,18 @@ class _Writer:
         last_activity = record.last_activity
         files = stored_files(record)
         file_bytes = "" if record.file_bytes is None else record.file_bytes
+        # Entries are written against the session's basis, which restore_session.lua stores;
+        # a session without messages or an entryModel of its own keeps none, as it had none.
+        basis = EntryBasis(record.created_at, record.entry_model or record.model)
+        has_basis = bool(record.messages) or record.entry_model is not None
         args = [
             record.id[:4], record.id, record.user_id, record.title, record.model,
             record.created_at, record.updated_at, record.seq,
             record.updated_at if last_activity is None else last_activity, expires, ttl,
             record.creator or "", file_bytes, record.system_prompt or "", record.summary or "",
-            record.summary_up_to or "", "1" if record.told_summary else "", len(files),
+            record.summary_up_to or "", "1" if record.told_summary else "",
+            basis.model if has_basis else "", len(files),
             *(part for file in files for part in file),
-            *(stored_entry(message) for message in record.messages),
+            *(stored_entry(message, basis) for message in record.messages),
         ]  # fmt: skip
         return "restore_session", session_key(record.id), args

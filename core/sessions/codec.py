@@ -1,11 +1,18 @@
 """How sessions and messages are encoded in Redis replies and list entries.
 
-A message is one compact JSON array in the session's list (see docs/data-model.md):
-`[seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?, stopped?,
-attachments?]`; a stopped answer (/stop) has null usage and cost unless they were reported, and
-1 at [8]; a user message with files lists them at [9] as `[n, kind, media type, name, size]`
-(kind `i`, `d` or `a`; the bytes are in the session's `:files` hash under `<seq>-<n>`), the
-fields before it null.
+A message is one compact JSON array in the session's list (see docs/data-model.md, "Messages"):
+`[seq, role, ms since the session's createdAt, content, prompt_tokens?, completion_tokens?,
+cost?, model?, attachments?]`, written against the session's basis (`EntryBasis`): its
+`createdAt`, and its `entryModel`, the model of an answer that names none. The role is a
+number (`ROLE_NUMBERS`; 3: an answer /stop ended); the model is there only when it differs from
+the basis's (an answer) or when there is one (any other message; `""`: an answer without one);
+a user message with files lists them at [8] as `[n, kind, media type, name, size]` (kind `i`,
+`d`, `a` or `f`; the bytes are in the session's `:files` hash under `<seq>-<n>`); absent fields
+before a present one are null.
+
+Entries written before this layout (the first layout) are still read: `[seq, role letter,
+timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?, stopped?,
+attachments?]`. The role's type tells the two apart.
 """
 
 from __future__ import annotations
@@ -27,6 +34,27 @@ from core.conversation import (
 
 ROLE_CODES = {Role.USER: "u", Role.ASSISTANT: "a", Role.SYSTEM: "s"}
 ROLES_BY_CODE = {code: role for role, code in ROLE_CODES.items()}
+ROLE_NUMBERS = {Role.USER: 0, Role.ASSISTANT: 1, Role.SYSTEM: 2}
+STOPPED_ANSWER = 3  # the role number of an answer /stop ended
+ROLES_BY_NUMBER = {number: role for role, number in ROLE_NUMBERS.items()} | {
+    STOPPED_ANSWER: Role.ASSISTANT
+}
+# Either layout's role (a letter or a number) in one lookup, for the context's hot loop.
+ROLES_BY_CODE_OR_NUMBER: dict[str | int, Role] = {
+    code: role for code, role in ROLES_BY_CODE.items()
+}
+ROLES_BY_CODE_OR_NUMBER.update((number, role) for number, role in ROLES_BY_NUMBER.items())
+# Where an entry's fields are (Python's count), in this layout and in the first.
+MODEL_AT, ATTACHMENTS_AT = 7, 8
+FIRST_LAYOUT_ATTACHMENTS_AT = 9
+
+
+class EntryBasis(NamedTuple):
+    """What a session's entries are written against (entry_basis in lib.lua): its createdAt
+    (ms) and its entryModel, the model of an answer that names none."""
+
+    created_ms: int
+    model: str
 
 
 def session_from(fields: Sequence[Any]) -> Session:
@@ -53,9 +81,6 @@ KINDS_BY_CODE = {code: kind for kind, code in KIND_CODES.items()} | {
 
 def kind_code(kind: AttachmentKind, *, is_read_by_model: bool) -> str:
     return READ_BY_MODEL_CODE if is_read_by_model else KIND_CODES[kind]
-
-
-ATTACHMENTS_AT = 9  # where a stored entry lists its files
 
 
 class ContextEntry(NamedTuple):
@@ -91,13 +116,18 @@ def attachment_id(seq: int, number: int) -> str:
     return f"{seq}-{number}"
 
 
+def is_first_layout(entry: list[Any]) -> bool:
+    return isinstance(entry[1], str)
+
+
 def attachments_of(entry: list[Any], kept: Container[str] | None = None) -> tuple[Attachment, ...]:
     """The files an entry lists; `kept`: the ids whose bytes are still stored (None: all)."""
-    if len(entry) <= ATTACHMENTS_AT or not entry[ATTACHMENTS_AT]:
+    at = FIRST_LAYOUT_ATTACHMENTS_AT if is_first_layout(entry) else ATTACHMENTS_AT
+    if len(entry) <= at or not entry[at]:
         return ()
     seq = int(entry[0])
     found = []
-    for number, kind, media_type, name, size in entry[ATTACHMENTS_AT]:
+    for number, kind, media_type, name, size in entry[at]:
         ref = attachment_id(seq, int(number))
         is_kept = kept is None or ref in kept
         is_read = kind == READ_BY_MODEL_CODE
@@ -106,9 +136,35 @@ def attachments_of(entry: list[Any], kept: Container[str] | None = None) -> tupl
     return tuple(found)
 
 
-def entry_of(raw: str | bytes, kept: Container[str] | None = None) -> Entry:
-    """A stored entry; `kept`: the ids of the session's files still stored (None: all)."""
+def entry_of(raw: str | bytes, basis: EntryBasis, kept: Container[str] | None = None) -> Entry:
+    """A stored entry of either layout, read against its session's `basis`; `kept`: the ids
+    of the session's files still stored (None: all)."""
     entry = json.loads(raw)
+    if is_first_layout(entry):
+        return _first_layout_entry(entry, kept)
+    fields = len(entry)
+    usage = None
+    if fields > 5 and entry[4] is not None:
+        cost = float(entry[6]) if fields > 6 and entry[6] is not None else None
+        usage = Usage(prompt_tokens=int(entry[4]), completion_tokens=int(entry[5]), cost=cost)
+    role = ROLES_BY_NUMBER[entry[1]]
+    if fields > MODEL_AT and entry[MODEL_AT] is not None:
+        model = entry[MODEL_AT] or None
+    else:
+        model = (basis.model or None) if role is Role.ASSISTANT else None
+    return Entry(
+        seq=int(entry[0]),
+        role=role,
+        timestamp_ms=basis.created_ms + int(entry[2]),
+        content=entry[3],
+        model=model,
+        usage=usage,
+        stopped=entry[1] == STOPPED_ANSWER,
+        attachments=attachments_of(entry, kept),
+    )
+
+
+def _first_layout_entry(entry: list[Any], kept: Container[str] | None) -> Entry:
     fields = len(entry)
     usage = None
     if fields >= 7 and entry[5] is not None:
@@ -126,17 +182,17 @@ def entry_of(raw: str | bytes, kept: Container[str] | None = None) -> Entry:
     )
 
 
-def encoded_entry(entry: Entry) -> str:
-    """Compact JSON, as append_message.lua writes it."""
-    fields: list[Any] = [entry.seq, ROLE_CODES[entry.role], entry.timestamp_ms, entry.content]
-    if entry.model is not None or entry.usage is not None or entry.stopped:
-        fields.append(entry.model or "")
+def encoded_entry(entry: Entry, basis: EntryBasis) -> str:
+    """Compact JSON, as push_message in lib.lua writes it against the session's `basis`."""
+    role = STOPPED_ANSWER if entry.stopped else ROLE_NUMBERS[entry.role]
+    fields: list[Any] = [entry.seq, role, entry.timestamp_ms - basis.created_ms, entry.content]
     if entry.usage is not None:
         fields += [entry.usage.prompt_tokens, entry.usage.completion_tokens]
-        if entry.usage.cost is not None or entry.stopped:
+        if entry.usage.cost is not None:
             fields.append(entry.usage.cost)
-    if entry.stopped:
-        fields += [None] * (8 - len(fields)) + [1]
+    model = entry.model or ""
+    if model != (basis.model if entry.role is Role.ASSISTANT else ""):
+        fields += [None] * (MODEL_AT - len(fields)) + [model]
     if entry.attachments:
         fields += [None] * (ATTACHMENTS_AT - len(fields))
         fields.append([
@@ -147,8 +203,10 @@ def encoded_entry(entry: Entry) -> str:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
-def message_from(session_id: str, raw: str, kept: Container[str] | None = None) -> Message:
-    entry = entry_of(raw, kept)
+def message_from(
+    session_id: str, raw: str, basis: EntryBasis, kept: Container[str] | None = None
+) -> Message:
+    entry = entry_of(raw, basis, kept)
     return Message(
         id=message_id(session_id, entry.seq),
         role=entry.role,
@@ -178,10 +236,10 @@ def usage_args(usage: Usage | None) -> tuple[str, str, str]:
 
 
 def context_from(entries_json: str) -> tuple[ContextEntry, ...]:
-    """What a model needs of each entry, from a JSON array of entries (up to
-    MAX_MESSAGES_PER_SESSION of them on every turn: one tuple each, files read only where
-    listed)."""
-    roles = ROLES_BY_CODE
+    """What a model needs of each entry, from a JSON array of entries of either layout (up to
+    MAX_MESSAGES_PER_SESSION of them on every turn: one tuple each, files read only where an
+    entry is long enough to list them; seq, role and content sit where both layouts put them)."""
+    roles = ROLES_BY_CODE_OR_NUMBER
     return tuple(
         ContextEntry(entry[0], roles[entry[1]], entry[3], attachments_of(entry))
         if len(entry) > ATTACHMENTS_AT

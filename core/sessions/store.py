@@ -54,6 +54,7 @@ from core.sessions.codec import (
     KINDS_BY_CODE,
     ROLE_CODES,
     ContextEntry,
+    EntryBasis,
     as_bytes,
     context_from,
     message_from,
@@ -496,7 +497,8 @@ class SessionStore:
             raise SessionNotFound()
         kept = frozenset(json.loads(reply[2]))
         summary = SessionSummary(str(reply[3]), int(reply[4])) if reply[3] else None
-        messages = tuple(message_from(session_id, raw, kept) for raw in reply[5:])
+        basis = EntryBasis(int(reply[5]), str(reply[6]))
+        messages = tuple(message_from(session_id, raw, basis, kept) for raw in reply[7:])
         return MessagePage(messages=messages, total=int(reply[1]), summary=summary)
 
     async def begin_turn(

@@ -260,7 +260,7 @@ async def test_a_version_1_file_restores_and_its_session_then_takes_files(
     await restore(redis_client, version_1_backup(SPACE, session_id))
 
     assert await redis_client.hkeys(session_key(session_id)) == [
-        "userId", "title", "model", "createdAt", "updatedAt", "seq",
+        "userId", "title", "model", "createdAt", "updatedAt", "seq", "entryModel",
     ]  # fmt: skip
     assert not await redis_client.exists(session_key(session_id, ":files"))
     page = await files_store.read_messages(session_id)

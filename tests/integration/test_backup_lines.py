@@ -19,6 +19,7 @@ from core.backup.format import Counts, message_record, stored_entry
 from core.backup.lines import BATCH_SIZE, backup_lines, restore_lines
 from core.conversation import Role, Usage
 from core.errors import InvalidBackup
+from core.sessions.codec import EntryBasis
 from core.sessions.keys import (
     new_session_id,
     session_key,
@@ -491,30 +492,67 @@ async def test_a_backup_of_5000_sessions_streams_in_constant_memory(
 # --- the message encoding -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "entry",
-    [
-        [1, "u", 1_700_000_000_000, "hi"],
-        [2, "a", 1_700_000_000_001, "hello", "m/x"],
-        [3, "a", 1_700_000_000_002, "hello", "", 1, 2],
+BASIS = EntryBasis(1_700_000_000_000, "m/x")
+FILES = {"9-1": b"\x00\xff\x80", "9-2": b"", "10-1": b"ok", "11-1": b"%PDF"}
+IMAGE_AND_PDF = [[1, "i", "image/jpeg", "a.jpg", 3], [2, "d", "application/pdf", "b.pdf", 0]]
+VOICE = [[1, "a", "audio/ogg", "voice 🌊.ogg", 2]]
+READ_PDF = [[1, "f", "application/pdf", "scan.pdf", 4]]
+# Each entry as written today against BASIS, beside the same message in the first layout.
+ENTRIES = [
+    ([1, 0, 0, "hi"], [1, "u", 1_700_000_000_000, "hi"]),
+    ([2, 1, 1, "hello"], [2, "a", 1_700_000_000_001, "hello", "m/x"]),
+    ([3, 1, 2, "hello", 1, 2, None, ""], [3, "a", 1_700_000_000_002, "hello", "", 1, 2]),
+    (
+        [4, 1, 3, "hello", 10, 20, 0.0001],
         [4, "a", 1_700_000_000_003, "hello", "m/x", 10, 20, 0.0001],
-        [5, "s", 1_700_000_000_004, 'ünï 🌊 "/\\'],
-        # Stopped answers (/stop): usage unknown, or reported before the stop.
+    ),
+    ([5, 2, 4, 'ünï 🌊 "/\\'], [5, "s", 1_700_000_000_004, 'ünï 🌊 "/\\']),
+    # Stopped answers (/stop): usage unknown, or reported before the stop.
+    (
+        [6, 3, 5, "half an ans"],
         [6, "a", 1_700_000_000_005, "half an ans", "m/x", None, None, None, 1],
-        [7, "a", 1_700_000_000_006, "half", "m/x", 10, 2, None, 1],
-        [8, "a", 1_700_000_000_007, "half", "m/x", 10, 2, 0.5, 1],
-        # A user message with files (format version 2), kept or not.
-        [9, "u", 1_700_000_000_008, "", None, None, None, None, None,
-         [[1, "i", "image/jpeg", "a.jpg", 3], [2, "d", "application/pdf", "b.pdf", 0]]],
-        [10, "u", 1_700_000_000_009, "q", None, None, None, None, None,
-         [[1, "a", "audio/ogg", "voice 🌊.ogg", 2]]],
-        # A PDF the model reads itself (PDF_ENGINE=openrouter).
-        [11, "u", 1_700_000_000_010, "read it", None, None, None, None, None,
-         [[1, "f", "application/pdf", "scan.pdf", 4]]],
-    ],
-)  # fmt: skip
+    ),
+    ([7, 3, 6, "half", 10, 2], [7, "a", 1_700_000_000_006, "half", "m/x", 10, 2, None, 1]),
+    ([8, 3, 7, "half", 10, 2, 0.5], [8, "a", 1_700_000_000_007, "half", "m/x", 10, 2, 0.5, 1]),
+    # A user message with files (format version 2), kept or not.
+    (
+        [9, 0, 8, "", None, None, None, None, IMAGE_AND_PDF],
+        [9, "u", 1_700_000_000_008, "", None, None, None, None, None, IMAGE_AND_PDF],
+    ),
+    (
+        [10, 0, 9, "q", None, None, None, None, VOICE],
+        [10, "u", 1_700_000_000_009, "q", None, None, None, None, None, VOICE],
+    ),
+    # A PDF the model reads itself (PDF_ENGINE=openrouter).
+    (
+        [11, 0, 10, "read it", None, None, None, None, READ_PDF],
+        [11, "u", 1_700_000_000_010, "read it", None, None, None, None, None, READ_PDF],
+    ),
+    # Another model than the basis's, with and without usage; a time before createdAt.
+    (
+        [12, 1, 11, "other", 5, 6, 0.1, "m/y"],
+        [12, "a", 1_700_000_000_011, "other", "m/y", 5, 6, 0.1],
+    ),
+    ([13, 1, 12, "import", None, None, None, "m/y"], [13, "a", 1_700_000_000_012, "import", "m/y"]),
+    ([14, 0, -5, "early"], [14, "u", 1_699_999_999_995, "early"]),
+    # A user message added with a model (HTTP API).
+    ([15, 0, 13, "noted", None, None, None, "m/x"], [15, "u", 1_700_000_000_013, "noted", "m/x"]),
+]
+
+
+@pytest.mark.parametrize("entry", [entry for entry, _ in ENTRIES])
 def test_a_stored_message_survives_the_backup_encoding_unchanged(entry: list[Any]) -> None:
     raw = json.dumps(entry)
-    files = {"9-1": b"\x00\xff\x80", "9-2": b"", "10-1": b"ok", "11-1": b"%PDF"}
 
-    assert json.loads(stored_entry(message_record(raw, files))) == entry
+    assert json.loads(stored_entry(message_record(raw, BASIS, FILES), BASIS)) == entry
+
+
+@pytest.mark.parametrize(("entry", "first_layout"), ENTRIES)
+def test_an_entry_of_the_first_layout_reads_as_its_lean_twin(
+    entry: list[Any], first_layout: list[Any]
+) -> None:
+    lean = message_record(json.dumps(entry), BASIS, FILES)
+    first = message_record(json.dumps(first_layout), BASIS, FILES)
+
+    assert first == lean
+    assert json.loads(stored_entry(first, BASIS)) == entry

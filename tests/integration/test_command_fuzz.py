@@ -32,7 +32,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from core.commands import COMMANDS, TITLE_MAX_CHARS, CommandHandler, FileReply, Reply, TurnReply
+from core.commands import (
+    COMMANDS,
+    MODEL_ID_PATTERN,
+    TITLE_MAX_CHARS,
+    CommandHandler,
+    FileReply,
+    Reply,
+    TurnReply,
+)
 from core.conversation import Role
 from core.errors import ChatbridgeError
 from core.sessions.keys import session_key, user_tag
@@ -83,7 +91,10 @@ SESSION_FIELDS = {"userId", "title", "model", "createdAt", "updatedAt", "seq"}
 NOTICE_FIELDS = {"tellExpired": str.isdigit, "toldContextLoss": "1".__eq__}
 # A session's own system prompt (/persona): never empty, never over its limit.
 NOTICE_FIELDS["systemPrompt"] = lambda prompt: 0 < len(prompt) <= MAX_SYSTEM_PROMPT_LENGTH
-ROLE_CODES = {"u", "a", "s"}
+# What its answers that name no model were given by (docs/data-model.md, "Messages"): a model
+# id, set by its first message.
+NOTICE_FIELDS["entryModel"] = lambda model: MODEL_ID_PATTERN.match(model) is not None
+ROLE_NUMBERS = {0, 1, 2, 3}  # codec.py: user, answer, system, stopped answer
 PLAIN_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -284,9 +295,9 @@ def message_problems(key: str, entries: list[str]) -> list[str]:
         entry = json.loads(raw)
         is_well_formed = (
             isinstance(entry, list)
-            and 4 <= len(entry) <= 8
+            and 4 <= len(entry) <= 9
             and isinstance(entry[0], int)
-            and entry[1] in ROLE_CODES
+            and entry[1] in ROLE_NUMBERS
             and isinstance(entry[2], int)
             and isinstance(entry[3], str)
         )

@@ -279,8 +279,10 @@ async def test_messages_past_the_context_bytes_are_left_out_and_told_once(
     session = await store.active_session(ANA)
     assert session is not None
     four = await redis_client.lrange(session_key(session.id, ":messages"), 0, -1)
-    # The next entry as begin_turn.lua stores it: [5,"u",<13-digit ms>,"question 3..."].
-    fifth = len(f'[5,"u",1234567890123,"question 3{words}"]')  # over 120: counted
+    # The next entry as begin_turn.lua stores it: [5,0,<ms since createdAt>,"question 3..."].
+    # Its time's digits are made known: createdAt moved 10^9 ms back gives it ten, for 100 days.
+    await redis_client.hincrby(session_key(session.id), "createdAt", -(10**9))  # type: ignore[misc]
+    fifth = len(f'[5,0,1234567890,"question 3{words}"]')  # over 120: counted
     cap = sum(max(0, len(entry.encode()) - 120) for entry in [*four, "x" * fifth]) + spare
     start = await turn(store, f"question 3{words}", context_bytes=cap)
     assert len(start.context) == (4 if is_cut else 5)

@@ -53,25 +53,17 @@ if replace_after > 0 then
   while true do
     local tail = redis.call('LINDEX', messages, -1)
     if not tail then break end
-    local entry = cjson.decode(tail)
-    if entry[1] <= replace_after or entry[2] ~= 'a' then break end
+    local seq, role = entry_parts(cjson.decode(tail))
+    if seq <= replace_after or role ~= 'a' then break end
     redis.call('RPOP', messages)
   end
 end
 
-local entry = {role, now, ARGV[5]}
-if ARGV[6] ~= '' or ARGV[7] ~= '' then entry[4] = ARGV[6] end
+local about = {model = ARGV[6], stopped = ARGV[17] == '1'}
 if ARGV[7] ~= '' then
-  entry[5] = tonumber(ARGV[7])
-  entry[6] = tonumber(ARGV[8])
-  if ARGV[9] ~= '' then entry[7] = tonumber(ARGV[9]) end
+  about.usage = {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}
 end
-if ARGV[17] == '1' then
-  entry[4] = ARGV[6]
-  for i = #entry + 1, 7 do entry[i] = cjson.null end
-  entry[8] = 1
-end
-local seq = push_message(sid, entry, tonumber(ARGV[11]))
+local seq = push_message(sid, role, now, ARGV[5], about, tonumber(ARGV[11]))
 
 local told = ARGV[18] or ''
 if string.find(told, 'e', 1, true) then

@@ -97,14 +97,13 @@ local function context_image_ids(context)
   local ids, turns = {}, 0
   for i = #context, 1, -1 do
     if turns >= image_turns then break end
-    local entry = cjson.decode(context[i])
-    if entry[2] == 'u' then
+    local seq, role, listed = entry_parts(cjson.decode(context[i]))
+    if role == 'u' then
       turns = turns + 1
-      local listed = entry[ATTACHMENTS_AT]
       if type(listed) == 'table' then
         for _, file in ipairs(listed) do
           -- Images, and documents the model reads itself ('f'): their bytes go to it.
-          if file[2] == 'i' or file[2] == 'f' then ids[#ids + 1] = entry[1] .. '-' .. file[1] end
+          if file[2] == 'i' or file[2] == 'f' then ids[#ids + 1] = seq .. '-' .. file[1] end
         end
       end
     end
@@ -186,9 +185,9 @@ if is_retry then
   -- /retry: answer the newest user message again, with the context that preceded it.
   local window = redis.call('LRANGE', session_key(sid, ':messages'), -max_messages, -1)
   for i = #window, 1, -1 do
-    local entry = cjson.decode(window[i])
-    if entry[2] == 'u' then
-      user_seq = entry[1]
+    local seq, role = entry_parts(cjson.decode(window[i]))
+    if role == 'u' then
+      user_seq = seq
       break
     end
   end
@@ -197,11 +196,12 @@ if is_retry then
     return {'NOTHING_TO_RETRY'}
   end
 else
-  local entry = {'u', now, content}
+  local listed
   if file_count > 0 then
     -- Named by the seq push_message gives the message: the next one, within this script.
     local seq = tonumber(redis.call('HGET', session_key(sid), 'seq') or '0') + 1
-    local listed, incoming = {}, 0
+    local incoming = 0
+    listed = {}
     for n = 1, file_count do incoming = incoming + #ARGV[21 + 4 * n] end
     make_room_for_files(sid, incoming, file_budget)
     for n = 1, file_count do
@@ -211,10 +211,8 @@ else
       redis.call('HSET', session_key(sid, ':files'), seq .. '-' .. n, data)
     end
     redis.call('HINCRBY', session_key(sid), 'fileBytes', incoming)
-    for i = 4, ATTACHMENTS_AT - 2 do entry[i] = cjson.null end
-    entry[ATTACHMENTS_AT - 1] = listed
   end
-  user_seq = push_message(sid, entry, max_messages)
+  user_seq = push_message(sid, 'u', now, content, {files = listed}, max_messages)
   if redis.call('HGET', session_key(sid), 'title') == '' then
     local first_line = string.match(content, '^%s*([^\n]*)')
     -- A file sent without a word names the session after itself.

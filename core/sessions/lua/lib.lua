@@ -69,8 +69,26 @@ end
 
 -- Files of user messages (docs/data-model.md, "Attachments"): their bytes in the session's
 -- ':files' hash under '<seq>-<n>', their sum in the session's 'fileBytes'. An entry lists its
--- files at [10] (Lua's count; codec.py's [9]).
-local ATTACHMENTS_AT = 10
+-- files at [9] (Lua's count; codec.py's [8]), or at [10] in an entry of the first layout.
+local ATTACHMENTS_AT = 9
+local FIRST_LAYOUT_ATTACHMENTS_AT = 10
+
+-- Entries (docs/data-model.md, "Messages"): [seq, role, ms since the session's createdAt,
+-- content, prompt tokens?, completion tokens?, cost?, model?, files?], the role a number
+-- (3: an answer /stop ended). An entry of the first layout (written before this one) has the role
+-- as a letter and an absolute time: the role's type tells them apart.
+local ROLE_NUMBERS = {u = 0, a = 1, s = 2}
+local STOPPED_ANSWER = 3
+local ROLE_LETTERS = {[0] = 'u', [1] = 'a', [2] = 's', [3] = 'a'}
+
+-- A decoded entry's seq, role letter ('u', 'a', 's') and files (a table, or not one), whatever
+-- its layout.
+local function entry_parts(entry)
+  if type(entry[2]) == 'number' then
+    return entry[1], ROLE_LETTERS[entry[2]], entry[ATTACHMENTS_AT]
+  end
+  return entry[1], entry[2], entry[FIRST_LAYOUT_ATTACHMENTS_AT]
+end
 
 local function drop_files(sid, ids)
   local files = session_key(sid, ':files')
@@ -84,9 +102,9 @@ end
 
 local function file_ids_of(entry)
   local ids = {}
-  local listed = entry[ATTACHMENTS_AT]
+  local seq, _, listed = entry_parts(entry)
   if type(listed) == 'table' then
-    for _, file in ipairs(listed) do ids[#ids + 1] = entry[1] .. '-' .. file[1] end
+    for _, file in ipairs(listed) do ids[#ids + 1] = seq .. '-' .. file[1] end
   end
   return ids
 end
@@ -156,11 +174,42 @@ local function utf8_prefix(s, max_chars)
   return s
 end
 
--- Stores one message as a compact JSON array; returns its sequence number.
--- [seq, role, timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?]
-local function push_message(sid, entry, max_messages)
+-- What a session's entries are written against: its createdAt (their times count from it) and
+-- the model an answer without one was answered by ('entryModel': the session's model when its
+-- first entry of this layout was written; unlike 'model' it never changes, so /model leaves
+-- earlier answers' models as they were).
+local function entry_basis(sid)
+  local f = redis.call('HMGET', session_key(sid), 'createdAt', 'entryModel', 'model')
+  if not f[2] then
+    f[2] = f[3] or ''
+    redis.call('HSET', session_key(sid), 'entryModel', f[2])
+  end
+  return tonumber(f[1]) or 0, f[2]
+end
+
+-- Stores one message as a compact JSON array; returns its sequence number. `role` 'u', 'a' or
+-- 's'; `about` what it carries besides: usage ({prompt, completion, cost or nil}), model ('' or
+-- nil: none), stopped (true: an answer /stop ended), files (the list of a user message's).
+-- Only what differs from the session's basis is written (docs/data-model.md, "Messages").
+local function push_message(sid, role, now, content, about, max_messages)
   local seq = redis.call('HINCRBY', session_key(sid), 'seq', 1)
-  table.insert(entry, 1, seq)
+  local created, base_model = entry_basis(sid)
+  local entry = {seq, ROLE_NUMBERS[role], now - created, content}
+  if about.stopped then entry[2] = STOPPED_ANSWER end
+  if about.usage then
+    entry[5], entry[6] = about.usage[1], about.usage[2]
+    if about.usage[3] then entry[7] = about.usage[3] end
+  end
+  local model = about.model or ''
+  -- An answer without a model is the basis's; anything else without one has none.
+  if (role == 'a' and model ~= base_model) or (role ~= 'a' and model ~= '') then
+    for i = #entry + 1, 7 do entry[i] = cjson.null end
+    entry[8] = model
+  end
+  if about.files then
+    for i = #entry + 1, ATTACHMENTS_AT - 1 do entry[i] = cjson.null end
+    entry[ATTACHMENTS_AT] = about.files
+  end
   local messages = session_key(sid, ':messages')
   local count = redis.call('RPUSH', messages, cjson.encode(entry))
   if count > max_messages and redis.call('HGET', session_key(sid), 'fileBytes') then

@@ -12,10 +12,9 @@ seq, n = tonumber(seq), tonumber(n)
 -- Entries are in seq order: walk from the newest, as recent files are the ones asked for.
 local messages = session_key(sid, ':messages')
 for i = redis.call('LLEN', messages) - 1, 0, -1 do
-  local entry = cjson.decode(redis.call('LINDEX', messages, i))
-  if entry[1] < seq then break end
-  if entry[1] == seq then
-    local listed = entry[ATTACHMENTS_AT]
+  local entry_seq, _, listed = entry_parts(cjson.decode(redis.call('LINDEX', messages, i)))
+  if entry_seq < seq then break end
+  if entry_seq == seq then
     if type(listed) ~= 'table' then return {'NOT_FOUND'} end
     for _, file in ipairs(listed) do
       if file[1] == n then
