@@ -18,6 +18,7 @@ from redis.asyncio.connection import Connection
 
 from core.conversation import Usage
 from core.llm.wire import ChatMessage, CompletionDone, StreamEvent, TextDelta
+from core.storage.connection import MAX_CONNECTIONS, POOL_WAIT_SECONDS
 
 REPLY = "A short answer from a model that takes no time at all to think."
 
@@ -105,9 +106,12 @@ def redis_server() -> Iterator[str]:
 
 
 def counting_client(url: str) -> aioredis.Redis:
-    pool = aioredis.ConnectionPool.from_url(
+    """A client whose pool waits for a free connection, as the service's does
+    (core/storage/connection.py): redis-py's default pool refuses the 101st."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url, decode_responses=True, encoding_errors="surrogateescape",
-        connection_class=CountingConnection,
+        connection_class=CountingConnection, max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_SECONDS,
     )  # fmt: skip
     return aioredis.Redis(connection_pool=pool)
 
