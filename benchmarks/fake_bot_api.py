@@ -207,9 +207,12 @@ async def _serve_fake() -> None:
 
         def _told(self, message: dict[str, Any], *, is_edit: bool) -> dict[str, Any]:
             shown = str(message.get("text", "")).strip()
+            # A reply may end with a notice under the answer (older messages no longer sent,
+            # once per session): still the whole answer.
+            is_final = shown == finals["text"] or shown.startswith(finals["text"] + "\n\n")
             kind = (
                 "final"
-                if shown == finals["text"]
+                if is_final
                 else "preview"
                 if shown.endswith("…")
                 else "other"
