@@ -209,14 +209,8 @@ async def _serve_fake() -> None:
             shown = str(message.get("text", "")).strip()
             # A reply may end with a notice under the answer (older messages no longer sent,
             # once per session): still the whole answer.
-            is_final = shown == finals["text"] or shown.startswith(finals["text"] + "\n\n")
-            kind = (
-                "final"
-                if is_final
-                else "preview"
-                if shown.endswith("…")
-                else "other"
-            )
+            is_final = shown.startswith(finals["text"]) and not shown.endswith("…")
+            kind = "final" if is_final else "preview" if shown.endswith("…") else "other"
             if kind != "preview" or not is_edit:
                 say({"bot": [message["chat"]["id"], time.monotonic(), kind, shown]})
             if kind == "final":
