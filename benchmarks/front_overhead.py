@@ -62,7 +62,12 @@ from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, Messa
 from benchmarks.fake_bot_api import BOT_TOKEN, REPLY_HTML, FakeBotApi, fake_bot_api
 from benchmarks.harness import InstantModel
 from bots.runtime import Services
-from bots.telegram.front import TelegramApp, TelegramFront
+from bots.telegram.front import (
+    BOT_API_CONNECTIONS,
+    BOT_API_POOL_WAIT_SECONDS,
+    TelegramApp,
+    TelegramFront,
+)
 from bots.telegram.order import CONCURRENT_UPDATES, InOrderPerSpace
 from core.chat import ChatModel, ChatService, TurnSettings
 from core.commands import CommandHandler
@@ -289,6 +294,8 @@ async def _baseline(api_url: str, variant: Variant) -> AsyncIterator[TelegramApp
         .token(BOT_TOKEN)
         .base_url(api_url)
         .concurrent_updates(InOrderPerSpace(CONCURRENT_UPDATES))
+        .connection_pool_size(BOT_API_CONNECTIONS)
+        .pool_timeout(BOT_API_POOL_WAIT_SECONDS)
         .updater(None)
     )
     if variant.rate_limiter:
