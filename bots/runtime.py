@@ -34,8 +34,7 @@ from core.storage.connection import (
     redis_from_settings,
 )
 from core.storage.embedded import EmbeddedRedis, project_redis_conf, socket_of_running_service
-from core.summaries import Summarizer, summary_max_tokens
-from core.tokens import DEFAULT_CONTEXT_TOKENS
+from core.summaries import Summarizer
 
 log = structlog.get_logger(__name__)
 
@@ -101,7 +100,6 @@ async def open_services(
                 store.summaries, model,
                 summary_model=settings.summary_model or settings.default_model,
                 max_messages=settings.max_messages_per_session,
-                max_tokens=summary_max_tokens(settings.context_tokens or DEFAULT_CONTEXT_TOKENS),
             )  # fmt: skip
             # Before the model client and Redis close (the stack unwinds last in, first out):
             # a summary under way gets a moment; `serve` has given it its grace already.

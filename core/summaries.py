@@ -104,12 +104,12 @@ def fold_point(
 @dataclass(frozen=True, slots=True)
 class Fold:
     """One summary to make: session `session_id`'s messages up to `up_to`, billed to
-    `person`, at most `max_tokens` long (None: the summarizer's cap)."""
+    `person`, at most `max_tokens` long."""
 
     session_id: str
     person: str
     up_to: int
-    max_tokens: int | None = None
+    max_tokens: int = SUMMARY_MAX_TOKENS
 
 
 class SummaryModel(Protocol):
@@ -130,12 +130,10 @@ class Summarizer:
         *,
         summary_model: str,
         max_messages: int,
-        max_tokens: int = SUMMARY_MAX_TOKENS,
     ) -> None:
         self._store = store
         self._model = model
         self.summary_model = summary_model
-        self._max_tokens = max_tokens
         self._max_messages = max_messages  # MAX_MESSAGES_PER_SESSION
         self._tasks: set[asyncio.Task[bool]] = set()
 
@@ -158,8 +156,7 @@ class Summarizer:
             stored_count=stored_count, max_messages=self._max_messages,
         )  # fmt: skip
         if up_to is not None:
-            max_tokens = min(self._max_tokens, summary_max_tokens(context_tokens))
-            self.start(Fold(session_id, person, up_to, max_tokens))
+            self.start(Fold(session_id, person, up_to, summary_max_tokens(context_tokens)))
 
     def start(self, fold: Fold) -> None:
         """Make the summary in a task of its own: the caller's reply is not held."""
@@ -184,39 +181,38 @@ class Summarizer:
     async def summarize(self, fold: Fold) -> bool:
         """Make and store the summary; False when it was not needed or could not be made."""
         token = secrets.token_hex(12)
-        try:
-            source = await self._store.claim(fold.session_id, token, fold.up_to)
-            if source is None:
-                return False
-        except ChatbridgeError as error:
-            log.warning("summary.failed", error=error.code, model=self.summary_model)
-            return False
+        source: SummarySource | None = None
         stored = False
         try:
-            stored = await self._made(fold, token, source)
+            source = await self._store.claim(fold.session_id, token, fold.up_to)
+            if source is not None:
+                stored = await self._made(fold, token, source)
         except ChatbridgeError as error:
             log.warning("summary.failed", error=error.code, model=self.summary_model)
         finally:
-            if not stored:  # else save_summary.lua let the claim go
+            if source is not None and not stored:  # else save_summary.lua let the claim go
                 with contextlib.suppress(ChatbridgeError):
                     await self._store.release(fold.session_id, token)
         return stored
 
     async def _made(self, fold: Fold, token: str, source: SummarySource) -> bool:
-        summary, usage = await self._ask(source, fold.max_tokens or self._max_tokens)
+        request = summary_request(source)
+        summary, usage = await self._ask(request, fold.max_tokens)
         if not summary:
             log.warning("summary.failed", error="model_empty_answer", model=self.summary_model)
             return False
-        spent = usage.total_tokens if usage else self._estimate(source, summary)
+        spent = usage.total_tokens if usage else _estimated_tokens(request, summary)
         await self._store.charge(fold.person, token, spent, usage)
         stored = await self._store.save(fold.session_id, token, source, fold.up_to, summary)
         log.info("summary.stored", up_to=fold.up_to, stored=stored, characters=len(summary))
         return stored
 
-    async def _ask(self, source: SummarySource, max_tokens: int) -> tuple[str, Usage | None]:
+    async def _ask(
+        self, request: Sequence[ChatMessage], max_tokens: int
+    ) -> tuple[str, Usage | None]:
         parts: list[str] = []
         async for event in self._model.stream(
-            summary_request(source), model=self.summary_model, max_tokens=max_tokens
+            request, model=self.summary_model, max_tokens=max_tokens
         ):
             if isinstance(event, CompletionDone):
                 text = "".join(parts).strip()[:SUMMARY_MAX_CHARACTERS]
@@ -224,9 +220,10 @@ class Summarizer:
             parts.append(event.text)
         return "", None
 
-    def _estimate(self, source: SummarySource, summary: str) -> int:
-        request = summary_request(source)
-        return sum(estimated_tokens(str(m.content)) for m in request) + estimated_tokens(summary)
+
+def _estimated_tokens(request: Sequence[ChatMessage], summary: str) -> int:
+    """What a summary cost when the model reported no usage."""
+    return sum(estimated_tokens(str(m.content)) for m in request) + estimated_tokens(summary)
 
 
 def summary_request(source: SummarySource) -> list[ChatMessage]:

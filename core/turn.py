@@ -61,7 +61,6 @@ from core.sessions.store import TurnStart
 from core.spaces import Speaker
 from core.summaries import summary_message
 from core.tokens import (
-    DEFAULT_CONTEXT_TOKENS,
     MESSAGE_OVERHEAD_TOKENS,
     RequestSize,
     cut_to_tokens,
@@ -116,7 +115,6 @@ class Turn:
         self._parts: list[str] = []  # the answer's text so far
         self._is_context_trimmed = False  # CONTEXT_TOKENS left older messages out
         self._sent_seqs: list[int] = []  # the stored messages the model was sent, oldest first
-        self._size: RequestSize | None = None  # the request's, once sized
         self._model_ending: ChatbridgeError | None = None
         self._done: CompletionDone | None = None
         self.reply: Message | None = None
@@ -156,12 +154,17 @@ class Turn:
             found.append(Notice.PREVIOUS_SESSION_EXPIRED)
         # With SUMMARIES=on what is left out is summarised after this answer: said by the
         # first answer that relies on the summary instead.
-        is_lost = self._start.is_context_cut or self._is_context_trimmed
+        is_lost = self._leaves_messages_out
         if is_lost and self._service.summarizer is None and not self._start.is_context_loss_told:
             found.append(Notice.CONTEXT_LOST)
         if self._start.summary and not self._start.is_summary_told:
             found.append(Notice.CONTEXT_SUMMARIZED)
         return tuple(found)
+
+    @property
+    def _leaves_messages_out(self) -> bool:
+        """Whether the model was not sent older messages that no summary stands in for."""
+        return self._started.is_context_cut or self._is_context_trimmed
 
     @property
     def expired_after(self) -> int:
@@ -239,7 +242,7 @@ class Turn:
         # Timed here, around the model call itself, so every front gets the same numbers.
         call = self._service.metrics.model_call(self.model)
         parts = self._parts
-        size = self._size = await self._request_size()
+        size = await self._request_size()
         self._has_asked_model = True
         events = aiter(
             self._service.model.stream(
@@ -261,7 +264,7 @@ class Turn:
                     await self._store_reply("".join(parts), event)
                     await self._report(None)
                     _log_completed(event, call)
-                    self._summarize_what_fell_out()
+                    self._summarize_what_fell_out(size.context_tokens)
                     return
                 call.saw_text()
                 parts.append(event.text)
@@ -502,9 +505,10 @@ class Turn:
         sent = self._started.images
         return IMAGE_TOKEN_ESTIMATE * sum(1 for a in entry.attachments if a.id in sent)
 
-    def _summarize_what_fell_out(self) -> None:
-        """Once the answer is stored: have older messages summarised if this turn left out
-        some that no summary stands in for, or the next trims would (core/summaries.py)."""
+    def _summarize_what_fell_out(self, context_tokens: int) -> None:
+        """Once the answer is stored: have older messages summarised if this turn (its request
+        `context_tokens` long) left out some that no summary stands in for, or the next trims
+        would (core/summaries.py)."""
         summarizer = self._service.summarizer
         if summarizer is None or self.reply is None or self.session_after is None:
             return
@@ -515,9 +519,9 @@ class Turn:
             covered=start.summary_up_to,
             sent=self._sent_seqs,
             answer_seq=seq_of_message(self.reply),
-            is_cut=start.is_context_cut or self._is_context_trimmed,
+            is_cut=self._leaves_messages_out,
             stored_count=self.session_after.message_count,
-            context_tokens=self._size.context_tokens if self._size else DEFAULT_CONTEXT_TOKENS,
+            context_tokens=context_tokens,
         )
 
     def _content_of(self, entry: ContextEntry) -> str | tuple[ContentPart, ...]:

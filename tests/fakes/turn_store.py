@@ -61,7 +61,7 @@ from core.conversation import (
 from core.errors import NothingToRetry, SessionBusy, SessionNotFound, TurnLockLost
 from core.events.publisher import NO_EVENTS, EventPublisher, EventType, session_created
 from core.observability.metrics import Metrics
-from core.sessions.codec import ContextEntry, message_id
+from core.sessions.codec import ContextEntry, message_id, seq_of_message
 from core.sessions.keys import new_session_id
 from core.sessions.limits import SessionLimits
 from core.sessions.store import TITLE_LENGTH, SessionList, TurnStart
@@ -177,9 +177,9 @@ class InMemoryTurnStore:
         self._active[stored.user_id] = stored.id
         start = TurnStart(
             stored.value(), user_seq,
-            tuple(ContextEntry(_seq_of(m), m.role, m.content) for m in context),
+            tuple(ContextEntry(seq_of_message(m), m.role, m.content) for m in context),
             lock_token,
-            is_context_cut=bool(context) and _seq_of(context[0]) > 1,
+            is_context_cut=bool(context) and seq_of_message(context[0]) > 1,
             is_context_loss_told=stored.is_context_loss_told,
         )  # fmt: skip
         self.turns[lock_token] = _TurnRecord(start, stored.last_seq, reserved_tokens=reserve_tokens)
@@ -345,7 +345,7 @@ class InMemoryTurnStore:
         if not users:
             del self.locks[stored.id]
             raise NothingToRetry()
-        return _seq_of(window[users[-1]]), window[: users[-1] + 1]
+        return seq_of_message(window[users[-1]]), window[: users[-1] + 1]
 
     def _store_question(
         self,
@@ -360,7 +360,7 @@ class InMemoryTurnStore:
         )  # once trimmed, as the store reads it
         if not stored.title:
             stored.title = content.lstrip().split("\n", 1)[0][:TITLE_LENGTH]
-        return _seq_of(message), context
+        return seq_of_message(message), context
 
     def _append(
         self,
@@ -415,13 +415,9 @@ def _within_bytes(messages: list[Message], context_bytes: int) -> list[Message]:
     return kept[::-1]
 
 
-def _seq_of(message: Message) -> int:
-    return int(message.id.rsplit("-", 1)[1])
-
-
 def _is_answer_after(message: Message, seq: int) -> bool:
     """What a /retry replaces: an answer stored after the question it answers again."""
-    return message.role is Role.ASSISTANT and _seq_of(message) > seq
+    return message.role is Role.ASSISTANT and seq_of_message(message) > seq
 
 
 def _now() -> datetime:

@@ -19,8 +19,8 @@ from core.llm.models import ModelCatalog
 from core.llm.openrouter import OpenRouterClient
 from core.sessions.keys import session_key
 from core.sessions.store import SessionStore
-from core.summaries import SUMMARY_PREFACE, Fold, Summarizer, summary_max_tokens
-from core.tokens import DEFAULT_CONTEXT_TOKENS, MESSAGE_OVERHEAD_TOKENS, count_tokens
+from core.summaries import SUMMARY_PREFACE, Fold, Summarizer
+from core.tokens import MESSAGE_OVERHEAD_TOKENS, count_tokens
 from tests.fakes.openrouter_server import FakeOpenRouter
 from tests.integration.store_turns import make_store
 
@@ -63,7 +63,6 @@ def chat_on(
         summarizer = Summarizer(
             store.summaries, model, summary_model=SUMMARY_MODEL,
             max_messages=store.limits.max_messages_per_session,
-            max_tokens=summary_max_tokens(context_tokens or DEFAULT_CONTEXT_TOKENS),
         )  # fmt: skip
         STARTED.append(summarizer)
     settings = TurnSettings("Be brief.", default_model, context_tokens=context_tokens)
@@ -156,26 +155,34 @@ async def test_the_summary_is_kept_in_the_session_and_goes_with_it(
     assert not await redis_client.exists(session_key(session.id))
 
 
-async def test_two_replicas_make_one_summary(
-    store: SessionStore, model_client: OpenRouterClient, fake_openrouter: FakeOpenRouter
-):
+async def session_after_turns(
+    store: SessionStore, model_client: OpenRouterClient, turns: int
+) -> str:
+    """The id of a session of `turns` turns, none summarised."""
     chat = chat_on(store, model_client, summaries=False)
-    for number in range(6):
+    for number in range(turns):
         await ask(chat, f"q{number} {FILLER}")
     session = await store.active_session(ANA)
     assert session is not None
-    replicas = [
-        Summarizer(store.summaries, model_client, summary_model=SUMMARY_MODEL, max_messages=100)
-        for _ in range(2)
-    ]
+    return session.id
+
+
+def replica(store: SessionStore, model_client: OpenRouterClient) -> Summarizer:
+    """The summarizer of one more replica."""
+    return Summarizer(store.summaries, model_client, summary_model=SUMMARY_MODEL, max_messages=100)
+
+
+async def test_two_replicas_make_one_summary(
+    store: SessionStore, model_client: OpenRouterClient, fake_openrouter: FakeOpenRouter
+):
+    session_id = await session_after_turns(store, model_client, 6)
+    replicas = [replica(store, model_client) for _ in range(2)]
     fake_openrouter.deltas_per_reply = 20  # a summary that takes a while to stream
-    made = await asyncio.gather(
-        *(replica.summarize(Fold(session.id, ANA, 6)) for replica in replicas)
-    )
+    made = await asyncio.gather(*(one.summarize(Fold(session_id, ANA, 6)) for one in replicas))
     assert sorted(made) == [False, True]
     assert len(summary_requests(fake_openrouter)) == 1
     # Done: asked again, nothing is made.
-    assert await replicas[0].summarize(Fold(session.id, ANA, 6)) is False
+    assert await replicas[0].summarize(Fold(session_id, ANA, 6)) is False
     assert len(summary_requests(fake_openrouter)) == 1
 
 
@@ -183,16 +190,10 @@ async def test_the_person_pays_for_the_summary_once(
     redis_client: aioredis.Redis, model_client: OpenRouterClient, fake_openrouter: FakeOpenRouter
 ):
     store = make_store(redis_client, daily_token_budget=1_000_000)
-    chat = chat_on(store, model_client, summaries=False)
-    for number in range(4):
-        await ask(chat, f"q{number} {FILLER}")
-    session = await store.active_session(ANA)
-    assert session is not None
+    session_id = await session_after_turns(store, model_client, 4)
     before = await store.usage(ANA)
-    summarizer = Summarizer(
-        store.summaries, model_client, summary_model=SUMMARY_MODEL, max_messages=100
-    )
-    assert await summarizer.summarize(Fold(session.id, ANA, 4))
+    summarizer = replica(store, model_client)
+    assert await summarizer.summarize(Fold(session_id, ANA, 4))
     after = await store.usage(ANA)
     reported = fake_openrouter.reported_usages[-1]
     assert after.today.prompt_tokens - before.today.prompt_tokens == reported["prompt_tokens"]
@@ -208,19 +209,13 @@ async def test_the_person_pays_for_the_summary_once(
 async def test_a_failed_summary_is_tried_again_after_a_later_turn(
     store: SessionStore, model_client: OpenRouterClient, fake_openrouter: FakeOpenRouter
 ):
-    chat = chat_on(store, model_client, summaries=False)
-    for number in range(6):
-        await ask(chat, f"q{number} {FILLER}")
-    session = await store.active_session(ANA)
-    assert session is not None
-    summarizer = Summarizer(
-        store.summaries, model_client, summary_model=SUMMARY_MODEL, max_messages=100
-    )
+    session_id = await session_after_turns(store, model_client, 6)
+    summarizer = replica(store, model_client)
     fake_openrouter.server_error(500)  # not retried: the request reached the model
-    assert await summarizer.summarize(Fold(session.id, ANA, 6)) is False
-    assert (await store.summaries.claim(session.id, "probe", 6)) is not None  # let go
-    await store.summaries.release(session.id, "probe")
-    assert await summarizer.summarize(Fold(session.id, ANA, 6)) is True
+    assert await summarizer.summarize(Fold(session_id, ANA, 6)) is False
+    assert (await store.summaries.claim(session_id, "probe", 6)) is not None  # let go
+    await store.summaries.release(session_id, "probe")
+    assert await summarizer.summarize(Fold(session_id, ANA, 6)) is True
     assert len(summary_requests(fake_openrouter)) == 2
 
 

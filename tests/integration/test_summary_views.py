@@ -23,7 +23,7 @@ from core.messages import ENGLISH, PORTUGUESE, text
 from core.sessions.keys import session_key
 from core.sessions.store import SessionStore
 from core.settings import SessionLimitPolicy
-from core.summaries import SUMMARY_MAX_CHARACTERS, Summarizer, summary_max_tokens
+from core.summaries import SUMMARY_MAX_CHARACTERS, Summarizer
 from tests.fakes.openrouter_server import FakeOpenRouter
 
 pytestmark = pytest.mark.all_redis_topologies
@@ -231,7 +231,7 @@ async def test_a_summary_the_summarizer_made_shows_where_it_stands_in(
 ) -> None:
     summarizer = Summarizer(
         store.summaries, model_client, summary_model="test/summarizer",
-        max_messages=store.limits.max_messages_per_session, max_tokens=summary_max_tokens(400),
+        max_messages=store.limits.max_messages_per_session,
     )  # fmt: skip
     chat = ChatService(
         store, model_client, TurnSettings("Be brief.", "test/model", context_tokens=400),

@@ -61,25 +61,22 @@ local SEEN_FOR_SECONDS = 7 * 86400
 
 -- The context: the newest messages up to the user message's (on /retry the answers after it
 -- are left out) that the session's summary does not stand in for, within [10] bytes (the user
--- message's even when it alone is over), each entry's first ENTRY_BYTES_FREE not counted. Built from what is stored, so that a repeat answers
--- exactly what the first run did. Also returns whether it leaves out older messages that no
--- summary stands in for (trimmed by max messages, or past the bytes).
+-- message's even when it alone is over), each entry's first ENTRY_BYTES_FREE not counted.
+-- Built from what is stored, so that a repeat answers exactly what the first run did. Also
+-- returns whether it leaves out older messages that no summary stands in for (trimmed by max
+-- messages, or past the bytes).
 -- What an entry takes besides its words (seq, timestamp, model id, usage, file names), left out
 -- of [10]: a short message costs a few tokens of the request but a hundred bytes here.
 local ENTRY_BYTES_FREE = 120
-
-local function seq_of(raw)
-  return tonumber(string.match(raw, '^%[(%d+),'))
-end
 
 local function turn_context(turn_sid, user_seq)
   local covered = tonumber(redis.call('HGET', session_key(turn_sid), 'summaryUpTo') or '0')
   local stored = redis.call('LRANGE', session_key(turn_sid, ':messages'), -max_messages, -1)
   local last = #stored
-  while last > 0 and seq_of(stored[last]) > user_seq do last = last - 1 end
+  while last > 0 and stored_seq(stored[last]) > user_seq do last = last - 1 end
   local first, bytes = last + 1, 0
   for i = last, 1, -1 do
-    if seq_of(stored[i]) <= covered then break end
+    if stored_seq(stored[i]) <= covered then break end
     bytes = bytes + math.max(0, #stored[i] - ENTRY_BYTES_FREE)
     if bytes > context_bytes and i < last then break end
     first = i
@@ -87,7 +84,7 @@ local function turn_context(turn_sid, user_seq)
   local context = {}
   for i = first, last do context[#context + 1] = stored[i] end
   -- Sequence numbers start at 1, and only a trim takes entries from a list's head.
-  local is_cut = context[1] ~= nil and seq_of(context[1]) > covered + 1
+  local is_cut = context[1] ~= nil and stored_seq(context[1]) > covered + 1
   return context, is_cut
 end
 

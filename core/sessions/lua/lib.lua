@@ -81,6 +81,11 @@ local ROLE_NUMBERS = {u = 0, a = 1, s = 2}
 local STOPPED_ANSWER = 3
 local ROLE_LETTERS = {[0] = 'u', [1] = 'a', [2] = 's', [3] = 'a'}
 
+-- A stored entry's seq, read without decoding it: every layout writes it first, as digits.
+local function stored_seq(raw)
+  return tonumber(string.match(raw, '^%[(%d+),'))
+end
+
 -- A decoded entry's seq, role letter ('u', 'a', 's') and files (a table, or not one), whatever
 -- its layout.
 local function entry_parts(entry)

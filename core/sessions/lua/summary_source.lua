@@ -20,7 +20,7 @@ if covered >= up_to then return {'DONE'} end
 redis.call('SET', claim, token, 'PX', tonumber(ARGV[4]))
 local folded = {}
 for _, raw in ipairs(redis.call('LRANGE', session_key(sid, ':messages'), 0, -1)) do
-  local seq = tonumber(string.match(raw, '^%[(%d+),'))
+  local seq = stored_seq(raw)
   if seq > up_to then break end
   if seq > covered then folded[#folded + 1] = raw end
 end
