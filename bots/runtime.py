@@ -119,6 +119,9 @@ async def open_services(
             catalog=catalog,
             summarizer=summarizer,
         )
+        # Before the summaries' grace and the Redis client: a turn some front left running
+        # would write to a closed client (`serve` has stopped the turns already).
+        stack.push_async_callback(chat.aclose)
         analytics = AnalyticsFlusher(redis, tallies)
         # Entered after the Redis client, so its last flush runs before the client closes.
         await stack.enter_async_context(analytics.running())

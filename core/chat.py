@@ -188,14 +188,31 @@ class ChatService(Generic[TurnStoreT_co]):
                 # Summaries under way get what is left of the grace (a later turn redoes one).
                 await self._close_summarizer(max(0.0, deadline - loop.time()))
                 return 0
-            interrupted = self._running.now()
-            for turn in interrupted:
-                turn.interrupt()
-            await self._running.none_within(INTERRUPTED_TURNS_WAIT_SECONDS)
+            interrupted = await self._interrupt_running()
             await self._close_summarizer(0)
-            return len(interrupted)
+            return interrupted
         finally:
             await self._watch.close()
+
+    async def aclose(self) -> None:
+        """Stop what the service runs in the background, before its Redis client closes: a
+        turn still running is interrupted (`stop_turns` first lets them finish) and the task
+        keeping their locks ends. Summaries are the summarizer's owner's to close."""
+        self._is_stopping = True
+        try:
+            await self._interrupt_running()
+        finally:
+            await self._watch.close()
+
+    async def _interrupt_running(self) -> int:
+        """Interrupt the running turns and give them INTERRUPTED_TURNS_WAIT_SECONDS to end;
+        returns how many there were."""
+        interrupted = self._running.now()
+        for turn in interrupted:
+            turn.interrupt()
+        if interrupted:
+            await self._running.none_within(INTERRUPTED_TURNS_WAIT_SECONDS)
+        return len(interrupted)
 
     async def _close_summarizer(self, grace_seconds: float) -> None:
         if self.summarizer is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -68,8 +69,34 @@ async def redis_client(
     else:
         client = redis_from_settings(request.getfixturevalue("redis_topology_settings"))
     await client.flushall()
+    ours_before = _our_tasks()
     yield client
+    await _end_tasks_left_running(ours_before)
     await close_redis(client)
+
+
+# Where the code whose tasks must not outlive the test's Redis client lives.
+_OUR_CODE = tuple(str(Path(__file__).parent.parent / package) for package in ("core", "bots"))
+
+
+def _our_tasks() -> set[asyncio.Task[object]]:
+    """The running tasks whose coroutine is chatbridge's own code."""
+    ours = set()
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        if code is not None and code.co_filename.startswith(_OUR_CODE):
+            ours.add(task)
+    return ours
+
+
+async def _end_tasks_left_running(before: set[asyncio.Task[object]]) -> None:
+    """Cancel what the test left running in the background (a lock keeper, a summary, a turn
+    nobody waited for): on a closed client it would open a connection nobody closes, garbage
+    collected (ResourceWarning) during some later test."""
+    left = _our_tasks() - before - {asyncio.current_task()}
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
 
 
 @pytest.fixture
@@ -101,10 +128,12 @@ def turn_settings() -> TurnSettings:
 
 
 @pytest.fixture
-def chat(
+async def chat(
     store: SessionStore, model_client: OpenRouterClient, turn_settings: TurnSettings
-) -> ChatService:
-    return ChatService(store, model_client, turn_settings)
+) -> AsyncIterator[ChatService]:
+    service: ChatService = ChatService(store, model_client, turn_settings)
+    yield service
+    await service.aclose()  # before the Redis client closes, as the service's owner does
 
 
 @pytest.fixture

@@ -174,3 +174,26 @@ async def test_many_turns_at_a_stop_each_end_whole_or_interrupted_never_half_wri
             assert ending == f"echo: I am {user}"
             assert stored == [("user", f"I am {user}"), ("assistant", ending)]
     assert chat.running_turns == 0
+
+
+async def test_closing_the_service_interrupts_a_turn_left_running_and_ends_its_lock_keeper(
+    chat: ChatService, store: SessionStore, fake_openrouter: FakeOpenRouter
+):
+    # What open_services does before the Redis client closes, when no stop_turns came first.
+    fake_openrouter.stall(after_deltas=1, seconds=LONG_STALL)
+    seen: list[str] = []
+    turn = asyncio.create_task(streamed(chat, "left running", seen))
+    await until(lambda: seen, what="the first delta")
+    keepers = {task for task in asyncio.all_tasks() if "_TurnWatch" in repr(task.get_coro())}
+    assert len(keepers) == 1
+
+    async with asyncio.timeout(WAIT):  # not the model's 20 s stall
+        await chat.aclose()
+    with pytest.raises(TurnInterrupted):
+        await turn
+    assert all(keeper.done() for keeper in keepers)
+    assert chat.is_stopping
+    assert chat.running_turns == 0
+    assert await history(store) == [("user", "left running")]
+    with pytest.raises(ServiceStopping):
+        await streamed(chat, "after", [])
