@@ -229,7 +229,15 @@ def _stream_front_rows(row: StreamsRow, front: str, ours: SideFigures) -> list[s
 def _failures(ours: SideFigures, bare: SideFigures) -> str:
     if not ours.failed and not bare.failed:
         return ""
-    return f"; {ours.failed} vs {bare.failed} turns failed"
+    return (
+        f"; {ours.failed} vs {bare.failed} turns failed"
+        f" ({_causes(ours) or 'none'} vs {_causes(bare) or 'none'})"
+    )
+
+
+def _causes(side: SideFigures, most: int = 3) -> str:
+    """The commonest reasons the load saw for a side's failed turns."""
+    return ", ".join(f"{cause}: {count}" for cause, count in list(side.failures.items())[:most])
 
 
 METHOD_NAMES = {

@@ -45,9 +45,11 @@ import json
 import math
 import os
 import pstats
+import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +77,8 @@ WARMUP_TURNS = 2
 # burst, whose queue would be all the time added measured).
 TURNS_PER_STREAM = 2
 PIPE_LIMIT = 1 << 26
+# The error code in the API's error JSON (a failed turn's cause, as the load tallies it).
+ERROR_CODE = re.compile(rb'"code":\s*"([a-z_]+)"')
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class SideFigures:
 
     turns: int
     failed: int
+    failures: dict[str, int]  # how many turns failed, by what the load saw (a status, a code)
     seconds: float  # first request to last turn's end
     cpu_us_per_token: float
     lag_p99_ms: float
@@ -212,15 +217,17 @@ async def measure_side(  # noqa: PLR0917  (one row's every input, named at each 
             model_cpu = (await model.ask({"receipts": True}))[1]
             started = time.monotonic()
             spread = tokens / rate
-            sent, failed = await asyncio.wait_for(load.run(spread), TURN_TIMEOUT)
+            sent, failures = await asyncio.wait_for(load.run(spread), TURN_TIMEOUT)
             seconds = time.monotonic() - started
             report = await measured.ask({"report": True})
             receipts, model_cpu_after = await model.ask({"receipts": True})
     added = sorted(receipts[str(k)] - at for k, at in sent.items() if str(k) in receipts)
+    failed = sum(failures.values())
     done = count * TURNS_PER_STREAM - failed
     return SideFigures(
         turns=count * TURNS_PER_STREAM,
         failed=failed,
+        failures=dict(failures.most_common()),
         seconds=seconds,
         cpu_us_per_token=report["cpu"] * 1e6 / max(1, done * tokens),
         lag_p99_ms=report["lag_p99"] * 1000,
@@ -274,20 +281,25 @@ class HttpLoad:
             connection = await asyncio.open_connection(self.host, self.port)
             await self._turn(connection, session, -1)
 
-    async def run(self, spread: float) -> tuple[dict[int, float], int]:
+    async def run(self, spread: float) -> tuple[dict[int, float], Counter[str]]:
         sent: dict[int, float] = {}
+        failures: Counter[str] = Counter()
 
-        async def one_client(index: int) -> list[bool]:
+        async def one_client(index: int) -> None:
             await asyncio.sleep(spread * index / self.count)
-            results = []
             for turn in range(TURNS_PER_STREAM):
-                connection = await asyncio.open_connection(self.host, self.port)
                 number = index * TURNS_PER_STREAM + turn
-                results.append(await self._turn(connection, self.sessions[index], number, sent))
-            return results
+                try:
+                    connection = await asyncio.open_connection(self.host, self.port)
+                except OSError as error:
+                    failures[f"connect: {type(error).__name__}"] += 1
+                    continue
+                failure = await self._turn(connection, self.sessions[index], number, sent)
+                if failure is not None:
+                    failures[failure] += 1
 
-        results = await asyncio.gather(*(one_client(index) for index in range(self.count)))
-        return sent, sum(result.count(False) for result in results)
+        await asyncio.gather(*(one_client(index) for index in range(self.count)))
+        return sent, failures
 
     async def _turn(
         self,
@@ -295,7 +307,8 @@ class HttpLoad:
         session: str,
         index: int,
         sent: dict[int, float] | None = None,
-    ) -> bool:
+    ) -> str | None:
+        """None once the answer is streamed whole, else why not."""
         reader, writer = connection
         marker = f"turn-{index}" if index >= 0 else "warm-up"
         body = json.dumps(
@@ -311,22 +324,30 @@ class HttpLoad:
         writer.write(head + body)
         try:
             return await _read_until_done(reader)
+        except OSError as error:
+            return f"connection: {type(error).__name__}"
         finally:
             writer.close()
 
 
-async def _read_until_done(reader: asyncio.StreamReader) -> bool:
-    """True once an SSE `done` event comes on a 200; False for anything else."""
+async def _read_until_done(reader: asyncio.StreamReader) -> str | None:
+    """None once an SSE `done` event comes on a 200; else the status and error code seen."""
     first = await reader.read(65536)
+    if not first:
+        return "no response"
     if not first.startswith(b"HTTP/1.1 200"):
-        return False
+        status = first[9:12].decode(errors="replace")
+        code = ERROR_CODE.search(first)
+        return f"{status} {code.group(1).decode()}" if code else status
     tail = first
     while b"event: done" not in tail:
         data = await reader.read(65536)
         if not data:
-            return False
-        tail = tail[-16:] + data
-    return True
+            # An `error` event ends a stream that had begun: its code is the cause.
+            code = ERROR_CODE.search(tail) if b"event: error" in tail else None
+            return f"error event {code.group(1).decode()}" if code else "stream cut"
+        tail = tail[-512:] + data
+    return None
 
 
 class TelegramLoad:
@@ -347,23 +368,25 @@ class TelegramLoad:
         for chat in self.chats[-WARMUP_TURNS:]:
             await self._turn(chat, -1)
 
-    async def run(self, spread: float) -> tuple[dict[int, float], int]:
+    async def run(self, spread: float) -> tuple[dict[int, float], Counter[str]]:
         sent: dict[int, float] = {}
+        failures: Counter[str] = Counter()
 
-        async def one_chat(index: int, chat: int) -> list[bool]:
+        async def one_chat(index: int, chat: int) -> None:
             await asyncio.sleep(spread * index / self.count)
-            return [
-                await self._turn(chat, index * TURNS_PER_STREAM + turn, sent, turn)
-                for turn in range(TURNS_PER_STREAM)
-            ]
+            for turn in range(TURNS_PER_STREAM):
+                failure = await self._turn(chat, index * TURNS_PER_STREAM + turn, sent, turn)
+                if failure is not None:
+                    failures[failure] += 1
 
         chats = enumerate(self.chats[: self.count])
-        results = await asyncio.gather(*(one_chat(index, chat) for index, chat in chats))
-        return sent, sum(result.count(False) for result in results)
+        await asyncio.gather(*(one_chat(index, chat) for index, chat in chats))
+        return sent, failures
 
     async def _turn(
         self, chat: int, index: int, sent: dict[int, float] | None = None, turn: int = 0
-    ) -> bool:
+    ) -> str | None:
+        """None once the chat shows the whole answer, else why not."""
         update = self.updates[chat][turn]
         marker = f"turn-{index}" if index >= 0 else "warm-up"
         update["message"]["text"] = f"How do tides work? {marker}"
@@ -374,12 +397,12 @@ class TelegramLoad:
         headers = {WEBHOOK_SECRET_HEADER: WEBHOOK_SECRET}
         async with self.client.post(WEBHOOK_PATH, json=update, headers=headers) as response:
             if response.status != 200:
-                return False
+                return f"webhook {response.status}"
         try:
             await answer.done
-        except RuntimeError:
-            return False
-        return True
+        except RuntimeError as error:
+            return str(error)[:80]
+        return None
 
 
 # --- profiling -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ core.sessions.limits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -38,6 +39,7 @@ from core.errors import (
     SessionBusy,
     SessionLimitReached,
     SessionNotFound,
+    StoreUnavailable,
     TurnLockLost,
 )
 from core.events.publisher import (
@@ -81,6 +83,10 @@ TITLE_LENGTH = 60
 # How long a /stop waits for the turn it names (the turn's replica polls every fraction of a
 # second; a turn that ended meanwhile never reads it).
 STOP_MARK_MS = 60_000
+# Storing an answer the model was paid for is tried again when Redis did not answer (or no
+# connection was free within the pool's wait, under load): its call id makes the repeat store
+# it once, and a lock that lapsed meanwhile fences it out (TurnLockLost) as on the first try.
+FINISH_RETRY_DELAYS = (0.5, 2.0)
 # How append_message.lua is told what an answer told besides (its ARGV[18]).
 NOTICE_CODES = {
     Notice.PREVIOUS_SESSION_EXPIRED: "e",
@@ -403,13 +409,21 @@ class SessionStore:
             if self.limits.daily_token_budget > 0:
                 charged = used_by
         try:
-            message, count = await self._append(
-                start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
-                lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
-                charged_user=charged, call_id=start.lock_token, spent_tokens=spent_tokens,
-                stopped=stopped,
-                told="".join(NOTICE_CODES[notice] for notice in told), used_by=used_by,
-            )  # fmt: skip
+            for delay in (*FINISH_RETRY_DELAYS, None):
+                try:
+                    message, count = await self._append(
+                        start.session.id, Role.ASSISTANT, reply, owner=None, model=model,
+                        usage=usage, lock_token=start.lock_token,
+                        replaces_after_seq=start.user_seq if is_retry else 0,
+                        charged_user=charged, call_id=start.lock_token,
+                        spent_tokens=spent_tokens, stopped=stopped,
+                        told="".join(NOTICE_CODES[notice] for notice in told), used_by=used_by,
+                    )  # fmt: skip
+                    break
+                except StoreUnavailable:
+                    if delay is None:
+                        raise
+                    await asyncio.sleep(delay)
         finally:
             if start.billed_apart:  # stored or fenced out, the model's work was done
                 await self._bills.settle(
