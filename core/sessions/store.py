@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 
@@ -78,6 +79,8 @@ from core.sessions.summary_store import SummaryStore
 from core.sessions.usage import USAGE_WINDOW_DAYS, UsageReport, usage_report
 from core.spaces import as_authored, person_of_space
 from core.storage.connection import RedisClient
+
+T = TypeVar("T")
 
 TITLE_LENGTH = 60
 # How long a /stop waits for the turn it names (the turn's replica polls every fraction of a
@@ -408,22 +411,16 @@ class SessionStore:
             used_by = person_of_space(start.session.user_id)
             if self.limits.daily_token_budget > 0:
                 charged = used_by
+        store_answer = functools.partial(
+            self._append,
+            start.session.id, Role.ASSISTANT, reply, owner=None, model=model, usage=usage,
+            lock_token=start.lock_token, replaces_after_seq=start.user_seq if is_retry else 0,
+            charged_user=charged, call_id=start.lock_token, spent_tokens=spent_tokens,
+            stopped=stopped,
+            told="".join(NOTICE_CODES[notice] for notice in told), used_by=used_by,
+        )  # fmt: skip
         try:
-            for delay in (*FINISH_RETRY_DELAYS, None):
-                try:
-                    message, count = await self._append(
-                        start.session.id, Role.ASSISTANT, reply, owner=None, model=model,
-                        usage=usage, lock_token=start.lock_token,
-                        replaces_after_seq=start.user_seq if is_retry else 0,
-                        charged_user=charged, call_id=start.lock_token,
-                        spent_tokens=spent_tokens, stopped=stopped,
-                        told="".join(NOTICE_CODES[notice] for notice in told), used_by=used_by,
-                    )  # fmt: skip
-                    break
-                except StoreUnavailable:
-                    if delay is None:
-                        raise
-                    await asyncio.sleep(delay)
+            message, count = await _tried_while_unavailable(store_answer)
         finally:
             if start.billed_apart:  # stored or fenced out, the model's work was done
                 await self._bills.settle(
@@ -712,3 +709,13 @@ def _session_or_not_found(reply: list[Any]) -> Session:
     if reply[0] == "NOT_FOUND":
         raise SessionNotFound()
     return session_from(reply[1:])
+
+
+async def _tried_while_unavailable(call: Callable[[], Awaitable[T]]) -> T:
+    """`call`, tried again after each of FINISH_RETRY_DELAYS while Redis is unavailable."""
+    for delay in FINISH_RETRY_DELAYS:
+        try:
+            return await call()
+        except StoreUnavailable:
+            await asyncio.sleep(delay)
+    return await call()

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 import redis.asyncio as aioredis
 
+from core.conversation import Message, Session
 from core.errors import StoreUnavailable
 from core.observability.metrics import Metrics
 from core.sessions.keys import session_key
@@ -37,11 +38,24 @@ async def one_connection(redis_server: RedisProcess) -> AsyncIterator[aioredis.R
     await pool.aclose()  # a pool given to a client is not the client's to close
 
 
-async def begun(store: SessionStore) -> TurnStart:
-    return await store.begin_turn(
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(models=[MODEL])
+
+
+@pytest.fixture
+async def begun(one_connection: aioredis.Redis, metrics: Metrics) -> tuple[SessionStore, TurnStart]:
+    """A store on the one connection, and a turn begun on it."""
+    store = SessionStore(one_connection, SessionLimits(rate_limit_messages=0), metrics)
+    start = await store.begin_turn(
         USER, "hello", session_id=None, lock_token=secrets.token_hex(12), lock_ttl_ms=30_000,
         context_bytes=96_000, default_model=MODEL,
     )  # fmt: skip
+    return store, start
+
+
+def answer(store: SessionStore, start: TurnStart) -> Awaitable[tuple[Message, Session]]:
+    return store.finish_turn(start, "hi", model=MODEL, usage=None, is_retry=False, spent_tokens=0)
 
 
 def unavailable_errors(metrics: Metrics) -> float:
@@ -50,17 +64,13 @@ def unavailable_errors(metrics: Metrics) -> float:
 
 
 async def test_an_answer_that_found_no_free_connection_is_stored_once_one_frees_up(
-    one_connection: aioredis.Redis,
+    one_connection: aioredis.Redis, metrics: Metrics, begun: tuple[SessionStore, TurnStart]
 ):
-    metrics = Metrics(models=[MODEL])
-    store = SessionStore(one_connection, SessionLimits(rate_limit_messages=0), metrics)
-    start = await begun(store)
+    store, start = begun
     pool = one_connection.connection_pool
     held = await pool.get_connection()  # another command's, for longer than the pool's wait
 
-    task = asyncio.create_task(
-        store.finish_turn(start, "hi", model=MODEL, usage=None, is_retry=False, spent_tokens=0)
-    )
+    task = asyncio.ensure_future(answer(store, start))
     await until(lambda: unavailable_errors(metrics) >= 1, what="the first try's failure")
     assert not task.done()  # waiting to try again, not failed
     await pool.release(held)
@@ -76,18 +86,14 @@ async def test_an_answer_that_found_no_free_connection_is_stored_once_one_frees_
 
 
 async def test_an_answer_that_never_finds_a_connection_ends_as_store_unavailable(
-    one_connection: aioredis.Redis,
+    one_connection: aioredis.Redis, metrics: Metrics, begun: tuple[SessionStore, TurnStart]
 ):
-    metrics = Metrics(models=[MODEL])
-    store = SessionStore(one_connection, SessionLimits(rate_limit_messages=0), metrics)
-    start = await begun(store)
+    store, start = begun
     pool = one_connection.connection_pool
     held = await pool.get_connection()
     try:
         with pytest.raises(StoreUnavailable):
-            await store.finish_turn(
-                start, "hi", model=MODEL, usage=None, is_retry=False, spent_tokens=0
-            )
+            await answer(store, start)
     finally:
         await pool.release(held)
     assert unavailable_errors(metrics) == len(FINISH_RETRY_DELAYS) + 1  # every try, no more
