@@ -22,7 +22,7 @@ from benchmarks.harness import (
     command_calls,
 )
 from core.attachments.intake import AttachmentIntake, IncomingFile, IntakeLimits
-from core.chat import CONTEXT_BYTES_PER_TOKEN, ChatService, TurnSettings
+from core.chat import ChatService, TurnSettings
 from core.commands import CommandHandler, TurnReply
 from core.conversation import Role, Usage
 from core.observability.activity import SessionActivity
@@ -179,7 +179,7 @@ async def raw_turns_per_second(client: aioredis.Redis, users: int, turns_each: i
                     30000,
                     3600,
                     100,
-                    DEFAULT_CONTEXT_TOKENS * CONTEXT_BYTES_PER_TOKEN,
+                    DEFAULT_CONTEXT_TOKENS,
                     MODEL,
                     60,
                     rate_limit,

@@ -21,7 +21,7 @@ from core.observability.metrics import UNKNOWN_FRONT, Metrics
 from core.sessions.store import TurnStart
 from core.spaces import Speaker
 from core.summaries import Summarizer
-from core.tokens import DEFAULT_CONTEXT_TOKENS, TokenCounter
+from core.tokens import DEFAULT_CONTEXT_TOKENS, MESSAGE_OVERHEAD_TOKENS, TokenCounter
 from core.turn import Turn
 
 # After the grace period, how long interrupted turns get to end (each ends at its next read
@@ -31,10 +31,6 @@ INTERRUPTED_TURNS_WAIT_SECONDS = 5.0
 # all of them): a stop sent to any replica ends the answer within this, plus one model read.
 # The same task extends all their locks, every third of the lock's ttl (_TurnWatch).
 STOP_POLL_SECONDS = 0.25
-# Bytes of stored entries (JSON included) begin_turn.lua returns per token of CONTEXT_TOKENS:
-# more than ordinary text of any language takes per cl100k_base token (English about 4.5,
-# Portuguese about 3.5, code about 3.5), so what fits is read; what is read beyond is not sent.
-CONTEXT_BYTES_PER_TOKEN = 6
 
 
 class ChatModel(Protocol):
@@ -72,9 +68,10 @@ class TurnStore(Protocol):
         session_id: str | None,
         lock_token: str,
         lock_ttl_ms: int,
-        context_bytes: int,
+        context_tokens: int,
         default_model: str,
         reserve_tokens: int = 0,
+        system_prompt_tokens: int = 0,
         person: str | None = None,
         author: str = "",
         attachments: Sequence[NewAttachment] = (),
@@ -157,11 +154,16 @@ class ChatService(Generic[TurnStoreT_co]):
         return self._store
 
     @property
-    def context_bytes(self) -> int:
-        """The most a turn's context entries may take as stored (begin_turn.lua reads no
-        more): CONTEXT_TOKENS at CONTEXT_BYTES_PER_TOKEN."""
-        tokens = self.settings.context_tokens or DEFAULT_CONTEXT_TOKENS
-        return tokens * CONTEXT_BYTES_PER_TOKEN
+    def context_tokens(self) -> int:
+        """CONTEXT_TOKENS: the most a request's messages may take (a model with a smaller
+        context gets less: core/tokens.py, request_size)."""
+        return self.settings.context_tokens or DEFAULT_CONTEXT_TOKENS
+
+    @property
+    def system_prompt_tokens(self) -> int:
+        """What the global SYSTEM_PROMPT takes in a request, its message's overhead included."""
+        prompt = self.settings.system_prompt
+        return self.token_counter.count(prompt) + MESSAGE_OVERHEAD_TOKENS if prompt else 0
 
     @property
     def running_turns(self) -> int:

@@ -32,6 +32,7 @@ from core.errors import ChatbridgeError
 from core.llm.wire import ChatMessage, CompletionDone, StreamEvent
 from core.sessions.codec import ContextEntry
 from core.sessions.summary_store import SummarySource, SummaryStore
+from core.tokens import count_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +66,11 @@ SUMMARY_PREFACE = "Summary of the earlier part of this conversation (its message
 
 def summary_message(summary: str) -> ChatMessage:
     return ChatMessage(role="system", content=f"{SUMMARY_PREFACE}\n{summary}")
+
+
+def summary_tokens(summary: str) -> int:
+    """What `summary` takes as a turn sends it (stored with it: begin_turn.lua counts it)."""
+    return count_tokens(f"{SUMMARY_PREFACE}\n{summary}")
 
 
 def fold_point(
@@ -203,7 +209,9 @@ class Summarizer:
             return False
         spent = usage.total_tokens if usage else _estimated_tokens(request, summary)
         await self._store.charge(fold.person, token, spent, usage)
-        stored = await self._store.save(fold.session_id, token, source, fold.up_to, summary)
+        stored = await self._store.save(
+            fold.session_id, token, source, fold.up_to, summary, tokens=summary_tokens(summary)
+        )
         log.info("summary.stored", up_to=fold.up_to, stored=stored, characters=len(summary))
         return stored
 

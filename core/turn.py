@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -53,7 +54,7 @@ from core.errors import (
 from core.events.publisher import EventType, turn_completed, turn_failed
 from core.llm.modalities import UNKNOWN as UNKNOWN_MODALITIES
 from core.llm.modalities import Modality, ModelModalities, route_images
-from core.llm.wire import ChatMessage, CompletionDone, ContentPart, StreamEvent
+from core.llm.wire import ChatMessage, CompletionDone, ContentPart, EncodedMessages, StreamEvent
 from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, ModelCall
 from core.sessions.codec import ContextEntry, seq_of_message
 from core.sessions.limits import IMAGE_TOKEN_ESTIMATE
@@ -114,7 +115,9 @@ class Turn:
         self._prompt_tokens = 0  # the estimate of what the model was sent
         self._parts: list[str] = []  # the answer's text so far
         self._is_context_trimmed = False  # CONTEXT_TOKENS left older messages out
-        self._sent_seqs: list[int] = []  # the stored messages the model was sent, oldest first
+        # The stored messages the model was sent, oldest first: seqs, or begin_turn.lua's
+        # [seq, tokens, ...] JSON (TurnStart.sent), read only if a summary needs it.
+        self._sent: list[int] | str = []
         self._model_ending: ChatbridgeError | None = None
         self._done: CompletionDone | None = None
         self.reply: Message | None = None
@@ -440,9 +443,10 @@ class Turn:
                     session_id=self._session_id,
                     lock_token=token,
                     lock_ttl_ms=settings.lock_ttl_ms,
-                    context_bytes=self._service.context_bytes,
+                    context_tokens=self._service.context_tokens,
                     default_model=settings.default_model,
                     reserve_tokens=reserve,
+                    system_prompt_tokens=self._service.system_prompt_tokens,
                     person=self._speaker.person if self._speaker else None,
                     author=self._speaker.author if self._speaker else "",
                     attachments=self._attachments,
@@ -463,10 +467,9 @@ class Turn:
             model_context = (await self._service.catalog.modalities()).context_length(self.model)
         return request_size(settings.context_tokens, model_context, settings.max_completion_tokens)
 
-    def _context(self, context_tokens: int) -> list[ChatMessage]:
+    def _context(self, context_tokens: int) -> Sequence[ChatMessage]:
         """System prompt, summary, then the newest messages that fit `context_tokens` (the
-        newest always goes); the images begin_turn returned go with their messages, the others
-        are named in text."""
+        newest always goes)."""
         start = self._started
         count = self._service.token_counter.count
         # The session's own (/persona) when it has one, else the global SYSTEM_PROMPT.
@@ -476,10 +479,39 @@ class Turn:
             # Made for this size of request, but the session may have moved to a model with a
             # smaller context since: never more than half of it.
             head.append(summary_message(cut_to_tokens(start.summary, context_tokens // 2)))
-        left = context_tokens - sum(count(str(m.content)) + MESSAGE_OVERHEAD_TOKENS for m in head)
-        # One pass, newest first, touching each entry once: a context is up to
-        # MAX_MESSAGES_PER_SESSION entries, on every turn.
-        context = start.context
+        head_tokens = sum(count(str(m.content)) + MESSAGE_OVERHEAD_TOKENS for m in head)
+        if start.context:
+            messages = self._entries_within(context_tokens - head_tokens)
+            self._prompt_tokens += head_tokens
+            return head + messages
+        return self._encoded_within(head, head_tokens, context_tokens)
+
+    def _encoded_within(
+        self, head: list[ChatMessage], head_tokens: int, context_tokens: int
+    ) -> EncodedMessages:
+        """The messages begin_turn.lua encoded, sized there for CONTEXT_TOKENS: the oldest
+        are left out here only when they do not fit `context_tokens` (a model with a smaller
+        context), or the head takes more than the script counted (a persona or summary stored
+        before their counts were)."""
+        start = self._started
+        encoded, tokens, sent = start.encoded_context, start.context_tokens, start.sent
+        if head_tokens + tokens > context_tokens:
+            encoded, tokens, seqs = _newest_within(encoded, sent, context_tokens - head_tokens)
+            self._is_context_trimmed = len(seqs) < len(_seqs(sent))
+            self._sent = seqs
+        else:
+            self._sent = sent
+        self._prompt_tokens = head_tokens + tokens
+        return EncodedMessages(head, encoded)
+
+    def _entries_within(self, budget: int) -> list[ChatMessage]:
+        """The newest entries that fit `budget` tokens (the newest always goes), as the model's
+        messages: the images begin_turn returned go with their messages, the others are named
+        in text."""
+        count = self._service.token_counter.count
+        # One pass, newest first, touching each entry once.
+        context = self._started.context
+        left = budget
         first = len(context)
         for entry in reversed(context):
             cost = count(entry.content) + MESSAGE_OVERHEAD_TOKENS
@@ -490,14 +522,13 @@ class Turn:
             left -= cost
             first -= 1
         kept = context[first:]
-        self._sent_seqs = [entry.seq for entry in kept]
+        self._sent = [entry.seq for entry in kept]
         self._is_context_trimmed = first > 0
-        self._prompt_tokens = context_tokens - left  # the estimate of what the model is sent
+        self._prompt_tokens = budget - left  # the estimate of what the model is sent
         content_of = self._content_of
-        head.extend(
+        return [
             ChatMessage(e.role, content_of(e) if e.attachments else e.content) for e in kept
-        )  # a Role is a str
-        return head
+        ]  # a Role is a str
 
     def _image_tokens(self, entry: ContextEntry) -> int:
         if not self._sends_images:
@@ -517,7 +548,7 @@ class Turn:
             start.session.id,
             person=self._speaker.person if self._speaker else start.session.user_id,
             covered=start.summary_up_to,
-            sent=self._sent_seqs,
+            sent=_seqs(self._sent),
             answer_seq=seq_of_message(self.reply),
             is_cut=self._leaves_messages_out,
             stored_count=self.session_after.message_count,
@@ -585,6 +616,30 @@ class Turn:
             )  # fmt: skip
         except TurnLockLost:
             raise TurnLockLost(partial_text=shown) from None
+
+
+def _newest_within(encoded: str, sent: str, tokens: int) -> tuple[str, int, list[int]]:
+    """Of `encoded` messages (their seqs and tokens in `sent`, [seq, tokens, ...]), the newest
+    that fit `tokens` (the newest always goes): encoded again, what they take, their seqs."""
+    seqs_and_costs = json.loads(sent)
+    costs = seqs_and_costs[1::2]
+    kept, total = 0, 0
+    for cost in reversed(costs):
+        if kept and total + cost > tokens:
+            break
+        kept, total = kept + 1, total + cost
+    messages = json.loads(f"[{encoded}]")[-kept:]
+    seqs = seqs_and_costs[0::2][-kept:]
+    return ",".join(_compact(m) for m in messages), total, seqs
+
+
+def _compact(message: object) -> str:
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+
+
+def _seqs(sent: list[int] | str) -> list[int]:
+    """The seqs of `Turn._sent`: a list already, or begin_turn.lua's [seq, tokens, ...]."""
+    return sent if isinstance(sent, list) else json.loads(sent)[0::2]
 
 
 def _data_url(media_type: str, data: bytes) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from core.sessions.codec import TOKENS_UNIT
 from core.sessions.keys import session_key, user_index_key, user_state_key, user_tag
 
 SESSION_FIELDS = ("userId", "title", "model", "createdAt", "updatedAt", "seq")
@@ -31,6 +32,11 @@ ROLE_NAMES = {0: "user", 1: "assistant", 2: "system", 3: "assistant"} | {
 }
 
 
+def role_name(kind: int | str) -> str | None:
+    """The role of an entry's kind (the role number plus 4 x its tokens, or a letter)."""
+    return ROLE_NAMES.get(kind % TOKENS_UNIT if isinstance(kind, int) else kind)
+
+
 @dataclass
 class StoredSession:
     session_id: str
@@ -42,7 +48,7 @@ class StoredSession:
     @property
     def conversation(self) -> list[tuple[str, str]]:
         """(role, content) of every message, oldest first."""
-        return [(ROLE_NAMES[entry[1]], entry[3]) for entry in self.entries]
+        return [(str(role_name(entry[1])), entry[3]) for entry in self.entries]
 
 
 @dataclass
@@ -123,7 +129,7 @@ async def _problems_of(redis: aioredis.Redis, session: StoredSession) -> list[st
         problems.append(f"sequence numbers out of order: {seqs}")
     if (seqs[-1] if seqs else 0) != int(session.fields["seq"]):
         problems.append(f"seq {session.fields['seq']} but the last message is {seqs[-1:]}")
-    if any(entry[1] not in ROLE_NAMES for entry in session.entries):
+    if any(role_name(entry[1]) is None for entry in session.entries):
         problems.append("a message with an unknown role")
     keys = [session_key(session_id), user_index_key(user_id), user_state_key(user_id)]
     if session.entries:

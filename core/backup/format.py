@@ -67,6 +67,7 @@ from core.sessions.codec import Entry, EntryBasis, attachment_id, encoded_entry,
 from core.sessions.keys import SESSION_ID_PATTERN, user_tag
 from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH
 from core.summaries import SUMMARY_MAX_CHARACTERS
+from core.tokens import count_tokens
 
 FORMAT: Literal["chatbridge-backup"] = "chatbridge-backup"
 VERSION = 2  # written
@@ -300,12 +301,14 @@ def _attachment_record(file: Attachment, data: bytes | None) -> AttachmentRecord
 
 
 def stored_entry(message: MessageRecord, basis: EntryBasis) -> str:
-    """The entry as the store writes it against `basis` (push_message in lib.lua)."""
+    """The entry as the store writes it against `basis` (push_message in lib.lua), with its
+    content's tokens counted."""
     usage = message.usage
     return encoded_entry(
         Entry(
             seq=message.seq, role=message.role, timestamp_ms=message.timestamp,
             content=message.content, model=message.model, stopped=message.stopped,
+            tokens=count_tokens(message.content),
             usage=None if usage is None else Usage(
                 usage.prompt_tokens, usage.completion_tokens, usage.cost
             ),

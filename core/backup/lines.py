@@ -54,6 +54,8 @@ from core.sessions.codec import EntryBasis, as_bytes
 from core.sessions.keys import SESSION_ID_PATTERN, STATE, session_key, user_state_key, user_tag
 from core.sessions.scripts import store_error
 from core.storage.connection import RedisClient
+from core.summaries import summary_tokens
+from core.tokens import count_tokens
 
 BATCH_SIZE = 200
 # Two sessions full at the default MAX_ATTACHMENT_BYTES_PER_SESSION (8 MiB). A file's bytes are
@@ -337,7 +339,9 @@ class _Writer:
             record.updated_at if last_activity is None else last_activity, expires, ttl,
             record.creator or "", file_bytes, record.system_prompt or "", record.summary or "",
             record.summary_up_to or "", "1" if record.told_summary else "",
-            basis.model if has_basis else "", len(files),
+            basis.model if has_basis else "",
+            count_tokens(record.system_prompt) if record.system_prompt else "",
+            summary_tokens(record.summary) if record.summary else "", len(files),
             *(part for file in files for part in file),
             *(stored_entry(message, basis) for message in record.messages),
         ]  # fmt: skip

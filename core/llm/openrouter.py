@@ -67,7 +67,7 @@ from core.llm.wire import (
     ChatMessage,
     Completion,
     CompletionDone,
-    ContentPart,
+    EncodedMessages,
     JSONObject,
     Retryable,
     StreamEvent,
@@ -77,6 +77,7 @@ from core.llm.wire import (
     json_object,
     read_failure,
     read_response_error,
+    request_json,
     response_error,
     transport_failure,
 )
@@ -258,21 +259,22 @@ class OpenRouterClient:
 
     def _body(
         self, messages: Sequence[ChatMessage], model: str, *, stream: bool, max_tokens: int | None
-    ) -> JSONObject:
+    ) -> bytes:
         body: JSONObject = {
             "model": model,
-            "messages": [{"role": m.role, "content": _content(m)} for m in messages],
             "stream": stream,
             "usage": {"include": True},
         }
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
-        if any(_has_file(m) for m in messages):
+        # What the store encoded carries no files (begin_turn.lua encodes only messages without).
+        decoded = messages.head if isinstance(messages, EncodedMessages) else messages
+        if any(_has_file(m) for m in decoded):
             # Files are PDFs without text (PDF_ENGINE=openrouter): they need reading by OCR.
             body["plugins"] = [{"id": "file-parser", "pdf": {"engine": PDF_PARSER_ENGINE}}]
         if self._fallback_models:
             body["models"] = [model, *self._fallback_models]
-        return body
+        return request_json(body, messages)
 
     async def _with_retries(
         self, model: str, attempt_once: Callable[[], Awaitable[T]]
@@ -332,9 +334,9 @@ class OpenRouterClient:
             raise Retryable(ModelUnavailable())
         return payload
 
-    async def _complete_once(self, body: JSONObject, model: str) -> Completion:
+    async def _complete_once(self, body: bytes, model: str) -> Completion:
         try:
-            response = await self._http.post(COMPLETIONS_PATH, json=body)
+            response = await self._http.post(COMPLETIONS_PATH, content=body, headers=JSON_HEADERS)
         except httpx.HTTPError as exc:
             raise transport_failure(exc) from exc
         if not response.is_success:
@@ -360,8 +362,10 @@ class OpenRouterClient:
             raise response_error(response, self._retry.max_retry_after)
         return transcript_from(response, model)
 
-    async def _open_stream(self, body: JSONObject, model: str) -> _OpenedStream:
-        request = self._http.build_request("POST", COMPLETIONS_PATH, json=body)
+    async def _open_stream(self, body: bytes, model: str) -> _OpenedStream:
+        request = self._http.build_request(
+            "POST", COMPLETIONS_PATH, content=body, headers=JSON_HEADERS
+        )
         try:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
@@ -383,10 +387,6 @@ def _has_file(message: ChatMessage) -> bool:
     return not isinstance(message.content, str) and any(
         part["type"] == "file" for part in message.content
     )
-
-
-def _content(message: ChatMessage) -> str | list[ContentPart]:
-    return message.content if isinstance(message.content, str) else list(message.content)
 
 
 def _next_page_params(page: JSONObject) -> dict[str, str]:

@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from email.utils import mktime_tz, parsedate_tz
-from typing import Any, NamedTuple
+from functools import cached_property
+from typing import Any, NamedTuple, overload
 
 import httpx
 
@@ -57,6 +58,62 @@ class ChatMessage(NamedTuple):
 
     role: str  # "system" | "user" | "assistant"
     content: str | tuple[ContentPart, ...]  # text, or parts when it carries images
+
+
+class EncodedMessages(Sequence[ChatMessage]):
+    """A model's context whose messages after `head` come already encoded: `encoded` holds
+    their request JSON, objects `{"role": ..., "content": ...}` joined by commas, as the store
+    builds them from stored messages (begin_turn.lua) so that no Python object is made per
+    message. The client puts `encoded` into the request body as it is (`request_json`); read as
+    a sequence (fakes, tests) it is decoded once."""
+
+    def __init__(self, head: Sequence[ChatMessage], encoded: str) -> None:
+        self.head = tuple(head)
+        self.encoded = encoded
+
+    @cached_property
+    def _messages(self) -> tuple[ChatMessage, ...]:
+        decoded = json.loads(f"[{self.encoded}]") if self.encoded else []
+        return self.head + tuple(ChatMessage(m["role"], m["content"]) for m in decoded)
+
+    @overload
+    def __getitem__(self, index: int) -> ChatMessage: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[ChatMessage]: ...
+
+    def __getitem__(self, index: int | slice) -> ChatMessage | Sequence[ChatMessage]:
+        return self._messages[index]
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def __iter__(self) -> Iterator[ChatMessage]:
+        return iter(self._messages)
+
+
+def messages_json(messages: Sequence[ChatMessage]) -> str:
+    """`messages` as a request's JSON array; an EncodedMessages' encoded part goes in as it is."""
+    head = messages.head if isinstance(messages, EncodedMessages) else messages
+    encoded = [_compact_json([{"role": m.role, "content": _content(m)} for m in head])[1:-1]]
+    if isinstance(messages, EncodedMessages):
+        encoded.append(messages.encoded)
+    return "[" + ",".join(part for part in encoded if part) + "]"
+
+
+def request_json(body: JSONObject, messages: Sequence[ChatMessage]) -> bytes:
+    """The request body: `body`'s fields and `messages`, as compact JSON (what httpx sends for
+    `json=`)."""
+    fields = _compact_json(body)
+    return f'{{"messages":{messages_json(messages)}{"," if body else ""}{fields[1:]}'.encode()
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _content(message: ChatMessage) -> str | list[ContentPart]:
+    return message.content if isinstance(message.content, str) else list(message.content)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,16 @@
 """How sessions and messages are encoded in Redis replies and list entries.
 
 A message is one compact JSON array in the session's list (see docs/data-model.md, "Messages"):
-`[seq, role, ms since the session's createdAt, content, prompt_tokens?, completion_tokens?,
+`[seq, kind, ms since the session's createdAt, content, prompt_tokens?, completion_tokens?,
 cost?, model?, attachments?]`, written against the session's basis (`EntryBasis`): its
-`createdAt`, and its `entryModel`, the model of an answer that names none. The role is a
-number (`ROLE_NUMBERS`; 3: an answer /stop ended); the model is there only when it differs from
-the basis's (an answer) or when there is one (any other message; `""`: an answer without one);
-a user message with files lists them at [8] as `[n, kind, media type, name, size]` (kind `i`,
-`d`, `a` or `f`; the bytes are in the session's `:files` hash under `<seq>-<n>`); absent fields
-before a present one are null.
+`createdAt`, and its `entryModel`, the model of an answer that names none. The kind is the role
+number (`ROLE_NUMBERS`; 3: an answer /stop ended) plus 4 times the tokens its content takes
+(core/tokens.py; 0: not counted, as in entries written before counts were stored), so that
+begin_turn.lua sizes a turn's context without decoding an entry; the model is there only when
+it differs from the basis's (an answer) or when there is one (any other message; `""`: an
+answer without one); a user message with files lists them at [8] as `[n, kind, media type,
+name, size]` (kind `i`, `d`, `a` or `f`; the bytes are in the session's `:files` hash under
+`<seq>-<n>`); absent fields before a present one are null.
 
 Entries written before this layout (the first layout) are still read: `[seq, role letter,
 timestamp_ms, content, model?, prompt_tokens?, completion_tokens?, cost?, stopped?,
@@ -39,11 +41,8 @@ STOPPED_ANSWER = 3  # the role number of an answer /stop ended
 ROLES_BY_NUMBER = {number: role for role, number in ROLE_NUMBERS.items()} | {
     STOPPED_ANSWER: Role.ASSISTANT
 }
-# Either layout's role (a letter or a number) in one lookup, for the context's hot loop.
-ROLES_BY_CODE_OR_NUMBER: dict[str | int, Role] = {
-    code: role for code, role in ROLES_BY_CODE.items()
-}
-ROLES_BY_CODE_OR_NUMBER.update((number, role) for number, role in ROLES_BY_NUMBER.items())
+# An entry's kind is its role number plus TOKENS_UNIT times its content's tokens.
+TOKENS_UNIT = 4
 # Where an entry's fields are (Python's count), in this layout and in the first.
 MODEL_AT, ATTACHMENTS_AT = 7, 8
 FIRST_LAYOUT_ATTACHMENTS_AT = 9
@@ -104,6 +103,12 @@ class Entry:
     usage: Usage | None = None
     stopped: bool = False
     attachments: tuple[Attachment, ...] = ()
+    tokens: int = 0  # what its content takes (core/tokens.py); 0: not counted
+
+
+def entry_kind(role: Role, tokens: int, *, stopped: bool = False) -> int:
+    """An entry's role number and its content's token count, packed as the entry stores them."""
+    return (STOPPED_ANSWER if stopped else ROLE_NUMBERS[role]) + TOKENS_UNIT * tokens
 
 
 def as_bytes(value: str | bytes) -> bytes:
@@ -147,7 +152,8 @@ def entry_of(raw: str | bytes, basis: EntryBasis, kept: Container[str] | None = 
     if fields > 5 and entry[4] is not None:
         cost = float(entry[6]) if fields > 6 and entry[6] is not None else None
         usage = Usage(prompt_tokens=int(entry[4]), completion_tokens=int(entry[5]), cost=cost)
-    role = ROLES_BY_NUMBER[entry[1]]
+    role_number, tokens = entry[1] % TOKENS_UNIT, entry[1] // TOKENS_UNIT
+    role = ROLES_BY_NUMBER[role_number]
     if fields > MODEL_AT and entry[MODEL_AT] is not None:
         model = entry[MODEL_AT] or None
     else:
@@ -159,8 +165,9 @@ def entry_of(raw: str | bytes, basis: EntryBasis, kept: Container[str] | None = 
         content=entry[3],
         model=model,
         usage=usage,
-        stopped=entry[1] == STOPPED_ANSWER,
+        stopped=role_number == STOPPED_ANSWER,
         attachments=attachments_of(entry, kept),
+        tokens=tokens,
     )
 
 
@@ -184,8 +191,8 @@ def _first_layout_entry(entry: list[Any], kept: Container[str] | None) -> Entry:
 
 def encoded_entry(entry: Entry, basis: EntryBasis) -> str:
     """Compact JSON, as push_message in lib.lua writes it against the session's `basis`."""
-    role = STOPPED_ANSWER if entry.stopped else ROLE_NUMBERS[entry.role]
-    fields: list[Any] = [entry.seq, role, entry.timestamp_ms - basis.created_ms, entry.content]
+    kind = entry_kind(entry.role, entry.tokens, stopped=entry.stopped)
+    fields: list[Any] = [entry.seq, kind, entry.timestamp_ms - basis.created_ms, entry.content]
     if entry.usage is not None:
         fields += [entry.usage.prompt_tokens, entry.usage.completion_tokens]
         if entry.usage.cost is not None:
@@ -236,13 +243,15 @@ def usage_args(usage: Usage | None) -> tuple[str, str, str]:
 
 
 def context_from(entries_json: str) -> tuple[ContextEntry, ...]:
-    """What a model needs of each entry, from a JSON array of entries of either layout (up to
-    MAX_MESSAGES_PER_SESSION of them on every turn: one tuple each, files read only where an
-    entry is long enough to list them; seq, role and content sit where both layouts put them)."""
-    roles = ROLES_BY_CODE_OR_NUMBER
+    """What a model needs of each entry, from a JSON array of entries of any layout (seq, role
+    and content sit where every layout puts them; files are read only where an entry is long
+    enough to list them)."""
     return tuple(
-        ContextEntry(entry[0], roles[entry[1]], entry[3], attachments_of(entry))
-        if len(entry) > ATTACHMENTS_AT
-        else ContextEntry(entry[0], roles[entry[1]], entry[3])
+        ContextEntry(entry[0], _role_of(entry[1]), entry[3], attachments_of(entry))
         for entry in json.loads(entries_json)
     )
+
+
+def _role_of(kind: str | int) -> Role:
+    """The role of an entry's kind: a letter (the first layout) or a packed number."""
+    return ROLES_BY_CODE[kind] if isinstance(kind, str) else ROLES_BY_NUMBER[kind % TOKENS_UNIT]

@@ -79,6 +79,7 @@ from core.sessions.summary_store import SummaryStore
 from core.sessions.usage import USAGE_WINDOW_DAYS, UsageReport, usage_report
 from core.spaces import as_authored, person_of_space
 from core.storage.connection import RedisClient
+from core.tokens import TokenCounter
 
 T = TypeVar("T")
 
@@ -110,7 +111,9 @@ class TurnStart:
 
     session: Session
     user_seq: int
-    context: tuple[ContextEntry, ...]  # oldest first
+    # The context's entries, oldest first, when one of them has files (core/turn.py builds
+    # their messages); else empty, and `encoded_context` holds the messages.
+    context: tuple[ContextEntry, ...]
     lock_token: str
     # The person billed for the turn in their own slot (a shared space's turn: bills.py) when
     # it ends, '' when begin_turn billed them itself.
@@ -132,6 +135,14 @@ class TurnStart:
     summary: str = ""
     summary_up_to: int = 0
     is_summary_told: bool = False  # an answer has said that it relied on a summary
+    # The context as the model's messages, sized by begin_turn.lua within the request's tokens
+    # from the counts stored with each message: request JSON objects joined by commas, put in
+    # the request as they are ('' when `context` holds the entries).
+    encoded_context: str = ""
+    # What the context's messages take (their stored counts and each message's overhead), and
+    # their seqs and tokens as one JSON array [seq, tokens, ...], oldest first.
+    context_tokens: int = 0
+    sent: str = "[]"
 
 
 class SessionStore:
@@ -155,6 +166,8 @@ class SessionStore:
         self._run = self._scripts.run
         self._bills = PersonBills(self._scripts, limits)
         self.summaries = SummaryStore(self._scripts)
+        # Each message's tokens are counted as it is stored: a turn's context is sized by them.
+        self.count_tokens = TokenCounter().count
 
     async def ping(self) -> float:
         """Round-trip latency to Redis in milliseconds (on a cluster: to its slowest master)."""
@@ -204,6 +217,7 @@ class SessionStore:
             *turn_limits,
             creator,
             system_prompt or "",
+            self.count_tokens(system_prompt) if system_prompt else "",
             active_session=session_id,
         )
         if refusal := limits.refusal(reply):
@@ -303,6 +317,7 @@ class SessionStore:
         if system_prompt is not None:
             self.limits.check_system_prompt(system_prompt)
             changes["systemPrompt"] = system_prompt
+            changes["systemPromptTokens"] = str(self.count_tokens(system_prompt))
         elif is_system_prompt_reset:
             changes["systemPrompt"] = ""  # update_session.lua removes it
         if not changes:
@@ -371,7 +386,7 @@ class SessionStore:
             "add_message", session_key(session_id), tag_of_session(session_id), session_id,
             owner or "", ROLE_CODES[role], content, model or "", self.limits.ttl_seconds,
             self.limits.max_messages_per_session, rate_limit, window_ms, new_call_id(),
-            active_session=session_id,
+            self.count_tokens(content), active_session=session_id,
         )  # fmt: skip
         if refusal := self.limits.refusal(reply):
             raise refusal
@@ -467,6 +482,7 @@ class SessionStore:
             "1" if stopped else "",
             told,
             used_by,
+            self.count_tokens(content),
             active_session=session_id,
         )
         if reply[0] == "NOT_FOUND":
@@ -520,9 +536,10 @@ class SessionStore:
         session_id: str | None,
         lock_token: str,
         lock_ttl_ms: int,
-        context_bytes: int,
+        context_tokens: int,
         default_model: str,
         reserve_tokens: int = 0,
+        system_prompt_tokens: int = 0,
         person: str | None = None,
         author: str = "",
         attachments: Sequence[NewAttachment] = (),
@@ -542,6 +559,10 @@ class SessionStore:
         `lock_token` names the turn: called again with it, this answers the turn it began.
         With DAILY_TOKEN_BUDGET, the turn reserves its context's estimate plus `reserve_tokens`
         (its completion's cap and system prompt) until finish_turn or release_lock settles it.
+
+        The context is the newest messages that fit `context_tokens` beside the system prompt
+        (the session's own, else the global one, which takes `system_prompt_tokens` with its
+        overhead) and the summary, returned as the model's messages (`encoded_context`).
         """
         if content is not None:
             if not attachments:  # with files, the caller held the typed words to it
@@ -549,6 +570,7 @@ class SessionStore:
             content = as_authored(content, author)
         files = self.limits.file_args(attachments)
         files.append(json.dumps(list(blind_models)) if blind_models else "")
+        files += [self.count_tokens(content) if content else 0, system_prompt_tokens]
         anchor, tag = _turn_anchor(user_id, session_id)
         billed_apart = person if person is not None and user_tag(person) != tag else ""
         turn_limits = self.limits.turn_limit_args()
@@ -561,7 +583,7 @@ class SessionStore:
             reply = await self._run(
                 "begin_turn", anchor, tag, user_id or "", session_id or "", created_id,
                 content or "", lock_token, lock_ttl_ms, self.limits.ttl_seconds,
-                self.limits.max_messages_per_session, context_bytes, default_model, TITLE_LENGTH,
+                self.limits.max_messages_per_session, context_tokens, default_model, TITLE_LENGTH,
                 *turn_limits, reserve_tokens, person or "", *files,
             )  # fmt: skip
             if refusal := self.limits.refusal(reply):
@@ -695,13 +717,14 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
     if status == "MODEL_CANNOT_SEE":
         raise ModelCannotReadImages(model=str(reply[1]))
     session = session_from(reply[1:9])
-    context = context_from(reply[10])
-    images = {str(reply[i]): as_bytes(reply[i + 1]) for i in range(17, len(reply), 2)}
+    context = context_from(reply[10]) if reply[10] else ()
+    images = {str(reply[i]): as_bytes(reply[i + 1]) for i in range(20, len(reply), 2)}
     return TurnStart(
         session=session, user_seq=int(reply[9]), context=context, lock_token=lock_token,
         expired_after=int(reply[11] or 0), is_context_cut=reply[12] == "1",
         is_context_loss_told=reply[13] == "1", images=images, summary=str(reply[14]),
         summary_up_to=int(reply[15]), is_summary_told=reply[16] == "1",
+        encoded_context=str(reply[17]), context_tokens=int(reply[18]), sent=str(reply[19]),
     )  # fmt: skip
 
 

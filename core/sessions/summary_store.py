@@ -46,14 +46,21 @@ class SummaryStore:
         return SummarySource(str(reply[1]), int(reply[2]), context_from(reply[3]))
 
     async def save(
-        self, session_id: str, token: str, source: SummarySource, up_to: int, summary: str
+        self,
+        session_id: str,
+        token: str,
+        source: SummarySource,
+        up_to: int,
+        summary: str,
+        *,
+        tokens: int,
     ) -> bool:
-        """Store `summary` (made from `source`) as the session's, standing in for its
-        messages up to `up_to`; False when the claim lapsed, the summary changed meanwhile or
-        the session is gone."""
+        """Store `summary` (made from `source`, taking `tokens` as a turn sends it) as the
+        session's, standing in for its messages up to `up_to`; False when the claim lapsed,
+        the summary changed meanwhile or the session is gone."""
         reply = await self._run(
             "save_summary", session_key(session_id), tag_of_session(session_id), session_id,
-            token, source.covered, up_to, summary,
+            token, source.covered, up_to, summary, tokens,
         )  # fmt: skip
         return bool(reply == "OK")
 

@@ -117,7 +117,7 @@ async def test_files_go_through_a_backup_file_and_come_back_byte_identical(
     picture = bytes(range(256)) + b"\xff\xfe\x00\xc3\x28"  # not UTF-8 either
     start = await store.begin_turn(
         "telegram:7", "look", session_id=None, lock_token=secrets.token_hex(12),
-        lock_ttl_ms=30_000, context_bytes=96_000, default_model="test/model",
+        lock_ttl_ms=30_000, context_tokens=16_000, default_model="test/model",
         attachments=[NewAttachment(AttachmentKind.IMAGE, "image/jpeg", "p.jpg", picture)],
     )  # fmt: skip
     await store.finish_turn(

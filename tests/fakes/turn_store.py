@@ -9,8 +9,9 @@ lua/append_message.lua):
   one, created with the user's model (or the default) when they have none; takes its lock
   (SessionBusy while another token holds it); stores the user's message, titling an untitled
   session with its first line; and returns the session, the user message's sequence number,
-  the newest messages whose contents fit `context_bytes` (the newest always) oldest first, and
-  the lock token. No summaries here: tests/integration has them, on the real store.
+  the newest messages whose contents fit `context_tokens` at BYTES_PER_TOKEN (the newest
+  always) oldest first, as entries (core/turn.py sizes them by tokens within), and the lock
+  token. No summaries here: tests/integration has them, on the real store.
 - A /retry (content None) stores nothing: its context ends at the newest user message, and it
   is NothingToRetry, with nothing created and the lock let go, when there is none.
 - A turn holds its session while its token holds the lock, or while nobody holds the lock
@@ -21,7 +22,7 @@ lua/append_message.lua):
   drops on /retry the answers after the user's message, and stores the answer with its model
   and usage, noting that it `told` CONTEXT_LOST when it did.
 - Notices: `begin_turn` says whether the context leaves older messages out (its first message
-  is not the session's first: trimmed at `max_messages_per_session`, or past `context_bytes`),
+  is not the session's first: trimmed at `max_messages_per_session`, or past the bytes),
   and whether an answer of the session has told so. A session here never expires, so
   `expired_after` is always 0.
 - `extend_locks` keeps the lock of each turn that holds its session (taking a lapsed one back),
@@ -66,6 +67,9 @@ from core.sessions.keys import new_session_id
 from core.sessions.limits import SessionLimits
 from core.sessions.store import TITLE_LENGTH, SessionList, TurnStart
 from core.spaces import as_authored
+
+# How many bytes of context a token stands for here (the real store counts tokens).
+BYTES_PER_TOKEN = 6
 
 
 @dataclass(slots=True)
@@ -145,9 +149,10 @@ class InMemoryTurnStore:
         session_id: str | None,
         lock_token: str,
         lock_ttl_ms: int,
-        context_bytes: int,
+        context_tokens: int,
         default_model: str,
         reserve_tokens: int = 0,
+        system_prompt_tokens: int = 0,
         person: str | None = None,
         author: str = "",
         attachments: Sequence[NewAttachment] = (),
@@ -170,9 +175,11 @@ class InMemoryTurnStore:
         now = _now()
         if content is None:
             user_seq, context = self._retry_context(stored, stored.messages)
-            context = _within_bytes(context, context_bytes)
+            context = _within_bytes(context, context_tokens * BYTES_PER_TOKEN)
         else:
-            user_seq, context = self._store_question(stored, content, context_bytes, now)
+            user_seq, context = self._store_question(
+                stored, content, context_tokens * BYTES_PER_TOKEN, now
+            )
         self._touch(stored, now)
         self._active[stored.user_id] = stored.id
         start = TurnStart(

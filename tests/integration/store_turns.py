@@ -7,6 +7,7 @@ user's turn log (as if the turns had started earlier), never by sleeping.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from typing import Any
@@ -42,9 +43,17 @@ async def begin(
         session_id=session_id,
         lock_token=secrets.token_hex(12),
         lock_ttl_ms=30_000,
-        context_bytes=96_000,
+        context_tokens=16_000,
         default_model=MODEL,
     )
+
+
+def sent_contents(start: TurnStart) -> list[str]:
+    """The contents of the messages a turn's context holds, oldest first: encoded by
+    begin_turn.lua, or as entries when one has files."""
+    if start.context:
+        return [entry.content for entry in start.context]
+    return [message["content"] for message in json.loads(f"[{start.encoded_context}]")]
 
 
 async def store_turn(

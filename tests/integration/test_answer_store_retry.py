@@ -49,7 +49,7 @@ async def begun(one_connection: aioredis.Redis, metrics: Metrics) -> tuple[Sessi
     store = SessionStore(one_connection, SessionLimits(rate_limit_messages=0), metrics)
     start = await store.begin_turn(
         USER, "hello", session_id=None, lock_token=secrets.token_hex(12), lock_ttl_ms=30_000,
-        context_bytes=96_000, default_model=MODEL,
+        context_tokens=16_000, default_model=MODEL,
     )  # fmt: skip
     return store, start
 

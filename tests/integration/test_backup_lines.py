@@ -19,7 +19,7 @@ from core.backup.format import Counts, message_record, stored_entry
 from core.backup.lines import BATCH_SIZE, backup_lines, restore_lines
 from core.conversation import Role, Usage
 from core.errors import InvalidBackup
-from core.sessions.codec import EntryBasis
+from core.sessions.codec import TOKENS_UNIT, EntryBasis
 from core.sessions.keys import (
     new_session_id,
     session_key,
@@ -29,6 +29,7 @@ from core.sessions.keys import (
 )
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
+from core.tokens import count_tokens
 
 pytestmark = pytest.mark.all_redis_topologies
 
@@ -497,8 +498,16 @@ FILES = {"9-1": b"\x00\xff\x80", "9-2": b"", "10-1": b"ok", "11-1": b"%PDF"}
 IMAGE_AND_PDF = [[1, "i", "image/jpeg", "a.jpg", 3], [2, "d", "application/pdf", "b.pdf", 0]]
 VOICE = [[1, "a", "audio/ogg", "voice 🌊.ogg", 2]]
 READ_PDF = [[1, "f", "application/pdf", "scan.pdf", 4]]
-# Each entry as written today against BASIS, beside the same message in the first layout.
-ENTRIES = [
+
+
+def counted(entry: list[Any]) -> list[Any]:
+    """The entry with its kind as the store writes it: its role and its content's tokens."""
+    return [entry[0], entry[1] + TOKENS_UNIT * count_tokens(entry[3]), *entry[2:]]
+
+
+# Each entry as written today against BASIS (its kind's tokens added by `counted`), beside the
+# same message in the first layout.
+UNCOUNTED_ENTRIES = [
     ([1, 0, 0, "hi"], [1, "u", 1_700_000_000_000, "hi"]),
     ([2, 1, 1, "hello"], [2, "a", 1_700_000_000_001, "hello", "m/x"]),
     ([3, 1, 2, "hello", 1, 2, None, ""], [3, "a", 1_700_000_000_002, "hello", "", 1, 2]),
@@ -538,6 +547,16 @@ ENTRIES = [
     # A user message added with a model (HTTP API).
     ([15, 0, 13, "noted", None, None, None, "m/x"], [15, "u", 1_700_000_000_013, "noted", "m/x"]),
 ]
+ENTRIES = [(counted(entry), first_layout) for entry, first_layout in UNCOUNTED_ENTRIES]
+
+
+@pytest.mark.parametrize("entry", [entry for entry, _ in UNCOUNTED_ENTRIES])
+def test_a_message_stored_before_counts_were_is_restored_with_its_count(
+    entry: list[Any],
+) -> None:
+    raw = json.dumps(entry)
+
+    assert json.loads(stored_entry(message_record(raw, BASIS, FILES), BASIS)) == counted(entry)
 
 
 @pytest.mark.parametrize("entry", [entry for entry, _ in ENTRIES])

@@ -216,7 +216,7 @@ async def test_a_lock_left_by_a_crashed_turn_expires_and_the_next_turn_proceeds(
 ):
     crashed = await store.begin_turn(
         USER, "lost in a crash", session_id=None, lock_token="dead", lock_ttl_ms=300,
-        context_bytes=96_000, default_model="test/model",
+        context_tokens=16_000, default_model="test/model",
     )  # fmt: skip
     assert await run_turn(chat, "still there?") == "echo: still there?"
     assert (await history(chat))[0] == ("user", "lost in a crash")
@@ -229,7 +229,7 @@ async def test_a_session_held_too_long_answers_busy(
     chat = ChatService(store, model_client, TurnSettings("", "test/model", lock_wait_seconds=0.2))
     await store.begin_turn(
         USER, "holding", session_id=None, lock_token="holder", lock_ttl_ms=30_000,
-        context_bytes=96_000, default_model="test/model",
+        context_tokens=16_000, default_model="test/model",
     )  # fmt: skip
     with pytest.raises(SessionBusy):
         await run_turn(chat, "me too")

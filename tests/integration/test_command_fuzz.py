@@ -43,10 +43,12 @@ from core.commands import (
 )
 from core.conversation import Role
 from core.errors import ChatbridgeError
+from core.sessions.codec import TOKENS_UNIT
 from core.sessions.keys import session_key, user_tag
 from core.sessions.limits import MAX_SYSTEM_PROMPT_LENGTH, SessionLimits
 from core.sessions.store import SessionStore
 from core.storage.connection import RedisClient
+from core.tokens import count_tokens
 
 EXAMPLES = 200
 LIMITS = SessionLimits(
@@ -91,6 +93,7 @@ SESSION_FIELDS = {"userId", "title", "model", "createdAt", "updatedAt", "seq"}
 NOTICE_FIELDS = {"tellExpired": str.isdigit, "toldContextLoss": "1".__eq__}
 # A session's own system prompt (/persona): never empty, never over its limit.
 NOTICE_FIELDS["systemPrompt"] = lambda prompt: 0 < len(prompt) <= MAX_SYSTEM_PROMPT_LENGTH
+NOTICE_FIELDS["systemPromptTokens"] = str.isdigit  # written with it: what it takes
 # What its answers that name no model were given by (docs/data-model.md, "Messages"): a model
 # id, set by its first message.
 NOTICE_FIELDS["entryModel"] = lambda model: MODEL_ID_PATTERN.match(model) is not None
@@ -297,9 +300,12 @@ def message_problems(key: str, entries: list[str]) -> list[str]:
             isinstance(entry, list)
             and 4 <= len(entry) <= 9
             and isinstance(entry[0], int)
-            and entry[1] in ROLE_NUMBERS
+            and isinstance(entry[1], int)
+            and entry[1] % TOKENS_UNIT in ROLE_NUMBERS
             and isinstance(entry[2], int)
             and isinstance(entry[3], str)
+            # The kind stores the content's tokens (codec.py): what sizes every context.
+            and entry[1] // TOKENS_UNIT == count_tokens(entry[3])
         )
         if not is_well_formed:
             problems.append(f"{key!r} holds the entry {raw!r}")

@@ -33,7 +33,7 @@ async def service_client(
 async def one_turn(store: SessionStore, user: str) -> None:
     start = await store.begin_turn(
         user, "hello", session_id=None, lock_token=secrets.token_hex(12), lock_ttl_ms=30_000,
-        context_bytes=96_000, default_model=MODEL,
+        context_tokens=16_000, default_model=MODEL,
     )  # fmt: skip
     await store.finish_turn(start, "hi", model=MODEL, usage=None, is_retry=False, spent_tokens=0)
 

@@ -17,6 +17,7 @@ from core.conversation import Attachment, AttachmentKind, Message, Role, Usage
 from core.sessions.keys import session_key
 from core.sessions.store import SessionStore
 from core.storage.connection import RedisClient
+from core.tokens import count_tokens
 from tests.fakes.openrouter_server import FakeOpenRouter
 
 pytestmark = pytest.mark.all_redis_topologies
@@ -129,8 +130,8 @@ async def test_a_turn_sends_them_as_context_and_appends_in_todays_layout(
         [2, "a"],
         [3, "u"],
         [4, "a"],
-        [5, 0],
-        [6, 1],
+        [5, 0 + 4 * count_tokens("Next?")],
+        [6, 1 + 4 * count_tokens("echo: Next?")],
     ]
     created_ms = int(await redis_client.hget(key, "createdAt"))  # type: ignore[misc]
     page = await store.read_messages(session_id, owner=ANA)
@@ -153,7 +154,9 @@ async def test_retry_replaces_the_stopped_answer_of_the_first_layout(
     assert await chat_turn(commands, "/retry") == "echo: And this?"
 
     entries = await stored_entries(redis_client, session_id)
-    assert [entry[:2] for entry in entries] == [[1, "u"], [2, "a"], [3, "u"], [5, 1]]
+    assert [entry[:2] for entry in entries] == [
+        [1, "u"], [2, "a"], [3, "u"], [5, 1 + 4 * count_tokens("echo: And this?")]
+    ]  # fmt: skip
     page = await store.read_messages(session_id, owner=ANA)
     assert list(page.messages[:3]) == expected(session_id)[:3]
     assert page.messages[3].content == "echo: And this?"
@@ -195,6 +198,8 @@ async def test_a_backup_restores_them_in_todays_layout_reading_the_same(
     page = await store.read_messages(session_id, owner=ANA)
     assert list(page.messages) == expected(session_id)
     entries = await stored_entries(redis_client, session_id)
-    assert [entry[1] for entry in entries] == [0, 1, 0, 3]
+    # The roles (user, answer, user, stopped answer), each with its content's tokens counted.
+    assert [entry[1] % 4 for entry in entries] == [0, 1, 0, 3]
+    assert [entry[1] // 4 for entry in entries] == [count_tokens(entry[3]) for entry in entries]
     assert await redis_client.hget(session_key(session_id), "entryModel") == "test/model"  # type: ignore[misc]
     assert (await store.read_attachment(session_id, "3-1", owner=ANA))[1] == PICTURE

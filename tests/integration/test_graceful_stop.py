@@ -141,7 +141,7 @@ async def test_a_turn_waiting_for_the_session_lock_is_refused_and_stores_nothing
 ):
     await store.begin_turn(
         USER, "holding", session_id=None, lock_token="other-replica", lock_ttl_ms=30_000,
-        context_bytes=96_000, default_model="test/model",
+        context_tokens=16_000, default_model="test/model",
     )  # fmt: skip
     waiting = asyncio.create_task(streamed(chat, "waiting", []))
     await until(lambda: chat.running_turns == 1, what="the waiting turn")

@@ -9,6 +9,7 @@ Expiry is real Redis expiry: either a short SESSION_TTL waited out, or `let_time
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from typing import Any
 
@@ -41,13 +42,13 @@ async def begin(
     *,
     user: str | None = ANA,
     session_id: str | None = None,
-    context_bytes: int = 96_000,
+    context_tokens: int = 16_000,
     token: str | None = None,
 ) -> TurnStart:
     """A turn's first round trip (`text` None: /retry)."""
     return await store.begin_turn(
         user, text, session_id=session_id, lock_token=token or secrets.token_hex(12),
-        lock_ttl_ms=30_000, context_bytes=context_bytes, default_model=MODEL,
+        lock_ttl_ms=30_000, context_tokens=context_tokens, default_model=MODEL,
     )  # fmt: skip
 
 
@@ -267,30 +268,29 @@ async def test_messages_trimmed_past_max_messages_are_told_once(
 @pytest.mark.parametrize(
     ("spare", "is_cut"), [(1, False), (0, False), (-1, True)], ids=["below", "at", "above"]
 )
-async def test_messages_past_the_context_bytes_are_left_out_and_told_once(
-    store: SessionStore, redis_client: aioredis.Redis, spare: int, is_cut: bool
+async def test_messages_past_the_context_tokens_are_left_out_and_told_once(
+    store: SessionStore, spare: int, is_cut: bool
 ):
-    """Two turns stored, then a third question: a cap of the five entries' bytes (or one
-    more) sends them all; one byte less leaves the first out, and that turn says so, once.
-    Each entry's first 120 bytes are not counted (begin_turn.lua, ENTRY_BYTES_FREE)."""
+    """Two turns stored, then a third question: a request of the five messages' tokens (their
+    counts stored with them, and each message's overhead), or one more, sends them all; one
+    token less leaves the first out, and that turn says so, once."""
     words = " and more" * 30
     for number in (1, 2):
         assert notices_of(await turn(store, f"question {number}{words}")) == (), number
     session = await store.active_session(ANA)
     assert session is not None
-    four = await redis_client.lrange(session_key(session.id, ":messages"), 0, -1)
-    # The next entry as begin_turn.lua stores it: [5,0,<ms since createdAt>,"question 3..."].
-    # Its time's digits are made known: createdAt moved 10^9 ms back gives it ten, for 100 days.
-    await redis_client.hincrby(session_key(session.id), "createdAt", -(10**9))  # type: ignore[misc]
-    fifth = len(f'[5,0,1234567890,"question 3{words}"]')  # over 120: counted
-    cap = sum(max(0, len(entry.encode()) - 120) for entry in [*four, "x" * fifth]) + spare
-    start = await turn(store, f"question 3{words}", context_bytes=cap)
-    assert len(start.context) == (4 if is_cut else 5)
+    stored = (await store.read_messages(session.id)).messages
+    contents = [message.content for message in stored] + [f"question 3{words}"]
+    costs = [count_tokens(content) + MESSAGE_OVERHEAD_TOKENS for content in contents]
+    start = await turn(store, f"question 3{words}", context_tokens=sum(costs) + spare)
+    sent = contents[1:] if is_cut else contents
+    assert [m["content"] for m in json.loads(f"[{start.encoded_context}]")] == sent
+    assert start.context_tokens == sum(costs[1:] if is_cut else costs)
+    assert json.loads(start.sent)[0::2] == ([2, 3, 4, 5] if is_cut else [1, 2, 3, 4, 5])
     assert notices_of(start) == (LOST if is_cut else ())
     # The next turn leaves the first out whatever the cap: told unless it was already.
-    assert notices_of(await turn(store, f"the next{words}", context_bytes=cap)) == (
-        () if is_cut else LOST
-    )
+    later = await turn(store, f"the next{words}", context_tokens=sum(costs) + spare)
+    assert notices_of(later) == (() if is_cut else LOST)
 
 
 @ALL_TOPOLOGIES

@@ -200,7 +200,7 @@ async def test_export_lists_the_files_stored_with_a_message(
     picture = b"\xff\xd8" + b"x" * 1_998
     start = await store.begin_turn(
         ANA, "look", session_id=None, lock_token=secrets.token_hex(12), lock_ttl_ms=30_000,
-        context_bytes=96_000, default_model="test/model",
+        context_tokens=16_000, default_model="test/model",
         attachments=[NewAttachment(AttachmentKind.IMAGE, "image/jpeg", "sea.jpg", picture)],
     )  # fmt: skip
     await store.finish_turn(

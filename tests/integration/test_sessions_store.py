@@ -28,6 +28,8 @@ from core.sessions.keys import (
 from core.sessions.limits import SessionLimits
 from core.sessions.store import SessionStore
 from core.settings import SessionLimitPolicy
+from core.tokens import count_tokens
+from tests.integration.store_turns import sent_contents
 from tests.redis_process import free_port
 
 MODEL = "test/model"
@@ -45,7 +47,7 @@ async def begin(store: SessionStore, user: str, text: str | None, session_id: st
         session_id=session_id,
         lock_token=secrets.token_hex(12),  # a token names one turn
         lock_ttl_ms=30_000,
-        context_bytes=96_000,
+        context_tokens=16_000,
         default_model=MODEL,
     )
 
@@ -225,7 +227,7 @@ async def test_a_first_message_creates_a_session_titled_by_it(store: SessionStor
     turn = await begin(store, "cli:ana", "\n  How do tides work?\nAnd why?")
     assert turn.session.title == "How do tides work?"
     assert turn.session.model == MODEL
-    assert [entry.content for entry in turn.context] == ["\n  How do tides work?\nAnd why?"]
+    assert sent_contents(turn) == ["\n  How do tides work?\nAnd why?"]
 
 
 async def test_a_turn_holds_the_session_until_its_reply_is_stored(store: SessionStore):
@@ -236,7 +238,7 @@ async def test_a_turn_holds_the_session_until_its_reply_is_stored(store: Session
         turn.session.id, Role.ASSISTANT, "reply", model=MODEL, lock_token=turn.lock_token
     )
     second = await begin(store, "cli:ana", "two")
-    assert [entry.content for entry in second.context] == ["one", "reply", "two"]
+    assert sent_contents(second) == ["one", "reply", "two"]
 
 
 async def test_a_busy_session_stores_nothing(store: SessionStore):
@@ -292,7 +294,7 @@ async def test_retry_reuses_the_last_user_message_and_replaces_its_answer(store:
         turn.session.id, Role.ASSISTANT, "bad answer", model=MODEL, lock_token=turn.lock_token
     )
     retry = await begin(store, "cli:ana", None)
-    assert [entry.content for entry in retry.context] == ["question"]
+    assert sent_contents(retry) == ["question"]
     await store.append_message(
         turn.session.id,
         Role.ASSISTANT,
@@ -326,7 +328,7 @@ async def test_a_stale_lock_token_does_not_release_someone_elses_lock(store: Ses
 async def test_stored_messages_are_compact(store: SessionStore, redis_client: aioredis.Redis):
     turn = await begin(store, "cli:ana", "hello")
     raw = await redis_client.lindex(session_key(turn.session.id, ":messages"), 0)
-    assert json.loads(raw)[1:2] == [0]
+    assert json.loads(raw)[1:2] == [0 + 4 * count_tokens("hello")]  # user, and its tokens
     assert len(raw) < len("hello") + 15
 
 

@@ -44,7 +44,7 @@ async def begin_reserving(
 ) -> TurnStart:
     return await store.begin_turn(
         user, "How far is the Moon?", session_id=session_id, lock_token=secrets.token_hex(12),
-        lock_ttl_ms=30_000, context_bytes=96_000, default_model=MODEL, reserve_tokens=RESERVE,
+        lock_ttl_ms=30_000, context_tokens=16_000, default_model=MODEL, reserve_tokens=RESERVE,
     )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ MODEL = "test/model"
 async def begun(store: SessionStore, user: str) -> TurnStart:
     return await store.begin_turn(
         user, "hello", session_id=None, lock_token=secrets.token_hex(12), lock_ttl_ms=30_000,
-        context_bytes=96_000, default_model=MODEL,
+        context_tokens=16_000, default_model=MODEL,
     )  # fmt: skip
 
 

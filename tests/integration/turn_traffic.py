@@ -132,7 +132,7 @@ class TurnTraffic:
             try:
                 start = await self.store.begin_turn(
                     None, f"q{number}", session_id=session_id, lock_token=token,
-                    lock_ttl_ms=30_000, context_bytes=200, default_model=MODEL,
+                    lock_ttl_ms=30_000, context_tokens=200, default_model=MODEL,
                 )  # fmt: skip
                 await self.store.finish_turn(
                     start, f"a{number}", model=MODEL, usage=None, is_retry=False, spent_tokens=0

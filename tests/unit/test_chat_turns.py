@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.chat import CONTEXT_BYTES_PER_TOKEN, ChatService, TurnSettings
+from core.chat import ChatService, TurnSettings
 from core.conversation import Notice, Usage
 from core.errors import (
     ChatbridgeError,
@@ -89,7 +89,7 @@ async def hold_the_session(store: InMemoryTurnStore) -> str:
     """Lock the user's session as a turn of another replica would; returns the session id."""
     start = await store.begin_turn(
         USER, "holding", session_id=None, lock_token=OTHER_REPLICA, lock_ttl_ms=30_000,
-        context_bytes=96_000, default_model=MODEL,
+        context_tokens=16_000, default_model=MODEL,
     )  # fmt: skip
     return start.session.id
 
@@ -572,12 +572,11 @@ async def test_the_context_is_the_newest_messages_within_context_tokens(
     assert sent_messages(model) == [SYSTEM, *kept]
 
 
-async def test_the_context_reads_at_most_context_bytes_of_stored_messages(
+async def test_the_store_is_asked_for_context_tokens_of_stored_messages(
     chat: ChatService[InMemoryTurnStore], model: ScriptedModel
 ):
-    # 2 tokens of context: the store is asked for 2 x CONTEXT_BYTES_PER_TOKEN bytes at most.
     budgeted = with_settings(chat, context_tokens=2)
-    assert budgeted.context_bytes == 2 * CONTEXT_BYTES_PER_TOKEN
+    assert budgeted.context_tokens == 2
     for text in ("one", "two"):
         await run_turn(budgeted, text)
     assert sent_messages(model) == [SYSTEM, ("user", "two")]

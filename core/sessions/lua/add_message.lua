@@ -18,6 +18,7 @@
 -- ARGV[1] tag  [2] sid  [3] expected owner ('' = any)  [4] role: 'u' | 'a' | 's'  [5] content
 -- ARGV[6] model ('' = none)  [7] ttl seconds  [8] max messages
 -- ARGV[9] turns per window (0 = no rate limit)  [10] window ms  [11] call id
+-- ARGV[12] the tokens the content takes (core/tokens.py; '' = not counted)
 -- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'} or {'BUSY'}
 --      or {'RATE_LIMITED', ms until one more fits}
 local sid, call = ARGV[2], ARGV[11]
@@ -33,7 +34,7 @@ local now = now_ms()
 local wait = turn_wait_ms(uid, rate_limit, window_ms, now)
 if wait > 0 then return {'RATE_LIMITED', wait} end
 
-local seq = push_message(sid, ARGV[4], now, ARGV[5], {model = ARGV[6]}, tonumber(ARGV[8]))
+local seq = push_message(sid, ARGV[4], now, ARGV[5], {model = ARGV[6], tokens = tonumber(ARGV[12])}, tonumber(ARGV[8]))
 if rate_limit > 0 then count_turn(uid, call, window_ms, now) end
 redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)

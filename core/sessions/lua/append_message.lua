@@ -24,6 +24,7 @@
 -- ARGV[19] the person whose /usage the reported usage (ARGV[7..9]) adds to ('' = nobody: not
 --          a turn's answer, or a shared space's, which settle_turn.lua counts in their slot);
 --          counted like the tokens, even when the session is gone or the answer fenced out
+-- ARGV[20] the tokens the content takes (core/tokens.py; '' = not counted)
 -- Returns {'OK', seq, timestamp ms, message count, owner} or {'NOT_FOUND'} or {'LOCK_LOST'}
 local sid, role, token, call = ARGV[2], ARGV[4], ARGV[12], ARGV[15] or ''
 local kept = kept_reply(call)
@@ -59,7 +60,7 @@ if replace_after > 0 then
   end
 end
 
-local about = {model = ARGV[6], stopped = ARGV[17] == '1'}
+local about = {model = ARGV[6], stopped = ARGV[17] == '1', tokens = tonumber(ARGV[20])}
 if ARGV[7] ~= '' then
   about.usage = {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}
 end

@@ -7,7 +7,8 @@
 -- ARGV[10] turns per window  [11] window ms  [12] daily token budget: for a session made for a
 --          turn that follows at once, refused as that turn would be (all '0': no check)
 -- ARGV[13] the person creating it ('' = the owner; see create_session in lib.lua)
--- ARGV[14] its own system prompt ('' = none: the global SYSTEM_PROMPT applies)
+-- ARGV[14] its own system prompt ('' = none: the global SYSTEM_PROMPT applies)  [15] the
+--          tokens it takes (core/tokens.py)
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, systemPrompt ('' = global), evicted sid...} or {'LIMIT'}
 --      or {'RATE_LIMITED', ms} | {'BUDGET_EXHAUSTED', ms} (see begin_turn.lua)
 local uid, sid, title, ttl, max_sessions = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -31,7 +32,9 @@ if #live >= max_sessions then
   end
 end
 create_session(uid, sid, title, model, now, ARGV[13])
-if (ARGV[14] or '') ~= '' then redis.call('HSET', session_key(sid), 'systemPrompt', ARGV[14]) end
+if (ARGV[14] or '') ~= '' then
+  redis.call('HSET', session_key(sid), 'systemPrompt', ARGV[14], 'systemPromptTokens', ARGV[15])
+end
 touch(sid, uid, ttl)
 local f = session_fields(sid)
 local reply = {'OK', sid, f[1], f[2], f[3], f[4], f[5], f[6], f[7]}

@@ -80,6 +80,9 @@ local FIRST_LAYOUT_ATTACHMENTS_AT = 10
 local ROLE_NUMBERS = {u = 0, a = 1, s = 2}
 local STOPPED_ANSWER = 3
 local ROLE_LETTERS = {[0] = 'u', [1] = 'a', [2] = 's', [3] = 'a'}
+-- An entry's kind (its second field) is its role number plus TOKENS_UNIT x the tokens its
+-- content takes (0: not counted), as core/sessions/codec.py writes and reads it.
+local TOKENS_UNIT = 4
 
 -- A stored entry's seq, read without decoding it: every layout writes it first, as digits.
 local function stored_seq(raw)
@@ -90,7 +93,7 @@ end
 -- its layout.
 local function entry_parts(entry)
   if type(entry[2]) == 'number' then
-    return entry[1], ROLE_LETTERS[entry[2]], entry[ATTACHMENTS_AT]
+    return entry[1], ROLE_LETTERS[entry[2] % TOKENS_UNIT], entry[ATTACHMENTS_AT]
   end
   return entry[1], entry[2], entry[FIRST_LAYOUT_ATTACHMENTS_AT]
 end
@@ -194,13 +197,14 @@ end
 
 -- Stores one message as a compact JSON array; returns its sequence number. `role` 'u', 'a' or
 -- 's'; `about` what it carries besides: usage ({prompt, completion, cost or nil}), model ('' or
--- nil: none), stopped (true: an answer /stop ended), files (the list of a user message's).
+-- nil: none), stopped (true: an answer /stop ended), files (the list of a user message's),
+-- tokens (what the content takes, counted by the caller; nil: not counted).
 -- Only what differs from the session's basis is written (docs/data-model.md, "Messages").
 local function push_message(sid, role, now, content, about, max_messages)
   local seq = redis.call('HINCRBY', session_key(sid), 'seq', 1)
   local created, base_model = entry_basis(sid)
-  local entry = {seq, ROLE_NUMBERS[role], now - created, content}
-  if about.stopped then entry[2] = STOPPED_ANSWER end
+  local role_number = about.stopped and STOPPED_ANSWER or ROLE_NUMBERS[role]
+  local entry = {seq, role_number + TOKENS_UNIT * (about.tokens or 0), now - created, content}
   if about.usage then
     entry[5], entry[6] = about.usage[1], about.usage[2]
     if about.usage[3] then entry[7] = about.usage[3] end

@@ -12,15 +12,16 @@
 -- ARGV[18] entryModel: what the messages are written against with [6] (entry_basis in lib.lua);
 --          stored when there are messages or it is not '' (a session nothing was written to has
 --          none: its first message sets it)
--- ARGV[19] how many files it keeps, F  [20 ... 19 + 2F] each file's id '<seq>-<n>' and bytes
--- ARGV[20 + 2F ...] the messages as stored (compact JSON arrays), oldest first
+-- ARGV[19] the tokens [14] takes ('' with none)  [20] the tokens [15] takes as a turn sends it
+-- ARGV[21] how many files it keeps, F  [22 ... 21 + 2F] each file's id '<seq>-<n>' and bytes
+-- ARGV[22 + 2F ...] the messages as stored (compact JSON arrays), oldest first
 -- Returns 'RESTORED'; 'EXPIRED' (its expiry has passed: nothing written); 'NEWER' (Redis holds
 --      it with more messages ever stored, so a later state: left as it is); or 'OTHER_OWNER'
 --      (Redis holds this id for another user: left as it is)
 local sid, uid, seq = ARGV[2], ARGV[3], tonumber(ARGV[8])
 local creator, file_bytes, system_prompt = ARGV[12], ARGV[13], ARGV[14]
 local summary, summary_up_to, told_summary = ARGV[15], ARGV[16], ARGV[17]
-local FIRST_FILE = 20
+local FIRST_FILE = 22
 local file_count = tonumber(ARGV[FIRST_FILE - 1])
 local first_message = FIRST_FILE + 2 * file_count
 local now = now_ms()
@@ -39,9 +40,12 @@ redis.call('HSET', key, 'userId', uid, 'title', ARGV[4], 'model', ARGV[5],
 if ARGV[18] ~= '' or #ARGV >= first_message then redis.call('HSET', key, 'entryModel', ARGV[18]) end
 if creator ~= '' then redis.call('HSET', key, 'creator', creator) end
 if file_bytes ~= '' then redis.call('HSET', key, 'fileBytes', file_bytes) end
-if system_prompt ~= '' then redis.call('HSET', key, 'systemPrompt', system_prompt) end
+if system_prompt ~= '' then
+  redis.call('HSET', key, 'systemPrompt', system_prompt, 'systemPromptTokens', ARGV[19])
+end
 if summary ~= '' then
-  redis.call('HSET', key, 'summary', summary, 'summaryUpTo', summary_up_to)
+  redis.call('HSET', key, 'summary', summary, 'summaryUpTo', summary_up_to,
+    'summaryTokens', ARGV[20])
 end
 if told_summary ~= '' then redis.call('HSET', key, 'toldSummary', told_summary) end
 redis.call('PEXPIREAT', key, expires)

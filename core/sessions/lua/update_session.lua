@@ -3,8 +3,9 @@
 -- answers the same.
 -- KEYS[1] session:{tag}:<sid>
 -- ARGV[1] tag  [2] sid  [3] expected owner ('' = any)  [4] ttl
--- ARGV[5], [6], ...: field ('title' | 'model' | 'systemPrompt') and value pairs; an empty
---          systemPrompt removes it (the global SYSTEM_PROMPT applies again)
+-- ARGV[5], [6], ...: field ('title' | 'model' | 'systemPrompt' | 'systemPromptTokens': the
+--          tokens it takes) and value pairs; an empty systemPrompt removes it and its tokens
+--          (the global SYSTEM_PROMPT applies again)
 -- Returns {'OK', sid, uid, title, model, createdAt, updatedAt, count, systemPrompt ('' = global)}
 --      or {'NOT_FOUND'}
 local sid = ARGV[2]
@@ -12,7 +13,7 @@ local uid = owner_of(sid, ARGV[3])
 if not uid then return {'NOT_FOUND'} end
 for i = 5, #ARGV, 2 do
   if ARGV[i] == 'systemPrompt' and ARGV[i + 1] == '' then
-    redis.call('HDEL', session_key(sid), 'systemPrompt')
+    redis.call('HDEL', session_key(sid), 'systemPrompt', 'systemPromptTokens')
   else
     redis.call('HSET', session_key(sid), ARGV[i], ARGV[i + 1])
   end
