@@ -7,7 +7,9 @@ at a time (redis-py sends every command as an array of bulk strings), so that a 
   client's connection instead (`drop_reply`): what a network blip between a script and its
   reply does, and why redis-py's retry runs the script a second time;
 - reset every client connection now (`reset_connections`);
-- hold every reply back for a while (`delay_replies`).
+- hold every reply back for a while (`delay_replies`);
+- hold the replies to the commands matching a predicate until the test lets them go
+  (`hold_replies`): Redis ran them, and their connections stay taken meanwhile.
 
     async with FaultProxy(redis_server.address) as proxy:
         client = redis_from_settings(load_settings(), url=proxy.url)
@@ -84,6 +86,25 @@ class DroppedReply:
         return self.command
 
 
+@dataclass
+class HeldReplies:
+    """A `hold_replies` rule: the replies to every command it matches wait until `release()`."""
+
+    matches: Matcher
+    held: int = 0  # replies from Redis waiting now
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def passage(self) -> None:
+        self.held += 1
+        try:
+            await self._released.wait()
+        finally:
+            self.held -= 1
+
+
 class FaultProxy:
     """Listens on 127.0.0.1 (any free port) and forwards to `upstream`."""
 
@@ -92,6 +113,7 @@ class FaultProxy:
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
         self._rules: list[DroppedReply] = []
+        self._holds: list[HeldReplies] = []
         self.reply_delay = 0.0
         self.commands: list[Command] = []
         self.resets = 0
@@ -136,6 +158,12 @@ class FaultProxy:
         self._rules.append(rule)
         return rule
 
+    def hold_replies(self, matches: Matcher) -> HeldReplies:
+        """Hold back the replies to the commands `matches` accepts until `release()`."""
+        rule = HeldReplies(matches)
+        self._holds.append(rule)
+        return rule
+
     def reset_connections(self) -> int:
         """Reset every client connection now (TCP RST); returns how many there were."""
         links = list(self._links)
@@ -151,12 +179,16 @@ class FaultProxy:
         """How many commands that went through `matches` accepts."""
         return sum(1 for command in self.commands if matches(command))
 
-    def _claim(self, command: Command) -> DroppedReply | None:
-        """The first unfired rule that matches `command`, now taken by it."""
+    def _claim(self, command: Command) -> DroppedReply | HeldReplies | None:
+        """The first unfired rule that matches `command`, now taken by it, else the first
+        unreleased hold that matches it."""
         for rule in self._rules:
             if rule.command is None and rule.matches(command):
                 rule.command = command
                 return rule
+        for hold in self._holds:
+            if not hold._released.is_set() and hold.matches(command):
+                return hold
         return None
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -183,8 +215,8 @@ class _Link:
         self._proxy = proxy
         self._client_reader, self._client_writer = client
         self._upstream_reader, self._upstream_writer = upstream
-        # One entry per request forwarded, in order: the rule dropping its reply, if any.
-        self._pending: deque[DroppedReply | None] = deque()
+        # One entry per request forwarded, in order: the rule dropping or holding its reply.
+        self._pending: deque[DroppedReply | HeldReplies | None] = deque()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
@@ -229,7 +261,9 @@ class _Link:
                 raw = await read_value(self._upstream_reader)
                 # A RESP3 push (`>`) answers no request; anything else answers the oldest.
                 rule = self._pending.popleft() if raw[:1] != b">" else None
-                if rule is not None:
+                if isinstance(rule, HeldReplies):
+                    await rule.passage()
+                elif rule is not None:
                     # Redis has run the command (its reply is here): the client never learns.
                     self.reset()
                     rule._fired.set()

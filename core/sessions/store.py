@@ -78,7 +78,7 @@ from core.sessions.scripts import LuaScripts
 from core.sessions.summary_store import SummaryStore
 from core.sessions.usage import USAGE_WINDOW_DAYS, UsageReport, usage_report
 from core.spaces import as_authored, person_of_space
-from core.storage.connection import RedisClient
+from core.storage.connection import POOL_WAIT_SECONDS, RedisClient
 from core.tokens import TokenCounter
 
 T = TypeVar("T")
@@ -91,6 +91,10 @@ STOP_MARK_MS = 60_000
 # connection was free within the pool's wait, under load): its call id makes the repeat store
 # it once, and a lock that lapsed meanwhile fences it out (TurnLockLost) as on the first try.
 FINISH_RETRY_DELAYS = (0.5, 2.0)
+# The share of a waiting pool's connections that new turns' first round trips never take: one
+# in FINISHING_SHARE is left for the writes that finish turns, so that under a burst of new
+# turns an answer already streamed (and paid for) is not lost waiting behind them.
+FINISHING_SHARE = 5
 # How append_message.lua is told what an answer told besides (its ARGV[18]).
 NOTICE_CODES = {
     Notice.PREVIOUS_SESSION_EXPIRED: "e",
@@ -168,6 +172,7 @@ class SessionStore:
         self.summaries = SummaryStore(self._scripts)
         # Each message's tokens are counted as it is stored: a turn's context is sized by them.
         self.count_tokens = TokenCounter().count
+        self._turn_starts = _turn_start_slots(redis)
 
     async def ping(self) -> float:
         """Round-trip latency to Redis in milliseconds (on a cluster: to its slowest master)."""
@@ -580,12 +585,17 @@ class SessionStore:
             turn_limits = (0, 0, 0)
         created_id = new_session_id(user_id) if user_id else ""
         try:
-            reply = await self._run(
-                "begin_turn", anchor, tag, user_id or "", session_id or "", created_id,
-                content or "", lock_token, lock_ttl_ms, self.limits.ttl_seconds,
-                self.limits.max_messages_per_session, context_tokens, default_model, TITLE_LENGTH,
-                *turn_limits, reserve_tokens, person or "", *files,
-            )  # fmt: skip
+            await self._take_turn_start_slot()
+            try:
+                reply = await self._run(
+                    "begin_turn", anchor, tag, user_id or "", session_id or "", created_id,
+                    content or "", lock_token, lock_ttl_ms, self.limits.ttl_seconds,
+                    self.limits.max_messages_per_session, context_tokens, default_model,
+                    TITLE_LENGTH, *turn_limits, reserve_tokens, person or "", *files,
+                )  # fmt: skip
+            finally:
+                if self._turn_starts is not None:
+                    self._turn_starts.release()
             if refusal := self.limits.refusal(reply):
                 raise refusal
             start = replace(_turn_start(reply, lock_token), billed_apart=billed_apart)
@@ -597,6 +607,23 @@ class SessionStore:
         if start.session.id == created_id:  # the space had no session: the turn made one
             await self.events.publish(EventType.SESSION_CREATED, session_created(start.session))
         return start
+
+    async def _take_turn_start_slot(self) -> None:
+        """Wait, up to POOL_WAIT_SECONDS, until fewer new turns than `_turn_starts` allows
+        are in their first round trip (StoreUnavailable after that, as the pool would)."""
+        slots = self._turn_starts
+        if slots is None:
+            return
+        if not slots.locked():
+            await slots.acquire()  # free: at once
+            return
+        try:
+            async with asyncio.timeout(POOL_WAIT_SECONDS):
+                await slots.acquire()
+        except TimeoutError:
+            error = StoreUnavailable()
+            self.metrics.redis_error(error)
+            raise error from None
 
     async def release_lock(
         self, session_id: str, lock_token: str, *, spent_tokens: int = 0, billed_apart: str = ""
@@ -726,6 +753,16 @@ def _turn_start(reply: list[Any], lock_token: str) -> TurnStart:
         summary_up_to=int(reply[15]), is_summary_told=reply[16] == "1",
         encoded_context=str(reply[17]), context_tokens=int(reply[18]), sent=str(reply[19]),
     )  # fmt: skip
+
+
+def _turn_start_slots(redis: RedisClient) -> asyncio.Semaphore | None:
+    """How many new turns may be in their first round trip at once: all but
+    1/FINISHING_SHARE of the connections of a pool that makes commands wait for one (None:
+    a pool that does not, a Cluster's)."""
+    size = getattr(getattr(redis, "connection_pool", None), "max_connections", None)
+    if not isinstance(size, int) or size < 2:
+        return None
+    return asyncio.Semaphore(size - max(1, size // FINISHING_SHARE))
 
 
 def _session_or_not_found(reply: list[Any]) -> Session:
