@@ -413,15 +413,16 @@ in the same run, on a redis-server the benchmark starts itself, with a model tha
 
 Round trips are socket writes of our Redis client (a pipeline counts once); commands come from
 `INFO commandstats`. The raw loop calls the same two Lua scripts per turn straight from redis-py,
-without the chat service around them (no streaming, no context for a model, no metrics).
+without the chat service around them (no streaming, no model request, no metrics); both get
+the context as begin_turn.lua encodes it, sized by the token counts stored with each message.
 LangChain's `RedisChatMessageHistory` (langchain-community) does per turn what its
 `RunnableWithMessageHistory` does: read the history, then add the question and the answer (5
 round trips, run in the default thread pool; a new conversation every 20 turns, so it never reads
 more than our 40-message context). Memory is measured on a Redis of its own, as `used_memory`
 deltas for the same conversations in each layout (ours once the minute-long records a repeated
-call would find are gone); the original layout is the first design's (a
-hash per message plus a list of ids). Ours stores each message as one lean entry (role number,
-ms since the session began, the model only when it is not the session's `entryModel`:
+call would find are gone); the original layout is the first design's (a hash per message plus
+a list of ids). Ours stores each message as one lean entry (its role number with its content's
+tokens, ms since the session began, the model only when it is not the session's `entryModel`:
 docs/data-model.md, "Messages"), and the store's scripts are loaded before the baseline is read
 (Redis keeps their source). Two mixes: "prose", runs of consecutive words from the Python
 documentation that ships with CPython (`pydoc_data`), questions of 5-60 words, answers of
