@@ -119,7 +119,8 @@ local function entry_view(raw)
   local role, tokens, text
   if seq then
     kind = tonumber(kind)
-    role, tokens = ROLE_LETTERS[kind % TOKENS_UNIT], math.floor(kind / TOKENS_UNIT)
+    local role_number = kind % TOKENS_UNIT
+    role, tokens = ROLE_LETTERS[role_number], (kind - role_number) / TOKENS_UNIT
   else
     seq, role, open = string.match(raw, '^%[(%d+),"(%a)",%-?%d+,()"')
     tokens = 0
@@ -162,22 +163,27 @@ local function turn_context(turn_sid, user_seq)
   local last = #stored
   while last > 0 and stored_seq(stored[last]) > user_seq do last = last - 1 end
   local first, user_messages, has_files = last + 1, 0, false
-  local messages, sent = {}, {}  -- newest first, until reversed
+  -- The messages' JSON in pieces (separator, closing, content, opening), and their seqs and
+  -- tokens: newest first, until reversed; one concatenation at the end.
+  local pieces, sent = {}, {}
   for i = last, 1, -1 do
     local raw = stored[i]
     local seq, role, tokens, text = entry_view(raw)
     if seq <= covered then break end
     local cost = tokens + MESSAGE_OVERHEAD
     if role == 'u' then user_messages = user_messages + 1 end
-    -- Only a list of files ends an entry with ']]]'.
-    if string.find(raw, ']]]', -3, true) then
+    -- Only a list of files ends an entry with ']]' (a list of lists, last).
+    if string.byte(raw, -2) == 93 then
       has_files = true
       if user_messages <= image_turns then cost = cost + image_tokens * files_read(raw) end
     end
     if cost > left and i < last then break end
     left = left - cost
     first = i
-    messages[#messages + 1] = MESSAGE_OPENINGS[role] .. text .. '}'
+    if pieces[1] then pieces[#pieces + 1] = ',' end
+    pieces[#pieces + 1] = '}'
+    pieces[#pieces + 1] = text
+    pieces[#pieces + 1] = MESSAGE_OPENINGS[role]
     sent[#sent + 1] = cost
     sent[#sent + 1] = seq
   end
@@ -186,7 +192,8 @@ local function turn_context(turn_sid, user_seq)
   -- Sequence numbers start at 1, and only a trim takes entries from a list's head.
   local is_cut = context[1] ~= nil and stored_seq(context[1]) > covered + 1
   return {entries = context, has_files = has_files,
-    encoded = has_files and '' or table.concat(reversed(messages), ','), tokens = room - left,
+    encoded = has_files and '' or table.concat(reversed(pieces)),
+    tokens = room - left,
     sent = '[' .. table.concat(reversed(sent), ',') .. ']', is_cut = is_cut}
 end
 
