@@ -107,9 +107,10 @@ async def populated(store: SessionStore, redis_client: aioredis.Redis) -> dict[s
 async def test_a_backup_restored_into_an_empty_redis_gives_back_everything(
     store: SessionStore, redis_client: aioredis.Redis, populated: dict[str, str]
 ) -> None:
-    before, lives_before = await snapshot(redis_client), await expiries(redis_client)
+    # Read first: reading slides the session's expiry (touch), which the lifetimes must include.
     listing_before = await store.list_sessions(ANA)
     messages_before = await store.read_messages(populated["tides"], limit=100)
+    before, lives_before = await snapshot(redis_client), await expiries(redis_client)
 
     lines = await backup_of(redis_client)
     await redis_client.flushall()
