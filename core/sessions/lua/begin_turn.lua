@@ -173,13 +173,13 @@ local function turn_context(turn_sid, user_seq)
     local cost = tokens + MESSAGE_OVERHEAD
     if role == 'u' then user_messages = user_messages + 1 end
     -- Only a list of files ends an entry with ']]' (a list of lists, last).
-    if string.byte(raw, -2) == 93 then
-      has_files = true
-      if user_messages <= image_turns then cost = cost + image_tokens * files_read(raw) end
+    local with_files = string.byte(raw, -2) == 93
+    if with_files and user_messages <= image_turns then
+      cost = cost + image_tokens * files_read(raw)
     end
     if cost > left and i < last then break end
     left = left - cost
-    first = i
+    first, has_files = i, has_files or with_files
     if pieces[1] then pieces[#pieces + 1] = ',' end
     pieces[#pieces + 1] = '}'
     pieces[#pieces + 1] = text
