@@ -127,7 +127,7 @@ class TurnStart:
     # answer has said so (0: nothing to tell).
     expired_after: int = 0
     # Whether older messages of the session that `summary` does not stand in for are left out
-    # of `context` (trimmed by MAX_MESSAGES_PER_SESSION, or past the context bytes), and
+    # of the context (trimmed by MAX_MESSAGES_PER_SESSION, or past its tokens), and
     # whether an answer of the session has said that some were.
     is_context_cut: bool = False
     # The bytes of the images the model is sent, by attachment id: those still kept of the
