@@ -70,7 +70,7 @@ def summary_message(summary: str) -> ChatMessage:
 
 def summary_tokens(summary: str) -> int:
     """What `summary` takes as a turn sends it (stored with it: begin_turn.lua counts it)."""
-    return count_tokens(f"{SUMMARY_PREFACE}\n{summary}")
+    return count_tokens(str(summary_message(summary).content))
 
 
 def fold_point(

@@ -54,7 +54,14 @@ from core.errors import (
 from core.events.publisher import EventType, turn_completed, turn_failed
 from core.llm.modalities import UNKNOWN as UNKNOWN_MODALITIES
 from core.llm.modalities import Modality, ModelModalities, route_images
-from core.llm.wire import ChatMessage, CompletionDone, ContentPart, EncodedMessages, StreamEvent
+from core.llm.wire import (
+    ChatMessage,
+    CompletionDone,
+    ContentPart,
+    EncodedMessages,
+    StreamEvent,
+    compact_json,
+)
 from core.observability.metrics import ABANDONED, INTERNAL_ERROR, UNKNOWN_FRONT, ModelCall
 from core.sessions.codec import ContextEntry, seq_of_message
 from core.sessions.limits import IMAGE_TOKEN_ESTIMATE
@@ -480,55 +487,53 @@ class Turn:
             # smaller context since: never more than half of it.
             head.append(summary_message(cut_to_tokens(start.summary, context_tokens // 2)))
         head_tokens = sum(count(str(m.content)) + MESSAGE_OVERHEAD_TOKENS for m in head)
+        room = context_tokens - head_tokens
+        # _prompt_tokens: the estimate of what the model is sent.
         if start.context:
-            messages = self._entries_within(context_tokens - head_tokens)
-            self._prompt_tokens += head_tokens
+            messages, tokens = self._entries_within(room)
+            self._prompt_tokens = head_tokens + tokens
             return head + messages
-        return self._encoded_within(head, head_tokens, context_tokens)
-
-    def _encoded_within(
-        self, head: list[ChatMessage], head_tokens: int, context_tokens: int
-    ) -> EncodedMessages:
-        """The messages begin_turn.lua encoded, sized there for CONTEXT_TOKENS: the oldest
-        are left out here only when they do not fit `context_tokens` (a model with a smaller
-        context), or the head takes more than the script counted (a persona or summary stored
-        before their counts were)."""
-        start = self._started
-        encoded, tokens, sent = start.encoded_context, start.context_tokens, start.sent
-        if head_tokens + tokens > context_tokens:
-            encoded, tokens, seqs = _newest_within(encoded, sent, context_tokens - head_tokens)
-            self._is_context_trimmed = len(seqs) < len(_seqs(sent))
-            self._sent = seqs
-        else:
-            self._sent = sent
+        encoded, tokens = self._encoded_within(room)
         self._prompt_tokens = head_tokens + tokens
         return EncodedMessages(head, encoded)
 
-    def _entries_within(self, budget: int) -> list[ChatMessage]:
-        """The newest entries that fit `budget` tokens (the newest always goes), as the model's
-        messages: the images begin_turn returned go with their messages, the others are named
-        in text."""
-        count = self._service.token_counter.count
-        # One pass, newest first, touching each entry once.
-        context = self._started.context
-        left = budget
-        first = len(context)
-        for entry in reversed(context):
-            cost = count(entry.content) + MESSAGE_OVERHEAD_TOKENS
-            if entry.attachments:
-                cost += self._image_tokens(entry)
-            if cost > left and first < len(context):
-                break
-            left -= cost
-            first -= 1
-        kept = context[first:]
-        self._sent = [entry.seq for entry in kept]
+    def _encoded_within(self, room: int) -> tuple[str, int]:
+        """The messages begin_turn.lua encoded, sized there for CONTEXT_TOKENS, and what they
+        take: the oldest are left out here only when they do not fit `room` (a model with a
+        smaller context, or a head that takes more than the script counted: a persona or
+        summary stored before their counts were)."""
+        start = self._started
+        self._sent = start.sent
+        if start.context_tokens <= room:
+            return start.encoded_context, start.context_tokens
+        seqs_and_costs = json.loads(start.sent)
+        costs = seqs_and_costs[1::2]
+        kept, tokens = _newest_within(costs, room)
+        first = len(costs) - kept
         self._is_context_trimmed = first > 0
-        self._prompt_tokens = budget - left  # the estimate of what the model is sent
+        self._sent = seqs_and_costs[0::2][first:]
+        messages = json.loads(f"[{start.encoded_context}]")[first:]
+        return ",".join(compact_json(message) for message in messages), tokens
+
+    def _entries_within(self, room: int) -> tuple[list[ChatMessage], int]:
+        """The newest entries that fit `room` tokens, as the model's messages, and what they
+        take: the images begin_turn returned go with their messages, the others are named in
+        text."""
+        count = self._service.token_counter.count
+        context = self._started.context
+        costs = [
+            count(e.content) + MESSAGE_OVERHEAD_TOKENS + self._image_tokens(e) for e in context
+        ]
+        kept, tokens = _newest_within(costs, room)
+        first = len(context) - kept
+        self._sent = [entry.seq for entry in context[first:]]
+        self._is_context_trimmed = first > 0
         content_of = self._content_of
-        return [
-            ChatMessage(e.role, content_of(e) if e.attachments else e.content) for e in kept
+        messages = [
+            ChatMessage(e.role, content_of(e) if e.attachments else e.content)
+            for e in context[first:]
         ]  # a Role is a str
+        return messages, tokens
 
     def _image_tokens(self, entry: ContextEntry) -> int:
         if not self._sends_images:
@@ -618,23 +623,15 @@ class Turn:
             raise TurnLockLost(partial_text=shown) from None
 
 
-def _newest_within(encoded: str, sent: str, tokens: int) -> tuple[str, int, list[int]]:
-    """Of `encoded` messages (their seqs and tokens in `sent`, [seq, tokens, ...]), the newest
-    that fit `tokens` (the newest always goes): encoded again, what they take, their seqs."""
-    seqs_and_costs = json.loads(sent)
-    costs = seqs_and_costs[1::2]
+def _newest_within(costs: Sequence[int], room: int) -> tuple[int, int]:
+    """How many of the newest messages, whose costs are `costs` (oldest first), fit `room`
+    tokens (the newest always goes), and what they take."""
     kept, total = 0, 0
     for cost in reversed(costs):
-        if kept and total + cost > tokens:
+        if kept and total + cost > room:
             break
         kept, total = kept + 1, total + cost
-    messages = json.loads(f"[{encoded}]")[-kept:]
-    seqs = seqs_and_costs[0::2][-kept:]
-    return ",".join(_compact(m) for m in messages), total, seqs
-
-
-def _compact(message: object) -> str:
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+    return kept, total
 
 
 def _seqs(sent: list[int] | str) -> list[int]:

@@ -67,12 +67,12 @@ from core.llm.wire import (
     ChatMessage,
     Completion,
     CompletionDone,
-    EncodedMessages,
     JSONObject,
     Retryable,
     StreamEvent,
     StreamReader,
     completion_from,
+    decoded_part,
     error_for_code,
     json_object,
     read_failure,
@@ -268,8 +268,7 @@ class OpenRouterClient:
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         # What the store encoded carries no files (begin_turn.lua encodes only messages without).
-        decoded = messages.head if isinstance(messages, EncodedMessages) else messages
-        if any(_has_file(m) for m in decoded):
+        if any(_has_file(m) for m in decoded_part(messages)):
             # Files are PDFs without text (PDF_ENGINE=openrouter): they need reading by OCR.
             body["plugins"] = [{"id": "file-parser", "pdf": {"engine": PDF_PARSER_ENGINE}}]
         if self._fallback_models:

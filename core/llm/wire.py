@@ -92,10 +92,15 @@ class EncodedMessages(Sequence[ChatMessage]):
         return iter(self._messages)
 
 
+def decoded_part(messages: Sequence[ChatMessage]) -> Sequence[ChatMessage]:
+    """The messages that are not encoded already: an EncodedMessages' head, else all."""
+    return messages.head if isinstance(messages, EncodedMessages) else messages
+
+
 def messages_json(messages: Sequence[ChatMessage]) -> str:
     """`messages` as a request's JSON array; an EncodedMessages' encoded part goes in as it is."""
-    head = messages.head if isinstance(messages, EncodedMessages) else messages
-    encoded = [_compact_json([{"role": m.role, "content": _content(m)} for m in head])[1:-1]]
+    plain = [{"role": m.role, "content": _content(m)} for m in decoded_part(messages)]
+    encoded = [compact_json(plain)[1:-1]]
     if isinstance(messages, EncodedMessages):
         encoded.append(messages.encoded)
     return "[" + ",".join(part for part in encoded if part) + "]"
@@ -104,11 +109,12 @@ def messages_json(messages: Sequence[ChatMessage]) -> str:
 def request_json(body: JSONObject, messages: Sequence[ChatMessage]) -> bytes:
     """The request body: `body`'s fields and `messages`, as compact JSON (what httpx sends for
     `json=`)."""
-    fields = _compact_json(body)
+    fields = compact_json(body)
     return f'{{"messages":{messages_json(messages)}{"," if body else ""}{fields[1:]}'.encode()
 
 
-def _compact_json(value: Any) -> str:
+def compact_json(value: Any) -> str:
+    """`value` as compact JSON, as httpx writes a request's `json=`."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 

@@ -34,7 +34,8 @@ local now = now_ms()
 local wait = turn_wait_ms(uid, rate_limit, window_ms, now)
 if wait > 0 then return {'RATE_LIMITED', wait} end
 
-local seq = push_message(sid, ARGV[4], now, ARGV[5], {model = ARGV[6], tokens = tonumber(ARGV[12])}, tonumber(ARGV[8]))
+local about = {model = ARGV[6], tokens = tonumber(ARGV[12])}
+local seq = push_message(sid, ARGV[4], now, ARGV[5], about, tonumber(ARGV[8]))
 if rate_limit > 0 then count_turn(uid, call, window_ms, now) end
 redis.call('HSET', session_key(sid), 'updatedAt', now)
 mark_recent(uid, sid, now)
